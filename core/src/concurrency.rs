@@ -1,0 +1,109 @@
+//! Backpressure: at most `max_concurrency` computations of a cache at once.
+//!
+//! A leader asks for a slot before it computes; with none free it queues (first come, first
+//! served) and waits like any other waiter: blocking, awaited or by callback. A [`Permit`] gives
+//! its slot to the next live waiter when its last clone is dropped; a queued caller that gave up
+//! is skipped, and a permit handed to one that gave up at that very moment comes back when the
+//! handle's state is dropped, so no slot is ever lost.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::wait::{Pending, Shared};
+
+struct State {
+    limit: Option<usize>,
+    in_use: usize,
+    queue: VecDeque<Arc<Shared<Permit>>>,
+}
+
+pub(crate) struct Slots(Mutex<State>);
+
+/// The right to run one computation; the slot frees when the last clone is dropped.
+#[derive(Clone)]
+pub struct Permit {
+    _slot: Option<Arc<Held>>,
+}
+
+/// Frees its slot on drop.
+struct Held(Arc<Slots>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+impl Slots {
+    pub(crate) fn new(limit: Option<usize>) -> Arc<Slots> {
+        Arc::new(Slots(Mutex::new(State { limit, in_use: 0, queue: VecDeque::new() })))
+    }
+
+    fn permit(self: &Arc<Self>) -> Permit {
+        Permit { _slot: Some(Arc::new(Held(self.clone()))) }
+    }
+
+    /// A slot, at once if one is free, otherwise when one frees up.
+    pub(crate) fn acquire(self: &Arc<Self>) -> Pending<Permit> {
+        let shared = Shared::new();
+        let handle = shared.handle();
+        let mut st = self.0.lock();
+        match st.limit {
+            None => {
+                drop(st);
+                shared.fire(Permit { _slot: None });
+            }
+            Some(limit) if st.in_use < limit => {
+                st.in_use += 1;
+                drop(st);
+                shared.fire(self.permit());
+            }
+            Some(_) => st.queue.push_back(shared),
+        }
+        handle
+    }
+
+    /// Hands a freed slot to the next live waiter, or marks it free.
+    fn release(self: &Arc<Self>) {
+        let next = {
+            let mut st = self.0.lock();
+            loop {
+                match st.queue.pop_front() {
+                    Some(w) if w.live() == 0 => continue,
+                    Some(w) if st.limit.is_none_or(|l| st.in_use <= l) => break Some(w),
+                    _ => {
+                        st.in_use -= 1;
+                        break None;
+                    }
+                }
+            }
+        };
+        if let Some(w) = next {
+            w.fire(self.permit());
+        }
+    }
+
+    pub(crate) fn set_limit(self: &Arc<Self>, limit: Option<usize>) {
+        let granted: Vec<_> = {
+            let mut st = self.0.lock();
+            st.limit = limit;
+            let mut granted = Vec::new();
+            while st.limit.is_none_or(|l| st.in_use < l) {
+                match st.queue.pop_front() {
+                    Some(w) if w.live() == 0 => {}
+                    Some(w) => {
+                        st.in_use += 1;
+                        granted.push(w);
+                    }
+                    None => break,
+                }
+            }
+            granted
+        };
+        for w in granted {
+            w.fire(self.permit());
+        }
+    }
+}

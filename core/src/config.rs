@@ -1,0 +1,171 @@
+//! Settings of a cache and their validation.
+//!
+//! Every setting is checked when the cache is configured, never on first use, and a bad one is a
+//! [`ConfigError`] that names the setting, the value and what would be accepted.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// How much a cache may hold: keys + values + a per-entry overhead, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MemoryLimit {
+    /// A number of bytes. `0` stores nothing (every call computes, concurrent callers still share).
+    Bytes(u64),
+    /// A fraction in (0, 1] of the machine's total memory, resolved when configured.
+    Fraction(f64),
+}
+
+impl MemoryLimit {
+    /// 50 MiB, the default.
+    pub const DEFAULT: MemoryLimit = MemoryLimit::Bytes(50 * 1024 * 1024);
+
+    /// The limit in bytes, or why the setting is invalid.
+    pub fn resolve(self) -> Result<u64, ConfigError> {
+        match self {
+            MemoryLimit::Bytes(b) => Ok(b),
+            MemoryLimit::Fraction(f) if f > 0.0 && f <= 1.0 => {
+                Ok((total_memory() as f64 * f) as u64)
+            }
+            MemoryLimit::Fraction(f) => Err(ConfigError::new(
+                "memory_limit",
+                f,
+                "a number of bytes >= 0, or a fraction of the machine's memory in (0, 1]",
+            )),
+        }
+    }
+
+    /// Reads a limit given as a number, as the dynamic languages pass it: a float in (0, 1]
+    /// is a fraction of the machine's memory (`is_float` says whether the language's value was
+    /// a float: Python's `1.0`, not `1`); any other whole number >= 0 is bytes.
+    pub fn from_number(n: f64, is_float: bool) -> Result<MemoryLimit, ConfigError> {
+        if is_float && n > 0.0 && n <= 1.0 {
+            Ok(MemoryLimit::Fraction(n))
+        } else if n >= 0.0 && n.fract() == 0.0 && n <= u64::MAX as f64 {
+            Ok(MemoryLimit::Bytes(n as u64))
+        } else {
+            Err(ConfigError::new(
+                "memory_limit",
+                n,
+                "a whole number of bytes >= 0, or a fraction of the machine's memory in (0, 1]",
+            ))
+        }
+    }
+}
+
+/// Total physical memory of the machine, in bytes.
+pub fn total_memory() -> u64 {
+    // SAFETY: sysconf has no preconditions; it returns -1 for unknown names.
+    let (pages, size) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    if pages <= 0 || size <= 0 { 0 } else { pages as u64 * size as u64 }
+}
+
+/// What a full cache does with a new value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WhenFull {
+    /// The new value is returned but not stored; stored ones keep being served.
+    #[default]
+    Reject,
+    /// Least recently used entries are dropped until the new one fits.
+    Evict,
+}
+
+impl FromStr for WhenFull {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        match s {
+            "reject" => Ok(WhenFull::Reject),
+            "evict" => Ok(WhenFull::Evict),
+            other => Err(ConfigError::new("when_full", format!("{other:?}"), "\"reject\" or \"evict\"")),
+        }
+    }
+}
+
+impl fmt::Display for WhenFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WhenFull::Reject => "reject",
+            WhenFull::Evict => "evict",
+        })
+    }
+}
+
+/// The settings of a cache (SPEC section 1); `Settings::default()` gives the defaults.
+///
+/// ```
+/// use coopcache::{MemoryLimit, Settings, WhenFull};
+/// use std::time::Duration;
+///
+/// let s = Settings {
+///     memory_limit: MemoryLimit::Bytes(1 << 20),
+///     cache_duration: Duration::from_secs(10),
+///     when_full: WhenFull::Evict,
+///     max_concurrency: Some(4),
+/// };
+/// assert!(s.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Bytes the cache may hold. Default 50 MiB.
+    pub memory_limit: MemoryLimit,
+    /// Idle time after the last read or write of an entry until it is deleted. Default 300 s.
+    pub cache_duration: Duration,
+    /// What a full cache does. Default [`WhenFull::Reject`].
+    pub when_full: WhenFull,
+    /// At most this many computations of the cache at once; `None` (default) for no limit.
+    pub max_concurrency: Option<usize>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            memory_limit: MemoryLimit::DEFAULT,
+            cache_duration: Duration::from_secs(300),
+            when_full: WhenFull::Reject,
+            max_concurrency: None,
+        }
+    }
+}
+
+impl Settings {
+    /// Checks every setting; the first bad one is the error.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.memory_limit.resolve()?;
+        if self.max_concurrency == Some(0) {
+            return Err(ConfigError::new("max_concurrency", 0, "a number >= 1, or none for no limit"));
+        }
+        Ok(())
+    }
+
+    /// Reads a duration given in seconds, as the dynamic languages pass it.
+    pub fn duration_from_secs(secs: f64) -> Result<Duration, ConfigError> {
+        Duration::try_from_secs_f64(secs).map_err(|_| {
+            ConfigError::new("cache_duration", secs, "a number of seconds >= 0")
+        })
+    }
+}
+
+/// A setting that cannot be used, found when the cache is configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The setting's name (Python/Rust spelling).
+    pub setting: &'static str,
+    /// The value given, as text.
+    pub value: String,
+    /// What would be accepted.
+    pub expected: &'static str,
+}
+
+impl ConfigError {
+    pub(crate) fn new(setting: &'static str, value: impl fmt::Display, expected: &'static str) -> Self {
+        ConfigError { setting, value: value.to_string(), expected, }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid {}: {} (expected {})", self.setting, self.value, self.expected)
+    }
+}
+
+impl std::error::Error for ConfigError {}

@@ -1,0 +1,104 @@
+//! What a call can fail with. Errors are cheap to clone: one failed computation reaches the
+//! leader and every waiter as the same shared error.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::ConfigError;
+
+/// The error of a failed computation, shared by everybody who waited for it.
+pub type SharedError = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a call to a cache did not produce a value.
+#[derive(Clone, Debug)]
+pub enum Error {
+    /// The computation returned an error; every waiter gets this same one.
+    /// [`Error::downcast_ref`] recovers the original type.
+    Computation(SharedError),
+    /// The computation panicked; the text is the panic's message.
+    Panicked(Arc<str>),
+    /// This caller's own timeout passed; the computation goes on for the others.
+    Timeout(Duration),
+    /// The computation asked for its own key of its own cache (directly or through other
+    /// calls), which would wait for itself forever.
+    Recursion {
+        /// The cache's name.
+        cache: Arc<str>,
+        /// The key, as text.
+        key: String,
+    },
+    /// No cache of that name was configured.
+    UnknownCache {
+        /// The name asked for.
+        name: String,
+        /// The names that are configured.
+        configured: Vec<String>,
+    },
+    /// A setting was invalid.
+    Config(ConfigError),
+}
+
+impl Error {
+    /// The computation's own error, if it was of type `E`.
+    pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        match self {
+            Error::Computation(e) => e.downcast_ref::<E>(),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn from_panic(payload: &(dyn std::any::Any + Send)) -> Error {
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned());
+        Error::Panicked(msg.into())
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Computation(e) => write!(f, "{e}"),
+            Error::Panicked(msg) => write!(f, "the computation panicked: {msg}"),
+            Error::Timeout(d) => write!(
+                f,
+                "timed out after {:.3} s waiting for the value (the computation goes on for the others)",
+                d.as_secs_f64()
+            ),
+            Error::Recursion { cache, key } => write!(
+                f,
+                "the computation of key {key} in cache {cache:?} asked for that same key, \
+                 which would wait for itself forever; compute the inner value without the cache \
+                 or give it a different key"
+            ),
+            Error::UnknownCache { name, configured } => {
+                write!(f, "no cache named {name:?} is configured; configure it first")?;
+                if configured.is_empty() {
+                    write!(f, " (no caches are configured yet)")
+                } else {
+                    write!(f, " (configured: {})", configured.join(", "))
+                }
+            }
+            Error::Config(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Computation(e) => Some(&**e),
+            Error::Config(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Self {
+        Error::Config(e)
+    }
+}

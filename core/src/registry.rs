@@ -1,0 +1,87 @@
+//! Named caches: configured once per process, then used by name from anywhere in it.
+//!
+//! Generic over the value type, so each binding instantiates one registry for its own values
+//! (Python objects, JS references) with the canonical [`Key`] as the key type.
+
+use std::collections::BTreeMap;
+
+use parking_lot::RwLock;
+
+use crate::cache::Cache;
+use crate::clock::Clock;
+use crate::config::{ConfigError, Settings};
+use crate::error::Error;
+use crate::keys::Key;
+use crate::stats::Listener;
+
+/// The caches of one process (or one binding), by name.
+///
+/// ```
+/// use coopcache::{Key, Registry, Settings};
+///
+/// let registry: Registry<String> = Registry::new();
+/// let users = registry.configure("users", Settings::default()).unwrap();
+/// let v = users.get_or_compute(Key::from(("user", 42)), || "Ada".to_string());
+/// assert_eq!(registry.get("users").unwrap().get(&Key::from(("user", 42))), Some(v));
+/// assert!(registry.get("nope").unwrap_err().to_string().contains("configured: users"));
+/// ```
+pub struct Registry<V: Clone + Send + Sync + 'static> {
+    caches: RwLock<BTreeMap<String, Cache<Key, V>>>,
+    listener: Option<Listener>,
+    clock: Clock,
+}
+
+impl<V: Clone + Send + Sync + 'static> Default for Registry<V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> Registry<V> {
+    /// An empty registry on the system clock.
+    pub fn new() -> Self {
+        Registry { caches: RwLock::new(BTreeMap::new()), listener: None, clock: Clock::system() }
+    }
+
+    /// An empty registry whose caches report their events to `listener` and read `clock`.
+    pub fn with(listener: Option<Listener>, clock: Clock) -> Self {
+        Registry { caches: RwLock::new(BTreeMap::new()), listener, clock }
+    }
+
+    /// Creates the cache `name`, or updates its settings in place (entries kept; a lower limit
+    /// or a shorter duration takes effect at once). Entries weigh their key's encoded bytes
+    /// plus the weight the binding passes to [`crate::Lease::store_with`], plus the fixed
+    /// per-entry overhead.
+    pub fn configure(&self, name: &str, settings: Settings) -> Result<Cache<Key, V>, ConfigError> {
+        let mut caches = self.caches.write();
+        if let Some(c) = caches.get(name) {
+            c.reconfigure(settings)?;
+            return Ok(c.clone());
+        }
+        let mut b = Cache::builder()
+            .name(name)
+            .settings(settings)
+            .clock(self.clock.clone())
+            .weigher(|k: &Key, _: &V| k.as_bytes().len() as u64);
+        if let Some(l) = self.listener.clone() {
+            b = b.listener(move |e| l(e));
+        }
+        let cache = b.build()?;
+        caches.insert(name.to_owned(), cache.clone());
+        Ok(cache)
+    }
+
+    /// The cache `name`, or [`Error::UnknownCache`] listing the configured names.
+    pub fn get(&self, name: &str) -> Result<Cache<Key, V>, Error> {
+        let caches = self.caches.read();
+        caches.get(name).cloned().ok_or_else(|| Error::UnknownCache {
+            name: name.to_owned(),
+            configured: caches.keys().cloned().collect(),
+        })
+    }
+
+    /// The configured names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.caches.read().keys().cloned().collect()
+    }
+}

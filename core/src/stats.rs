@@ -1,0 +1,124 @@
+//! Counters and the events a cache reports.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// A snapshot of a cache's counters (SPEC section 4).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Calls answered from the cache.
+    pub hits: u64,
+    /// Calls that found no fresh value (they computed or waited).
+    pub misses: u64,
+    /// Computations started.
+    pub computations: u64,
+    /// Calls that waited for another caller's computation instead of computing.
+    pub coalesced: u64,
+    /// Computations that failed (error or panic).
+    pub errors: u64,
+    /// Computations whose value was marked not to be stored.
+    pub nocache: u64,
+    /// Values returned but not stored because the cache was full.
+    pub rejected_full: u64,
+    /// Entries dropped after being idle for `cache_duration`.
+    pub evicted_idle: u64,
+    /// Entries dropped to make room (least recently used first).
+    pub evicted_lru: u64,
+    /// Entries dropped by `invalidate`, `invalidate_tag` or `clear`.
+    pub evicted_invalidated: u64,
+    /// Entries stored now.
+    pub entries: u64,
+    /// Bytes charged now (keys + values + per-entry overhead).
+    pub bytes_used: u64,
+    /// The byte limit.
+    pub memory_limit: u64,
+    /// Computations running now.
+    pub in_flight: u64,
+}
+
+/// Why an entry left the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvictionReason {
+    /// Idle for `cache_duration`.
+    Idle,
+    /// Dropped to make room.
+    Lru,
+    /// Removed by `invalidate`, `invalidate_tag` or `clear`.
+    Invalidated,
+}
+
+impl EvictionReason {
+    /// `"idle"`, `"lru"` or `"invalidated"`, as the bindings name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvictionReason::Idle => "idle",
+            EvictionReason::Lru => "lru",
+            EvictionReason::Invalidated => "invalidated",
+        }
+    }
+}
+
+/// Something a binding may want to report (Python logging, a Node EventEmitter); the core also
+/// emits each one as a `tracing` event with target `coopcache`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The cache just became full: a value could not be stored. Reported once, and again only
+    /// after the cache has drained below 90% of its limit and filled up again.
+    Full {
+        /// The cache's name.
+        cache: String,
+        /// Bytes charged when it filled.
+        bytes_used: u64,
+        /// The byte limit.
+        memory_limit: u64,
+    },
+    /// Entries left the cache (one event per batch, so a sweep of many is one call).
+    Evicted {
+        /// The cache's name.
+        cache: String,
+        /// Why they left.
+        reason: EvictionReason,
+        /// How many.
+        count: u64,
+    },
+}
+
+/// A function told about every [`Event`]. It runs on whichever thread caused the event (the
+/// sweeper thread for idle evictions) and must not call back into the same cache.
+pub type Listener = std::sync::Arc<dyn Fn(&Event) + Send + Sync>;
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) computations: AtomicU64,
+    pub(crate) coalesced: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) nocache: AtomicU64,
+    pub(crate) rejected_full: AtomicU64,
+    pub(crate) evicted_idle: AtomicU64,
+    pub(crate) evicted_lru: AtomicU64,
+    pub(crate) evicted_invalidated: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Relaxed);
+    }
+
+    pub(crate) fn evicted(&self, reason: EvictionReason) -> &AtomicU64 {
+        match reason {
+            EvictionReason::Idle => &self.evicted_idle,
+            EvictionReason::Lru => &self.evicted_lru,
+            EvictionReason::Invalidated => &self.evicted_invalidated,
+        }
+    }
+
+    pub(crate) fn fill(&self, s: &mut Stats) {
+        s.computations = self.computations.load(Relaxed);
+        s.coalesced = self.coalesced.load(Relaxed);
+        s.errors = self.errors.load(Relaxed);
+        s.nocache = self.nocache.load(Relaxed);
+        s.rejected_full = self.rejected_full.load(Relaxed);
+        s.evicted_idle = self.evicted_idle.load(Relaxed);
+        s.evicted_lru = self.evicted_lru.load(Relaxed);
+        s.evicted_invalidated = self.evicted_invalidated.load(Relaxed);
+    }
+}

@@ -369,18 +369,40 @@ where
         e
     }
 
-    /// Drops one least-recently-used entry (sampled); false if the cache is empty.
+    /// Drops one least-recently-used entry, sampled across the whole cache (Redis' approximated
+    /// LRU): the oldest of a few random entries of random shards. False if the cache is empty.
     fn evict_one(&self) -> bool {
         let n = self.shards.len();
-        let start = fastrand::usize(..n);
-        for i in 0..n {
-            let cell = &self.shards[(start + i) % n];
+        for _ in 0..4 {
+            let mut best: Option<(u64, usize, u32)> = None;
+            for _ in 0..EVICTION_SAMPLES {
+                let si = fastrand::usize(..n);
+                if let Some((t, idx)) = self.shards[si].lock.read().sample() {
+                    if best.is_none_or(|(bt, _, _)| t < bt) {
+                        best = Some((t, si, idx));
+                    }
+                }
+            }
+            let Some((t, si, idx)) = best else { break };
+            let victim = {
+                let mut sh = self.shards[si].lock.write();
+                let same = sh.slots.get(idx as usize).and_then(Option::as_ref)
+                    .is_some_and(|e| e.last_access.load(Relaxed) == t);
+                if !same {
+                    continue;
+                }
+                self.remove_slot(&mut sh, idx)
+            };
+            drop(victim);
+            self.evicted(EvictionReason::Lru, 1);
+            return true;
+        }
+        // Few entries in many shards: the samples missed; take the oldest of the first non-empty.
+        for cell in self.shards.iter() {
             let victim = {
                 let mut sh = cell.lock.write();
-                match sh.sample_oldest() {
-                    Some(idx) => self.remove_slot(&mut sh, idx),
-                    None => continue,
-                }
+                let Some(idx) = sh.oldest_of_sample() else { continue };
+                self.remove_slot(&mut sh, idx)
             };
             drop(victim);
             self.evicted(EvictionReason::Lru, 1);
@@ -626,25 +648,27 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
         self.slots.iter().enumerate().filter(|(_, s)| s.is_some()).map(|(i, _)| i as u32)
     }
 
-    /// The least recently used of a few randomly sampled entries.
-    fn sample_oldest(&self) -> Option<u32> {
+    /// One random occupied slot and its last access, if a few tries find one.
+    fn sample(&self) -> Option<(u64, u32)> {
         if self.len == 0 {
             return None;
         }
-        let mut best: Option<(u64, u32)> = None;
-        let (mut found, mut tries) = (0, 0);
-        while found < EVICTION_SAMPLES && tries < EVICTION_SAMPLES * 8 {
-            tries += 1;
-            let idx = fastrand::usize(..self.slots.len()) as u32;
-            if let Some(e) = &self.slots[idx as usize] {
-                found += 1;
-                let t = e.last_access.load(Relaxed);
-                if best.is_none_or(|(bt, _)| t < bt) {
-                    best = Some((t, idx));
-                }
+        for _ in 0..4 {
+            let idx = fastrand::usize(..self.slots.len());
+            if let Some(e) = &self.slots[idx] {
+                return Some((e.last_access.load(Relaxed), idx as u32));
             }
         }
-        best.map(|(_, i)| i).or_else(|| self.occupied().next())
+        None
+    }
+
+    /// The least recently used of a few sampled entries (any entry if sampling misses).
+    fn oldest_of_sample(&self) -> Option<u32> {
+        (0..EVICTION_SAMPLES)
+            .filter_map(|_| self.sample())
+            .min_by_key(|&(t, _)| t)
+            .map(|(_, i)| i)
+            .or_else(|| self.occupied().next())
     }
 
     fn end_flight(&mut self, key: &K, flight: &Arc<Flight<V>>) {

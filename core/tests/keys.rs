@@ -1,0 +1,78 @@
+//! Canonical keys: normalised as Python's `==`, stable bytes for the shared tier.
+
+use coopcache::{Key, KeyValue, KeyWriter};
+
+#[test]
+fn equal_numbers_are_one_key() {
+    assert_eq!(Key::from(1), Key::from(1.0));
+    assert_eq!(Key::from(1), Key::from(true));
+    assert_eq!(Key::from(0), Key::from(-0.0));
+    assert_eq!(Key::from(-7i32), Key::from(-7.0));
+    assert_ne!(Key::from(1), Key::from(1.5));
+    assert_ne!(Key::from(1), Key::from("1"));
+    assert_eq!(Key::from(f64::NAN), Key::from(-f64::NAN));
+}
+
+#[test]
+fn big_ints_and_integral_floats_agree() {
+    // 2**64 as a float and as an int of any size.
+    let mut w = KeyWriter::new();
+    w.big_int(false, &[1, 0, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(w.finish(), Key::from(18446744073709551616.0));
+    // 1e20 == 10**20
+    let mut w = KeyWriter::new();
+    w.big_int(false, &100000000000000000000u128.to_be_bytes());
+    assert_eq!(w.finish(), Key::from(1e20));
+    // Leading zeros and small magnitudes fold into the i64 form.
+    let mut w = KeyWriter::new();
+    w.big_int(true, &[0, 0, 5]);
+    assert_eq!(w.finish(), Key::from(-5));
+    let mut w = KeyWriter::new();
+    w.big_int(true, &(1u64 << 63).to_be_bytes());
+    assert_eq!(w.finish(), Key::from(i64::MIN));
+    assert_eq!(Key::from(u64::MAX).decode(), KeyValue::BigInt { negative: false, magnitude: vec![0xff; 8] });
+}
+
+#[test]
+fn the_encoding_is_stable() {
+    assert_eq!(Key::from(()).as_bytes(), [0x00]);
+    assert_eq!(Key::from(42).as_bytes(), [0x01, 0, 0, 0, 0, 0, 0, 0, 42]);
+    assert_eq!(Key::from("hé").as_bytes(), [0x04, 3, b'h', 0xc3, 0xa9]);
+    assert_eq!(Key::from(&b"\x00\x01"[..]).as_bytes(), [0x05, 2, 0, 1]);
+    assert_eq!(Key::from(1.5).as_bytes(), [0x03, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(
+        Key::from(("user", 42)).as_bytes(),
+        [0x06, 2, 0x04, 4, b'u', b's', b'e', b'r', 0x01, 0, 0, 0, 0, 0, 0, 0, 42]
+    );
+    let long = "x".repeat(200);
+    assert_eq!(&Key::from(long.as_str()).as_bytes()[..3], [0x04, 0xc8, 0x01], "LEB128 lengths");
+}
+
+#[test]
+fn keys_round_trip_through_bytes() {
+    let mut w = KeyWriter::new();
+    w.list(3).str("a").list(2).none().float(2.5).bytes(b"z");
+    let k = w.finish();
+    assert_eq!(Key::from_bytes(k.as_bytes()).unwrap(), k);
+    assert_eq!(
+        k.decode(),
+        KeyValue::List(vec![
+            KeyValue::Str("a".into()),
+            KeyValue::List(vec![KeyValue::None, KeyValue::Float(2.5)]),
+            KeyValue::Bytes(b"z".to_vec()),
+        ])
+    );
+    assert_eq!(k.to_string(), "[\"a\", [None, 2.5], b\"z\"]");
+    assert!(Key::from_bytes(&[0x06, 2, 0x00]).is_err(), "truncated list");
+    assert!(Key::from_bytes(&[0x09]).is_err(), "unknown tag");
+    assert!(Key::from_bytes(&[0x00, 0x00]).is_err(), "trailing bytes");
+}
+
+#[test]
+fn tuples_vectors_and_nested_keys_agree() {
+    assert_eq!(Key::from(vec![1, 2]), Key::from((1, 2)));
+    let inner = Key::from(("a", 1));
+    let mut w = KeyWriter::new();
+    w.list(2).key(&inner).int(2);
+    assert_eq!(w.finish(), Key::from((("a", 1), 2)));
+}

@@ -190,9 +190,8 @@ where
 
     /// The cache, or the first invalid setting.
     pub fn build(self) -> Result<Cache<K, V>, ConfigError> {
-        let weigher = self.weigher.unwrap_or_else(|| {
-            Box::new(|_: &K, _: &V| (size_of::<K>() + size_of::<V>()) as u64)
-        });
+        let weigher =
+            self.weigher.unwrap_or_else(|| Box::new(|_: &K, _: &V| (size_of::<K>() + size_of::<V>()) as u64));
         let inner = Inner::new(self.name.into(), self.settings, weigher, self.clock, self.listener)?;
         Ok(Cache { inner })
     }
@@ -246,7 +245,8 @@ where
     /// nothing is stored.
     pub fn get_or_compute(&self, key: K, f: impl FnOnce() -> V) -> V {
         let opts = CallOptions::default();
-        match self.compute_sync(&key, &opts, true, || Ok::<_, std::convert::Infallible>(Computed::Store(f()))) {
+        match self.compute_sync(&key, &opts, true, || Ok::<_, std::convert::Infallible>(Computed::Store(f())))
+        {
             Ok(v) => v,
             Err(e) => panic!("coopcache: {e}"),
         }
@@ -285,10 +285,14 @@ where
     where
         E: std::error::Error + Send + Sync + 'static,
     {
+        let hash = self.inner.hash(key);
+        if let Some(v) = self.inner.lookup(hash, key) {
+            return Ok(v);
+        }
         let deadline = opts.timeout.and_then(|t| Instant::now().checked_add(t));
         let timeout = || Error::Timeout(opts.timeout.unwrap_or_default());
         loop {
-            match self.inner.begin(key)? {
+            match self.inner.begin_locked(key, hash)? {
                 Begin::Hit(v) => return Ok(v),
                 Begin::Lease(lease) => {
                     let Some(_permit) = lease.slot().wait_deadline(deadline) else {
@@ -343,8 +347,7 @@ where
     where
         E: std::error::Error + Send + Sync + 'static,
     {
-        self.compute_async(key, &CallOptions::default(), async { f.await.map(Computed::Store) })
-            .await
+        self.compute_async(key, &CallOptions::default(), async { f.await.map(Computed::Store) }).await
     }
 
     /// The async form of [`Cache::compute`].
@@ -370,10 +373,14 @@ where
     where
         E: std::error::Error + Send + Sync + 'static,
     {
+        let hash = self.inner.hash(key);
+        if let Some(v) = self.inner.lookup(hash, key) {
+            return Ok(v);
+        }
         let mut timer = opts.timeout.map(futures_timer::Delay::new);
         let timeout = || Error::Timeout(opts.timeout.unwrap_or_default());
         loop {
-            match self.inner.begin(key)? {
+            match self.inner.begin_locked(key, hash)? {
                 Begin::Hit(v) => return Ok(v),
                 Begin::Lease(lease) => {
                     let Some(_permit) = until(lease.slot(), timer.as_mut()).await else {

@@ -24,9 +24,7 @@ impl MemoryLimit {
     pub fn resolve(self) -> Result<u64, ConfigError> {
         match self {
             MemoryLimit::Bytes(b) => Ok(b),
-            MemoryLimit::Fraction(f) if f > 0.0 && f <= 1.0 => {
-                Ok((total_memory() as f64 * f) as u64)
-            }
+            MemoryLimit::Fraction(f) if f > 0.0 && f <= 1.0 => Ok((total_memory() as f64 * f) as u64),
             MemoryLimit::Fraction(f) => Err(ConfigError::new(
                 "memory_limit",
                 f,
@@ -139,9 +137,8 @@ impl Settings {
 
     /// Reads a duration given in seconds, as the dynamic languages pass it.
     pub fn duration_from_secs(secs: f64) -> Result<Duration, ConfigError> {
-        Duration::try_from_secs_f64(secs).map_err(|_| {
-            ConfigError::new("cache_duration", secs, "a number of seconds >= 0")
-        })
+        Duration::try_from_secs_f64(secs)
+            .map_err(|_| ConfigError::new("cache_duration", secs, "a number of seconds >= 0"))
     }
 }
 
@@ -158,7 +155,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub(crate) fn new(setting: &'static str, value: impl fmt::Display, expected: &'static str) -> Self {
-        ConfigError { setting, value: value.to_string(), expected, }
+        ConfigError { setting, value: value.to_string(), expected }
     }
 }
 

@@ -277,6 +277,11 @@ where
         if let Some(v) = self.lookup(hash, key) {
             return Ok(Begin::Hit(v));
         }
+        self.begin_locked(key, hash)
+    }
+
+    /// `begin` after the read-locked hit path missed: decides under the shard's write lock.
+    pub(crate) fn begin_locked(self: &Arc<Self>, key: &K, hash: u64) -> Result<Begin<K, V>, Error> {
         let mut dropped = Vec::new();
         let result = {
             let mut sh = self.shard(hash).lock.write();
@@ -296,7 +301,13 @@ where
                 sh.flights.insert(key.clone(), flight.clone());
                 Counters::add(&self.counters.computations, 1);
                 self.in_flight.fetch_add(1, Relaxed);
-                Ok(Begin::Lease(Lease { inner: self.clone(), key: key.clone(), hash, flight, finished: false }))
+                Ok(Begin::Lease(Lease {
+                    inner: self.clone(),
+                    key: key.clone(),
+                    hash,
+                    flight,
+                    finished: false,
+                }))
             }
         };
         if result.is_ok() {

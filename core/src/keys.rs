@@ -59,9 +59,7 @@ impl Key {
 
     /// The key as a tree of values, for display and for bindings that hand keys back.
     pub fn decode(&self) -> KeyValue {
-        KeyValue::parse(&self.0)
-            .expect("a Key always holds a valid encoding")
-            .0
+        KeyValue::parse(&self.0).expect("a Key always holds a valid encoding").0
     }
 }
 
@@ -415,7 +413,6 @@ impl<T: IntoKeyPart> IntoKeyPart for Vec<T> {
         self.as_slice().write_to(w);
     }
 }
-
 
 macro_rules! tuple_part {
     ($n:expr; $($name:ident)+) => {

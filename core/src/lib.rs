@@ -76,3 +76,8 @@ pub use registry::Registry;
 pub use stats::{Event, EvictionReason, Listener, Stats};
 pub use store::ENTRY_OVERHEAD;
 pub use wait::Pending;
+
+/// The README's Rust examples, compiled and run as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -35,9 +35,9 @@ use crate::stats::{Counters, Event, EvictionReason, Listener, Stats};
 /// `[u8; 16]`, RSS growth per entry minus the 24 payload bytes); see BENCHMARKS.md.
 pub const ENTRY_OVERHEAD: u64 = 40;
 
-/// A hit refreshes `last_access` only if it is older than this, so hot keys read by many
-/// threads do not bounce their cache line on every read. Expiry may therefore come up to this
-/// much early, never late.
+/// A hit refreshes `last_access` only if it is older than max(this, duration / 1024), so hot
+/// keys do not dirty (and, across threads, bounce) their cache line on every read. Expiry may
+/// therefore come that much early (0.1% of the duration), never late.
 const TOUCH_GRANULARITY_NS: u64 = 1_000_000;
 
 /// Entries sampled per eviction (Redis' default).
@@ -203,7 +203,7 @@ where
         let cell = self.shard(hash);
         let now = self.clock.nanos();
         let sh = cell.lock.read();
-        let v = sh.fresh(hash, key, now, self.duration());
+        let v = sh.fresh(hash, key, now, self.duration(), &self.clock);
         if v.is_some() {
             cell.hits.fetch_add(1, Relaxed);
         }
@@ -230,8 +230,8 @@ where
         let now = self.clock.nanos();
         let idx = sh.find(hash, key)?;
         let e = sh.slots[idx as usize].as_ref().expect("indexed slot is occupied");
-        if is_fresh(e, now, self.duration()) {
-            touch(e, now);
+        if self.clock.fresh(e.last_access.load(Relaxed), now, self.duration()) {
+            touch(e, now, self.duration());
             return Some(e.value.clone());
         }
         dropped.push(self.remove_slot(sh, idx));
@@ -268,9 +268,7 @@ where
         tags: &[&str],
         flight: &Arc<Flight<V>>,
     ) {
-        let weight = (self.weigher)(key, value)
-            .saturating_add(extra_weight)
-            .saturating_add(ENTRY_OVERHEAD);
+        let weight = (self.weigher)(key, value).saturating_add(extra_weight).saturating_add(ENTRY_OVERHEAD);
         let fits = weight <= u32::MAX as u64 && self.reserve(weight);
         let cell = self.shard(hash);
         let mut dropped = Vec::new();
@@ -386,7 +384,10 @@ where
             let Some((t, si, idx)) = best else { break };
             let victim = {
                 let mut sh = self.shards[si].lock.write();
-                let same = sh.slots.get(idx as usize).and_then(Option::as_ref)
+                let same = sh
+                    .slots
+                    .get(idx as usize)
+                    .and_then(Option::as_ref)
                     .is_some_and(|e| e.last_access.load(Relaxed) == t);
                 if !same {
                     continue;
@@ -507,7 +508,7 @@ where
                         if e.due != due {
                             continue;
                         }
-                        if is_fresh(e, now, dur) {
+                        if self.clock.fresh(e.last_access.load(Relaxed), now, dur) {
                             let next = self.due_tick(e.last_access.load(Relaxed));
                             sh.slots[idx as usize].as_mut().expect("occupied").due = next;
                             sh.wheel.entry(next).or_default().push(idx);
@@ -585,13 +586,8 @@ fn duration_nanos(s: &Settings) -> u64 {
 }
 
 #[inline]
-fn is_fresh<K, V>(e: &Entry<K, V>, now: u64, duration: u64) -> bool {
-    now.saturating_sub(e.last_access.load(Relaxed)) < duration
-}
-
-#[inline]
-fn touch<K, V>(e: &Entry<K, V>, now: u64) {
-    if now.saturating_sub(e.last_access.load(Relaxed)) >= TOUCH_GRANULARITY_NS {
+fn touch<K, V>(e: &Entry<K, V>, now: u64, duration: u64) {
+    if now.saturating_sub(e.last_access.load(Relaxed)) >= TOUCH_GRANULARITY_NS.max(duration >> 10) {
         e.last_access.store(now, Relaxed);
     }
 }
@@ -600,19 +596,17 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
     #[inline]
     fn find(&self, hash: u64, key: &K) -> Option<u32> {
         let slots = &self.slots;
-        self.table
-            .find(hash, |&i| slots[i as usize].as_ref().is_some_and(|e| e.key == *key))
-            .copied()
+        self.table.find(hash, |&i| slots[i as usize].as_ref().is_some_and(|e| e.key == *key)).copied()
     }
 
     #[inline]
-    fn fresh(&self, hash: u64, key: &K, now: u64, duration: u64) -> Option<V> {
+    fn fresh(&self, hash: u64, key: &K, now: u64, duration: u64, clock: &Clock) -> Option<V> {
         let idx = self.find(hash, key)?;
         let e = self.slots[idx as usize].as_ref()?;
-        if !is_fresh(e, now, duration) {
+        if !clock.fresh(e.last_access.load(Relaxed), now, duration) {
             return None;
         }
-        touch(e, now);
+        touch(e, now, duration);
         Some(e.value.clone())
     }
 

@@ -7,7 +7,10 @@ use coopcache::{Cache, CallOptions, Error, Key, MemoryLimit, Registry, Settings,
 #[test]
 fn tags_invalidate_their_entries_only() {
     let c: Cache<u64, u64> = Cache::builder().build().unwrap();
-    let tagged = |tags: &[&str]| CallOptions { tags: tags.iter().map(|t| t.to_string()).collect(), ..Default::default() };
+    let tagged = |tags: &[&str]| CallOptions {
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        ..Default::default()
+    };
     c.compute(1, &tagged(&["user:1"]), || Ok::<_, Error>(1.into())).unwrap();
     c.compute(2, &tagged(&["user:1", "team:9"]), || Ok::<_, Error>(2.into())).unwrap();
     c.compute(3, &tagged(&["team:9"]), || Ok::<_, Error>(3.into())).unwrap();

@@ -295,8 +295,12 @@ where
             match self.inner.begin_locked(key, hash)? {
                 Begin::Hit(v) => return Ok(v),
                 Begin::Lease(lease) => {
-                    let Some(_permit) = lease.slot().wait_deadline(deadline) else {
-                        return Err(timeout());
+                    let _permit = match self.inner.slots.limited() {
+                        false => None,
+                        true => match lease.slot().wait_deadline(deadline) {
+                            Some(p) => Some(p),
+                            None => return Err(timeout()),
+                        },
                     };
                     let result = {
                         let _computing = lease.enter();
@@ -383,8 +387,12 @@ where
             match self.inner.begin_locked(key, hash)? {
                 Begin::Hit(v) => return Ok(v),
                 Begin::Lease(lease) => {
-                    let Some(_permit) = until(lease.slot(), timer.as_mut()).await else {
-                        return Err(timeout());
+                    let _permit = match self.inner.slots.limited() {
+                        false => None,
+                        true => match until(lease.slot(), timer.as_mut()).await {
+                            Some(p) => Some(p),
+                            None => return Err(timeout()),
+                        },
                     };
                     let mut f = pin!(f);
                     let id = lease.id();

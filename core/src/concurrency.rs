@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use parking_lot::Mutex;
 
@@ -19,7 +20,11 @@ struct State {
     queue: VecDeque<Arc<Shared<Permit>>>,
 }
 
-pub(crate) struct Slots(Mutex<State>);
+pub(crate) struct Slots {
+    state: Mutex<State>,
+    /// Mirrors `state.limit.is_some()`, so unlimited caches skip the queue without locking.
+    limited: AtomicBool,
+}
 
 /// The right to run one computation; the slot frees when the last clone is dropped.
 #[derive(Clone)]
@@ -38,7 +43,15 @@ impl Drop for Held {
 
 impl Slots {
     pub(crate) fn new(limit: Option<usize>) -> Arc<Slots> {
-        Arc::new(Slots(Mutex::new(State { limit, in_use: 0, queue: VecDeque::new() })))
+        Arc::new(Slots {
+            state: Mutex::new(State { limit, in_use: 0, queue: VecDeque::new() }),
+            limited: AtomicBool::new(limit.is_some()),
+        })
+    }
+
+    /// Whether computations need a slot at all.
+    pub(crate) fn limited(&self) -> bool {
+        self.limited.load(Relaxed)
     }
 
     fn permit(self: &Arc<Self>) -> Permit {
@@ -49,7 +62,7 @@ impl Slots {
     pub(crate) fn acquire(self: &Arc<Self>) -> Pending<Permit> {
         let shared = Shared::new();
         let handle = shared.handle();
-        let mut st = self.0.lock();
+        let mut st = self.state.lock();
         match st.limit {
             None => {
                 drop(st);
@@ -68,7 +81,7 @@ impl Slots {
     /// Hands a freed slot to the next live waiter, or marks it free.
     fn release(self: &Arc<Self>) {
         let next = {
-            let mut st = self.0.lock();
+            let mut st = self.state.lock();
             loop {
                 match st.queue.pop_front() {
                     Some(w) if w.live() == 0 => continue,
@@ -87,8 +100,9 @@ impl Slots {
 
     pub(crate) fn set_limit(self: &Arc<Self>, limit: Option<usize>) {
         let granted: Vec<_> = {
-            let mut st = self.0.lock();
+            let mut st = self.state.lock();
             st.limit = limit;
+            self.limited.store(limit.is_some(), Relaxed);
             let mut granted = Vec::new();
             while st.limit.is_none_or(|l| st.in_use < l) {
                 match st.queue.pop_front() {

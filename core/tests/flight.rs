@@ -370,3 +370,74 @@ fn a_queued_leader_that_times_out_gives_its_turn_away() {
     first.store(1);
     assert_eq!(c.get_or_compute(3, || 3), 3, "the slot was not lost");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_async_waiter_does_not_stop_the_computation() {
+    let c = cache();
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let leader = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            c.get_or_compute_async(80, async move {
+                go_rx.await.unwrap();
+                Arc::new("late".to_string())
+            })
+            .await
+        })
+    };
+    while c.stats().in_flight == 0 {
+        tokio::task::yield_now().await;
+    }
+    let opts = CallOptions { timeout: Some(Duration::from_millis(20)), ..Default::default() };
+    let r =
+        c.compute_async(80, &opts, async { Ok::<_, DbDown>(Arc::new(String::from("mine")).into()) }).await;
+    assert!(matches!(r, Err(Error::Timeout(_))), "{r:?}");
+    go_tx.send(()).unwrap();
+    assert_eq!(*leader.await.unwrap(), "late");
+    assert_eq!(c.stats().computations, 1);
+}
+
+/// A minimal executor: polls on this thread, parks until woken. No runtime at all.
+fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    struct Unpark(thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        thread::park();
+    }
+}
+
+#[test]
+fn waiting_needs_no_runtime() {
+    let c = cache();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (started_tx, started_rx) = mpsc::channel();
+    let leader = {
+        let c = c.clone();
+        thread::spawn(move || {
+            c.get_or_compute(90, || {
+                started_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+                Arc::new("from a thread".to_string())
+            })
+        })
+    };
+    started_rx.recv().unwrap();
+    let waiter = {
+        let c = c.clone();
+        thread::spawn(move || block_on(c.get_or_compute_async(90, async { unreachable!() })))
+    };
+    wait_until(|| c.stats().coalesced == 1);
+    go_tx.send(()).unwrap();
+    assert_eq!(*waiter.join().unwrap(), "from a thread");
+    leader.join().unwrap();
+}

@@ -8,7 +8,6 @@
 //! stays exact: an idle entry is never returned late.
 
 use std::sync::Arc;
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -32,13 +31,12 @@ const COARSE: libc::clockid_t = libc::CLOCK_MONOTONIC_COARSE;
 #[cfg(not(target_os = "linux"))]
 const COARSE: libc::clockid_t = libc::CLOCK_MONOTONIC;
 
-/// How far the coarse clock may lag the precise one.
-static COARSE_SLACK: LazyLock<u64> = LazyLock::new(|| {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: a valid clock id and a valid out-pointer.
-    unsafe { libc::clock_getres(COARSE, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-});
+/// How far the coarse clock may lag the precise one: one kernel tick, at most 10 ms (HZ >= 100).
+/// A bound, not a measurement, so reading it costs nothing.
+#[cfg(target_os = "linux")]
+const COARSE_SLACK: u64 = 10_000_000;
+#[cfg(not(target_os = "linux"))]
+const COARSE_SLACK: u64 = 0;
 
 fn read(id: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
@@ -89,7 +87,7 @@ impl Clock {
     #[inline]
     pub(crate) fn slack(&self) -> u64 {
         match &self.0 {
-            None => *COARSE_SLACK,
+            None => COARSE_SLACK,
             Some(_) => 0,
         }
     }

@@ -243,7 +243,18 @@ where
     /// The value for `key`, computing it with `f` if nobody has: one computation however many
     /// threads ask at once. A panic in `f` reaches every caller waiting (as a panic here), and
     /// nothing is stored.
+    #[inline]
     pub fn get_or_compute(&self, key: K, f: impl FnOnce() -> V) -> V {
+        let hash = self.inner.hash(&key);
+        if let Some(v) = self.inner.lookup(hash, &key) {
+            return v;
+        }
+        self.get_or_compute_miss(key, f)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn get_or_compute_miss(&self, key: K, f: impl FnOnce() -> V) -> V {
         let opts = CallOptions::default();
         match self.compute_sync(&key, &opts, true, || Ok::<_, std::convert::Infallible>(Computed::Store(f())))
         {

@@ -198,7 +198,7 @@ where
     }
 
     /// A fresh value for `key`, touching it; the read-lock-only hit path.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn lookup(&self, hash: u64, key: &K) -> Option<V> {
         let cell = self.shard(hash);
         let now = self.clock.nanos();
@@ -593,13 +593,13 @@ fn touch<K, V>(e: &Entry<K, V>, now: u64, duration: u64) {
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
-    #[inline]
+    #[inline(always)]
     fn find(&self, hash: u64, key: &K) -> Option<u32> {
         let slots = &self.slots;
         self.table.find(hash, |&i| slots[i as usize].as_ref().is_some_and(|e| e.key == *key)).copied()
     }
 
-    #[inline]
+    #[inline(always)]
     fn fresh(&self, hash: u64, key: &K, now: u64, duration: u64, clock: &Clock) -> Option<V> {
         let idx = self.find(hash, key)?;
         let e = self.slots[idx as usize].as_ref()?;

@@ -12,8 +12,8 @@ help: ## this list
 
 test: test-rust test-python test-node ## every test suite (Rust, Python, Node)
 
-test-rust: ## the core's tests and doc tests
-	cargo test -p coopcache --release
+test-rust: ## the core's tests and doc tests (the shared tier's against a local redis-server)
+	cargo test -p coopcache --release --features shared
 
 python-env: ## a virtualenv with the package and the test tools installed
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -61,6 +61,8 @@ mod expiry;
 mod flight;
 mod keys;
 mod registry;
+#[cfg(feature = "shared")]
+pub mod shared;
 mod stats;
 mod store;
 mod wait;

@@ -1,0 +1,303 @@
+//! The shared tier against a real `redis-server` on loopback. Each `SharedTier` has its own
+//! connections, so two tiers with one cache name behave as two processes.
+#![cfg(feature = "shared")]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use coopcache::shared::{Blob, Invalidation, Remote, RemoteError, SharedSettings, SharedTier};
+use coopcache::{Key, Pending};
+
+struct Server {
+    port: u16,
+    child: Child,
+}
+
+impl Server {
+    fn start() -> Server {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Server::on(port)
+    }
+
+    fn on(port: u16) -> Server {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server on the PATH (.ci/run installs it)");
+        let s = Server { port, child };
+        s.until(|| s.cli(&["PING"]) == "PONG");
+        s
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli").arg("-p").arg(self.port.to_string()).args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Waits for a condition (the bound only stops a broken test).
+    fn until(&self, mut cond: impl FnMut() -> bool) {
+        let end = Instant::now() + Duration::from_secs(20);
+        while !cond() {
+            assert!(Instant::now() < end, "condition not reached");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn stop(mut self) -> u16 {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.port
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tier(s: &Server, name: &str, f: impl FnOnce(&mut SharedSettings)) -> SharedTier {
+    let mut settings = SharedSettings { url: s.url(), ..Default::default() };
+    f(&mut settings);
+    let t = SharedTier::new(name, settings, Duration::from_secs(60)).unwrap();
+    s.until(|| t.is_up());
+    t
+}
+
+fn blob(v: &str) -> Blob {
+    Blob { tags: vec![], payload: v.as_bytes().to_vec() }
+}
+
+fn wait(p: &Pending<Remote>) -> Remote {
+    p.wait_timeout(Duration::from_secs(20)).expect("an answer")
+}
+
+fn payload(r: Remote) -> String {
+    match r {
+        Remote::Value(b) => String::from_utf8(b.payload).unwrap(),
+        Remote::NoCache(_) => "nocache".into(),
+        Remote::Failed(e) => format!("failed {e}"),
+        Remote::Compute(_) => "compute".into(),
+        Remote::Unavailable => "unavailable".into(),
+    }
+}
+
+#[test]
+fn one_process_computes_the_others_wait_and_get_its_value() {
+    let s = Server::start();
+    let (a, b) = (tier(&s, "c1", |_| {}), tier(&s, "c1", |_| {}));
+    let key = Key::from(("user", 42));
+    let Remote::Compute(lease) = wait(&a.fetch(&key)) else { panic!("a computes") };
+    let waiting = b.fetch(&key);
+    s.until(|| b.stats().remote_waits == 1);
+    assert!(lease.store(&blob("Ada")).wait_timeout(Duration::from_secs(5)).unwrap(), "written as owner");
+    assert_eq!(payload(wait(&waiting)), "Ada");
+    // A process that starts later reads it without computing.
+    let c = tier(&s, "c1", |_| {});
+    assert_eq!(payload(wait(&c.fetch(&key))), "Ada");
+    assert_eq!((a.stats().leases_won, b.stats().leases_lost, c.stats().remote_hits), (1, 1, 1));
+    let keys = s.cli(&["--scan", "--pattern", "coopcache:c1:v:*"]);
+    assert_eq!(keys.lines().count(), 1);
+}
+
+#[test]
+fn a_dead_holders_lease_expires_and_another_process_takes_over() {
+    let s = Server::start();
+    let b = tier(&s, "c2", |_| {});
+    let key = Key::from("k");
+    // A holder that took the lease and died: nobody renews it.
+    let lkey = "coopcache:c2:l:\x04\x01k";
+    assert_eq!(s.cli(&["SET", lkey, "dead-token", "NX", "PX", "300"]), "OK");
+    let r = wait(&b.fetch(&key));
+    assert_eq!(payload(r), "compute");
+    assert_eq!(b.stats().leases_lost, 1, "it waited for the dead holder first");
+}
+
+#[test]
+fn a_computation_longer_than_the_lease_is_not_duplicated() {
+    let s = Server::start();
+    let short = |st: &mut SharedSettings| st.lease_ttl = Duration::from_millis(300);
+    let (a, b) = (tier(&s, "c3", short), tier(&s, "c3", short));
+    let key = Key::from(7);
+    let Remote::Compute(lease) = wait(&a.fetch(&key)) else { panic!() };
+    let waiting = b.fetch(&key);
+    // Several lease lifetimes pass while A computes; A renews, so B keeps waiting.
+    std::thread::sleep(Duration::from_millis(1_200));
+    assert!(waiting.try_get().is_none(), "B did not take over a lease that is being renewed");
+    lease.store(&blob("slow")).wait_timeout(Duration::from_secs(5));
+    assert_eq!(payload(wait(&waiting)), "slow");
+    assert_eq!(b.stats().leases_won, 0);
+}
+
+#[test]
+fn errors_and_nocache_reach_the_waiting_processes_and_are_not_stored() {
+    let s = Server::start();
+    let (a, b) = (tier(&s, "c4", |_| {}), tier(&s, "c4", |_| {}));
+    let key = Key::from("e");
+    let Remote::Compute(lease) = wait(&a.fetch(&key)) else { panic!() };
+    let waiting = b.fetch(&key);
+    s.until(|| b.stats().remote_waits == 1);
+    let err = RemoteError { type_name: "ValueError".into(), message: "bad input".into() };
+    lease.fail(&err).wait_timeout(Duration::from_secs(5));
+    match wait(&waiting) {
+        Remote::Failed(e) => assert_eq!(e, err),
+        other => panic!("expected the error, got {}", payload(other)),
+    }
+    let Remote::Compute(lease) = wait(&a.fetch(&key)) else { panic!("not stored: computes again") };
+    let waiting = b.fetch(&key);
+    s.until(|| b.stats().remote_waits == 2);
+    lease.nocache(&blob("temp")).wait_timeout(Duration::from_secs(5));
+    assert_eq!(payload(wait(&waiting)), "nocache");
+    assert_eq!(payload(wait(&a.fetch(&key))), "compute");
+}
+
+#[test]
+fn a_dropped_lease_is_released_at_once() {
+    let s = Server::start();
+    let (a, b) = (tier(&s, "c5", |_| {}), tier(&s, "c5", |_| {}));
+    let key = Key::from("d");
+    let Remote::Compute(lease) = wait(&a.fetch(&key)) else { panic!() };
+    let waiting = b.fetch(&key);
+    s.until(|| b.stats().remote_waits == 1);
+    drop(lease); // the default lease TTL is 10 s: B would wait that long without the release
+    assert_eq!(payload(wait(&waiting)), "compute");
+}
+
+#[test]
+fn a_holder_that_lost_its_lease_does_not_overwrite_a_newer_value() {
+    let s = Server::start();
+    let (a, b) = (tier(&s, "c6", |_| {}), tier(&s, "c6", |_| {}));
+    let key = Key::from("o");
+    let Remote::Compute(old) = wait(&a.fetch(&key)) else { panic!() };
+    assert_eq!(s.cli(&["DEL", "coopcache:c6:l:\x04\x01o"]), "1"); // A's lease expired
+    let Remote::Compute(new) = wait(&b.fetch(&key)) else { panic!() };
+    assert!(new.store(&blob("new")).wait_timeout(Duration::from_secs(5)).unwrap());
+    assert!(!old.store(&blob("old")).wait_timeout(Duration::from_secs(5)).unwrap(), "not the owner");
+    let c = tier(&s, "c6", |_| {});
+    assert_eq!(payload(wait(&c.fetch(&key))), "new");
+}
+
+#[test]
+fn invalidations_reach_every_process() {
+    let s = Server::start();
+    let (a, b) = (tier(&s, "c7", |_| {}), tier(&s, "c7", |_| {}));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    b.on_invalidation(move |inv| {
+        log.lock().unwrap().push(match inv {
+            Invalidation::Key(k) => format!("key {}", Key::from_bytes(k).unwrap()),
+            Invalidation::Tag(t) => format!("tag {t}"),
+            Invalidation::All => "all".into(),
+        })
+    });
+    let key = Key::from("i");
+    let Remote::Compute(lease) = wait(&a.fetch(&key)) else { panic!() };
+    lease
+        .store(&Blob { tags: vec!["team".into()], payload: b"v".to_vec() })
+        .wait_timeout(Duration::from_secs(5));
+    assert!(a.invalidate(&key).wait_timeout(Duration::from_secs(5)).unwrap());
+    assert_eq!(payload(wait(&b.fetch(&key))), "compute", "deleted in Redis");
+    assert!(a.invalidate_tag("team").wait_timeout(Duration::from_secs(5)).unwrap());
+    assert!(a.clear().wait_timeout(Duration::from_secs(5)).unwrap());
+    s.until(|| seen.lock().unwrap().len() == 3);
+    assert_eq!(*seen.lock().unwrap(), ["key \"i\"", "tag team", "all"]);
+}
+
+#[test]
+fn tag_invalidation_deletes_the_tagged_values_in_redis() {
+    let s = Server::start();
+    let a = tier(&s, "c8", |_| {});
+    for (k, tags) in [("x", vec!["t1"]), ("y", vec!["t1", "t2"]), ("z", vec!["t2"])] {
+        let Remote::Compute(lease) = wait(&a.fetch(&Key::from(k))) else { panic!() };
+        let b = Blob { tags: tags.into_iter().map(String::from).collect(), payload: k.as_bytes().to_vec() };
+        lease.store(&b).wait_timeout(Duration::from_secs(5));
+    }
+    a.invalidate_tag("t1").wait_timeout(Duration::from_secs(5));
+    assert_eq!(payload(wait(&a.fetch(&Key::from("x")))), "compute");
+    assert_eq!(payload(wait(&a.fetch(&Key::from("z")))), "z");
+}
+
+#[test]
+fn a_tampered_value_is_refused_never_deserialized() {
+    let s = Server::start();
+    let signed = |st: &mut SharedSettings| st.secret = Some(b"s3cret".to_vec());
+    let a = tier(&s, "c9", signed);
+    let key = Key::from("t");
+    let Remote::Compute(lease) = wait(&a.fetch(&key)) else { panic!() };
+    lease.store(&blob("genuine")).wait_timeout(Duration::from_secs(5));
+    let b = tier(&s, "c9", signed);
+    assert_eq!(payload(wait(&b.fetch(&key))), "genuine");
+    // Overwrite the payload's last byte in Redis.
+    let vkey = "coopcache:c9:v:\x04\x01t";
+    assert!(s.cli(&["GET", vkey]).ends_with("genuine"));
+    let len: usize = s.cli(&["STRLEN", vkey]).parse().unwrap();
+    assert_eq!(s.cli(&["SETRANGE", vkey, &(len - 1).to_string(), "X"]), len.to_string());
+    let c = tier(&s, "c9", signed);
+    assert_eq!(payload(wait(&c.fetch(&key))), "compute", "refused: a miss");
+    assert_eq!(c.stats().rejected_values, 1);
+}
+
+#[test]
+fn reads_refresh_the_idle_ttl_and_unread_values_expire() {
+    let s = Server::start();
+    let settings = SharedSettings { url: s.url(), ..Default::default() };
+    let a = SharedTier::new("c10", settings.clone(), Duration::from_millis(800)).unwrap();
+    s.until(|| a.is_up());
+    let key = Key::from("ttl");
+    let Remote::Compute(lease) = wait(&a.fetch(&key)) else { panic!() };
+    lease.store(&blob("v")).wait_timeout(Duration::from_secs(5));
+    let vkey = "coopcache:c10:v:\x04\x03ttl";
+    let pttl = || s.cli(&["PTTL", vkey]).parse::<i64>().unwrap();
+    assert!(pttl() > 0 && pttl() <= 800);
+    // Local hits touch it in batches: it stays alive well past its TTL while touched.
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_millis(300));
+        a.touch(&key);
+    }
+    assert!(pttl() > 0, "kept alive by touches");
+    // Untouched, it expires in Redis.
+    s.until(|| pttl() == -2);
+}
+
+#[test]
+fn redis_down_means_the_local_tier_then_recovery() {
+    let s = Server::start();
+    let a = tier(&s, "c11", |st| st.timeout = Duration::from_millis(300));
+    let key = Key::from("down");
+    let port = s.stop();
+    // Once the loss is noticed, every step answers at once: compute locally.
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        if matches!(wait(&a.fetch(&key)), Remote::Unavailable) && !a.is_up() {
+            break;
+        }
+        assert!(Instant::now() < end);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(a.stats().fallbacks >= 1);
+    let s = Server::on(port);
+    s.until(|| a.is_up());
+    assert_eq!(payload(wait(&a.fetch(&key))), "compute", "the shared tier is used again");
+}
+
+#[test]
+fn bad_urls_are_configuration_errors_without_the_password() {
+    let e = SharedTier::new(
+        "c12",
+        SharedSettings { url: "http://user:hunter2@host".into(), ..Default::default() },
+        Duration::from_secs(1),
+    )
+    .err()
+    .expect("not a redis URL");
+    let text = e.to_string();
+    assert!(text.contains("redis_url") && !text.contains("hunter2"), "{text}");
+    assert_eq!(coopcache::shared::redact("redis://:pw@h:1/0"), "redis://:***@h:1/0");
+    assert_eq!(coopcache::shared::redact("rediss://u:pw@h"), "rediss://u:***@h");
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The anchor benchmark (../shared/bench/node) with coopcache as a contender.
+# Usage (after `npm install` at the repository root): bash bench/node/run.sh [anchors.mjs options]
+# e.g.   bash bench/node/run.sh --only hit,stampede,memory --json /tmp/anchors-node.json
+# The harness is copied to a temp dir (it is not edited) and its pinned packages installed there.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+HARNESS="${COOPCACHE_BENCH_HARNESS:-$ROOT/../shared/bench/node}"
+if [ ! -f "$HARNESS/anchors.mjs" ]; then
+    echo "anchor harness not found at $HARNESS (set COOPCACHE_BENCH_HARNESS)" >&2
+    exit 2
+fi
+if ! ls "$ROOT"/bindings-node/coopcache.*.node >/dev/null 2>&1; then
+    echo "the addon is not built: run \`npm install\` at $ROOT first" >&2
+    exit 2
+fi
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+tar -C "$HARNESS" --exclude=node_modules -cf - . | tar -C "$WORK" -xf -
+(cd "$WORK" && npm install --no-audit --no-fund --loglevel=error)
+# After the install (npm would prune a link it does not know about).
+ln -s "$ROOT" "$WORK/node_modules/coopcache"
+cp "$ROOT/bench/node/coopcache.mjs" "$WORK/contenders/coopcache.mjs"
+cd "$WORK"
+node anchors.mjs --contender ./contenders/coopcache.mjs "$@"

@@ -1,0 +1,597 @@
+'use strict';
+// coopcache for Node: the public face over the native addon (bindings-node/).
+// Every rule lives in the Rust core; this file converts, weighs, runs the user's function and
+// settles promises. Nothing here blocks the event loop.
+
+const path = require('node:path');
+const fs = require('node:fs');
+const { EventEmitter } = require('node:events');
+const { AsyncLocalStorage } = require('node:async_hooks');
+
+function loadNative() {
+  const dir = path.join(__dirname, 'bindings-node');
+  const prefix = `coopcache.${process.platform}-${process.arch}`;
+  let files = [];
+  try {
+    files = fs.readdirSync(dir).filter((f) => f.startsWith(prefix) && f.endsWith('.node'));
+  } catch {
+    // reported below
+  }
+  if (files.length === 0) {
+    throw new Error(
+      `coopcache: the native addon is not built (no ${prefix}*.node in ${dir}); ` +
+        'run `npm install` in the package root (it needs Rust and cargo)',
+    );
+  }
+  if (files.length > 1) {
+    // Prefer the libc this process runs on when both builds are present.
+    const musl = !process.report?.getReport?.().header?.glibcVersionRuntime;
+    files.sort((a, b) => Number(a.includes('musl') !== musl) - Number(b.includes('musl') !== musl));
+  }
+  return require(path.join(dir, files[0]));
+}
+
+const { Native } = loadNative();
+
+// Native results: low 3 bits say what happened, the rest is an id or a token.
+const HIT = 0;
+const LEASE = 1;
+const LEASE_QUEUED = 2;
+const WAIT = 3;
+const ERROR = 4;
+const MISS = 5;
+// takeReady() triples: [token, what, id].
+const R_VALUE = 0;
+const R_FAILED = 1;
+const R_HANDED_OVER = 2;
+const R_SLOT = 3;
+const R_FAILED_OTHER = 4;
+const NO_INDEX = 0xffffffff;
+
+/** Values and errors the core holds, by id. The core releases an id when it lets go. */
+const values = new Map();
+let nextId = 0;
+const ID_MASK = (1 << 29) - 1;
+function put(v) {
+  do nextId = (nextId + 1) & ID_MASK;
+  while (nextId === 0 || values.has(nextId));
+  values.set(nextId, v);
+  return nextId;
+}
+
+/** Emits `full` and `evict`. */
+const events = new EventEmitter();
+
+// Called by the addon (through an unref'd threadsafe function, so it never keeps the process
+// alive) when the core released values, emitted events, or completed a flight off this thread.
+function wake() {
+  const released = native.takeReleased();
+  for (let i = 0; i < released.length; i++) values.delete(released[i]);
+  drainReady();
+  const evs = native.takeEvents();
+  for (let i = 0; i < evs.length; i += 4) {
+    if (evs[i] === 'full') {
+      const e = { cache: evs[i + 1], bytesUsed: Number(evs[i + 2]), memoryLimit: Number(evs[i + 3]) };
+      if (events.listenerCount('full') > 0) emit('full', e);
+      else {
+        process.emitWarning(
+          `coopcache: cache ${JSON.stringify(e.cache)} is full (${e.bytesUsed} of ${e.memoryLimit} bytes); ` +
+            'new values are returned but not stored',
+          { code: 'COOPCACHE_FULL' },
+        );
+      }
+    } else {
+      emit('evict', { cache: evs[i + 1], reason: evs[i + 2], count: Number(evs[i + 3]) });
+    }
+  }
+}
+
+// A listener that throws does not stop the other events; its error is rethrown on its own.
+function emit(name, e) {
+  try {
+    events.emit(name, e);
+  } catch (err) {
+    process.nextTick(() => {
+      throw err;
+    });
+  }
+}
+
+const native = new Native(wake);
+const begin = native.beginFn();
+
+function coopError(code, message) {
+  const e = new Error(message);
+  e.code = code;
+  return e;
+}
+
+function nativeError() {
+  const [code, message] = native.takeError();
+  if (code === 'TypeError') {
+    const e = new TypeError(message);
+    e.code = 'ERR_COOPCACHE_INVALID_KEY';
+    return e;
+  }
+  return coopError(code, message);
+}
+
+function configError(message) {
+  return coopError('ERR_COOPCACHE_INVALID_CONFIG', `invalid ${message}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Caches by name
+// ---------------------------------------------------------------------------------------------
+
+/** name -> { idx, name, sizeOf } */
+const byName = new Map();
+
+function cacheFor(name) {
+  const c = byName.get(name);
+  if (c !== undefined) return c;
+  if (typeof name !== 'string') throw new TypeError(`coopcache: a cache name must be a string, got ${typeof name}`);
+  native.lookup(name);
+  throw nativeError();
+}
+
+function configure(name, options = {}) {
+  if (typeof name !== 'string') throw new TypeError(`coopcache: a cache name must be a string, got ${typeof name}`);
+  if (options === null || typeof options !== 'object') throw configError(`options: expected an object`);
+  const { memoryLimit, cacheDuration, whenFull, maxConcurrency, sizeOf } = options;
+  if (memoryLimit !== undefined && typeof memoryLimit !== 'number') {
+    throw configError(`memoryLimit: ${String(memoryLimit)} (expected a number of bytes >= 0, or a fraction in (0, 1])`);
+  }
+  if (cacheDuration !== undefined && typeof cacheDuration !== 'number') {
+    throw configError(`cacheDuration: ${String(cacheDuration)} (expected a number of seconds >= 0)`);
+  }
+  if (whenFull !== undefined && typeof whenFull !== 'string') {
+    throw configError(`whenFull: ${String(whenFull)} (expected "reject" or "evict")`);
+  }
+  if (maxConcurrency !== undefined && maxConcurrency !== null && typeof maxConcurrency !== 'number') {
+    throw configError(`maxConcurrency: ${String(maxConcurrency)} (expected a whole number >= 1, or null for no limit)`);
+  }
+  if (sizeOf !== undefined && typeof sizeOf !== 'function') {
+    throw configError(`sizeOf: expected a function (value, key) => bytes`);
+  }
+  const idx = native.configure(name, {
+    memoryLimit,
+    memoryLimitIsFloat: memoryLimit !== undefined && !Number.isInteger(memoryLimit),
+    cacheDuration,
+    whenFull,
+    maxConcurrency: maxConcurrency ?? undefined,
+    maxConcurrencyGiven: maxConcurrency !== undefined,
+  });
+  if (idx === NO_INDEX) throw nativeError();
+  drainReady(); // a higher maxConcurrency may have granted queued leaders their slots
+  let c = byName.get(name);
+  if (c === undefined) {
+    c = { idx, name, sizeOf: undefined };
+    byName.set(name, c);
+  }
+  if (sizeOf !== undefined) c.sizeOf = sizeOf;
+  return new Cache(c);
+}
+
+// ---------------------------------------------------------------------------------------------
+// cached()
+// ---------------------------------------------------------------------------------------------
+
+class NoCache {
+  constructor(value) {
+    this.value = value;
+  }
+}
+
+/** Marks a value to be handed to every waiter but not stored. */
+function nocache(value) {
+  return new NoCache(value);
+}
+
+/** Calls waiting on the core (waiters, and leaders queued for a slot), by token. */
+const pendingCalls = new Map();
+
+// Flights whose computation runs in the current async context, for recursion through awaits.
+// Enabled only while computations run, so hits never pay for async context tracking.
+const als = new AsyncLocalStorage();
+let computing = 0;
+
+function cached(name, key, fn, options) {
+  const c = byName.get(name);
+  if (c !== undefined && typeof fn === 'function') {
+    const r = begin(c.idx, key);
+    if ((r & 7) === HIT) return Promise.resolve(values.get(r >>> 3));
+    return miss(c, key, fn, options, r);
+  }
+  try {
+    if (typeof fn !== 'function') throw new TypeError(`coopcache: fn must be a function, got ${typeof fn}`);
+    return cachedOn(cacheFor(name), key, fn, options);
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
+
+function cachedOn(c, key, fn, options) {
+  if (typeof fn !== 'function') {
+    return Promise.reject(new TypeError(`coopcache: fn must be a function, got ${typeof fn}`));
+  }
+  const r = begin(c.idx, key);
+  if ((r & 7) === HIT) return Promise.resolve(values.get(r >>> 3));
+  return miss(c, key, fn, options, r);
+}
+
+function checkOptions(o) {
+  if (o === undefined || o === null) return undefined;
+  if (typeof o !== 'object') throw new TypeError('coopcache: options must be an object');
+  const { timeoutMs, tags, sizeOf } = o;
+  if (timeoutMs !== undefined && timeoutMs !== null && !(typeof timeoutMs === 'number' && timeoutMs >= 0)) {
+    throw new TypeError(`coopcache: timeoutMs must be a number >= 0, got ${String(timeoutMs)}`);
+  }
+  if (tags !== undefined && tags !== null && !(Array.isArray(tags) && tags.every((t) => typeof t === 'string'))) {
+    throw new TypeError('coopcache: tags must be an array of strings');
+  }
+  if (sizeOf !== undefined && sizeOf !== null && typeof sizeOf !== 'function') {
+    throw new TypeError('coopcache: sizeOf must be a function (value, key) => bytes');
+  }
+  return o;
+}
+
+function miss(c, key, fn, options, r) {
+  let opts;
+  try {
+    opts = checkOptions(options);
+  } catch (e) {
+    // Give up the lease or the wait this call obtained.
+    const kind = r & 7;
+    if (kind === LEASE || kind === LEASE_QUEUED) native.fail(r >>> 3, put(e));
+    else if (kind === WAIT) native.cancel(r >>> 3);
+    drainReady();
+    return Promise.reject(e);
+  }
+  return new Promise((resolve, reject) => {
+    const call = { c, key, fn, opts, resolve, reject, timer: undefined, tok: 0, done: false };
+    const t = opts?.timeoutMs;
+    if (t !== undefined && t !== null) call.timer = setTimeout(onTimeout, t, call);
+    step(call, r);
+  });
+}
+
+function settle(call, ok, v) {
+  if (call.done) return;
+  call.done = true;
+  if (call.timer !== undefined) clearTimeout(call.timer);
+  if (ok) call.resolve(v);
+  else call.reject(v);
+}
+
+function step(call, r) {
+  const tok = r >>> 3;
+  switch (r & 7) {
+    case HIT:
+      settle(call, true, values.get(tok));
+      return;
+    case LEASE:
+      call.tok = tok;
+      runLeader(call, tok);
+      return;
+    case LEASE_QUEUED:
+      call.tok = tok;
+      pendingCalls.set(tok, call);
+      return;
+    case WAIT: {
+      if (computing > 0) {
+        const chain = als.getStore();
+        if (chain !== undefined && chain.includes(native.flightOf(tok))) {
+          native.cancel(tok);
+          settle(call, false, coopError('ERR_COOPCACHE_RECURSION', native.recursionMessage(call.c.idx, call.key)));
+          return;
+        }
+      }
+      call.tok = tok;
+      pendingCalls.set(tok, call);
+      return;
+    }
+    default:
+      settle(call, false, nativeError());
+  }
+}
+
+function onTimeout(call) {
+  if (call.done) return;
+  const ms = call.opts.timeoutMs;
+  if (call.tok !== 0 && pendingCalls.get(call.tok) === call) {
+    pendingCalls.delete(call.tok);
+    native.cancel(call.tok);
+  }
+  settle(
+    call,
+    false,
+    coopError(
+      'ERR_COOPCACHE_TIMEOUT',
+      `timed out after ${(ms / 1000).toFixed(3)} s waiting for the value (the computation goes on for the others)`,
+    ),
+  );
+  drainReady();
+}
+
+function isThenable(v) {
+  return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof v.then === 'function';
+}
+
+function runLeader(call, tok) {
+  const fid = native.enter(tok);
+  const parent = computing > 0 ? als.getStore() : undefined;
+  const chain = parent === undefined ? [fid] : parent.concat(fid);
+  computing++;
+  let out;
+  try {
+    out = als.run(chain, call.fn);
+  } catch (e) {
+    native.exit(tok);
+    leaderDone();
+    failLease(tok, call, e);
+    return;
+  }
+  native.exit(tok);
+  if (isThenable(out)) {
+    Promise.resolve(out).then(
+      (v) => {
+        leaderDone();
+        finishLease(tok, call, v);
+      },
+      (e) => {
+        leaderDone();
+        failLease(tok, call, e);
+      },
+    );
+  } else {
+    leaderDone();
+    finishLease(tok, call, out);
+  }
+}
+
+function leaderDone() {
+  if (--computing === 0) als.disable();
+}
+
+function finishLease(tok, call, v) {
+  if (v instanceof NoCache) {
+    native.nocache(tok, put(v.value));
+    settle(call, true, v.value);
+  } else {
+    let w;
+    try {
+      const f = call.opts?.sizeOf ?? call.c.sizeOf;
+      w = f === undefined ? estimate(v) : Number(f(v, call.key));
+    } catch (e) {
+      failLease(tok, call, e);
+      return;
+    }
+    native.store(tok, put(v), w, call.opts?.tags ?? null);
+    settle(call, true, v);
+  }
+  drainReady();
+}
+
+function failLease(tok, call, e) {
+  native.fail(tok, put(e));
+  settle(call, false, e);
+  drainReady();
+}
+
+function drainReady() {
+  for (;;) {
+    const r = native.takeReady();
+    if (r.length === 0) return;
+    for (let i = 0; i < r.length; i += 3) {
+      const tok = r[i];
+      const call = pendingCalls.get(tok);
+      if (call === undefined) continue;
+      pendingCalls.delete(tok);
+      switch (r[i + 1]) {
+        case R_VALUE:
+          settle(call, true, values.get(r[i + 2]));
+          break;
+        case R_FAILED:
+          settle(call, false, values.get(r[i + 2]));
+          break;
+        case R_HANDED_OVER:
+          if (!call.done) step(call, native.begin(call.c.idx, call.key));
+          break;
+        case R_SLOT:
+          runLeader(call, tok);
+          break;
+        case R_FAILED_OTHER:
+        default:
+          settle(call, false, nativeError());
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Weighing: a built-in estimate of a value's bytes (strings, Buffers, arrays, plain objects)
+// ---------------------------------------------------------------------------------------------
+
+const MAX_NODES = 10000;
+
+function estimate(v) {
+  switch (typeof v) {
+    case 'string':
+      return 16 + v.length;
+    case 'number':
+      return 8;
+    case 'bigint':
+      return 16 + Math.ceil(v.toString(16).length / 2);
+    case 'object':
+      if (v === null) return 0;
+      return estimateObject(v, new Set(), { n: 0 });
+    case 'function':
+      return 64;
+    default:
+      return 0;
+  }
+}
+
+function estimateObject(v, seen, budget) {
+  if (seen.has(v) || ++budget.n > MAX_NODES) return 0;
+  seen.add(v);
+  if (ArrayBuffer.isView(v)) return 64 + v.byteLength;
+  if (v instanceof ArrayBuffer) return 32 + v.byteLength;
+  let total;
+  if (Array.isArray(v)) {
+    total = 16 + 8 * v.length;
+    for (let i = 0; i < v.length && budget.n <= MAX_NODES; i++) total += inner(v[i], seen, budget);
+    return total;
+  }
+  if (v instanceof Map) {
+    total = 32 + 24 * v.size;
+    for (const [k, x] of v) total += inner(k, seen, budget) + inner(x, seen, budget);
+    return total;
+  }
+  if (v instanceof Set) {
+    total = 32 + 16 * v.size;
+    for (const x of v) total += inner(x, seen, budget);
+    return total;
+  }
+  if (v instanceof Date) return 32;
+  total = 24;
+  for (const k in v) {
+    if (!Object.prototype.hasOwnProperty.call(v, k)) continue;
+    total += 16 + inner(v[k], seen, budget);
+  }
+  return total;
+}
+
+function inner(x, seen, budget) {
+  if (typeof x === 'object' && x !== null) return estimateObject(x, seen, budget);
+  if (typeof x === 'string') return 16 + x.length;
+  return typeof x === 'number' ? 8 : estimate(x);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The rest of the API
+// ---------------------------------------------------------------------------------------------
+
+function getOn(c, key) {
+  const r = native.get(c.idx, key);
+  const kind = r & 7;
+  if (kind === HIT) return values.get(r >>> 3);
+  if (kind === MISS) return undefined;
+  throw nativeError();
+}
+
+function invalidateOn(c, key) {
+  const r = native.invalidate(c.idx, key);
+  if (r === ERROR) throw nativeError();
+  return r === 1;
+}
+
+function invalidateTagOn(c, tag) {
+  if (typeof tag !== 'string') throw new TypeError('coopcache: a tag must be a string');
+  return native.invalidateTag(c.idx, tag);
+}
+
+function statsOn(c) {
+  const s = native.stats(c.idx);
+  return {
+    hits: s[0],
+    misses: s[1],
+    computations: s[2],
+    coalesced: s[3],
+    errors: s[4],
+    nocache: s[5],
+    rejectedFull: s[6],
+    evictedIdle: s[7],
+    evictedLru: s[8],
+    evictedInvalidated: s[9],
+    entries: s[10],
+    bytesUsed: s[11],
+    memoryLimit: s[12],
+    inFlight: s[13],
+  };
+}
+
+/** A handle on one named cache (what `configure` returns). */
+class Cache {
+  #c;
+  constructor(c) {
+    this.#c = c;
+  }
+  get name() {
+    return this.#c.name;
+  }
+  get settings() {
+    const [memoryLimit, cacheDuration, whenFull, maxConcurrency] = native.settings(this.#c.idx);
+    const mc = Number(maxConcurrency);
+    return {
+      memoryLimit: Number(memoryLimit),
+      cacheDuration: Number(cacheDuration),
+      whenFull,
+      maxConcurrency: mc < 0 ? null : mc,
+    };
+  }
+  cached(key, fn, options) {
+    return cachedOn(this.#c, key, fn, options);
+  }
+  get(key) {
+    return getOn(this.#c, key);
+  }
+  invalidate(key) {
+    return invalidateOn(this.#c, key);
+  }
+  invalidateTag(tag) {
+    return invalidateTagOn(this.#c, tag);
+  }
+  clear() {
+    native.clear(this.#c.idx);
+  }
+  stats() {
+    return statsOn(this.#c);
+  }
+  configure(options) {
+    return configure(this.#c.name, options);
+  }
+  wrap(fn, options = {}) {
+    if (typeof fn !== 'function') throw new TypeError('coopcache: wrap() needs a function');
+    const { key, ...callOptions } = options;
+    if (key !== undefined && typeof key !== 'function') {
+      throw new TypeError('coopcache: wrap() key must be a function (...args) => key');
+    }
+    const c = this.#c;
+    const fname = fn.name || 'anonymous';
+    const keyOf = key ?? ((...args) => [fname, ...args]);
+    const opts = Object.keys(callOptions).length ? callOptions : undefined;
+    return function wrapped(...args) {
+      let k;
+      try {
+        k = keyOf(...args);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+      return cachedOn(c, k, () => fn.apply(this, args), opts);
+    };
+  }
+}
+
+module.exports = {
+  configure,
+  cached,
+  nocache,
+  get: (name, key) => getOn(cacheFor(name), key),
+  invalidate: (name, key) => invalidateOn(cacheFor(name), key),
+  invalidateTag: (name, tag) => invalidateTagOn(cacheFor(name), tag),
+  clear: (name) => native.clear(cacheFor(name).idx),
+  stats: (name) => statsOn(cacheFor(name)),
+  names: () => native.names(),
+  cache: (name) => new Cache(cacheFor(name)),
+  events,
+  Cache,
+  /** Internal: the canonical bytes of a key (throws a TypeError for a bad key). */
+  _keyBytes(key) {
+    const b = native.keyBytes(key);
+    if (b === null || b === undefined) throw nativeError();
+    return b;
+  },
+};
+module.exports.default = module.exports;

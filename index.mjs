@@ -1,0 +1,22 @@
+// ES module entry: the same instance as `require('coopcache')`.
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const m = require('./index.js');
+
+export const {
+  configure,
+  cached,
+  nocache,
+  get,
+  invalidate,
+  invalidateTag,
+  clear,
+  stats,
+  names,
+  cache,
+  events,
+  Cache,
+  _keyBytes,
+} = m;
+export default m;

@@ -95,7 +95,7 @@ where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    inner: Arc<Inner<K, V>>,
+    pub(crate) inner: Arc<Inner<K, V>>,
 }
 
 impl<K, V> Clone for Cache<K, V>
@@ -125,6 +125,8 @@ pub struct CacheBuilder<K, V> {
     weigher: Option<Weigher<K, V>>,
     clock: Clock,
     listener: Option<Listener>,
+    #[cfg(feature = "shared")]
+    pub(crate) shared: Option<(crate::shared::SharedSettings, Option<crate::remote::SharedCodec<V>>)>,
 }
 
 impl<K, V> CacheBuilder<K, V>
@@ -193,6 +195,10 @@ where
         let weigher =
             self.weigher.unwrap_or_else(|| Box::new(|_: &K, _: &V| (size_of::<K>() + size_of::<V>()) as u64));
         let inner = Inner::new(self.name.into(), self.settings, weigher, self.clock, self.listener)?;
+        #[cfg(feature = "shared")]
+        if let Some((settings, codec)) = self.shared {
+            crate::remote::attach(&inner, settings, codec)?;
+        }
         Ok(Cache { inner })
     }
 }
@@ -216,6 +222,8 @@ where
             weigher: None,
             clock: Clock::system(),
             listener: None,
+            #[cfg(feature = "shared")]
+            shared: None,
         }
     }
 
@@ -313,10 +321,24 @@ where
                             None => return Err(timeout()),
                         },
                     };
+                    #[cfg(feature = "shared")]
+                    let (lease, remote) = match self.ask_remote(key).map(|p| p.wait_deadline(deadline)) {
+                        None => (lease, None),
+                        Some(None) => return Err(timeout()),
+                        Some(Some(answer)) => match self.answered(lease, answer) {
+                            crate::remote::Ask::Done(r) => return r,
+                            crate::remote::Ask::Compute(lease, remote) => (lease, remote),
+                        },
+                    };
                     let result = {
                         let _computing = lease.enter();
                         catch_unwind(AssertUnwindSafe(f))
                     };
+                    #[cfg(feature = "shared")]
+                    if let Some(remote) = &remote {
+                        self.publish_result(remote, &result, &opts.tags)
+                            .wait_timeout(crate::remote::PUBLISH_WAIT);
+                    }
                     return match result {
                         Ok(Ok(Computed::Store(v))) => Ok(lease.store_with(v, 0, &opts.tags())),
                         Ok(Ok(Computed::NoCache(v))) => Ok(lease.nocache(v)),
@@ -405,6 +427,17 @@ where
                             None => return Err(timeout()),
                         },
                     };
+                    #[cfg(feature = "shared")]
+                    let (lease, remote) = match self.ask_remote(key) {
+                        None => (lease, None),
+                        Some(p) => match until(p, timer.as_mut()).await {
+                            None => return Err(timeout()),
+                            Some(answer) => match self.answered(lease, answer) {
+                                crate::remote::Ask::Done(r) => return r,
+                                crate::remote::Ask::Compute(lease, remote) => (lease, remote),
+                            },
+                        },
+                    };
                     let mut f = pin!(f);
                     let id = lease.id();
                     let run = std::future::poll_fn(|cx| {
@@ -415,16 +448,24 @@ where
                             Err(panic) => Poll::Ready(Err(panic)),
                         }
                     });
-                    return match until(run, timer.as_mut()).await {
-                        None => Err(timeout()),
-                        Some(Ok(Ok(Computed::Store(v)))) => Ok(lease.store_with(v, 0, &opts.tags())),
-                        Some(Ok(Ok(Computed::NoCache(v)))) => Ok(lease.nocache(v)),
-                        Some(Ok(Err(e))) => {
+                    let Some(result) = until(run, timer.as_mut()).await else {
+                        return Err(timeout());
+                    };
+                    #[cfg(feature = "shared")]
+                    if let Some(remote) = &remote {
+                        let written = self.publish_result(remote, &result, &opts.tags);
+                        let mut wait = futures_timer::Delay::new(crate::remote::PUBLISH_WAIT);
+                        until(written, Some(&mut wait)).await;
+                    }
+                    return match result {
+                        Ok(Ok(Computed::Store(v))) => Ok(lease.store_with(v, 0, &opts.tags())),
+                        Ok(Ok(Computed::NoCache(v))) => Ok(lease.nocache(v)),
+                        Ok(Err(e)) => {
                             let e = Error::Computation(Arc::new(e));
                             lease.fail(e.clone());
                             Err(e)
                         }
-                        Some(Err(panic)) => {
+                        Err(panic) => {
                             lease.fail(Error::from_panic(&*panic));
                             resume_unwind(panic)
                         }
@@ -444,16 +485,22 @@ where
     /// Removes the key's entry; a computation of it running now still reaches its waiters but
     /// is not stored. True if an entry was removed.
     pub fn invalidate(&self, key: &K) -> bool {
+        #[cfg(feature = "shared")]
+        self.invalidate_remote(key);
         self.inner.invalidate(key)
     }
 
     /// Removes every entry stored with `tag`; returns how many.
     pub fn invalidate_tag(&self, tag: &str) -> u64 {
+        #[cfg(feature = "shared")]
+        self.invalidate_tag_remote(tag);
         self.inner.invalidate_tag(tag)
     }
 
     /// Removes every entry; computations running now are not stored.
     pub fn clear(&self) {
+        #[cfg(feature = "shared")]
+        self.clear_remote();
         self.inner.clear();
     }
 
@@ -491,7 +538,7 @@ where
 }
 
 /// `fut`'s output, or `None` if the timer fires first.
-async fn until<F: Future>(fut: F, timer: Option<&mut futures_timer::Delay>) -> Option<F::Output> {
+pub(crate) async fn until<F: Future>(fut: F, timer: Option<&mut futures_timer::Delay>) -> Option<F::Output> {
     let mut fut = pin!(fut);
     let mut timer = timer;
     std::future::poll_fn(|cx| {

@@ -37,6 +37,14 @@ pub enum Error {
     },
     /// A setting was invalid.
     Config(ConfigError),
+    /// The computation failed in another process (shared mode): the original error's type
+    /// name and message.
+    Remote {
+        /// The original error's type name.
+        type_name: String,
+        /// Its message.
+        message: String,
+    },
 }
 
 impl Error {
@@ -83,6 +91,9 @@ impl fmt::Display for Error {
                 }
             }
             Error::Config(e) => write!(f, "{e}"),
+            Error::Remote { type_name, message } => {
+                write!(f, "{type_name}: {message} (computed in another process)")
+            }
         }
     }
 }

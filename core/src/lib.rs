@@ -62,6 +62,8 @@ mod flight;
 mod keys;
 mod registry;
 #[cfg(feature = "shared")]
+mod remote;
+#[cfg(feature = "shared")]
 pub mod shared;
 mod stats;
 mod store;
@@ -75,6 +77,8 @@ pub use error::{Error, SharedError};
 pub use flight::{Begin, Completion, Computing, FlightId, Lease, Waiter};
 pub use keys::{IntoKeyPart, Key, KeyError, KeyValue, KeyWriter};
 pub use registry::Registry;
+#[cfg(feature = "shared")]
+pub use remote::{Codec, JsonCodec};
 pub use stats::{Event, EvictionReason, Listener, Stats};
 pub use store::ENTRY_OVERHEAD;
 pub use wait::Pending;

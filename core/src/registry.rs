@@ -71,6 +71,42 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
         Ok(cache)
     }
 
+    /// Like [`Registry::configure`], with a shared tier on Redis (SPEC section 5) when `shared`
+    /// is given. The binding serializes values itself and drives the tier through
+    /// [`Cache::shared`] as its local leader; the shared settings of an existing cache cannot
+    /// change.
+    #[cfg(feature = "shared")]
+    pub fn configure_shared(
+        &self,
+        name: &str,
+        settings: Settings,
+        shared: Option<crate::shared::SharedSettings>,
+    ) -> Result<Cache<Key, V>, ConfigError> {
+        let caches = self.caches.write();
+        if let Some(c) = caches.get(name) {
+            let same = match (c.shared(), &shared) {
+                (None, None) => true,
+                (Some(t), Some(s)) => t.url() == s.url,
+                _ => false,
+            };
+            if !same {
+                return Err(ConfigError::new(
+                    "redis_url",
+                    shared.map(|s| crate::shared::redact(&s.url)).unwrap_or_else(|| "none".into()),
+                    "the shared tier the cache was first configured with",
+                ));
+            }
+            c.reconfigure(settings)?;
+            return Ok(c.clone());
+        }
+        drop(caches);
+        let cache = self.configure(name, settings)?;
+        if let Some(s) = shared {
+            crate::remote::attach(&cache.inner, s, None)?;
+        }
+        Ok(cache)
+    }
+
     /// The cache `name`, or [`Error::UnknownCache`] listing the configured names.
     pub fn get(&self, name: &str) -> Result<Cache<Key, V>, Error> {
         let caches = self.caches.read();

@@ -56,6 +56,9 @@ pub(crate) struct Entry<K, V> {
     /// The wheel tick whose record is this entry's live one; other records are stale.
     due: u32,
     tagged: bool,
+    /// The touch period (a tenth of the duration) in which the shared tier last heard of a hit.
+    #[cfg(feature = "shared")]
+    remote_touch: std::sync::atomic::AtomicU32,
 }
 
 pub(crate) struct Shard<K, V> {
@@ -104,6 +107,12 @@ pub(crate) struct Inner<K, V> {
     full: AtomicBool,
     listener: Option<Listener>,
     pub(crate) slots: Arc<Slots>,
+    /// The shared tier, when the cache has one (only caches keyed by [`crate::Key`]).
+    #[cfg(feature = "shared")]
+    pub(crate) shared: std::sync::OnceLock<crate::shared::SharedTier>,
+    /// How the Rust API turns values into bytes for the shared tier (bindings do their own).
+    #[cfg(feature = "shared")]
+    pub(crate) codec: std::sync::OnceLock<crate::remote::SharedCodec<V>>,
     settings: Mutex<Settings>,
 }
 
@@ -175,6 +184,10 @@ where
             listener,
             slots: Slots::new(settings.max_concurrency),
             settings: Mutex::new(settings),
+            #[cfg(feature = "shared")]
+            shared: std::sync::OnceLock::new(),
+            #[cfg(feature = "shared")]
+            codec: std::sync::OnceLock::new(),
         });
         crate::expiry::register(Arc::downgrade(&inner) as _);
         Ok(inner)
@@ -203,11 +216,32 @@ where
         let cell = self.shard(hash);
         let now = self.clock.nanos();
         let sh = cell.lock.read();
-        let v = sh.fresh(hash, key, now, self.duration(), &self.clock);
-        if v.is_some() {
-            cell.hits.fetch_add(1, Relaxed);
+        let e = sh.fresh(hash, key, now, self.duration(), &self.clock)?;
+        #[cfg(feature = "shared")]
+        self.touch_shared(e, now);
+        let v = e.value.clone();
+        drop(sh);
+        cell.hits.fetch_add(1, Relaxed);
+        Some(v)
+    }
+
+    /// Tells the shared tier about a local hit, at most once per tenth of the duration per key.
+    #[cfg(feature = "shared")]
+    #[inline]
+    fn touch_shared(&self, e: &Entry<K, V>, now: u64) {
+        if let Some(tier) = self.shared.get() {
+            let period = self.touch_period(now);
+            if e.remote_touch.swap(period, Relaxed) != period {
+                if let Some(k) = (&e.key as &dyn std::any::Any).downcast_ref::<crate::Key>() {
+                    tier.touch(k);
+                }
+            }
         }
-        v
+    }
+
+    #[cfg(feature = "shared")]
+    fn touch_period(&self, now: u64) -> u32 {
+        (now / (self.duration() / 10).max(1)) as u32
     }
 
     pub(crate) fn count_miss(&self, hash: u64) {
@@ -299,6 +333,8 @@ where
                         weight: weight as u32,
                         due,
                         tagged: !tags.is_empty(),
+                        #[cfg(feature = "shared")]
+                        remote_touch: std::sync::atomic::AtomicU32::new(self.touch_period(now)),
                     };
                     let idx = sh.insert(hash, entry, &self.hasher);
                     sh.wheel.entry(due).or_default().push(idx);
@@ -557,6 +593,10 @@ where
         let duration_ns = duration_nanos(&settings);
         if duration_ns != self.duration() {
             self.duration_ns.store(duration_ns, Relaxed);
+            #[cfg(feature = "shared")]
+            if let Some(tier) = self.shared.get() {
+                tier.set_idle(settings.cache_duration);
+            }
             self.tick_ns.store(tick_ns_for(duration_ns), Relaxed);
             for cell in self.shards.iter() {
                 let mut sh = cell.lock.write();
@@ -600,14 +640,14 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
     }
 
     #[inline(always)]
-    fn fresh(&self, hash: u64, key: &K, now: u64, duration: u64, clock: &Clock) -> Option<V> {
+    fn fresh(&self, hash: u64, key: &K, now: u64, duration: u64, clock: &Clock) -> Option<&Entry<K, V>> {
         let idx = self.find(hash, key)?;
         let e = self.slots[idx as usize].as_ref()?;
         if !clock.fresh(e.last_access.load(Relaxed), now, duration) {
             return None;
         }
         touch(e, now, duration);
-        Some(e.value.clone())
+        Some(e)
     }
 
     fn insert(&mut self, hash: u64, entry: Entry<K, V>, hasher: &foldhash::fast::RandomState) -> u32 {

@@ -301,3 +301,84 @@ fn bad_urls_are_configuration_errors_without_the_password() {
     assert_eq!(coopcache::shared::redact("redis://:pw@h:1/0"), "redis://:***@h:1/0");
     assert_eq!(coopcache::shared::redact("rediss://u:pw@h"), "rediss://u:***@h");
 }
+
+fn shared_cache(s: &Server, name: &str) -> coopcache::Cache<Key, String> {
+    let settings = SharedSettings { url: s.url(), ..Default::default() };
+    let c = coopcache::Cache::builder().name(name).shared(settings, coopcache::JsonCodec).build().unwrap();
+    s.until(|| c.shared().is_some_and(SharedTier::is_up));
+    c
+}
+
+#[test]
+fn caches_in_several_processes_compute_a_cold_key_once() {
+    let s = Server::start();
+    let caches: Vec<_> = (0..3).map(|_| shared_cache(&s, "p1")).collect();
+    let runs = std::sync::atomic::AtomicU32::new(0);
+    let barrier = std::sync::Barrier::new(15);
+    let key = Key::from(("report", 1));
+    let values: Vec<String> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..15)
+            .map(|i| {
+                let (c, runs, barrier, key) = (&caches[i % 3], &runs, &barrier, key.clone());
+                sc.spawn(move || {
+                    barrier.wait();
+                    c.get_or_compute(key, || {
+                        runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(200));
+                        "the report".to_string()
+                    })
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert!(values.iter().all(|v| v == "the report"));
+    // A process that starts afterwards reads it without computing.
+    let late = shared_cache(&s, "p1");
+    assert_eq!(late.get_or_compute(key.clone(), || unreachable!("stored in Redis")), "the report");
+    assert_eq!(late.shared().unwrap().stats().remote_hits, 1);
+    // Invalidation in one process reaches the local tiers of the others.
+    assert!(caches[0].get(&key).is_some() && caches[1].get(&key).is_some());
+    caches[0].invalidate(&key);
+    s.until(|| caches[1].get(&key).is_none() && caches[2].get(&key).is_none() && late.get(&key).is_none());
+}
+
+#[test]
+fn an_error_in_one_process_reaches_the_waiters_in_the_others() {
+    let s = Server::start();
+    let (a, b) = (shared_cache(&s, "p2"), shared_cache(&s, "p2"));
+    let key = Key::from("boom");
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let leader = {
+        let (a, key) = (a.clone(), key.clone());
+        std::thread::spawn(move || {
+            a.try_get_or_compute(key, || {
+                started_tx.send(()).unwrap();
+                std::thread::sleep(Duration::from_millis(300));
+                Err::<String, _>(std::io::Error::other("db down"))
+            })
+        })
+    };
+    started_rx.recv().unwrap();
+    let r = b.try_get_or_compute(key.clone(), || Ok::<_, std::io::Error>("mine".to_string()));
+    match r {
+        Err(coopcache::Error::Remote { type_name, message }) => {
+            assert_eq!((type_name.as_str(), message.as_str()), ("std::io::error::Error", "db down"));
+        }
+        other => panic!("expected the remote error, got {other:?}"),
+    }
+    assert!(leader.join().unwrap().is_err());
+    assert_eq!(b.get(&key), None, "not stored");
+}
+
+#[test]
+fn caches_keep_working_when_redis_is_down() {
+    let s = Server::start();
+    let a = shared_cache(&s, "p3");
+    s.stop();
+    for i in 0..20 {
+        assert_eq!(a.get_or_compute(Key::from(i), || format!("v{i}")), format!("v{i}"));
+    }
+    assert_eq!(a.stats().computations, 20);
+}

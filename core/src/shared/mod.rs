@@ -236,6 +236,11 @@ impl SharedTier {
         Ok(SharedTier(tier))
     }
 
+    /// The Redis URL it was configured with.
+    pub fn url(&self) -> &str {
+        &self.0.settings.url
+    }
+
     /// Whether the tier is connected (subscribed to its channel) now.
     pub fn is_up(&self) -> bool {
         self.0.conn.lock().is_some()

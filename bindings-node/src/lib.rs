@@ -149,6 +149,7 @@ fn code_of(e: &CoreError) -> &'static str {
         CoreError::UnknownCache { .. } => "ERR_COOPCACHE_UNKNOWN_CACHE",
         CoreError::Config(_) => "ERR_COOPCACHE_INVALID_CONFIG",
         CoreError::Computation(_) | CoreError::Panicked(_) => "ERR_COOPCACHE_COMPUTATION",
+        CoreError::Remote { .. } => "ERR_COOPCACHE_REMOTE",
     }
 }
 
@@ -374,6 +375,9 @@ impl Native {
         let Some(c) = self.caches.get(cache as usize) else {
             return self.fail_with("ERR_COOPCACHE_UNKNOWN_CACHE", format!("no cache with index {cache}"));
         };
+        if let Some(id) = c.hit_with(k, |v| v.0.id) {
+            return (id << 3) | kind::HIT;
+        }
         match c.begin(k) {
             Ok(Begin::Hit(v)) => (v.0.id << 3) | kind::HIT,
             Ok(Begin::Lease(lease)) => {

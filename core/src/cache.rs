@@ -232,6 +232,25 @@ where
         &self.inner.name
     }
 
+    /// The hit path alone, for bindings: `f` reads a fresh value in place (no clone) while the
+    /// entry's shard is read-locked, so it must be quick and must not call into the cache. A hit
+    /// counts and resets the idle clock; a miss counts nothing (the caller goes on to
+    /// [`Cache::begin`], which counts it).
+    ///
+    /// ```
+    /// use coopcache::Cache;
+    ///
+    /// let cache: Cache<u32, String> = Cache::builder().build().unwrap();
+    /// cache.get_or_compute(1, || "one".to_string());
+    /// assert_eq!(cache.hit_with(&1, |v| v.len()), Some(3));
+    /// assert_eq!(cache.hit_with(&2, |v| v.len()), None);
+    /// assert_eq!((cache.stats().hits, cache.stats().misses), (1, 1));
+    /// ```
+    #[inline]
+    pub fn hit_with<R>(&self, key: &K, f: impl FnOnce(&V) -> R) -> Option<R> {
+        self.inner.lookup_with(self.inner.hash(key), key, f)
+    }
+
     /// The flight protocol, for bindings: a fresh value, the lease to compute it, or a waiter
     /// on the caller who is computing it. Fails only with [`Error::Recursion`].
     pub fn begin(&self, key: &K) -> Result<Begin<K, V>, Error> {

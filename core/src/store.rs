@@ -213,16 +213,22 @@ where
     /// A fresh value for `key`, touching it; the read-lock-only hit path.
     #[inline(always)]
     pub(crate) fn lookup(&self, hash: u64, key: &K) -> Option<V> {
+        self.lookup_with(hash, key, V::clone)
+    }
+
+    /// The hit path, reading the value in place (under the shard's read lock).
+    #[inline(always)]
+    pub(crate) fn lookup_with<R>(&self, hash: u64, key: &K, f: impl FnOnce(&V) -> R) -> Option<R> {
         let cell = self.shard(hash);
         let now = self.clock.nanos();
         let sh = cell.lock.read();
         let e = sh.fresh(hash, key, now, self.duration(), &self.clock)?;
         #[cfg(feature = "shared")]
         self.touch_shared(e, now);
-        let v = e.value.clone();
+        let r = f(&e.value);
         drop(sh);
         cell.hits.fetch_add(1, Relaxed);
-        Some(v)
+        Some(r)
     }
 
     /// Tells the shared tier about a local hit, at most once per tenth of the duration per key.

@@ -1,0 +1,505 @@
+//! `coopcache._native`: the Python binding of the coopcache core.
+//!
+//! All semantics live in the core crate. This module converts keys (in Rust, see
+//! [`convert`]), weighs values, runs the user's function in Python, waits without holding the
+//! GIL (threads) or blocking the event loop (asyncio, through callbacks that the pure-Python
+//! layer turns into futures), and maps errors to Python exceptions.
+
+mod convert;
+mod flight;
+
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, LazyLock};
+
+use coopcache::{
+    Clock, ConfigError, Error as CoreError, Event, Key, MemoryLimit, Registry, Settings, WhenFull,
+};
+use pyo3::exceptions::{
+    PyKeyError, PyRecursionError, PyRuntimeError, PyTimeoutError, PyTypeError, PyValueError,
+};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt};
+
+pyo3::create_exception!(
+    _native,
+    UnknownCacheError,
+    PyKeyError,
+    "No cache of that name was configured (a KeyError); the message lists the configured names."
+);
+pyo3::create_exception!(
+    _native,
+    CacheRecursionError,
+    PyRecursionError,
+    "A computation asked for its own key of its own cache, which would wait for itself forever."
+);
+
+/// A stored Python object: one pointer, no extra allocation per entry.
+///
+/// Dropping it needs no GIL: the core drops values on its sweeper thread, and pyo3 defers a
+/// decref made without the GIL until a thread next holds it. Cloning increments the reference
+/// count, which needs the GIL: every clone the core makes of a value happens in a call this
+/// binding makes while holding it (lookups, stores, `fire` on the leader's thread, `try_get`,
+/// `on_ready`); waiting threads never clone (they wait for a callback, see
+/// `flight::wait_completion`, not with `Pending::wait_deadline`). `Python::attach` is a
+/// thread-local check when the GIL is held, and a safe (if blocking) fallback otherwise.
+pub(crate) struct PyValue(pub(crate) Py<PyAny>);
+
+impl Clone for PyValue {
+    fn clone(&self) -> Self {
+        Python::attach(|py| PyValue(self.0.clone_ref(py)))
+    }
+}
+
+impl PyValue {
+    pub(crate) fn new(obj: Py<PyAny>) -> Self {
+        PyValue(obj)
+    }
+}
+
+pub(crate) type CoreCache = coopcache::Cache<Key, PyValue>;
+
+/// A Python exception raised by the user's function, shared by every waiter of the flight.
+pub(crate) struct PyErrBox {
+    pub(crate) err: PyErr,
+    /// The traceback of the computation, restored before each waiter raises the exception (so
+    /// that tracebacks do not pile up across the many callers raising the same object).
+    tb: Option<Py<PyAny>>,
+    msg: String,
+}
+
+impl PyErrBox {
+    pub(crate) fn new(py: Python<'_>, err: PyErr) -> Self {
+        let tb = err.value(py).getattr("__traceback__").ok().map(Bound::unbind);
+        let msg = match err.value(py).str() {
+            Ok(s) => format!("{}: {}", err.get_type(py).name().map(|n| n.to_string()).unwrap_or_default(), s),
+            Err(_) => "a Python exception".to_owned(),
+        };
+        PyErrBox { err, tb, msg }
+    }
+}
+
+impl std::fmt::Display for PyErrBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl std::fmt::Debug for PyErrBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PyErrBox({})", self.msg)
+    }
+}
+
+impl std::error::Error for PyErrBox {}
+
+/// The Python exception for a core error (the very exception object of a failed computation).
+pub(crate) fn to_pyerr(py: Python<'_>, e: &CoreError) -> PyErr {
+    if let Some(b) = e.downcast_ref::<PyErrBox>() {
+        let value = b.err.value(py);
+        if let Some(tb) = &b.tb {
+            let _ = value.setattr("__traceback__", tb.bind(py));
+        }
+        return PyErr::from_value(value.clone().into_any());
+    }
+    match e {
+        CoreError::Timeout(_) => PyTimeoutError::new_err(e.to_string()),
+        CoreError::Recursion { .. } => CacheRecursionError::new_err(e.to_string()),
+        CoreError::UnknownCache { .. } => UnknownCacheError::new_err(e.to_string()),
+        CoreError::Config(_) => PyValueError::new_err(e.to_string()),
+        _ => PyRuntimeError::new_err(e.to_string()),
+    }
+}
+
+fn config_err(e: ConfigError) -> PyErr {
+    PyValueError::new_err(e.to_string())
+}
+
+/// Set at interpreter exit: events are no longer forwarded to `logging`.
+static SHUTDOWN: AtomicBool = AtomicBool::new(false);
+/// The `logging.getLogger("coopcache")` logger.
+static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+/// The context variable holding the flight ids computed in the current asyncio context.
+pub(crate) static COMPUTING_VAR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// The one registry of the process.
+pub(crate) static REGISTRY: LazyLock<Registry<PyValue>> =
+    LazyLock::new(|| Registry::with(Some(Arc::new(forward_event)), Clock::system()));
+
+/// Sends a core event to the `coopcache` logger (full: warning, evictions: debug). Runs on
+/// whichever thread caused the event, the sweeper thread included.
+fn forward_event(event: &Event) {
+    if SHUTDOWN.load(Relaxed) {
+        return;
+    }
+    let _ = Python::try_attach(|py| {
+        let Some(logger) = LOGGER.get(py) else { return };
+        let (level, msg) = match event {
+            Event::Full { cache, bytes_used, memory_limit } => (
+                "warning",
+                format!(
+                    "coopcache: cache {cache:?} is full ({bytes_used} of {memory_limit} bytes); \
+                     new values are returned but not stored"
+                ),
+            ),
+            Event::Evicted { cache, reason, count } => {
+                ("debug", format!("coopcache: cache {cache:?} evicted {count} entries ({})", reason.as_str()))
+            }
+        };
+        if let Err(e) = logger.call_method1(py, level, (msg,)) {
+            e.write_unraisable(py, None);
+        }
+    });
+}
+
+pub(crate) fn lookup(name: &str) -> PyResult<CoreCache> {
+    REGISTRY.get(name).map_err(|e| UnknownCacheError::new_err(e.to_string()))
+}
+
+fn parse_settings(mut s: Settings, options: Option<&Bound<'_, PyDict>>) -> PyResult<Settings> {
+    let Some(options) = options else { return Ok(s) };
+    let mut memory_limit = None;
+    let mut cache_duration = None;
+    let mut when_full: Option<String> = None;
+    let mut max_concurrency = None;
+    for (k, v) in options.iter() {
+        match k.extract::<String>()?.as_str() {
+            "memory_limit" => memory_limit = Some(v),
+            "cache_duration" => cache_duration = Some(v),
+            "when_full" => when_full = if v.is_none() { None } else { Some(v.extract()?) },
+            // None is meaningful here: it removes the limit.
+            "max_concurrency" => {
+                if v.is_none() {
+                    s.max_concurrency = None;
+                } else {
+                    max_concurrency = Some(v);
+                }
+            }
+            other => {
+                return Err(PyTypeError::new_err(format!(
+                    "configure() got an unexpected option '{other}' (options: memory_limit, \
+                     cache_duration, when_full, max_concurrency)"
+                )));
+            }
+        }
+    }
+    let (memory_limit, cache_duration, max_concurrency) =
+        (memory_limit.as_ref(), cache_duration.as_ref(), max_concurrency.as_ref());
+    let when_full = when_full.as_deref();
+    if let Some(m) = memory_limit.filter(|m| !m.is_none()) {
+        if m.cast::<PyBool>().is_ok() {
+            return Err(PyTypeError::new_err(
+                "memory_limit must be a number of bytes or a fraction, not a bool",
+            ));
+        }
+        s.memory_limit = if let Ok(i) = m.cast::<PyInt>() {
+            match i.extract::<u64>() {
+                Ok(b) => MemoryLimit::Bytes(b),
+                Err(_) => {
+                    let f: f64 = i.extract().unwrap_or(-1.0);
+                    MemoryLimit::from_number(if f >= 0.0 { f64::INFINITY } else { f }, false)
+                        .map_err(config_err)?
+                }
+            }
+        } else if let Ok(f) = m.cast::<PyFloat>() {
+            MemoryLimit::from_number(f.value(), true).map_err(config_err)?
+        } else {
+            return Err(PyTypeError::new_err(format!(
+                "memory_limit must be a number of bytes or a fraction of the machine's memory, not {}",
+                m.get_type().name()?
+            )));
+        };
+    }
+    if let Some(d) = cache_duration.filter(|d| !d.is_none()) {
+        if d.cast::<PyBool>().is_ok() || !(d.cast::<PyInt>().is_ok() || d.cast::<PyFloat>().is_ok()) {
+            return Err(PyTypeError::new_err(format!(
+                "cache_duration must be a number of seconds, not {}",
+                d.get_type().name()?
+            )));
+        }
+        let secs: f64 = d.extract()?;
+        s.cache_duration = Settings::duration_from_secs(secs).map_err(config_err)?;
+    }
+    if let Some(w) = when_full {
+        s.when_full = w.parse::<WhenFull>().map_err(config_err)?;
+    }
+    if let Some(c) = max_concurrency.filter(|c| !c.is_none()) {
+        if c.cast::<PyBool>().is_ok() || c.cast::<PyInt>().is_err() {
+            return Err(PyTypeError::new_err(format!(
+                "max_concurrency must be an int >= 1 or None, not {}",
+                c.get_type().name()?
+            )));
+        }
+        let n: i64 = c.extract()?;
+        if n < 1 {
+            return Err(PyValueError::new_err(format!(
+                "invalid max_concurrency: {n} (expected a number >= 1, or None for no limit)"
+            )));
+        }
+        s.max_concurrency = Some(n as usize);
+    }
+    s.validate().map_err(config_err)?;
+    Ok(s)
+}
+
+/// Creates the cache `name`, or updates its settings in place (entries are kept). On a new
+/// cache omitted settings take their defaults; on an existing one they keep their current
+/// values (`max_concurrency=None` removes a limit).
+#[pyfunction]
+#[pyo3(signature = (name, **options))]
+fn configure(name: &str, options: Option<&Bound<'_, PyDict>>) -> PyResult<Cache> {
+    let base = REGISTRY.get(name).map(|c| c.settings()).unwrap_or_default();
+    let settings = parse_settings(base, options)?;
+    let inner = REGISTRY.configure(name, settings).map_err(config_err)?;
+    Ok(Cache { inner })
+}
+
+fn stats_dict<'py>(py: Python<'py>, c: &CoreCache) -> PyResult<Bound<'py, PyDict>> {
+    let s = c.stats();
+    let d = PyDict::new(py);
+    d.set_item("hits", s.hits)?;
+    d.set_item("misses", s.misses)?;
+    d.set_item("computations", s.computations)?;
+    d.set_item("coalesced", s.coalesced)?;
+    d.set_item("errors", s.errors)?;
+    d.set_item("nocache", s.nocache)?;
+    d.set_item("rejected_full", s.rejected_full)?;
+    d.set_item("evicted_idle", s.evicted_idle)?;
+    d.set_item("evicted_lru", s.evicted_lru)?;
+    d.set_item("evicted_invalidated", s.evicted_invalidated)?;
+    let ev = PyDict::new(py);
+    ev.set_item("idle", s.evicted_idle)?;
+    ev.set_item("lru", s.evicted_lru)?;
+    ev.set_item("invalidated", s.evicted_invalidated)?;
+    d.set_item("evictions", ev)?;
+    d.set_item("entries", s.entries)?;
+    d.set_item("bytes_used", s.bytes_used)?;
+    d.set_item("memory_limit", s.memory_limit)?;
+    d.set_item("in_flight", s.in_flight)?;
+    Ok(d)
+}
+
+/// A handle on one named cache (returned by `configure`).
+#[pyclass(frozen, module = "coopcache._native")]
+pub(crate) struct Cache {
+    pub(crate) inner: CoreCache,
+}
+
+#[pymethods]
+impl Cache {
+    /// The cache's name.
+    #[getter]
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    /// The stored value, or `default` on a miss (no computation).
+    #[pyo3(signature = (key, default=None))]
+    fn get(&self, py: Python<'_>, key: &Bound<'_, PyAny>, default: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+        let k = convert::to_key(key)?;
+        Ok(match self.inner.get(&k) {
+            Some(v) => v.0,
+            None => default.unwrap_or_else(|| py.None()),
+        })
+    }
+
+    /// Removes the key's entry; True if one was removed.
+    fn invalidate(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let k = convert::to_key(key)?;
+        Ok(self.inner.invalidate(&k))
+    }
+
+    /// Removes every entry stored with `tag`; returns how many.
+    fn invalidate_tag(&self, tag: &str) -> u64 {
+        self.inner.invalidate_tag(tag)
+    }
+
+    /// Removes every entry.
+    fn clear(&self) {
+        self.inner.clear()
+    }
+
+    /// The counters as a dict.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        stats_dict(py, &self.inner)
+    }
+
+    /// Call form `c.cached(key, fn)`: the value for `key`, computed by `fn()` once however
+    /// many callers ask. Without `fn`, the decorator form (`@c.cached()`, `@c.cached(key=...)`).
+    #[pyo3(signature = (key=None, func=None, *, timeout=None, tags=None, weigher=None))]
+    fn cached(
+        &self,
+        py: Python<'_>,
+        key: Option<&Bound<'_, PyAny>>,
+        func: Option<&Bound<'_, PyAny>>,
+        timeout: Option<f64>,
+        tags: Option<&Bound<'_, PyAny>>,
+        weigher: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let (Some(key), Some(func)) = (key, func) else {
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("timeout", timeout)?;
+            kwargs.set_item("tags", tags)?;
+            kwargs.set_item("weigher", weigher)?;
+            let decorator = py.import("coopcache._decorator")?.getattr("cached")?;
+            return Ok(decorator.call((self.inner.name(), key, func), Some(&kwargs))?.unbind());
+        };
+        let k = convert::to_key(key)?;
+        let opts = flight::Options::parse(timeout, tags)?;
+        flight::run_sync(py, &self.inner, &k, || func.call0(), &opts, weigher)
+    }
+
+    /// `await c.cached_async(key, fn)`: the asyncio form (see `coopcache.cached_async`).
+    #[pyo3(signature = (key, func, *, timeout=None, tags=None, weigher=None))]
+    fn cached_async(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        func: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+        tags: Option<&Bound<'_, PyAny>>,
+        weigher: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("timeout", timeout)?;
+        kwargs.set_item("tags", tags)?;
+        kwargs.set_item("weigher", weigher)?;
+        let f = py.import("coopcache._decorator")?.getattr("cached_async")?;
+        Ok(f.call((self.inner.name(), key, func), Some(&kwargs))?.unbind())
+    }
+
+    /// The flight protocol for the asyncio layer: (0, value) | (1, Lease) | (2, Waiter).
+    fn _begin(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<(u8, Py<PyAny>)> {
+        let k = convert::to_key(key)?;
+        flight::begin(py, &self.inner, &k)
+    }
+
+    fn __repr__(&self) -> String {
+        let s = self.inner.settings();
+        format!(
+            "<coopcache.Cache {:?} memory_limit={:?} cache_duration={}s when_full={} max_concurrency={:?}>",
+            self.inner.name(),
+            self.inner.stats().memory_limit,
+            s.cache_duration.as_secs_f64(),
+            s.when_full,
+            s.max_concurrency
+        )
+    }
+}
+
+/// The `Cache` handle of a configured name.
+#[pyfunction]
+fn cache(name: &str) -> PyResult<Cache> {
+    Ok(Cache { inner: lookup(name)? })
+}
+
+/// Call form: the value for `key` in cache `name`, computed by `fn()` once.
+#[pyfunction]
+#[pyo3(signature = (name, key, func, *, timeout=None, tags=None, weigher=None))]
+fn cached(
+    py: Python<'_>,
+    name: &str,
+    key: &Bound<'_, PyAny>,
+    func: &Bound<'_, PyAny>,
+    timeout: Option<f64>,
+    tags: Option<&Bound<'_, PyAny>>,
+    weigher: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Py<PyAny>> {
+    let c = lookup(name)?;
+    let k = convert::to_key(key)?;
+    let opts = flight::Options::parse(timeout, tags)?;
+    flight::run_sync(py, &c, &k, || func.call0(), &opts, weigher)
+}
+
+#[pyfunction]
+#[pyo3(signature = (name, key, default=None))]
+fn get(
+    py: Python<'_>,
+    name: &str,
+    key: &Bound<'_, PyAny>,
+    default: Option<Py<PyAny>>,
+) -> PyResult<Py<PyAny>> {
+    Cache { inner: lookup(name)? }.get(py, key, default)
+}
+
+#[pyfunction]
+fn invalidate(name: &str, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+    Cache { inner: lookup(name)? }.invalidate(key)
+}
+
+#[pyfunction]
+fn invalidate_tag(name: &str, tag: &str) -> PyResult<u64> {
+    Ok(lookup(name)?.invalidate_tag(tag))
+}
+
+#[pyfunction]
+fn clear(name: &str) -> PyResult<()> {
+    lookup(name)?.clear();
+    Ok(())
+}
+
+#[pyfunction]
+fn stats<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyDict>> {
+    stats_dict(py, &lookup(name)?)
+}
+
+/// The configured cache names, sorted.
+#[pyfunction]
+fn names() -> Vec<String> {
+    REGISTRY.names()
+}
+
+/// The canonical key bytes of a Python key (equal keys, equal bytes).
+#[pyfunction]
+fn key_bytes<'py>(py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    Ok(PyBytes::new(py, convert::to_key(key)?.as_bytes()))
+}
+
+/// The native deep-size estimate of a value, in bytes.
+#[pyfunction]
+fn estimate_size(value: &Bound<'_, PyAny>) -> u64 {
+    convert::estimate(value)
+}
+
+/// Called once by the package: the logger and the asyncio recursion context variable.
+#[pyfunction]
+fn _init(py: Python<'_>, logger: Py<PyAny>, computing: Py<PyAny>) {
+    let _ = LOGGER.set(py, logger);
+    let _ = COMPUTING_VAR.set(py, computing);
+    LazyLock::force(&REGISTRY);
+}
+
+/// Called at interpreter exit: stop forwarding events to `logging`.
+#[pyfunction]
+fn _shutdown() {
+    SHUTDOWN.store(true, Relaxed);
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("UnknownCacheError", py.get_type::<UnknownCacheError>())?;
+    m.add("CacheRecursionError", py.get_type::<CacheRecursionError>())?;
+    m.add("ENTRY_OVERHEAD", coopcache::ENTRY_OVERHEAD)?;
+    m.add_class::<Cache>()?;
+    m.add_class::<flight::NoCache>()?;
+    m.add_class::<flight::Lease>()?;
+    m.add_class::<flight::Waiter>()?;
+    m.add_class::<flight::SlotWaiter>()?;
+    m.add_class::<flight::CachedFunction>()?;
+    m.add_function(wrap_pyfunction!(configure, m)?)?;
+    m.add_function(wrap_pyfunction!(cache, m)?)?;
+    m.add_function(wrap_pyfunction!(cached, m)?)?;
+    m.add_function(wrap_pyfunction!(get, m)?)?;
+    m.add_function(wrap_pyfunction!(invalidate, m)?)?;
+    m.add_function(wrap_pyfunction!(invalidate_tag, m)?)?;
+    m.add_function(wrap_pyfunction!(clear, m)?)?;
+    m.add_function(wrap_pyfunction!(stats, m)?)?;
+    m.add_function(wrap_pyfunction!(names, m)?)?;
+    m.add_function(wrap_pyfunction!(key_bytes, m)?)?;
+    m.add_function(wrap_pyfunction!(estimate_size, m)?)?;
+    m.add_function(wrap_pyfunction!(flight::nocache, m)?)?;
+    m.add_function(wrap_pyfunction!(_init, m)?)?;
+    m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
+    Ok(())
+}

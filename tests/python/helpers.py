@@ -1,0 +1,20 @@
+"""Shared helpers: wait for a condition (never assert on elapsed time)."""
+
+import time
+from typing import Callable
+
+import coopcache
+
+
+def wait_until(cond: Callable[[], bool], what: str, bound: float = 20.0) -> None:
+    """Polls `cond` until it holds; fails only if it never does within a generous bound."""
+    end = time.monotonic() + bound
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError(f"never happened: {what}")
+        time.sleep(0.005)
+
+
+def waiting(name: str, n: int) -> Callable[[], bool]:
+    """True once `n` callers have joined a flight of cache `name` as waiters."""
+    return lambda: coopcache.stats(name)["coalesced"] >= n

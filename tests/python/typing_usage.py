@@ -1,0 +1,74 @@
+"""Type-checked with `mypy --strict` against the package's stubs (tests/python/run.sh).
+Also runs as a plain script."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Dict, List
+
+import coopcache
+
+cache: coopcache.Cache = coopcache.configure(
+    "typing", memory_limit=1024 * 1024, cache_duration=10.0, when_full="evict", max_concurrency=4
+)
+
+
+def load(user_id: int) -> Dict[str, int]:
+    return {"id": user_id}
+
+
+value: Dict[str, int] = coopcache.cached("typing", ("user", 1), lambda: load(1))
+value2: Dict[str, int] = coopcache.cached("typing", ("user", 2), lambda: load(2), timeout=2.0, tags=["u"])
+fresh: str = coopcache.cached("typing", "nc", lambda: coopcache.nocache("x"))
+same: Dict[str, int] = cache.cached(("user", 1), lambda: load(1))
+
+
+@coopcache.cached("typing")
+def double(x: int) -> int:
+    return 2 * x
+
+
+@coopcache.cached("typing", key=lambda x: ("sq", x), weigher=lambda v: 8)
+def square(x: int) -> int:
+    return x * x
+
+
+@coopcache.cached("typing")
+async def fetch(x: int) -> List[int]:
+    await asyncio.sleep(0)
+    return [x]
+
+
+async def main() -> None:
+    n: int = double(2) + square(3)
+    xs: List[int] = await fetch(n)
+    got: List[int] = await coopcache.cached_async("typing", "k", lambda: fetch(1))
+    print(xs, got)
+
+
+asyncio.run(main())
+hit: object = coopcache.get("typing", ("user", 1))
+removed: bool = coopcache.invalidate("typing", ("user", 1))
+count: int = coopcache.invalidate_tag("typing", "u")
+coopcache.clear("typing")
+stats: Dict[str, object] = coopcache.stats("typing")
+kb: bytes = coopcache.key_bytes(("user", 1))
+names: List[str] = coopcache.names()
+try:
+    coopcache.cached("nope", 1, lambda: 1)
+except coopcache.UnknownCacheError as e:
+    err: KeyError = e
+
+
+@cache.cached()
+def via_handle(x: int) -> str:
+    return str(x)
+
+
+async def handle_async() -> None:
+    s: str = via_handle(1)
+    t: List[int] = await cache.cached_async("ha", lambda: fetch(2))
+    print(s, t)
+
+
+asyncio.run(handle_async())

@@ -334,10 +334,15 @@ impl Native {
     }
 
     fn key(&mut self, key: &Unknown<'_>) -> Option<Key> {
+        self.key_writer(key).map(KeyWriter::finish)
+    }
+
+    /// The key's canonical bytes, written on the stack (a hit needs no `Key`).
+    fn key_writer(&mut self, key: &Unknown<'_>) -> Option<KeyWriter> {
         let mut w = KeyWriter::new();
         // SAFETY: the env and value come from napi-rs for the current call, on the JS thread.
         match unsafe { write_key(key.value().env, key.raw(), &mut w, 0) } {
-            Ok(()) => Some(w.finish()),
+            Ok(()) => Some(w),
             Err(msg) => {
                 self.error = Some(("TypeError", msg));
                 None
@@ -367,18 +372,18 @@ impl Native {
     /// Like `beginFn()`'s function, as a method (for the hand-over path).
     #[napi]
     pub fn begin(&mut self, cache: u32, key: Unknown<'_>) -> u32 {
-        let Some(k) = self.key(&key) else { return kind::ERROR };
-        self.begin_key(cache, &k)
+        let Some(w) = self.key_writer(&key) else { return kind::ERROR };
+        self.begin_key(cache, w)
     }
 
-    fn begin_key(&mut self, cache: u32, k: &Key) -> u32 {
+    fn begin_key(&mut self, cache: u32, w: KeyWriter) -> u32 {
         let Some(c) = self.caches.get(cache as usize) else {
             return self.fail_with("ERR_COOPCACHE_UNKNOWN_CACHE", format!("no cache with index {cache}"));
         };
-        if let Some(id) = c.hit_with(k, |v| v.0.id) {
+        if let Some(id) = c.hit_with(w.as_bytes(), |v| v.0.id) {
             return (id << 3) | kind::HIT;
         }
-        match c.begin(k) {
+        match c.begin(&w.finish()) {
             Ok(Begin::Hit(v)) => (v.0.id << 3) | kind::HIT,
             Ok(Begin::Lease(lease)) => {
                 let slot = lease.slot();
@@ -413,8 +418,8 @@ impl Native {
     /// The stored value for `key`, without computing: HIT with its id, MISS, or ERROR.
     #[napi]
     pub fn get(&mut self, cache: u32, key: Unknown<'_>) -> u32 {
-        let Some(k) = self.key(&key) else { return kind::ERROR };
-        match self.caches[cache as usize].get(&k) {
+        let Some(w) = self.key_writer(&key) else { return kind::ERROR };
+        match self.caches[cache as usize].get(w.as_bytes()) {
             Some(v) => (v.0.id << 3) | kind::HIT,
             None => kind::MISS,
         }
@@ -791,7 +796,7 @@ unsafe extern "C" fn raw_begin(env: sys::napi_env, info: sys::napi_callback_info
         } else {
             let mut w = KeyWriter::new();
             match write_key(env, argv[1], &mut w, 0) {
-                Ok(()) => this.begin_key(cache, &w.finish()),
+                Ok(()) => this.begin_key(cache, w),
                 Err(msg) => this.fail_with("TypeError", msg),
             }
         };

@@ -523,11 +523,20 @@ impl CachedFunction {
     }
 
     fn key(&self, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Key> {
+        self.key_writer(args, kwargs).map(KeyWriter::finish)
+    }
+
+    /// The call's key, written on the stack: a hit is looked up with its bytes, no `Key` made.
+    fn key_writer(
+        &self,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<KeyWriter> {
         let mut w = KeyWriter::new();
         if let Some(kf) = &self.key_fn {
             let k = kf.bind(args.py()).call(args, kwargs)?;
             write_key(&mut w, &k, 0, &|| " (returned by key=)".to_owned())?;
-            return Ok(w.finish());
+            return Ok(w);
         }
         let kwargs = kwargs.filter(|d| !d.is_empty());
         w.list(if kwargs.is_some() { 3 } else { 2 }).key(&self.prefix_key).list(args.len());
@@ -544,7 +553,7 @@ impl CachedFunction {
                 write_key(&mut w, v, 2, &|| format!(" (argument {k}= of {})", self.prefix))?;
             }
         }
-        Ok(w.finish())
+        Ok(w)
     }
 }
 
@@ -583,7 +592,11 @@ impl CachedFunction {
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyAny>> {
         let cache = self.cache()?;
-        let key = self.key(args, kwargs)?;
+        let w = self.key_writer(args, kwargs)?;
+        if let Some(v) = cache.hit_with(w.as_bytes(), |v| v.0.clone_ref(py)) {
+            return Ok(v);
+        }
+        let key = w.finish();
         let func = self.func.bind(py);
         let weigher = self.weigher.as_ref().map(|w| w.bind(py));
         run_sync(py, cache, &key, || func.call(args, kwargs), &self.opts, weigher)

@@ -246,8 +246,25 @@ where
     /// assert_eq!(cache.hit_with(&2, |v| v.len()), None);
     /// assert_eq!((cache.stats().hits, cache.stats().misses), (1, 1));
     /// ```
+    ///
+    /// The key may be any form `K` borrows as: a `Cache<Key, V>` is searched with the bytes of a
+    /// [`crate::KeyWriter`], so a hit allocates nothing.
+    ///
+    /// ```
+    /// use coopcache::{Cache, Key, KeyWriter};
+    ///
+    /// let cache: Cache<Key, u32> = Cache::builder().build().unwrap();
+    /// cache.get_or_compute(Key::from(("a rather long key name", 42)), || 7);
+    /// let mut w = KeyWriter::new();
+    /// w.list(2).str("a rather long key name").int(42);
+    /// assert_eq!(cache.hit_with(w.as_bytes(), |v| *v), Some(7));
+    /// ```
     #[inline]
-    pub fn hit_with<R>(&self, key: &K, f: impl FnOnce(&V) -> R) -> Option<R> {
+    pub fn hit_with<Q, R>(&self, key: &Q, f: impl FnOnce(&V) -> R) -> Option<R>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.inner.lookup_with(self.inner.hash(key), key, f)
     }
 
@@ -257,10 +274,15 @@ where
         self.inner.begin(key)
     }
 
-    /// The stored value, without computing; counts as activity (resets the idle clock).
-    pub fn get(&self, key: &K) -> Option<V> {
+    /// The stored value, without computing; counts as activity (resets the idle clock). The key
+    /// may be any form `K` borrows as (the bytes of a [`crate::KeyWriter`] for `Cache<Key, V>`).
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let hash = self.inner.hash(key);
-        let v = self.inner.lookup(hash, key);
+        let v = self.inner.lookup_with(hash, key, V::clone);
         if v.is_none() {
             self.inner.count_miss(hash);
         }

@@ -87,12 +87,22 @@ impl fmt::Display for KeyError {
 
 impl std::error::Error for KeyError {}
 
+impl std::borrow::Borrow<[u8]> for Key {
+    /// A key's bytes hash and compare as the key does, so a cache can be searched with the
+    /// bytes of a [`KeyWriter`] before (or without) allocating a `Key`.
+    fn borrow(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 /// Builds a [`Key`] item by item, normalising as it goes.
 ///
 /// A list is announced with its length, then its items follow (nested lists likewise). The
-/// bindings walk their language's key once and call these methods; no tree is built.
+/// bindings walk their language's key once and call these methods; no tree is built. Keys of up
+/// to 64 bytes are written on the stack, so a hit looked up with [`KeyWriter::as_bytes`] (see
+/// [`crate::Cache::hit_with`]) allocates nothing.
 #[derive(Default)]
-pub struct KeyWriter(SmallVec<[u8; 16]>);
+pub struct KeyWriter(SmallVec<[u8; 64]>);
 
 impl KeyWriter {
     /// An empty writer.
@@ -191,6 +201,11 @@ impl KeyWriter {
         self
     }
 
+    /// The bytes written so far: the canonical encoding once one complete value is written.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     /// A key written before, as one item (for example inside a list).
     pub fn key(&mut self, k: &Key) -> &mut Self {
         self.0.extend_from_slice(&k.0);
@@ -200,7 +215,7 @@ impl KeyWriter {
     /// The finished key. The caller is responsible for having written one complete value
     /// (lists with as many items as announced); bindings guarantee it by construction.
     pub fn finish(self) -> Key {
-        Key(self.0)
+        Key(SmallVec::from_slice(&self.0))
     }
 
     fn len(&mut self, mut n: usize) {

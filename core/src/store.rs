@@ -194,7 +194,7 @@ where
     }
 
     #[inline]
-    pub(crate) fn hash(&self, key: &K) -> u64 {
+    pub(crate) fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
         self.hasher.hash_one(key)
     }
 
@@ -218,7 +218,11 @@ where
 
     /// The hit path, reading the value in place (under the shard's read lock).
     #[inline(always)]
-    pub(crate) fn lookup_with<R>(&self, hash: u64, key: &K, f: impl FnOnce(&V) -> R) -> Option<R> {
+    pub(crate) fn lookup_with<Q, R>(&self, hash: u64, key: &Q, f: impl FnOnce(&V) -> R) -> Option<R>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let cell = self.shard(hash);
         let now = self.clock.nanos();
         let sh = cell.lock.read();
@@ -640,13 +644,21 @@ fn touch<K, V>(e: &Entry<K, V>, now: u64, duration: u64) {
 
 impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
     #[inline(always)]
-    fn find(&self, hash: u64, key: &K) -> Option<u32> {
+    fn find<Q>(&self, hash: u64, key: &Q) -> Option<u32>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
         let slots = &self.slots;
-        self.table.find(hash, |&i| slots[i as usize].as_ref().is_some_and(|e| e.key == *key)).copied()
+        self.table.find(hash, |&i| slots[i as usize].as_ref().is_some_and(|e| e.key.borrow() == key)).copied()
     }
 
     #[inline(always)]
-    fn fresh(&self, hash: u64, key: &K, now: u64, duration: u64, clock: &Clock) -> Option<&Entry<K, V>> {
+    fn fresh<Q>(&self, hash: u64, key: &Q, now: u64, duration: u64, clock: &Clock) -> Option<&Entry<K, V>>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
         let idx = self.find(hash, key)?;
         let e = self.slots[idx as usize].as_ref()?;
         if !clock.fresh(e.last_access.load(Relaxed), now, duration) {

@@ -44,7 +44,7 @@ const TOUCH_GRANULARITY_NS: u64 = 1_000_000;
 const EVICTION_SAMPLES: usize = 5;
 
 /// Expiry records processed per hold of a shard's write lock, so readers never wait long.
-const SWEEP_BATCH: usize = 256;
+const SWEEP_BATCH: usize = 64;
 
 pub(crate) type Weigher<K, V> = Box<dyn Fn(&K, &V) -> u64 + Send + Sync>;
 

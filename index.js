@@ -80,8 +80,15 @@ function wake() {
           { code: 'COOPCACHE_FULL' },
         );
       }
-    } else {
+    } else if (evs[i] === 'evict') {
       emit('evict', { cache: evs[i + 1], reason: evs[i + 2], count: Number(evs[i + 3]) });
+    } else if (evs[i] === 'sharedUp') {
+      emit('sharedUp', { cache: evs[i + 1] });
+    } else {
+      // sharedDown, valueRefused: warnings, reported even without a listener.
+      const e = { cache: evs[i + 1], reason: evs[i + 2] };
+      if (events.listenerCount(evs[i]) > 0) emit(evs[i], e);
+      else process.emitWarning(`coopcache: cache ${JSON.stringify(e.cache)}: ${evs[i]} (${e.reason})`, { code: 'COOPCACHE_SHARED' });
     }
   }
 }

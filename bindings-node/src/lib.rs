@@ -599,7 +599,8 @@ impl Native {
     }
 
     /// Events since the last call, as `[kind, cache, a, b]` string quadruples:
-    /// `full` (bytesUsed, memoryLimit) or `evict` (reason, count).
+    /// `full` (bytesUsed, memoryLimit), `evict` (reason, count), `sharedDown` (reason),
+    /// `sharedUp`, or `valueRefused` (reason).
     #[napi]
     pub fn take_events(&self) -> Vec<String> {
         let evs = std::mem::take(&mut *self.sink.events.lock());
@@ -611,6 +612,15 @@ impl Native {
                 }
                 Event::Evicted { cache, reason, count } => {
                     out.extend(["evict".into(), cache, reason.as_str().into(), count.to_string()])
+                }
+                Event::SharedDown { cache, reason } => {
+                    out.extend(["sharedDown".into(), cache, reason, String::new()])
+                }
+                Event::SharedUp { cache } => {
+                    out.extend(["sharedUp".into(), cache, String::new(), String::new()])
+                }
+                Event::ValueRefused { cache, reason } => {
+                    out.extend(["valueRefused".into(), cache, reason, String::new()])
                 }
             }
         }

@@ -145,6 +145,23 @@ fn forward_event(event: &Event) {
             Event::Evicted { cache, reason, count } => {
                 ("debug", format!("coopcache: cache {cache:?} evicted {count} entries ({})", reason.as_str()))
             }
+            Event::SharedDown { cache, reason } => (
+                "warning",
+                format!(
+                    "coopcache: the shared tier of cache {cache:?} is unavailable ({reason}); \
+                     calls go on with the local tier"
+                ),
+            ),
+            Event::SharedUp { cache } => {
+                ("info", format!("coopcache: the shared tier of cache {cache:?} is back"))
+            }
+            Event::ValueRefused { cache, reason } => (
+                "warning",
+                format!(
+                    "coopcache: a value of cache {cache:?} in the shared tier was refused ({reason}) \
+                     and treated as a miss; it was not deserialized"
+                ),
+            ),
         };
         if let Err(e) = logger.call_method1(py, level, (msg,)) {
             e.write_unraisable(py, None);

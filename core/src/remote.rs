@@ -57,7 +57,7 @@ where
     V: Clone + Send + Sync + 'static,
 {
     let idle = inner.settings().cache_duration;
-    let tier = SharedTier::new(&inner.name, settings, idle)?;
+    let tier = SharedTier::with_listener(&inner.name, settings, idle, inner.listener.clone())?;
     let weak: Weak<Inner<K, V>> = Arc::downgrade(inner);
     tier.on_invalidation(move |inv| {
         let Some(inner) = weak.upgrade() else { return };

@@ -71,6 +71,27 @@ pub enum Event {
         /// The byte limit.
         memory_limit: u64,
     },
+    /// The shared tier became unreachable (or slow): calls go on with the local tier. Reported
+    /// once, and again only after it was back.
+    SharedDown {
+        /// The cache's name.
+        cache: String,
+        /// What failed (the Redis URL's password is never in it).
+        reason: String,
+    },
+    /// The shared tier is reachable again.
+    SharedUp {
+        /// The cache's name.
+        cache: String,
+    },
+    /// A value in the shared tier was refused (bad signature or format) and treated as a miss;
+    /// it was never deserialized.
+    ValueRefused {
+        /// The cache's name.
+        cache: String,
+        /// Why.
+        reason: String,
+    },
     /// Entries left the cache (one event per batch, so a sweep of many is one call).
     Evicted {
         /// The cache's name.

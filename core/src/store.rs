@@ -105,7 +105,7 @@ pub(crate) struct Inner<K, V> {
     pub(crate) epoch: AtomicU64,
     clear_epoch: AtomicU64,
     full: AtomicBool,
-    listener: Option<Listener>,
+    pub(crate) listener: Option<Listener>,
     pub(crate) slots: Arc<Slots>,
     /// The shared tier, when the cache has one (only caches keyed by [`crate::Key`]).
     #[cfg(feature = "shared")]

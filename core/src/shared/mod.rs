@@ -28,6 +28,7 @@ use tokio::sync::oneshot;
 
 use crate::config::ConfigError;
 use crate::keys::Key;
+use crate::stats::{Event, Listener};
 use crate::wait::{Pending, Shared};
 pub use protocol::Blob;
 use protocol::Message;
@@ -186,6 +187,7 @@ struct Tier {
     touches: Mutex<HashSet<Vec<u8>>>,
     on_invalidation: OnceLock<InvalidationHook>,
     counters: Counters,
+    listener: Option<Listener>,
 }
 
 /// The shared tier of one named cache. Cheap to clone.
@@ -207,6 +209,17 @@ impl SharedTier {
     /// Validates the settings (a bad URL is an error now, with the password masked) and starts
     /// connecting in the background; calls work on the local tier until the connection is up.
     pub fn new(cache: &str, settings: SharedSettings, idle: Duration) -> Result<SharedTier, ConfigError> {
+        Self::with_listener(cache, settings, idle, None)
+    }
+
+    /// Like [`SharedTier::new`], reporting [`Event::SharedDown`], [`Event::SharedUp`] and
+    /// [`Event::ValueRefused`] to `listener` (the cache's own listener, for bindings' logs).
+    pub fn with_listener(
+        cache: &str,
+        settings: SharedSettings,
+        idle: Duration,
+        listener: Option<Listener>,
+    ) -> Result<SharedTier, ConfigError> {
         let client = redis::Client::open(settings.url.as_str()).map_err(|e| ConfigError {
             setting: "redis_url",
             value: redact(&settings.url),
@@ -230,6 +243,7 @@ impl SharedTier {
             touches: Mutex::new(HashSet::new()),
             on_invalidation: OnceLock::new(),
             counters: Counters::default(),
+            listener,
         });
         RUNTIME.spawn(subscriber(Arc::downgrade(&tier)));
         RUNTIME.spawn(toucher(Arc::downgrade(&tier)));
@@ -490,6 +504,13 @@ impl Tier {
         if !self.warned.swap(true, Relaxed) {
             tracing::warn!(target: "coopcache", cache = %self.name, url = %redact(&self.settings.url), why,
                 "shared tier unavailable; calls go on with the local tier");
+            self.emit(Event::SharedDown { cache: self.name.clone(), reason: why.to_owned() });
+        }
+    }
+
+    fn emit(&self, event: Event) {
+        if let Some(l) = &self.listener {
+            l(&event);
         }
     }
 
@@ -505,6 +526,7 @@ impl Tier {
                 inc(&self.counters.rejected_values);
                 tracing::warn!(target: "coopcache", cache = %self.name, why,
                     "a value in the shared tier was refused and treated as a miss");
+                self.emit(Event::ValueRefused { cache: self.name.clone(), reason: why.to_owned() });
                 None
             }
         }
@@ -704,6 +726,7 @@ async fn subscriber(tier: Weak<Tier>) {
                 *t.conn.lock() = Some(cm);
                 if t.warned.swap(false, Relaxed) {
                     tracing::info!(target: "coopcache", cache = %t.name, "shared tier reconnected");
+                    t.emit(Event::SharedUp { cache: t.name.clone() });
                 }
                 backoff = Duration::from_millis(100);
                 drop(t);

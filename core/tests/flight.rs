@@ -165,22 +165,30 @@ fn nocache_values_reach_waiters_but_are_not_stored() {
     assert_eq!(*v, "twice");
 }
 
+/// A leader thread computing `key` that has started and returns `value` once `go` is sent.
+fn gated_leader(
+    c: &Cache<u64, Arc<String>>,
+    key: u64,
+    value: &'static str,
+) -> (mpsc::Sender<()>, thread::JoinHandle<Arc<String>>) {
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (started_tx, started_rx) = mpsc::channel();
+    let c = c.clone();
+    let leader = thread::spawn(move || {
+        c.get_or_compute(key, || {
+            started_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            Arc::new(value.to_string())
+        })
+    });
+    started_rx.recv().unwrap();
+    (go_tx, leader)
+}
+
 #[test]
 fn a_timed_out_waiter_does_not_stop_the_computation() {
     let c = cache();
-    let (go_tx, go_rx) = mpsc::channel::<()>();
-    let (started_tx, started_rx) = mpsc::channel();
-    let leader = {
-        let c = c.clone();
-        thread::spawn(move || {
-            c.get_or_compute(11, || {
-                started_tx.send(()).unwrap();
-                go_rx.recv().unwrap();
-                Arc::new("late".to_string())
-            })
-        })
-    };
-    started_rx.recv().unwrap();
+    let (go_tx, leader) = gated_leader(&c, 11, "late");
     let opts = CallOptions { timeout: Some(Duration::from_millis(20)), ..Default::default() };
     let r = c.compute(11, &opts, || Ok::<_, DbDown>(Arc::new(String::from("mine")).into()));
     assert!(matches!(r, Err(Error::Timeout(_))), "{r:?}");
@@ -419,19 +427,7 @@ fn block_on<F: std::future::Future>(fut: F) -> F::Output {
 #[test]
 fn waiting_needs_no_runtime() {
     let c = cache();
-    let (go_tx, go_rx) = mpsc::channel::<()>();
-    let (started_tx, started_rx) = mpsc::channel();
-    let leader = {
-        let c = c.clone();
-        thread::spawn(move || {
-            c.get_or_compute(90, || {
-                started_tx.send(()).unwrap();
-                go_rx.recv().unwrap();
-                Arc::new("from a thread".to_string())
-            })
-        })
-    };
-    started_rx.recv().unwrap();
+    let (go_tx, leader) = gated_leader(&c, 90, "from a thread");
     let waiter = {
         let c = c.clone();
         thread::spawn(move || block_on(c.get_or_compute_async(90, async { unreachable!() })))

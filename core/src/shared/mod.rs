@@ -539,7 +539,6 @@ impl Tier {
         interest: &Shared<Remote>,
     ) -> Remote {
         let (vkey, lkey) = (self.key(b'v', &key), self.key(b'l', &key));
-        let t = self.settings.timeout;
         let lease_ms = self.settings.lease_ttl.as_millis() as u64;
         loop {
             if interest.live() == 0 {
@@ -549,56 +548,33 @@ impl Tier {
             let (id, rx) = self.listen(&key);
             let _unlisten = Unlisten(&self, &key, id);
             let idle = self.idle_ms.load(Relaxed);
-            let got = tokio::time::timeout(
-                t,
-                redis::cmd("GETEX").arg(&vkey).arg("PX").arg(idle).query_async::<Option<Vec<u8>>>(&mut conn),
-            )
-            .await;
-            match got {
-                Ok(Ok(Some(b))) => {
-                    if let Some(blob) = self.open(&key, &b) {
-                        inc(&self.counters.remote_hits);
-                        return Remote::Value(blob);
-                    }
-                }
-                Ok(Ok(None)) => {}
-                Ok(Err(e)) => {
-                    self.trouble(&e.to_string());
-                    return self.fallback();
-                }
-                Err(_) => {
-                    self.trouble("GETEX timed out");
-                    return self.fallback();
-                }
+            let mut getex = redis::cmd("GETEX");
+            getex.arg(&vkey).arg("PX").arg(idle);
+            let Some(found) = self.call::<Option<Vec<u8>>>(&getex, &mut conn).await else {
+                return self.fallback();
+            };
+            if let Some(blob) = found.and_then(|b| self.open(&key, &b)) {
+                inc(&self.counters.remote_hits);
+                return Remote::Value(blob);
             }
             let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
             let mut set = redis::cmd("SET");
             set.arg(&lkey).arg(&token).arg("NX").arg("PX").arg(lease_ms);
-            match tokio::time::timeout(t, set.query_async::<Option<String>>(&mut conn)).await {
-                Ok(Ok(Some(_))) => {
+            match self.call::<Option<String>>(&set, &mut conn).await {
+                None => return self.fallback(),
+                Some(Some(_)) => {
                     inc(&self.counters.leases_won);
                     return Remote::Compute(self.lease(key.clone(), token, conn));
                 }
-                Ok(Ok(None)) => {}
-                Ok(Err(e)) => {
-                    self.trouble(&e.to_string());
-                    return self.fallback();
-                }
-                Err(_) => {
-                    self.trouble("SET NX timed out");
-                    return self.fallback();
-                }
+                Some(None) => {}
             }
             inc(&self.counters.leases_lost);
             inc(&self.counters.remote_waits);
-            let pttl =
-                match tokio::time::timeout(t, redis::cmd("PTTL").arg(&lkey).query_async::<i64>(&mut conn))
-                    .await
-                {
-                    Ok(Ok(ms)) if ms > 0 => ms as u64,
-                    Ok(Ok(_)) => continue, // released meanwhile
-                    _ => return self.fallback(),
-                };
+            let pttl = match self.call::<i64>(redis::cmd("PTTL").arg(&lkey), &mut conn).await {
+                Some(ms) if ms > 0 => ms as u64,
+                Some(_) => continue, // released meanwhile
+                None => return self.fallback(),
+            };
             // Wait for the holder's message; if none comes before its lease runs out, it died:
             // look again (and take the lease).
             match tokio::time::timeout(Duration::from_millis(pttl + 5), rx).await {
@@ -621,6 +597,26 @@ impl Tier {
                 },
                 Ok(Ok(None)) => return self.fallback(), // the connection went down
                 Ok(Err(_)) | Err(_) => {}
+            }
+        }
+    }
+
+    /// One Redis command within the tier's timeout; `None` (and the tier reported in trouble) if
+    /// it failed or timed out.
+    async fn call<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+        conn: &mut ConnectionManager,
+    ) -> Option<T> {
+        match tokio::time::timeout(self.settings.timeout, cmd.query_async::<T>(conn)).await {
+            Ok(Ok(v)) => Some(v),
+            Ok(Err(e)) => {
+                self.trouble(&e.to_string());
+                None
+            }
+            Err(_) => {
+                self.trouble("a call timed out");
+                None
             }
         }
     }

@@ -526,23 +526,27 @@ where
     /// Removes the key's entry; a computation of it running now still reaches its waiters but
     /// is not stored. True if an entry was removed.
     pub fn invalidate(&self, key: &K) -> bool {
+        // Locally first: this process hears its own message back from Redis, and that echo
+        // must not be the one that finds the entry.
+        let removed = self.inner.invalidate(key);
         #[cfg(feature = "shared")]
         self.invalidate_remote(key);
-        self.inner.invalidate(key)
+        removed
     }
 
     /// Removes every entry stored with `tag`; returns how many.
     pub fn invalidate_tag(&self, tag: &str) -> u64 {
+        let removed = self.inner.invalidate_tag(tag);
         #[cfg(feature = "shared")]
         self.invalidate_tag_remote(tag);
-        self.inner.invalidate_tag(tag)
+        removed
     }
 
     /// Removes every entry; computations running now are not stored.
     pub fn clear(&self) {
+        self.inner.clear();
         #[cfg(feature = "shared")]
         self.clear_remote();
-        self.inner.clear();
     }
 
     /// The counters, entries, bytes and computations in flight.

@@ -382,3 +382,15 @@ fn caches_keep_working_when_redis_is_down() {
     }
     assert_eq!(a.stats().computations, 20);
 }
+
+#[test]
+fn invalidate_reports_the_local_entry_it_removed() {
+    let s = Server::start();
+    let a = shared_cache(&s, "p4");
+    for i in 0..50 {
+        let key = Key::from(i);
+        a.get_or_compute(key.clone(), || format!("v{i}"));
+        // The echo of this process's own invalidation must not take the answer away.
+        assert!(a.invalidate(&key), "round {i}");
+    }
+}

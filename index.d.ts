@@ -16,6 +16,18 @@ export interface Settings {
   maxConcurrency?: number | null;
   /** The size in bytes of a value (default: a built-in estimate for strings, Buffers, arrays, plain objects). */
   sizeOf?: (value: any, key: Key) => number;
+  /**
+   * Shared mode: `redis://[user:password@]host:port[/db]` or `rediss://` (TLS). Each value is then
+   * computed once across every process (any language) using the same Redis and cache name. Given
+   * when the cache is first configured; later calls may omit it or repeat the same URL.
+   */
+  redisUrl?: string;
+  /** Shared mode: how values are stored in Redis. `"v8"` (default) or `"json"` (shared with Python and Rust). */
+  serializer?: 'v8' | 'json';
+  /** Shared mode: signs every stored value (HMAC-SHA256); a value that fails the check is a miss and is never deserialized. A string is used as UTF-8. */
+  secret?: string | Uint8Array;
+  /** Shared mode: seconds a computing process holds a key before another may take over if it stops renewing. Default 10. */
+  leaseTtl?: number;
 }
 
 export interface CallOptions {
@@ -47,6 +59,18 @@ export interface Stats {
   bytesUsed: number;
   memoryLimit: number;
   inFlight: number;
+  /** Shared mode only: values found in Redis (or delivered by another process's completion). */
+  remoteHits?: number;
+  /** Shared mode only: keys this process computed for every process. */
+  leasesWon?: number;
+  /** Shared mode only: keys found being computed by another process. */
+  leasesLost?: number;
+  /** Shared mode only: waits for another process's completion. */
+  remoteWaits?: number;
+  /** Shared mode only: questions answered by the local tier alone because Redis was unavailable. */
+  fallbacks?: number;
+  /** Shared mode only: values refused because their signature or format did not check out. */
+  rejectedValues?: number;
 }
 
 /** A value marked by `nocache()`: handed to every waiter, not stored. */
@@ -63,10 +87,21 @@ export type ErrorCode =
   | 'ERR_COOPCACHE_UNKNOWN_CACHE'
   | 'ERR_COOPCACHE_INVALID_CONFIG'
   | 'ERR_COOPCACHE_RECURSION'
-  | 'ERR_COOPCACHE_INVALID_KEY';
+  | 'ERR_COOPCACHE_INVALID_KEY'
+  | 'ERR_COOPCACHE_REMOTE';
 
 export interface CoopcacheError extends Error {
   code: ErrorCode;
+}
+
+/**
+ * Shared mode: the computation failed in another process. `name` and `remoteName` are the
+ * original error's name (`TypeError`, a Python exception type, a Rust type path), `message` its
+ * message. Nothing is stored; the next call computes again.
+ */
+export interface RemoteError extends Error {
+  code: 'ERR_COOPCACHE_REMOTE';
+  remoteName: string;
 }
 
 export interface FullEvent {
@@ -81,13 +116,39 @@ export interface EvictEvent {
   count: number;
 }
 
+/** Shared mode: Redis became unreachable or slow; calls go on with the local tier. Without a listener, a process warning. */
+export interface SharedDownEvent {
+  cache: string;
+  reason: string;
+}
+
+/** Shared mode: the shared tier reconnected after a `sharedDown`. */
+export interface SharedUpEvent {
+  cache: string;
+}
+
+/** Shared mode: a value in Redis failed its signature or format check and was treated as a miss (never deserialized). Without a listener, a process warning. */
+export interface ValueRefusedEvent {
+  cache: string;
+  reason: string;
+}
+
 export interface CoopcacheEvents extends EventEmitter {
   on(event: 'full', listener: (e: FullEvent) => void): this;
   on(event: 'evict', listener: (e: EvictEvent) => void): this;
+  on(event: 'sharedDown', listener: (e: SharedDownEvent) => void): this;
+  on(event: 'sharedUp', listener: (e: SharedUpEvent) => void): this;
+  on(event: 'valueRefused', listener: (e: ValueRefusedEvent) => void): this;
   once(event: 'full', listener: (e: FullEvent) => void): this;
   once(event: 'evict', listener: (e: EvictEvent) => void): this;
+  once(event: 'sharedDown', listener: (e: SharedDownEvent) => void): this;
+  once(event: 'sharedUp', listener: (e: SharedUpEvent) => void): this;
+  once(event: 'valueRefused', listener: (e: ValueRefusedEvent) => void): this;
   off(event: 'full', listener: (e: FullEvent) => void): this;
   off(event: 'evict', listener: (e: EvictEvent) => void): this;
+  off(event: 'sharedDown', listener: (e: SharedDownEvent) => void): this;
+  off(event: 'sharedUp', listener: (e: SharedUpEvent) => void): this;
+  off(event: 'valueRefused', listener: (e: ValueRefusedEvent) => void): this;
 }
 
 /** A handle on one named cache, as `configure` returns it. */
@@ -102,6 +163,8 @@ export declare class Cache {
   invalidateTag(tag: string): number;
   clear(): void;
   stats(): Stats;
+  /** Shared mode: whether the shared tier is connected now (`null` for a cache without `redisUrl`). */
+  readonly sharedUp: boolean | null;
   configure(settings: Settings): Cache;
   wrap<A extends unknown[], T>(
     fn: (...args: A) => Computed<T> | PromiseLike<Computed<T>>,
@@ -130,7 +193,7 @@ export declare function stats(name: string): Stats;
 export declare function names(): string[];
 /** The handle of a configured cache. */
 export declare function cache(name: string): Cache;
-/** Emits `full` and `evict`. */
+/** Emits `full`, `evict`, `sharedDown`, `sharedUp` and `valueRefused`. */
 export declare const events: CoopcacheEvents;
 
 declare const coopcache: {

@@ -6,7 +6,8 @@
 const path = require('node:path');
 const fs = require('node:fs');
 const { EventEmitter } = require('node:events');
-const { AsyncLocalStorage } = require('node:async_hooks');
+const { AsyncLocalStorage, AsyncResource } = require('node:async_hooks');
+const v8 = require('node:v8');
 
 function loadNative() {
   const dir = path.join(__dirname, 'bindings-node');
@@ -46,6 +47,13 @@ const R_FAILED = 1;
 const R_HANDED_OVER = 2;
 const R_SLOT = 3;
 const R_FAILED_OTHER = 4;
+const R_REMOTE = 5;
+const R_PUBLISHED = 6;
+// takeRemote() kinds: what the shared tier answered a leader.
+const A_VALUE = 0;
+const A_NOCACHE = 1;
+const A_FAILED = 2;
+const A_COMPUTE = 3;
 const NO_INDEX = 0xffffffff;
 
 /** Values and errors the core holds, by id. The core releases an id when it lets go. */
@@ -59,7 +67,7 @@ function put(v) {
   return nextId;
 }
 
-/** Emits `full` and `evict`. */
+/** Emits `full`, `evict`, `sharedDown`, `sharedUp` and `valueRefused`. */
 const events = new EventEmitter();
 
 // Called by the addon (through an unref'd threadsafe function, so it never keeps the process
@@ -128,6 +136,64 @@ function configError(message) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Shared mode: serializers, and keeping the process alive while Redis answers
+// ---------------------------------------------------------------------------------------------
+
+const SERIALIZERS = {
+  v8: {
+    encode: (v) => v8.serialize(v),
+    decode: (b) => v8.deserialize(b),
+  },
+  json: {
+    encode(v) {
+      const s = JSON.stringify(v);
+      if (s === undefined) throw new TypeError(`${typeof v} is not representable in JSON`);
+      return Buffer.from(s, 'utf8');
+    },
+    decode: (b) => JSON.parse(b.toString('utf8')),
+  },
+};
+
+/** Callbacks for the shared tier's answers and confirmations, by token. */
+const remoteOps = new Map();
+// While the shared tier works for a caller, a ref'd timer keeps the event loop alive (the
+// addon's own wake-up never does).
+let holds = 0;
+let keeper;
+function noop() {}
+function expect(tok, f) {
+  if (holds++ === 0) keeper = setInterval(noop, 1 << 30);
+  remoteOps.set(tok, f);
+}
+function fulfilled(tok, id) {
+  const f = remoteOps.get(tok);
+  if (f === undefined) return;
+  remoteOps.delete(tok);
+  if (--holds === 0) {
+    clearInterval(keeper);
+    keeper = undefined;
+  }
+  f(id);
+}
+
+function errorName(e) {
+  return e !== null && typeof e === 'object' && typeof e.name === 'string' ? e.name : 'Error';
+}
+
+function errorMessage(e) {
+  return e !== null && typeof e === 'object' && typeof e.message === 'string' ? e.message : String(e);
+}
+
+/** An error computed in another process: code ERR_COOPCACHE_REMOTE, its original name and message. */
+function remoteError(name, message) {
+  const e = new Error(message);
+  e.name = name;
+  e.code = 'ERR_COOPCACHE_REMOTE';
+  e.remoteName = name;
+  return e;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Caches by name
 // ---------------------------------------------------------------------------------------------
 
@@ -145,7 +211,8 @@ function cacheFor(name) {
 function configure(name, options = {}) {
   if (typeof name !== 'string') throw new TypeError(`coopcache: a cache name must be a string, got ${typeof name}`);
   if (options === null || typeof options !== 'object') throw configError(`options: expected an object`);
-  const { memoryLimit, cacheDuration, whenFull, maxConcurrency, sizeOf } = options;
+  const { memoryLimit, cacheDuration, whenFull, maxConcurrency, sizeOf, redisUrl, serializer, leaseTtl } = options;
+  let { secret } = options;
   if (memoryLimit !== undefined && typeof memoryLimit !== 'number') {
     throw configError(`memoryLimit: ${String(memoryLimit)} (expected a number of bytes >= 0, or a fraction in (0, 1])`);
   }
@@ -161,6 +228,22 @@ function configure(name, options = {}) {
   if (sizeOf !== undefined && typeof sizeOf !== 'function') {
     throw configError(`sizeOf: expected a function (value, key) => bytes`);
   }
+  if (redisUrl !== undefined && typeof redisUrl !== 'string') {
+    throw configError(`redisUrl: expected a redis:// or rediss:// URL string`);
+  }
+  if (serializer !== undefined && !Object.prototype.hasOwnProperty.call(SERIALIZERS, serializer)) {
+    throw configError(`serializer: ${String(serializer)} (expected "v8" or "json")`);
+  }
+  if (leaseTtl !== undefined && !(typeof leaseTtl === 'number' && leaseTtl > 0)) {
+    throw configError(`leaseTtl: ${String(leaseTtl)} (expected a number of seconds > 0)`);
+  }
+  const prev = byName.get(name);
+  if (prev !== undefined && prev.shared && serializer !== undefined && serializer !== prev.serializer) {
+    throw configError(`serializer: ${serializer} (expected the one the shared cache was first configured with, "${prev.serializer}")`);
+  }
+  if (typeof secret === 'string') secret = Buffer.from(secret, 'utf8');
+  else if (secret instanceof Uint8Array) secret = Buffer.from(secret.buffer, secret.byteOffset, secret.byteLength);
+  else if (secret !== undefined) throw configError(`secret: expected a string or a Buffer`);
   const idx = native.configure(name, {
     memoryLimit,
     memoryLimitIsFloat: memoryLimit !== undefined && !Number.isInteger(memoryLimit),
@@ -168,15 +251,20 @@ function configure(name, options = {}) {
     whenFull,
     maxConcurrency: maxConcurrency ?? undefined,
     maxConcurrencyGiven: maxConcurrency !== undefined,
+    redisUrl,
+    secret,
+    leaseTtl,
   });
   if (idx === NO_INDEX) throw nativeError();
   drainReady(); // a higher maxConcurrency may have granted queued leaders their slots
   let c = byName.get(name);
   if (c === undefined) {
-    c = { idx, name, sizeOf: undefined };
+    c = { idx, name, sizeOf: undefined, serializer: 'v8', shared: false };
     byName.set(name, c);
   }
   if (sizeOf !== undefined) c.sizeOf = sizeOf;
+  if (serializer !== undefined) c.serializer = serializer;
+  c.shared = native.isShared(idx);
   return new Cache(c);
 }
 
@@ -256,7 +344,21 @@ function miss(c, key, fn, options, r) {
     return Promise.reject(e);
   }
   return new Promise((resolve, reject) => {
-    const call = { c, key, fn, opts, resolve, reject, timer: undefined, tok: 0, done: false };
+    const call = {
+      c,
+      key,
+      fn,
+      opts,
+      resolve,
+      reject,
+      timer: undefined,
+      tok: 0,
+      done: false,
+      // The computations this call is made from (for recursion detection when it computes
+      // later, after a slot or the shared tier's answer).
+      parent: computing > 0 ? als.getStore() : undefined,
+      remote: false,
+    };
     const t = opts?.timeoutMs;
     if (t !== undefined && t !== null) call.timer = setTimeout(onTimeout, t, call);
     step(call, r);
@@ -325,9 +427,59 @@ function isThenable(v) {
   return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof v.then === 'function';
 }
 
+// The leader asks the shared tier first (if the cache has one), then computes unless the answer
+// settles it.
 function runLeader(call, tok) {
+  if (call.c.shared) {
+    const a = native.askRemote(call.c.idx, tok);
+    if (a === 1) {
+      // The computation, if any, runs in the caller's async context, not the addon's wake-up.
+      expect(tok, AsyncResource.bind(() => answered(call, tok)));
+      return;
+    }
+    if (a === 2) {
+      answered(call, tok);
+      return;
+    }
+  }
+  compute(call, tok);
+}
+
+function answered(call, tok) {
+  const a = native.takeRemote(tok);
+  switch (a.kind) {
+    case A_VALUE:
+    case A_NOCACHE: {
+      let v;
+      try {
+        v = SERIALIZERS[call.c.serializer].decode(a.payload);
+      } catch {
+        compute(call, tok); // a value this process cannot read is a miss
+        return;
+      }
+      if (a.kind === A_VALUE) storeLocal(tok, call, v, a.tags ?? null, 0);
+      else {
+        native.nocache(tok, put(v));
+        settle(call, true, v);
+        drainReady();
+      }
+      return;
+    }
+    case A_FAILED:
+      failLease(tok, call, remoteError(a.typeName ?? 'Error', a.message ?? ''));
+      return;
+    case A_COMPUTE:
+      call.remote = true;
+      compute(call, tok);
+      return;
+    default:
+      compute(call, tok); // no shared tier now: the local tier alone
+  }
+}
+
+function compute(call, tok) {
   const fid = native.enter(tok);
-  const parent = computing > 0 ? als.getStore() : undefined;
+  const parent = call.parent !== undefined ? call.parent : computing > 0 ? als.getStore() : undefined;
   const chain = parent === undefined ? [fid] : parent.concat(fid);
   computing++;
   let out;
@@ -363,26 +515,71 @@ function leaderDone() {
 
 function finishLease(tok, call, v) {
   if (v instanceof NoCache) {
+    const pub = call.remote ? publish(tok, call, v.value, true) : 0;
     native.nocache(tok, put(v.value));
-    settle(call, true, v.value);
+    settleAfter(pub, call, true, v.value);
+    drainReady();
   } else {
-    let w;
-    try {
-      const f = call.opts?.sizeOf ?? call.c.sizeOf;
-      w = f === undefined ? estimate(v) : Number(f(v, call.key));
-    } catch (e) {
-      failLease(tok, call, e);
-      return;
-    }
-    native.store(tok, put(v), w, call.opts?.tags ?? null);
-    settle(call, true, v);
+    storeLocal(tok, call, v, call.opts?.tags ?? null, call.remote);
   }
+}
+
+/** Stores `v` (published first if this process holds the shared lease) and settles the call. */
+function storeLocal(tok, call, v, tags, remote) {
+  let w;
+  try {
+    const f = call.opts?.sizeOf ?? call.c.sizeOf;
+    w = f === undefined ? estimate(v) : Number(f(v, call.key));
+  } catch (e) {
+    failLease(tok, call, e);
+    return;
+  }
+  const pub = remote ? publish(tok, call, v, false) : 0;
+  native.store(tok, put(v), w, tags);
+  settleAfter(pub, call, true, v);
   drainReady();
 }
 
+// Hands what this process computed to the shared tier; returns the token of Redis's answer
+// (0: nothing to wait for). A value that cannot be serialized is stored here only, and the
+// other processes are told it failed, so none is left waiting.
+function publish(tok, call, v, isNocache) {
+  call.remote = false;
+  let payload;
+  try {
+    payload = SERIALIZERS[call.c.serializer].encode(v);
+  } catch (e) {
+    return native.publishFail(
+      tok,
+      errorName(e),
+      `the value could not be serialized (${call.c.serializer}): ${errorMessage(e)}`,
+    );
+  }
+  return native.publish(tok, payload, isNocache ? null : (call.opts?.tags ?? null), isNocache);
+}
+
+// Settles the call, after Redis confirmed a publication if there is one (so a process that
+// exits right after its call does not lose the write; Redis calls have their own timeout).
+function settleAfter(pub, call, ok, v) {
+  if (pub === 0) {
+    settle(call, ok, v);
+    return;
+  }
+  if (call.timer !== undefined) {
+    clearTimeout(call.timer);
+    call.timer = undefined;
+  }
+  expect(pub, () => settle(call, ok, v));
+}
+
 function failLease(tok, call, e) {
+  let pub = 0;
+  if (call.remote) {
+    call.remote = false;
+    pub = native.publishFail(tok, errorName(e), errorMessage(e));
+  }
   native.fail(tok, put(e));
-  settle(call, false, e);
+  settleAfter(pub, call, false, e);
   drainReady();
 }
 
@@ -392,6 +589,10 @@ function drainReady() {
     if (r.length === 0) return;
     for (let i = 0; i < r.length; i += 3) {
       const tok = r[i];
+      if (r[i + 1] === R_REMOTE || r[i + 1] === R_PUBLISHED) {
+        fulfilled(tok, r[i + 2]);
+        continue;
+      }
       const call = pendingCalls.get(tok);
       if (call === undefined) continue;
       pendingCalls.delete(tok);
@@ -501,7 +702,7 @@ function invalidateTagOn(c, tag) {
 
 function statsOn(c) {
   const s = native.stats(c.idx);
-  return {
+  const out = {
     hits: s[0],
     misses: s[1],
     computations: s[2],
@@ -517,6 +718,16 @@ function statsOn(c) {
     memoryLimit: s[12],
     inFlight: s[13],
   };
+  const r = native.sharedStats(c.idx);
+  if (r.length > 0) {
+    out.remoteHits = r[0];
+    out.leasesWon = r[1];
+    out.leasesLost = r[2];
+    out.remoteWaits = r[3];
+    out.fallbacks = r[4];
+    out.rejectedValues = r[5];
+  }
+  return out;
 }
 
 /** A handle on one named cache (what `configure` returns). */
@@ -555,6 +766,10 @@ class Cache {
   }
   stats() {
     return statsOn(this.#c);
+  }
+  /** `true` while the shared tier is connected, `false` while it is not, `null` without one. */
+  get sharedUp() {
+    return this.#c.shared ? native.sharedUp(this.#c.idx) : null;
   }
   configure(options) {
     return configure(this.#c.name, options);

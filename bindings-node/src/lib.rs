@@ -14,6 +14,12 @@
 //! A completion that fires on another thread wakes the JS thread through the same threadsafe
 //! function.
 //!
+//! Shared mode (a cache configured with a Redis URL): the core's shared tier does the protocol;
+//! this layer moves bytes. A local leader asks it before computing (`askRemote`); the answer
+//! (a value to deserialize, an error from another process, or the key's lease in Redis) arrives
+//! through the same completion queue, and so does Redis's confirmation of what the leader
+//! publishes (`publish` / `publishFail`). Serialization (v8 or JSON) happens on the JS side.
+//!
 //! Native calls return a `u32` whose low 3 bits say what happened ([`kind`]) and whose other
 //! bits carry an id or token, so the hit path allocates no JS object.
 
@@ -25,6 +31,7 @@ use std::ptr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use coopcache::shared::{Blob, Remote, RemoteError, RemoteLease, SharedSettings};
 use coopcache::{
     Begin, Cache, Completion, Computing, ConfigError, Error as CoreError, Event, Key, KeyWriter, Lease,
     MemoryLimit, Pending, Permit, Registry, Settings, Waiter, WhenFull,
@@ -59,6 +66,19 @@ mod ready {
     pub const HANDED_OVER: u32 = 2;
     pub const SLOT: u32 = 3;
     pub const FAILED_OTHER: u32 = 4;
+    /// The shared tier answered a leader's question: read it with `takeRemote(token)`.
+    pub const REMOTE: u32 = 5;
+    /// The shared tier confirmed (or gave up on) a publication; the id is 1 if written.
+    pub const PUBLISHED: u32 = 6;
+}
+
+/// What `takeRemote()` says the shared tier answered (see [`Remote`]).
+mod answer {
+    pub const VALUE: u32 = 0;
+    pub const NOCACHE: u32 = 1;
+    pub const FAILED: u32 = 2;
+    pub const COMPUTE: u32 = 3;
+    pub const UNAVAILABLE: u32 = 4;
 }
 
 /// Tokens and ids stay below 2^29 so that `token << 3 | kind` fits a `u32`.
@@ -132,6 +152,8 @@ impl std::error::Error for JsError {}
 enum Ready {
     Done(Completion<Val>),
     Slot(Permit),
+    Remote(Remote),
+    Published(bool),
 }
 
 struct LeaseEntry {
@@ -139,6 +161,23 @@ struct LeaseEntry {
     slot: Option<Pending<Permit>>,
     permit: Option<Permit>,
     computing: Option<Computing>,
+    /// The question to the shared tier while it is out (kept alive: dropping it cancels).
+    asking: Option<Pending<Remote>>,
+    /// The shared tier's answer, until `takeRemote()` reads it.
+    answer: Option<Remote>,
+    /// This process's lease in the shared tier (it computes for every process).
+    remote: Option<RemoteLease>,
+}
+
+/// The shared tier's answer as the JS side reads it.
+#[napi(object)]
+pub struct RemoteAnswer {
+    /// See [`answer`].
+    pub kind: u32,
+    pub payload: Option<Buffer>,
+    pub tags: Option<Vec<String>>,
+    pub type_name: Option<String>,
+    pub message: Option<String>,
 }
 
 /// The stable error codes the JS side throws.
@@ -160,6 +199,8 @@ fn node_setting(s: &str) -> &str {
         "cache_duration" => "cacheDuration",
         "when_full" => "whenFull",
         "max_concurrency" => "maxConcurrency",
+        "redis_url" => "redisUrl",
+        "lease_ttl" => "leaseTtl",
         other => other,
     }
 }
@@ -177,6 +218,12 @@ pub struct ConfigureArgs {
     pub when_full: Option<String>,
     pub max_concurrency: Option<f64>,
     pub max_concurrency_given: bool,
+    /// Shared mode: the Redis URL (only when first configuring the cache, or the same again).
+    pub redis_url: Option<String>,
+    /// Shared mode: the signing secret's bytes.
+    pub secret: Option<Buffer>,
+    /// Shared mode: the lease TTL in seconds.
+    pub lease_ttl: Option<f64>,
 }
 
 /// One addon instance's caches (one per JS environment: the main thread and each worker).
@@ -187,6 +234,8 @@ pub struct Native {
     sink: Arc<Sink>,
     leases: HashMap<u32, LeaseEntry>,
     waiters: HashMap<u32, Waiter<Val>>,
+    /// Publications to the shared tier whose confirmation the JS side waits for.
+    publishing: HashMap<u32, Pending<bool>>,
     next_token: u32,
     error: Option<(&'static str, String)>,
 }
@@ -217,6 +266,7 @@ impl Native {
             sink,
             leases: HashMap::new(),
             waiters: HashMap::new(),
+            publishing: HashMap::new(),
             next_token: 0,
             error: None,
         })
@@ -231,7 +281,11 @@ impl Native {
         loop {
             self.next_token = (self.next_token + 1) & TOKEN_MASK;
             let t = self.next_token;
-            if t != 0 && !self.leases.contains_key(&t) && !self.waiters.contains_key(&t) {
+            if t != 0
+                && !self.leases.contains_key(&t)
+                && !self.waiters.contains_key(&t)
+                && !self.publishing.contains_key(&t)
+            {
                 return t;
             }
         }
@@ -255,6 +309,9 @@ impl Native {
             when_full,
             max_concurrency,
             max_concurrency_given,
+            redis_url,
+            secret,
+            lease_ttl,
         } = opts;
         let mut s = self.registry.get(&name).map(|c| c.settings()).unwrap_or_default();
         let r: std::result::Result<(), ConfigError> = (|| {
@@ -286,8 +343,35 @@ impl Native {
             self.fail_with("ERR_COOPCACHE_INVALID_CONFIG", config_message(&e));
             return u32::MAX;
         }
-        match self.registry.configure(&name, s) {
-            Ok(cache) => self.index_of(cache),
+        let configured = match redis_url {
+            None => self.registry.configure(&name, s),
+            Some(url) => {
+                let mut shared =
+                    SharedSettings { url, secret: secret.map(|b| b.to_vec()), ..Default::default() };
+                if let Some(t) = lease_ttl {
+                    match std::time::Duration::try_from_secs_f64(t) {
+                        Ok(d) if t > 0.0 => shared.lease_ttl = d,
+                        _ => {
+                            let e = ConfigError {
+                                setting: "lease_ttl",
+                                value: t.to_string(),
+                                expected: "a number of seconds > 0",
+                            };
+                            self.fail_with("ERR_COOPCACHE_INVALID_CONFIG", config_message(&e));
+                            return u32::MAX;
+                        }
+                    }
+                }
+                self.registry.configure_shared(&name, s, Some(shared))
+            }
+        };
+        match configured {
+            Ok(cache) => {
+                if let Some(t) = cache.shared() {
+                    t.set_idle(cache.settings().cache_duration);
+                }
+                self.index_of(cache)
+            }
             Err(e) => {
                 self.fail_with("ERR_COOPCACHE_INVALID_CONFIG", config_message(&e));
                 u32::MAX
@@ -380,6 +464,7 @@ impl Native {
         let Some(c) = self.caches.get(cache as usize) else {
             return self.fail_with("ERR_COOPCACHE_UNKNOWN_CACHE", format!("no cache with index {cache}"));
         };
+        // (In shared mode the core itself tells the shared tier of hits, batched.)
         if let Some(id) = c.hit_with(w.as_bytes(), |v| v.0.id) {
             return (id << 3) | kind::HIT;
         }
@@ -388,7 +473,15 @@ impl Native {
             Ok(Begin::Lease(lease)) => {
                 let slot = lease.slot();
                 let token = self.token();
-                let mut entry = LeaseEntry { lease, slot: None, permit: None, computing: None };
+                let mut entry = LeaseEntry {
+                    lease,
+                    slot: None,
+                    permit: None,
+                    computing: None,
+                    asking: None,
+                    answer: None,
+                    remote: None,
+                };
                 let k = match slot.try_get() {
                     Some(p) => {
                         entry.permit = Some(p);
@@ -467,6 +560,115 @@ impl Native {
         .iter()
         .map(|&n| n as f64)
         .collect()
+    }
+
+    /// The shared tier's counters (`[remoteHits, leasesWon, leasesLost, remoteWaits, fallbacks,
+    /// rejectedValues]`), or an empty list for a cache without one.
+    #[napi]
+    pub fn shared_stats(&self, cache: u32) -> Vec<f64> {
+        let Some(t) = self.caches[cache as usize].shared() else { return Vec::new() };
+        let s = t.stats();
+        [s.remote_hits, s.leases_won, s.leases_lost, s.remote_waits, s.fallbacks, s.rejected_values]
+            .iter()
+            .map(|&n| n as f64)
+            .collect()
+    }
+
+    /// Whether the cache has a shared tier (it was configured with a Redis URL).
+    #[napi]
+    pub fn is_shared(&self, cache: u32) -> bool {
+        self.caches.get(cache as usize).is_some_and(|c| c.shared().is_some())
+    }
+
+    /// Whether the cache's shared tier is connected now (false without one).
+    #[napi]
+    pub fn shared_up(&self, cache: u32) -> bool {
+        self.caches.get(cache as usize).and_then(|c| c.shared()).is_some_and(|t| t.is_up())
+    }
+
+    /// Asks the shared tier about a lease's key (once its slot is granted, before computing):
+    /// 0: no shared tier (compute); 1: the answer comes later as a REMOTE completion; 2: it is
+    /// here already. Either way, read it with `takeRemote(token)`.
+    #[napi]
+    pub fn ask_remote(&mut self, cache: u32, token: u32) -> u32 {
+        let Some(tier) = self.caches.get(cache as usize).and_then(|c| c.shared()).cloned() else {
+            return 0;
+        };
+        let Some(e) = self.leases.get_mut(&token) else { return 0 };
+        let pending = tier.fetch(e.lease.key());
+        if let Some(a) = pending.try_get() {
+            e.answer = Some(a);
+            return 2;
+        }
+        let sink = self.sink.clone();
+        pending.on_ready(move |r| sink.push_ready(token, Ready::Remote(r)));
+        e.asking = Some(pending);
+        1
+    }
+
+    /// The shared tier's answer for a lease (see [`answer`]). With COMPUTE this process holds
+    /// the key's lease in the shared tier: finish it with `publish` or `publishFail`.
+    #[napi]
+    pub fn take_remote(&mut self, token: u32) -> RemoteAnswer {
+        let mut out = RemoteAnswer {
+            kind: answer::UNAVAILABLE,
+            payload: None,
+            tags: None,
+            type_name: None,
+            message: None,
+        };
+        let Some(e) = self.leases.get_mut(&token) else { return out };
+        e.asking = None;
+        match e.answer.take() {
+            Some(Remote::Value(b)) => {
+                out.kind = answer::VALUE;
+                out.payload = Some(b.payload.into());
+                out.tags = Some(b.tags);
+            }
+            Some(Remote::NoCache(b)) => {
+                out.kind = answer::NOCACHE;
+                out.payload = Some(b.payload.into());
+            }
+            Some(Remote::Failed(err)) => {
+                out.kind = answer::FAILED;
+                out.type_name = Some(err.type_name);
+                out.message = Some(err.message);
+            }
+            Some(Remote::Compute(r)) => {
+                out.kind = answer::COMPUTE;
+                e.remote = Some(r);
+            }
+            Some(Remote::Unavailable) | None => {}
+        }
+        out
+    }
+
+    fn published(&mut self, pending: Pending<bool>) -> u32 {
+        let token = self.token();
+        let sink = self.sink.clone();
+        pending.on_ready(move |ok| sink.push_ready(token, Ready::Published(ok)));
+        self.publishing.insert(token, pending);
+        token
+    }
+
+    /// Publishes what this process computed under its shared lease: the serialized value,
+    /// written to Redis (unless `nocache`) and handed to the processes waiting. Returns a token
+    /// whose PUBLISHED completion says Redis answered (0: no shared lease, nothing to wait for).
+    #[napi]
+    pub fn publish(&mut self, token: u32, payload: Buffer, tags: Option<Vec<String>>, nocache: bool) -> u32 {
+        let Some(r) = self.leases.get_mut(&token).and_then(|e| e.remote.take()) else { return 0 };
+        let blob = Blob { tags: tags.unwrap_or_default(), payload: payload.to_vec() };
+        let pending = if nocache { r.nocache(&blob) } else { r.store(&blob) };
+        self.published(pending)
+    }
+
+    /// Tells the processes waiting on this process's shared lease that the computation failed
+    /// (nothing is stored). Returns a token as `publish` does.
+    #[napi]
+    pub fn publish_fail(&mut self, token: u32, type_name: String, message: String) -> u32 {
+        let Some(r) = self.leases.get_mut(&token).and_then(|e| e.remote.take()) else { return 0 };
+        let pending = r.fail(&RemoteError { type_name, message });
+        self.published(pending)
     }
 
     /// Marks the lease's computation as running on this thread (recursion detection) until
@@ -574,6 +776,20 @@ impl Native {
                     // Dropped after the JS side has read the ids (it reads them before it
                     // drains the release queue).
                     later.push((w, c));
+                }
+                Ready::Remote(r) => match self.leases.get_mut(&token) {
+                    Some(e) => {
+                        e.asking = None;
+                        e.answer = Some(r);
+                        out.extend([token, ready::REMOTE, 0]);
+                    }
+                    // A shared lease nobody will finish is released when dropped here.
+                    None => drop(r),
+                },
+                Ready::Published(ok) => {
+                    if self.publishing.remove(&token).is_some() {
+                        out.extend([token, ready::PUBLISHED, ok as u32]);
+                    }
                 }
                 Ready::Slot(p) => match self.leases.get_mut(&token) {
                     Some(e) => {

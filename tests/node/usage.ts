@@ -14,6 +14,7 @@ import {
   type Key,
   type Stats,
   type CoopcacheError,
+  type RemoteError,
 } from 'coopcache';
 import coopcache from 'coopcache';
 
@@ -50,6 +51,26 @@ async function main(): Promise<void> {
 
   events.on('full', (e) => console.log(e.cache, e.bytesUsed, e.memoryLimit));
   events.on('evict', (e) => console.log(e.cache, e.reason, e.count));
+  events.on('sharedDown', (e) => console.log(e.cache, e.reason));
+  events.on('sharedUp', (e) => console.log(e.cache));
+  events.once('valueRefused', (e) => console.log(e.cache, e.reason));
+
+  const shared: Cache = configure('shared', {
+    redisUrl: 'redis://:secret@127.0.0.1:6379/0',
+    serializer: 'json',
+    secret: Buffer.from('key'),
+    leaseTtl: 5,
+  });
+  configure('shared2', { redisUrl: 'rediss://redis.example:6380', secret: 'a string secret' });
+  const up: boolean | null = shared.sharedUp;
+  const sst = shared.stats();
+  console.log(up, (sst.remoteHits ?? 0) + (sst.leasesWon ?? 0) + (sst.leasesLost ?? 0), sst.remoteWaits, sst.fallbacks, sst.rejectedValues);
+  try {
+    await shared.cached('k', () => 1);
+  } catch (err) {
+    const e = err as RemoteError;
+    if (e.code === 'ERR_COOPCACHE_REMOTE') console.log(e.remoteName, e.message);
+  }
 
   try {
     await cached('nope', 'k', () => 1);
@@ -64,6 +85,8 @@ async function main(): Promise<void> {
 void cached('users', { id: 1 }, () => 1);
 // @ts-expect-error: unknown whenFull
 configure('bad', { whenFull: 'drop' });
+// @ts-expect-error: unknown serializer
+configure('bad', { redisUrl: 'redis://localhost', serializer: 'pickle' });
 
 void main();
 void coopcache.cached('users', 'k', () => 1).then((v: number) => v + 1);

@@ -1,0 +1,408 @@
+// Shared mode (SPEC section 5) against a real redis-server on a free loopback port: child
+// processes (tests/node/shared_child.mjs) and this one share caches through it.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, fork } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { configure, cached, events, _keyBytes } from 'coopcache';
+import { command } from './resp.mjs';
+import { uniq, until, sleep } from './helpers.mjs';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** A redis-server on `port` (a free one by default), stopped with `stop()`. */
+async function startRedis(port) {
+  port ??= await freePort();
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    stdio: 'ignore',
+  });
+  const url = `redis://127.0.0.1:${port}`;
+  const up = await until(async () => (await command(url, 'PING').catch(() => null)) === 'PONG', 20000);
+  assert.ok(up, 'redis-server started');
+  return {
+    port,
+    url,
+    async stop() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      const gone = new Promise((r) => proc.once('exit', r));
+      proc.kill('SIGKILL');
+      await gone;
+    },
+  };
+}
+
+let redis;
+const children = new Set();
+
+before(async () => {
+  redis = await startRedis();
+});
+
+after(async () => {
+  await Promise.all([...children].map((c) => c.close()));
+  await redis.stop();
+});
+
+/** A child process driven over IPC; `call(op, args)` resolves with its reply. */
+function child() {
+  const proc = fork(path.join(HERE, 'shared_child.mjs'), [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const replies = new Map();
+  let next = 0;
+  proc.on('message', (m) => {
+    const r = replies.get(m.id);
+    replies.delete(m.id);
+    if (m.ok) r.resolve(m.result);
+    else r.reject(Object.assign(new Error(m.error.message), m.error));
+  });
+  const exited = new Promise((r) => proc.once('exit', r));
+  const c = {
+    call(op, args = {}) {
+      const id = ++next;
+      return new Promise((resolve, reject) => {
+        replies.set(id, { resolve, reject });
+        proc.send({ id, op, ...args });
+      });
+    },
+    async close() {
+      children.delete(c);
+      if (proc.connected) proc.disconnect();
+      // It exits on its own once disconnected; the kill only stops a broken test.
+      const t = setTimeout(() => proc.kill('SIGKILL'), 10000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+  children.add(c);
+  return c;
+}
+
+/** A child with the cache configured in shared mode and connected. */
+async function sharedChild(name, options = {}, url = redis.url) {
+  const c = child();
+  await c.call('configure', { name, options: { redisUrl: url, ...options } });
+  assert.equal(await c.call('ready', { name }), true);
+  return c;
+}
+
+async function counter(key, url = redis.url) {
+  return Number((await command(url, 'GET', key)) ?? 0);
+}
+
+function valueKey(name, key) {
+  return Buffer.concat([Buffer.from(`coopcache:${name}:v:`), _keyBytes(key)]);
+}
+
+test('several processes x many callers on one cold key: computed once, all get the value', async () => {
+  const name = uniq('stampede');
+  const cnt = `${name}:computed`;
+  const procs = await Promise.all([1, 2, 3, 4].map(() => sharedChild(name)));
+  const value = { user: 'Ada', tags: ['a', 'b'] };
+  const results = await Promise.all(
+    procs.map((p) => p.call('cached', { name, key: ['user', 42], callers: 10, url: redis.url, counter: cnt, delayMs: 300, value })),
+  );
+  assert.equal(await counter(cnt), 1, "computed once across the processes");
+  const all = results.flat();
+  assert.equal(all.length, 40);
+  for (const r of all) assert.deepEqual(r, { ok: true, value });
+  const stats = await Promise.all(procs.map((p) => p.call('stats', { name })));
+  assert.equal(stats.reduce((n, s) => n + s.leasesWon, 0), 1);
+  assert.equal(stats.reduce((n, s) => n + s.remoteHits, 0), 3);
+  for (const s of stats) {
+    for (const k of ['remoteHits', 'leasesWon', 'leasesLost', 'remoteWaits', 'fallbacks', 'rejectedValues']) {
+      assert.equal(typeof s[k], 'number', k);
+    }
+  }
+
+  // A process started afterwards reads the value without computing.
+  const later = await sharedChild(name);
+  const [r] = await later.call('cached', { name, key: ['user', 42], url: redis.url, counter: cnt, value: 'not this' });
+  assert.deepEqual(r, { ok: true, value });
+  assert.equal(await counter(cnt), 1);
+  const s = await later.call('stats', { name });
+  assert.equal(s.leasesWon, 0);
+  assert.equal(s.remoteHits, 1);
+  await Promise.all([...procs, later].map((p) => p.close()));
+});
+
+test('v8 values (Map, Date, BigInt) travel between processes by default', async () => {
+  const name = uniq('v8');
+  const cnt = `${name}:computed`;
+  const [a, b] = await Promise.all([sharedChild(name), sharedChild(name)]);
+  const value = { m: new Map([[1, 'one']]), d: new Date(0), n: 12345678901234567890n };
+  const [ra] = await a.call('cached', { name, key: 'k', url: redis.url, counter: cnt, value });
+  const [rb] = await b.call('cached', { name, key: 'k', url: redis.url, counter: cnt, value: 'not this' });
+  assert.deepEqual(ra, { ok: true, value });
+  assert.deepEqual(rb, { ok: true, value });
+  assert.ok(rb.value.m instanceof Map && rb.value.d instanceof Date);
+  assert.equal(await counter(cnt), 1);
+  await Promise.all([a.close(), b.close()]);
+});
+
+test('an error reaches the waiters in another process (ERR_COOPCACHE_REMOTE) and is not stored', async () => {
+  const name = uniq('error');
+  const cnt = `${name}:computed`;
+  const [a, b] = await Promise.all([sharedChild(name), sharedChild(name)]);
+  const leader = a.call('cached', {
+    name,
+    key: 'k',
+    url: redis.url,
+    counter: cnt,
+    delayMs: 500,
+    throw: { name: 'RangeError', message: 'boom' },
+  });
+  assert.ok(await until(async () => (await counter(cnt)) === 1), 'a computes');
+  const waiters = await b.call('cached', { name, key: 'k', callers: 3, url: redis.url, counter: cnt, value: 'not this' });
+  const [own] = await leader;
+  assert.deepEqual(own, { ok: false, error: { code: undefined, name: 'RangeError', message: 'boom', remoteName: undefined } });
+  for (const r of waiters) {
+    assert.deepEqual(r, {
+      ok: false,
+      error: { code: 'ERR_COOPCACHE_REMOTE', name: 'RangeError', message: 'boom', remoteName: 'RangeError' },
+    });
+  }
+  assert.equal(await counter(cnt), 1, 'b waited instead of computing');
+  assert.equal(await command(redis.url, 'EXISTS', valueKey(name, 'k')), 0, 'nothing stored in Redis');
+  // Not stored anywhere: the next call computes.
+  const [again] = await b.call('cached', { name, key: 'k', url: redis.url, counter: cnt, value: 'v' });
+  assert.deepEqual(again, { ok: true, value: 'v' });
+  assert.equal(await counter(cnt), 2);
+  await Promise.all([a.close(), b.close()]);
+});
+
+test('nocache values reach the other processes and are not stored', async () => {
+  const name = uniq('nocache');
+  const cnt = `${name}:computed`;
+  const [a, b] = await Promise.all([sharedChild(name), sharedChild(name)]);
+  const leader = a.call('cached', { name, key: 'k', url: redis.url, counter: cnt, delayMs: 500, value: 'once', nocache: true });
+  assert.ok(await until(async () => (await counter(cnt)) === 1));
+  const [rb] = await b.call('cached', { name, key: 'k', url: redis.url, counter: cnt, value: 'not this' });
+  assert.deepEqual(rb, { ok: true, value: 'once' });
+  assert.deepEqual((await leader)[0], { ok: true, value: 'once' });
+  assert.equal(await command(redis.url, 'EXISTS', valueKey(name, 'k')), 0);
+  await Promise.all([a.close(), b.close()]);
+});
+
+test('a value that cannot be serialized is kept locally; the other processes get an error', async () => {
+  const name = uniq('unserializable');
+  const cnt = `${name}:computed`;
+  const [a, b] = await Promise.all([sharedChild(name, { serializer: 'json' }), sharedChild(name, { serializer: 'json' })]);
+  const leader = a.call('cached', { name, key: 'k', url: redis.url, counter: cnt, delayMs: 500, bigint: true });
+  assert.ok(await until(async () => (await counter(cnt)) === 1));
+  const [rb] = await b.call('cached', { name, key: 'k', url: redis.url, counter: cnt, value: 'not this' });
+  assert.equal(rb.ok, false);
+  assert.equal(rb.error.code, 'ERR_COOPCACHE_REMOTE');
+  assert.equal(rb.error.name, 'TypeError');
+  assert.match(rb.error.message, /could not be serialized \(json\)/);
+  assert.deepEqual((await leader)[0], { ok: true, value: { n: 1n } });
+  assert.deepEqual(await a.call('get', { name, key: 'k' }), { n: 1n }, 'stored locally');
+  await Promise.all([a.close(), b.close()]);
+});
+
+test('invalidation in one process drops the entry from the others', async () => {
+  const name = uniq('invalidate');
+  const cnt = `${name}:computed`;
+  const b = await sharedChild(name);
+  configure(name, { redisUrl: redis.url });
+  assert.ok(await until(() => configure(name).sharedUp));
+  assert.equal(await cached(name, 'k', () => 'here'), 'here');
+  const [rb] = await b.call('cached', { name, key: 'k', url: redis.url, counter: cnt, value: 'not this' });
+  assert.deepEqual(rb, { ok: true, value: 'here' });
+  assert.equal(await b.call('get', { name, key: 'k' }), 'here');
+  // (Not asserting invalidate()'s return: in shared mode the core sends the invalidation to
+  // Redis before removing the local entry, so this process's own echo may remove it first.)
+  configure(name).invalidate('k');
+  assert.equal(configure(name).get('k'), undefined);
+  assert.ok(await until(async () => (await b.call('get', { name, key: 'k' })) === undefined), 'dropped in b');
+  assert.ok(await until(async () => (await command(redis.url, 'EXISTS', valueKey(name, 'k'))) === 0), 'dropped in Redis');
+  await b.close();
+});
+
+test('a tampered value is refused (never deserialized): computed again, valueRefused', async () => {
+  const name = uniq('tamper');
+  const cnt = `${name}:computed`;
+  const secretHex = Buffer.from('a shared secret').toString('hex');
+  const a = await sharedChild(name, { secretHex });
+  const [ra] = await a.call('cached', { name, key: 'k', url: redis.url, counter: cnt, value: 'genuine' });
+  assert.deepEqual(ra, { ok: true, value: 'genuine' });
+  const vkey = valueKey(name, 'k');
+  const len = await command(redis.url, 'STRLEN', vkey);
+  assert.ok(len > 0);
+  const last = (await command(redis.url, 'GETRANGE', vkey, len - 1, len - 1))[0];
+  await command(redis.url, 'SETRANGE', vkey, len - 1, Buffer.from([last ^ 1]));
+  const b = await sharedChild(name, { secretHex });
+  const [rb] = await b.call('cached', { name, key: 'k', url: redis.url, counter: cnt, value: 'recomputed' });
+  assert.deepEqual(rb, { ok: true, value: 'recomputed' });
+  assert.equal(await counter(cnt), 2);
+  assert.equal((await b.call('stats', { name })).rejectedValues, 1);
+  const evs = await b.call('events');
+  assert.ok(evs.some((e) => e.event === 'valueRefused' && e.cache === name), JSON.stringify(evs));
+  await Promise.all([a.close(), b.close()]);
+});
+
+test('Redis stopped: calls go on with the local tier, sharedDown; restarted: the shared tier is used again', async () => {
+  const own = await startRedis();
+  const name = uniq('down');
+  const seen = [];
+  const onDown = (e) => seen.push(['down', e.cache]);
+  const onUp = (e) => seen.push(['up', e.cache]);
+  events.on('sharedDown', onDown);
+  events.on('sharedUp', onUp);
+  try {
+    const c = configure(name, { redisUrl: own.url, leaseTtl: 2 });
+    assert.ok(await until(() => c.sharedUp));
+    assert.equal(await c.cached('before', () => 1), 1);
+    await own.stop();
+    // Every call succeeds, on the local tier alone (still one computation per key here).
+    let computed = 0;
+    const many = await Promise.all(
+      Array.from({ length: 20 }, () => c.cached('during', async () => { computed++; await sleep(50); return 'local'; })),
+    );
+    assert.deepEqual(many, Array(20).fill('local'));
+    assert.equal(computed, 1);
+    assert.equal(await c.cached('before', () => 2), 1, 'the local tier keeps its values');
+    assert.ok(await until(() => seen.some(([k, n]) => k === 'down' && n === name)), 'sharedDown');
+    assert.equal(c.sharedUp, false);
+    for (let i = 0; i < 5; i++) assert.equal(await c.cached(['down', i], () => i), i);
+    assert.ok(c.stats().fallbacks >= 1);
+
+    const again = await startRedis(own.port);
+    try {
+      assert.ok(await until(() => c.sharedUp, 30000), 'reconnected');
+      assert.ok(await until(() => seen.some(([k, n]) => k === 'up' && n === name)), 'sharedUp');
+      const won = c.stats().leasesWon;
+      assert.equal(await c.cached('after', () => 'shared'), 'shared');
+      assert.equal(c.stats().leasesWon, won + 1);
+      assert.equal(await command(again.url, 'EXISTS', valueKey(name, 'after')), 1, 'written to Redis');
+    } finally {
+      await again.stop();
+    }
+  } finally {
+    events.off('sharedDown', onDown);
+    events.off('sharedUp', onUp);
+  }
+});
+
+test('configuration errors: serializer, URL (password masked), leaseTtl, secret, another URL', () => {
+  const bad = (options, re) =>
+    assert.throws(
+      () => configure(uniq('bad'), options),
+      (e) => e.code === 'ERR_COOPCACHE_INVALID_CONFIG' && re.test(e.message),
+    );
+  bad({ redisUrl: redis.url, serializer: 'pickle' }, /serializer: pickle \(expected "v8" or "json"\)/);
+  bad({ redisUrl: 'http://ada:hunter2@localhost:6379' }, /redisUrl/);
+  assert.throws(
+    () => configure(uniq('bad'), { redisUrl: 'http://ada:hunter2@localhost:6379' }),
+    (e) => !e.message.includes('hunter2'),
+  );
+  bad({ redisUrl: 'not a url' }, /redisUrl/);
+  bad({ redisUrl: 42 }, /redisUrl/);
+  bad({ redisUrl: redis.url, leaseTtl: 0 }, /leaseTtl/);
+  bad({ redisUrl: redis.url, leaseTtl: 0.001 }, /leaseTtl/);
+  bad({ redisUrl: redis.url, secret: 42 }, /secret/);
+  // v8 without a secret is allowed (v8.deserialize runs no code).
+  const name = uniq('ok');
+  const c = configure(name, { redisUrl: redis.url, serializer: 'v8' });
+  assert.equal(typeof c.stats().remoteHits, 'number');
+  // Reconfiguring keeps the tier; another URL is an error.
+  configure(name, { cacheDuration: 10 });
+  configure(name, { redisUrl: redis.url, cacheDuration: 20 });
+  assert.throws(
+    () => configure(name, { redisUrl: 'redis://ada:hunter2@127.0.0.1:1' }),
+    (e) => e.code === 'ERR_COOPCACHE_INVALID_CONFIG' && /redisUrl/.test(e.message) && !e.message.includes('hunter2'),
+  );
+  assert.throws(
+    () => configure(name, { serializer: 'json' }),
+    (e) => e.code === 'ERR_COOPCACHE_INVALID_CONFIG' && /serializer: json/.test(e.message),
+  );
+  configure(name, { serializer: 'v8' });
+  // A cache without Redis has no shared counters.
+  const local = configure(uniq('local'));
+  assert.equal(local.stats().remoteHits, undefined);
+  assert.equal(local.sharedUp, null);
+});
+
+test('shared_worker.mjs (the cross-language worker): computes once, prints the value, exits on its own', async () => {
+  const name = uniq('worker');
+  const run = () =>
+    new Promise((resolve) => {
+      const p = spawn(process.execPath, [path.join(HERE, 'shared_worker.mjs'), redis.url, name], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      p.stdout.on('data', (d) => (out += d));
+      const t = setTimeout(() => p.kill('SIGKILL'), 30000); // only stops a broken test
+      p.on('exit', (code) => {
+        clearTimeout(t);
+        resolve({ code, out });
+      });
+    });
+  const together = await Promise.all([run(), run(), run()]);
+  const later = await run();
+  for (const r of [...together, later]) {
+    assert.equal(r.code, 0);
+    assert.deepEqual(JSON.parse(r.out.trim()), { value: 'from node' });
+  }
+  assert.equal(await counter(`coopcache-test:computed:${name}`), 1);
+});
+
+test('recursion through the shared tier is still detected', async () => {
+  const name = uniq('recursion');
+  const c = configure(name, { redisUrl: redis.url });
+  assert.ok(await until(() => c.sharedUp));
+  await assert.rejects(
+    c.cached('a', () => c.cached('b', () => c.cached('a', () => 1))),
+    (e) => e.code === 'ERR_COOPCACHE_RECURSION',
+  );
+  // Nothing was stored, nor left in flight.
+  assert.equal(c.get('a'), undefined);
+  assert.equal(await c.cached('a', () => 'fine'), 'fine');
+});
+
+test('a caller that gives up (timeoutMs) while another process computes; the value still arrives', async () => {
+  const name = uniq('timeout');
+  const cnt = `${name}:computed`;
+  const a = await sharedChild(name);
+  const c = configure(name, { redisUrl: redis.url });
+  assert.ok(await until(() => c.sharedUp));
+  const leader = a.call('cached', { name, key: 'k', url: redis.url, counter: cnt, delayMs: 800, value: 'slow' });
+  assert.ok(await until(async () => (await counter(cnt)) === 1));
+  await assert.rejects(
+    c.cached('k', () => 'not this', { timeoutMs: 50 }),
+    (e) => e.code === 'ERR_COOPCACHE_TIMEOUT',
+  );
+  assert.deepEqual((await leader)[0], { ok: true, value: 'slow' });
+  assert.equal(await c.cached('k', () => 'not this'), 'slow');
+  assert.equal(await counter(cnt), 1);
+  await a.close();
+});
+
+test('Redis stopped in the middle of a cross-process stampede: no call fails', async () => {
+  const own = await startRedis();
+  const name = uniq('midway');
+  const cnt = `${name}:computed`;
+  const [a, b] = await Promise.all([sharedChild(name, {}, own.url), sharedChild(name, {}, own.url)]);
+  const leader = a.call('cached', { name, key: 'k', callers: 5, url: own.url, counter: cnt, delayMs: 800, value: 'from a' });
+  assert.ok(await until(async () => (await counter(cnt, own.url)) === 1), 'a computes');
+  // b's callers wait for a (no counter on b's side once Redis is gone: it may compute locally).
+  const waiting = b.call('cached', { name, key: 'k', callers: 5, url: own.url, counter: cnt, delayMs: 0, value: 'from b', noCount: true });
+  await sleep(100);
+  await own.stop();
+  const all = [...(await leader), ...(await waiting)];
+  assert.equal(all.length, 10);
+  for (const r of all) {
+    assert.equal(r.ok, true, JSON.stringify(r));
+    assert.ok(r.value === 'from a' || r.value === 'from b');
+  }
+  await Promise.all([a.close(), b.close()]);
+});

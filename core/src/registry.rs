@@ -100,6 +100,9 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
             return Ok(c.clone());
         }
         drop(caches);
+        if let Some(s) = &shared {
+            s.validate()?; // before the cache exists: a bad URL leaves nothing behind
+        }
         let cache = self.configure(name, settings)?;
         if let Some(s) = shared {
             crate::remote::attach(&cache.inner, s, None)?;

@@ -394,3 +394,15 @@ fn invalidate_reports_the_local_entry_it_removed() {
         assert!(a.invalidate(&key), "round {i}");
     }
 }
+
+#[test]
+fn a_bad_url_leaves_no_cache_behind() {
+    let s = Server::start();
+    let r: coopcache::Registry<u32> = coopcache::Registry::new();
+    let bad = SharedSettings { url: "http://nope".into(), ..Default::default() };
+    assert!(r.configure_shared("late", coopcache::Settings::default(), Some(bad)).is_err());
+    assert!(r.names().is_empty(), "nothing registered");
+    let good = SharedSettings { url: s.url(), ..Default::default() };
+    let c = r.configure_shared("late", coopcache::Settings::default(), Some(good)).unwrap();
+    assert!(c.shared().is_some());
+}

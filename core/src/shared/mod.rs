@@ -59,6 +59,22 @@ impl Default for SharedSettings {
     }
 }
 
+impl SharedSettings {
+    /// Checks the settings without connecting: the URL (an error names it with the password
+    /// masked) and the lease TTL.
+    pub fn validate(&self) -> Result<redis::Client, ConfigError> {
+        let client = redis::Client::open(self.url.as_str()).map_err(|e| ConfigError {
+            setting: "redis_url",
+            value: redact(&self.url),
+            expected: leak_reason(&e),
+        })?;
+        if self.lease_ttl < Duration::from_millis(10) {
+            return Err(ConfigError::new("lease_ttl", format!("{:?}", self.lease_ttl), "at least 10 ms"));
+        }
+        Ok(client)
+    }
+}
+
 impl std::fmt::Debug for SharedSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SharedSettings")
@@ -220,14 +236,7 @@ impl SharedTier {
         idle: Duration,
         listener: Option<Listener>,
     ) -> Result<SharedTier, ConfigError> {
-        let client = redis::Client::open(settings.url.as_str()).map_err(|e| ConfigError {
-            setting: "redis_url",
-            value: redact(&settings.url),
-            expected: leak_reason(&e),
-        })?;
-        if settings.lease_ttl < Duration::from_millis(10) {
-            return Err(ConfigError::new("lease_ttl", format!("{:?}", settings.lease_ttl), "at least 10 ms"));
-        }
+        let client = settings.validate()?;
         let prefix = format!("coopcache:{cache}:").into_bytes();
         let tier = Arc::new(Tier {
             name: cache.to_owned(),

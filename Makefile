@@ -4,13 +4,13 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: help test test-rust test-python test-node bench bench-rust bench-python bench-node \
+.PHONY: help test test-rust test-python test-node test-cross bench bench-rust bench-python bench-node \
         demo demo-rust demo-python demo-node lint python-env node-env
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-test: test-rust test-python test-node ## every test suite (Rust, Python, Node)
+test: test-rust test-python test-node test-cross ## every test suite (Rust, Python, Node, cross-language)
 
 test-rust: ## the core's tests and doc tests (the shared tier's against a local redis-server)
 	cargo test -p coopcache --release --features shared
@@ -29,6 +29,10 @@ node-env: ## npm install at the root (builds the addon from source)
 
 test-node: node-env ## the Node package's tests (node --test, tsc --strict on the types)
 	bash tests/node/run.sh
+
+test-cross: python-env node-env ## Python, Node and Rust processes sharing one key on a local redis-server
+	cargo build -q --release -p coopcache --features shared --example shared_worker
+	$(PY) -m pytest -q tests/cross
 
 demo: demo-rust demo-python demo-node ## a cold-key stampede in Rust, Python and Node
 

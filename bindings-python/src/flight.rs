@@ -4,6 +4,7 @@
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use coopcache::shared::RemoteLease;
 use coopcache::{Begin, Completion, Error as CoreError, Key, KeyWriter, Pending, Permit};
 use pyo3::exceptions::PyBaseException;
 use pyo3::exceptions::{PyException, PyRuntimeError, PyTimeoutError, PyTypeError, PyValueError};
@@ -12,6 +13,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
 use crate::convert::{estimate, write_key};
+use crate::shared::{self, Answered, Outcome};
 use crate::{COMPUTING_VAR, CacheRecursionError, CoreCache, PyErrBox, PyValue, lookup, to_pyerr};
 
 type CoreLease = coopcache::Lease<Key, PyValue>;
@@ -63,7 +65,7 @@ pub(crate) fn parse_tags(tags: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String
 /// Waits for a pending result without holding the GIL, in slices, checking for signals
 /// (Ctrl-C) between them. `None`: the deadline passed. Only for results without Python values
 /// (computation slots): `wait_deadline` clones the result on this thread.
-fn wait_sync<T: Clone + Send + 'static>(
+pub(crate) fn wait_sync<T: Clone + Send + 'static>(
     py: Python<'_>,
     pending: &Pending<T>,
     deadline: Option<Instant>,
@@ -186,12 +188,27 @@ where
                         None => return Err(timeout_err(opts.timeout)),
                     },
                 };
+                // Shared mode: ask the shared tier first (as this process's leader for the key).
+                let mut lease = lease;
+                let mut remote = None;
+                if let Some(sh) = shared::of(cache) {
+                    let Some(answer) = shared::wait(py, &sh.tier.fetch(key), deadline)? else {
+                        return Err(timeout_err(opts.timeout));
+                    };
+                    match shared::answer(py, &sh, lease, answer, |v| weigh(v, weigher)) {
+                        Answered::Done(r) => return r,
+                        Answered::Compute(l, r) => {
+                            lease = l;
+                            remote = r.map(|r| (sh, r));
+                        }
+                    }
+                }
                 let f = call.take().expect("one lease per call");
                 let result = {
                     let _computing = lease.enter();
                     f()
                 };
-                return finish(py, lease, result, &opts.tags, weigher);
+                return finish(py, lease, result, &opts.tags, weigher, remote);
             }
             Ok(Begin::Wait(w)) => {
                 if computing_in_context(py, w.id()) {
@@ -215,10 +232,28 @@ fn finish<'py>(
     result: PyResult<Bound<'py, PyAny>>,
     tags: &[String],
     weigher: Option<&Bound<'py, PyAny>>,
+    remote: Option<(shared::Shared, RemoteLease)>,
 ) -> PyResult<Py<PyAny>> {
+    // Shared mode: the other processes first (as the core's own leader does), waiting (bounded,
+    // without the GIL) for Redis to confirm, so a process exiting right after computing does
+    // not lose the write; then the local waiters.
+    let mut remote = remote;
+    let mut publish = |outcome: Outcome<'_, '_>| -> PyResult<()> {
+        match remote.take() {
+            Some((sh, r)) => shared::confirm(py, shared::publish(py, &sh, r, outcome, tags)),
+            None => Ok(()),
+        }
+    };
+    let mut failed = |lease: CoreLease, e: PyErr| -> PyResult<Py<PyAny>> {
+        if let Err(interrupted) = publish(Outcome::Failed(&e)) {
+            drop(lease);
+            return Err(interrupted);
+        }
+        Err(fail(py, lease, e))
+    };
     let obj = match result {
         Ok(obj) => obj,
-        Err(e) => return Err(fail(py, lease, e)),
+        Err(e) => return failed(lease, e),
     };
     if obj.get_type().name().is_ok_and(|n| n == "coroutine") {
         // An `async def` given to the sync form: a stored coroutine object could be awaited once.
@@ -227,17 +262,19 @@ fn finish<'py>(
             "the function returned a coroutine: use coopcache.cached_async (or decorate the \
              async def function itself) to cache the awaited value",
         );
-        return Err(fail(py, lease, e));
+        return failed(lease, e);
     }
     if let Ok(nc) = obj.cast::<NoCache>() {
         let v = nc.get().value.clone_ref(py);
+        publish(Outcome::NoCache(v.bind(py)))?;
         lease.nocache(PyValue::new(v.clone_ref(py)));
         return Ok(v);
     }
     let weight = match weigh(&obj, weigher) {
         Ok(w) => w,
-        Err(e) => return Err(fail(py, lease, e)),
+        Err(e) => return failed(lease, e),
     };
+    publish(Outcome::Store(&obj))?;
     let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
     lease.store_with(PyValue::new(obj.clone().unbind()), weight, &tags);
     Ok(obj.unbind())
@@ -271,7 +308,14 @@ pub(crate) fn begin(py: Python<'_>, cache: &CoreCache, key: &Key) -> PyResult<(u
         Ok(Begin::Hit(v)) => Ok((0, v.0)),
         Ok(Begin::Lease(lease)) => {
             let id = lease.id();
-            Ok((1, Py::new(py, Lease { inner: Mutex::new(Some(lease)), id })?.into_any()))
+            let lease = Lease {
+                inner: Mutex::new(Some(lease)),
+                id,
+                cache: cache.clone(),
+                key: key.clone(),
+                remote: Mutex::new(None),
+            };
+            Ok((1, Py::new(py, lease)?.into_any()))
         }
         Ok(Begin::Wait(w)) => {
             if computing_in_context(py, w.id()) {
@@ -283,7 +327,7 @@ pub(crate) fn begin(py: Python<'_>, cache: &CoreCache, key: &Key) -> PyResult<(u
 }
 
 /// Calls a Python callback from whichever thread completes the flight.
-fn call_back(cb: Py<PyAny>, args: impl for<'py> FnOnce(Python<'py>) -> (u8, Py<PyAny>) + Send) {
+pub(crate) fn call_back(cb: Py<PyAny>, args: impl for<'py> FnOnce(Python<'py>) -> (u8, Py<PyAny>) + Send) {
     let _ = Python::try_attach(|py| {
         let (kind, payload) = args(py);
         if let Err(e) = cb.call1(py, (kind, payload)) {
@@ -322,6 +366,10 @@ pub(crate) struct Lease {
     inner: Mutex<Option<CoreLease>>,
     #[pyo3(get)]
     id: u64,
+    cache: CoreCache,
+    key: Key,
+    /// Shared mode: the remote lease while this process computes the key for all of them.
+    remote: Mutex<Option<(shared::Shared, RemoteLease)>>,
 }
 
 impl Lease {
@@ -331,6 +379,21 @@ impl Lease {
             .unwrap_or_else(|e| e.into_inner())
             .take()
             .ok_or_else(|| PyRuntimeError::new_err("this coopcache lease is already finished"))
+    }
+
+    fn take_remote(&self) -> Option<(shared::Shared, RemoteLease)> {
+        self.remote.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Tells the other processes the outcome, if this process holds the key's remote lease.
+    fn publish_outcome(
+        &self,
+        py: Python<'_>,
+        outcome: Outcome<'_, '_>,
+        tags: &[String],
+    ) -> Option<shared::PublishWaiter> {
+        let (sh, r) = self.take_remote()?;
+        shared::publish(py, &sh, r, outcome, tags).map(shared::PublishWaiter::new)
     }
 
     fn with<R>(&self, f: impl FnOnce(&CoreLease) -> R) -> PyResult<R> {
@@ -368,6 +431,58 @@ impl Lease {
         })
     }
 
+    /// Shared mode: asks the shared tier about the key (None if the cache has no shared tier).
+    /// Await the returned waiter, then call `answer_remote` with it.
+    fn ask_remote(&self) -> PyResult<Option<shared::RemoteWaiter>> {
+        self.with(|_| ())?;
+        Ok(shared::of(&self.cache).map(|sh| shared::RemoteWaiter::new(sh.tier.fetch(&self.key))))
+    }
+
+    /// Acts on the shared tier's answer: (0, value) or (1, exception) when it was answered
+    /// without computing (the flight is finished), (2, None) when this caller computes.
+    #[pyo3(signature = (waiter, weigher=None))]
+    fn answer_remote(
+        &self,
+        py: Python<'_>,
+        waiter: &shared::RemoteWaiter,
+        weigher: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<(u8, Py<PyAny>)> {
+        let Some(sh) = shared::of(&self.cache) else { return Ok((2, py.None())) };
+        let Some(answer) = waiter.take() else { return Ok((2, py.None())) };
+        let lease = self.take()?;
+        match shared::answer(py, &sh, lease, answer, |v| weigh(v, weigher)) {
+            Answered::Done(Ok(v)) => Ok((0, v)),
+            Answered::Done(Err(e)) => Ok((1, e.into_value(py).into_any())),
+            Answered::Compute(l, r) => {
+                *self.inner.lock().unwrap_or_else(|e| e.into_inner()) = Some(l);
+                *self.remote.lock().unwrap_or_else(|e| e.into_inner()) = r.map(|r| (sh, r));
+                Ok((2, py.None()))
+            }
+        }
+    }
+
+    /// Shared mode: tells the other processes the outcome, if this process holds the key's
+    /// remote lease (kind 0: a value to store, 1: a nocache value, 2: an exception). Returns the
+    /// pending write to await (bounded) before finishing the local flight, or None.
+    #[pyo3(signature = (kind, payload, tags=None))]
+    fn publish(
+        &self,
+        py: Python<'_>,
+        kind: u8,
+        payload: &Bound<'_, PyAny>,
+        tags: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Option<shared::PublishWaiter>> {
+        let tags = parse_tags(tags)?;
+        Ok(match kind {
+            0 => self.publish_outcome(py, Outcome::Store(payload), &tags),
+            1 => self.publish_outcome(py, Outcome::NoCache(payload), &tags),
+            _ => {
+                let err = PyErr::from_value(payload.clone());
+                self.publish_outcome(py, Outcome::Failed(&err), &tags)
+            }
+        })
+    }
+
     /// Stores the value (weighed natively unless `weight` is given) and hands it to every waiter.
     #[pyo3(signature = (value, weight=None, tags=None))]
     fn store(
@@ -398,10 +513,12 @@ impl Lease {
         Ok(())
     }
 
-    /// Gives the computation up: a waiter becomes the new leader.
+    /// Gives the computation up: a waiter becomes the new leader (in shared mode, the remote
+    /// lease is released too, so another process may compute at once).
     fn abandon(&self) {
         let lease = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
         drop(lease);
+        drop(self.take_remote());
     }
 }
 

@@ -7,9 +7,13 @@
 
 mod convert;
 mod flight;
+mod shared;
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use coopcache::shared::SharedSettings;
 
 use coopcache::{
     Clock, ConfigError, Error as CoreError, Event, Key, MemoryLimit, Registry, Settings, WhenFull,
@@ -118,7 +122,7 @@ fn config_err(e: ConfigError) -> PyErr {
 /// Set at interpreter exit: events are no longer forwarded to `logging`.
 static SHUTDOWN: AtomicBool = AtomicBool::new(false);
 /// The `logging.getLogger("coopcache")` logger.
-static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+pub(crate) static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 /// The context variable holding the flight ids computed in the current asyncio context.
 pub(crate) static COMPUTING_VAR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
@@ -173,8 +177,70 @@ pub(crate) fn lookup(name: &str) -> PyResult<CoreCache> {
     REGISTRY.get(name).map_err(|e| UnknownCacheError::new_err(e.to_string()))
 }
 
-fn parse_settings(mut s: Settings, options: Option<&Bound<'_, PyDict>>) -> PyResult<Settings> {
-    let Some(options) = options else { return Ok(s) };
+/// The shared-mode options of `configure` (None: omitted).
+#[derive(Default)]
+struct SharedOptions {
+    redis_url: Option<String>,
+    serializer: Option<shared::Serializer>,
+    secret: Option<Vec<u8>>,
+    lease_ttl: Option<Duration>,
+}
+
+fn parse_shared(o: &mut SharedOptions, k: &str, v: &Bound<'_, PyAny>) -> PyResult<()> {
+    match k {
+        "redis_url" => {
+            if !v.is_none() {
+                o.redis_url = Some(v.extract().map_err(|_| PyTypeError::new_err("redis_url must be a str"))?);
+            }
+        }
+        "serializer" => {
+            if !v.is_none() {
+                let s: String = v
+                    .extract()
+                    .map_err(|_| PyTypeError::new_err("serializer must be \"pickle\" or \"json\""))?;
+                o.serializer = Some(shared::Serializer::parse(&s)?);
+            }
+        }
+        "secret" => {
+            if let Ok(b) = v.cast::<PyBytes>() {
+                o.secret = Some(b.as_bytes().to_vec());
+            } else if let Ok(s) = v.extract::<String>() {
+                o.secret = Some(s.into_bytes());
+            } else if !v.is_none() {
+                return Err(PyTypeError::new_err("secret must be a str or bytes"));
+            }
+            if o.secret.as_ref().is_some_and(|s| s.is_empty()) {
+                return Err(PyValueError::new_err("secret must not be empty"));
+            }
+        }
+        "lease_ttl" => {
+            if !v.is_none() {
+                if v.cast::<PyBool>().is_ok() || !(v.cast::<PyInt>().is_ok() || v.cast::<PyFloat>().is_ok()) {
+                    return Err(PyTypeError::new_err(format!(
+                        "lease_ttl must be a number of seconds, not {}",
+                        v.get_type().name()?
+                    )));
+                }
+                let secs: f64 = v.extract()?;
+                if !(secs.is_finite() && secs > 0.0) {
+                    return Err(PyValueError::new_err(format!(
+                        "invalid lease_ttl: {secs} (expected a number of seconds > 0)"
+                    )));
+                }
+                o.lease_ttl = Some(Duration::from_secs_f64(secs));
+            }
+        }
+        _ => unreachable!("only shared options"),
+    }
+    Ok(())
+}
+
+fn parse_settings(
+    mut s: Settings,
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<(Settings, SharedOptions)> {
+    let mut sh = SharedOptions::default();
+    let Some(options) = options else { return Ok((s, sh)) };
     let mut memory_limit = None;
     let mut cache_duration = None;
     let mut when_full: Option<String> = None;
@@ -192,10 +258,12 @@ fn parse_settings(mut s: Settings, options: Option<&Bound<'_, PyDict>>) -> PyRes
                     max_concurrency = Some(v);
                 }
             }
+            k @ ("redis_url" | "serializer" | "secret" | "lease_ttl") => parse_shared(&mut sh, k, &v)?,
             other => {
                 return Err(PyTypeError::new_err(format!(
                     "configure() got an unexpected option '{other}' (options: memory_limit, \
-                     cache_duration, when_full, max_concurrency)"
+                     cache_duration, when_full, max_concurrency, redis_url, serializer, secret, \
+                     lease_ttl)"
                 )));
             }
         }
@@ -256,18 +324,60 @@ fn parse_settings(mut s: Settings, options: Option<&Bound<'_, PyDict>>) -> PyRes
         s.max_concurrency = Some(n as usize);
     }
     s.validate().map_err(config_err)?;
-    Ok(s)
+    Ok((s, sh))
 }
 
 /// Creates the cache `name`, or updates its settings in place (entries are kept). On a new
 /// cache omitted settings take their defaults; on an existing one they keep their current
-/// values (`max_concurrency=None` removes a limit).
+/// values (`max_concurrency=None` removes a limit). With `redis_url` (and `serializer`,
+/// `secret`, `lease_ttl`), the cache gets a shared tier on Redis (SPEC section 5); the shared
+/// settings of a cache are fixed by the first `configure` that gives them.
 #[pyfunction]
 #[pyo3(signature = (name, **options))]
-fn configure(name: &str, options: Option<&Bound<'_, PyDict>>) -> PyResult<Cache> {
-    let base = REGISTRY.get(name).map(|c| c.settings()).unwrap_or_default();
-    let settings = parse_settings(base, options)?;
-    let inner = REGISTRY.configure(name, settings).map_err(config_err)?;
+fn configure(py: Python<'_>, name: &str, options: Option<&Bound<'_, PyDict>>) -> PyResult<Cache> {
+    let existing = REGISTRY.get(name).ok();
+    let base = existing.as_ref().map(|c| c.settings()).unwrap_or_default();
+    let (settings, sh) = parse_settings(base, options)?;
+    let current = shared::conf_of(name);
+    let has_tier = existing.as_ref().is_some_and(|c| c.shared().is_some());
+    let serializer = sh.serializer.or(current.map(|c| c.serializer)).unwrap_or(shared::Serializer::Pickle);
+    // The secret of an existing tier is the one it was created with (shared settings are fixed).
+    let signed = if has_tier { current.is_some_and(|c| c.signed) } else { sh.secret.is_some() };
+    let wants_tier = sh.redis_url.is_some() || has_tier;
+    if wants_tier && serializer == shared::Serializer::Pickle && !signed {
+        return Err(PyValueError::new_err(
+            "pickle in shared mode needs secret=: unsigned pickles from Redis could run code \
+             (give secret=..., or use serializer=\"json\")",
+        ));
+    }
+    let inner = match sh.redis_url {
+        None => REGISTRY.configure(name, settings).map_err(config_err)?,
+        Some(url) => {
+            let mut ss = SharedSettings { url, secret: sh.secret, ..SharedSettings::default() };
+            if let Some(t) = sh.lease_ttl {
+                ss.lease_ttl = t;
+            }
+            let bound = ss.timeout + Duration::from_millis(500);
+            let c = REGISTRY.configure_shared(name, settings, Some(ss)).map_err(config_err)?;
+            if !has_tier {
+                // A new tier connects in the background; give it a moment (bounded, without
+                // the GIL) so that the first calls already use Redis. If Redis is down, calls
+                // go on with the local tier and the tier keeps reconnecting.
+                if let Some(t) = c.shared() {
+                    let end = std::time::Instant::now() + bound;
+                    py.detach(|| {
+                        while !t.is_up() && std::time::Instant::now() < end {
+                            std::thread::sleep(Duration::from_millis(2));
+                        }
+                    });
+                }
+            }
+            c
+        }
+    };
+    if inner.shared().is_some() {
+        shared::set_conf(name, shared::Conf { serializer, signed });
+    }
     Ok(Cache { inner })
 }
 
@@ -293,6 +403,15 @@ fn stats_dict<'py>(py: Python<'py>, c: &CoreCache) -> PyResult<Bound<'py, PyDict
     d.set_item("bytes_used", s.bytes_used)?;
     d.set_item("memory_limit", s.memory_limit)?;
     d.set_item("in_flight", s.in_flight)?;
+    if let Some(t) = c.shared() {
+        let r = t.stats();
+        d.set_item("remote_hits", r.remote_hits)?;
+        d.set_item("leases_won", r.leases_won)?;
+        d.set_item("leases_lost", r.leases_lost)?;
+        d.set_item("remote_waits", r.remote_waits)?;
+        d.set_item("fallbacks", r.fallbacks)?;
+        d.set_item("rejected_values", r.rejected_values)?;
+    }
     Ok(d)
 }
 
@@ -504,6 +623,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<flight::Waiter>()?;
     m.add_class::<flight::SlotWaiter>()?;
     m.add_class::<flight::CachedFunction>()?;
+    m.add_class::<shared::RemoteWaiter>()?;
+    m.add_class::<shared::PublishWaiter>()?;
     m.add_function(wrap_pyfunction!(configure, m)?)?;
     m.add_function(wrap_pyfunction!(cache, m)?)?;
     m.add_function(wrap_pyfunction!(cached, m)?)?;

@@ -72,3 +72,16 @@ async def handle_async() -> None:
 
 
 asyncio.run(handle_async())
+
+
+def shared_config(url: str) -> coopcache.Cache:
+    """Shared mode (not called here: it needs a Redis server)."""
+    return coopcache.configure(
+        "typing-shared", redis_url=url, serializer="json", secret=b"k", lease_ttl=5.0, cache_duration=60
+    )
+
+
+remote_error = coopcache.RemoteError("ValueError", "bad")
+remote_type: str = remote_error.type_name
+remote_message: str = remote_error.message
+assert str(remote_error) == "ValueError: bad"

@@ -22,6 +22,7 @@ from importlib import metadata as _metadata
 
 from . import _native
 from ._decorator import _COMPUTING, cached, cached_async
+from ._errors import RemoteError
 from ._native import (
     Cache,
     CacheRecursionError,
@@ -42,6 +43,7 @@ __all__ = [
     "Cache",
     "CacheRecursionError",
     "NoCache",
+    "RemoteError",
     "UnknownCacheError",
     "cache",
     "cached",
@@ -63,7 +65,7 @@ try:
 except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0"
 
-#: The logger cache events go to: "full" at WARNING, evictions at DEBUG.
+#: The logger cache events go to: "full" and shared-tier trouble at WARNING, evictions at DEBUG.
 logger = logging.getLogger("coopcache")
 
 _native._init(logger, _COMPUTING)

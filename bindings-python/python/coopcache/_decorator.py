@@ -29,6 +29,9 @@ _TASKS: Set[asyncio.Task[None]] = set()
 
 _MISSING: Any = object()
 
+#: How long a leader waits for Redis to confirm its write (shared mode), in seconds.
+_PUBLISH_WAIT = 5.0
+
 _T = TypeVar("_T")
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -233,24 +236,51 @@ async def _lead(
     tags: Optional[list[str]],
     weigher: Optional[Callable[[Any], int]],
 ) -> None:
-    """The leader's computation, as its own task (a copy of the caller's context)."""
+    """The leader's computation, as its own task (a copy of the caller's context). In shared
+    mode it first asks the shared tier (Redis): the value may be there, or being computed by
+    another process; then it tells the other processes what it computed."""
     _COMPUTING.set(_COMPUTING.get() + (lease.id,))
+    loop = asyncio.get_running_loop()
     slot = lease.slot()
     try:
         try:
-            if not slot.ready():
-                await _wait(slot, asyncio.get_running_loop(), None, None)
-            result = fn()
-            if inspect.isawaitable(result):
-                result = await result
-        finally:
-            slot.release()
-        if isinstance(result, _native.NoCache):
-            lease.nocache(result.value)
-        else:
-            lease.store(result, None if weigher is None else weigher(result), tags)
-    except Exception as exc:  # reaches every waiter, not stored
-        lease.fail(exc)
+            try:
+                if not slot.ready():
+                    await _wait(slot, loop, None, None)
+                ask = lease.ask_remote()
+                if ask is not None:
+                    await _wait(ask, loop, None, None)
+                    answered, _ = lease.answer_remote(ask, weigher)
+                    if answered != 2:  # the flight is finished: a value or an error from Redis
+                        return
+                result = fn()
+                if inspect.isawaitable(result):
+                    result = await result
+            finally:
+                slot.release()
+            if isinstance(result, _native.NoCache):
+                kind, payload, weight = 1, result.value, None
+            else:
+                kind, payload, weight = 0, result, None if weigher is None else weigher(result)
+        except Exception as exc:  # reaches every waiter, not stored
+            kind, payload, weight = 2, exc, None
+        # Shared mode: the other processes first; wait (bounded) for Redis to confirm, so the
+        # write is not lost if this process exits right after its callers got the value.
+        publish = lease.publish(kind, payload, tags)
+        if publish is not None:
+            try:
+                await _wait(publish, loop, loop.time() + _PUBLISH_WAIT, _PUBLISH_WAIT)
+            except TimeoutError:
+                pass
+        try:
+            if kind == 0:
+                lease.store(payload, weight, tags)
+            elif kind == 1:
+                lease.nocache(payload)
+            else:
+                lease.fail(payload)
+        except Exception as exc:  # e.g. tags that are not str
+            lease.fail(exc)
     except BaseException:  # cancelled (nobody waits any more) or interrupted: hand over
         lease.abandon()
         raise

@@ -59,5 +59,5 @@ bench-node: node-env
 lint: ## rustfmt, clippy, ruff, tsc
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	$(PY) -m ruff check bindings-python/python tests/python examples/python
+	$(PY) -m ruff check bindings-python/python tests/python tests/cross examples/python bench/python
 	npx tsc --noEmit -p tests/node

@@ -9,7 +9,6 @@ compute once and all print the same value; started later they read it without co
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -81,7 +80,7 @@ def computed(url: str, cache: str) -> int:
 
 
 def test_python_node_and_rust_compute_a_key_once(redis_url: str) -> None:
-    assert RUST_WORKER.exists(), "build it with: cargo build --release -p coopcache --features shared --example shared_worker"
+    assert RUST_WORKER.exists(), "make test-cross builds the Rust worker first"
     cmds = workers(redis_url, "cross") * 3  # three processes of each language, started together
     values = run_together(cmds)
     assert computed(redis_url, "cross") == 1

@@ -291,7 +291,10 @@ where
 
     /// The value for `key`, computing it with `f` if nobody has: one computation however many
     /// threads ask at once. A panic in `f` reaches every caller waiting (as a panic here), and
-    /// nothing is stored.
+    /// nothing is stored. This form cannot return an error: a caller that was waiting for
+    /// another caller's fallible computation ([`Cache::try_get_or_compute`]) that failed computes
+    /// with its own `f` instead, and an error from another process (shared mode) or a
+    /// recursion panics with the error's message.
     #[inline]
     pub fn get_or_compute(&self, key: K, f: impl FnOnce() -> V) -> V {
         let hash = self.inner.hash(&key);

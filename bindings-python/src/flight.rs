@@ -64,7 +64,8 @@ pub(crate) fn parse_tags(tags: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String
 
 /// Waits for a pending result without holding the GIL, in slices, checking for signals
 /// (Ctrl-C) between them. `None`: the deadline passed. Only for results without Python values
-/// (computation slots): `wait_deadline` clones the result on this thread.
+/// (computation slots, the shared tier's answers): `wait_deadline` clones the result on this
+/// thread.
 pub(crate) fn wait_sync<T: Clone + Send + 'static>(
     py: Python<'_>,
     pending: &Pending<T>,
@@ -192,7 +193,7 @@ where
                 let mut lease = lease;
                 let mut remote = None;
                 if let Some(sh) = shared::of(cache) {
-                    let Some(answer) = shared::wait(py, &sh.tier.fetch(key), deadline)? else {
+                    let Some(answer) = wait_sync(py, &sh.tier.fetch(key), deadline)? else {
                         return Err(timeout_err(opts.timeout));
                     };
                     match shared::answer(py, &sh, lease, answer, |v| weigh(v, weigher)) {

@@ -135,15 +135,6 @@ fn remote_error_of(py: Python<'_>, e: &PyErr) -> RemoteError {
     RemoteError { type_name, message }
 }
 
-/// Waits for a pending result of the shared tier (no Python values in it) without the GIL.
-pub(crate) fn wait<T: Clone + Send + 'static>(
-    py: Python<'_>,
-    pending: &Pending<T>,
-    deadline: Option<Instant>,
-) -> PyResult<Option<T>> {
-    crate::flight::wait_sync(py, pending, deadline)
-}
-
 /// What the leader does after the shared tier answered.
 pub(crate) enum Answered {
     /// Answered without computing here; the local flight is finished.
@@ -260,7 +251,7 @@ pub(crate) fn publish(
 /// Waits (bounded, without the GIL) for Redis to confirm a publication.
 pub(crate) fn confirm(py: Python<'_>, pending: Option<Pending<bool>>) -> PyResult<()> {
     if let Some(p) = pending {
-        wait(py, &p, Some(Instant::now() + PUBLISH_WAIT))?;
+        crate::flight::wait_sync(py, &p, Some(Instant::now() + PUBLISH_WAIT))?;
     }
     Ok(())
 }

@@ -809,6 +809,8 @@ module.exports = {
   cache: (name) => new Cache(cacheFor(name)),
   events,
   Cache,
+  /** The package's version (one for the npm package, the Python wheel and the Rust crate). */
+  version: require('./package.json').version,
   /** Internal: the canonical bytes of a key (throws a TypeError for a bad key). */
   _keyBytes(key) {
     const b = native.keyBytes(key);

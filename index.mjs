@@ -17,6 +17,7 @@ export const {
   cache,
   events,
   Cache,
+  version,
   _keyBytes,
 } = m;
 export default m;

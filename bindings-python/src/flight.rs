@@ -345,6 +345,7 @@ pub(crate) struct NoCache {
 
 #[pymethods]
 impl NoCache {
+    /// The value handed to every caller.
     #[getter]
     fn value(&self, py: Python<'_>) -> Py<PyAny> {
         self.value.clone_ref(py)

@@ -327,11 +327,25 @@ fn parse_settings(
     Ok((s, sh))
 }
 
-/// Creates the cache `name`, or updates its settings in place (entries are kept). On a new
-/// cache omitted settings take their defaults; on an existing one they keep their current
-/// values (`max_concurrency=None` removes a limit). With `redis_url` (and `serializer`,
-/// `secret`, `lease_ttl`), the cache gets a shared tier on Redis (SPEC section 5); the shared
-/// settings of a cache are fixed by the first `configure` that gives them.
+/// Creates the cache `name`, or updates its settings in place (entries are kept), and returns
+/// its `Cache` handle. On a new cache omitted settings take their defaults; on an existing one
+/// they keep their current values (`max_concurrency=None` removes a limit).
+///
+/// Settings (keyword arguments) and their defaults:
+///
+/// - `memory_limit=50 * 1024 * 1024`: bytes for keys + values + 40 bytes per entry; a float in
+///   (0, 1] is that fraction of the machine's memory; `0` stores nothing.
+/// - `cache_duration=300`: seconds after the last read or write of an entry until it is deleted.
+/// - `when_full="reject"`: a value that does not fit is returned but not stored; `"evict"`
+///   drops least recently used entries instead.
+/// - `max_concurrency=None`: at most this many computations of the cache at once.
+/// - `redis_url=None`: `redis://` or `rediss://`; gives the cache a shared tier on Redis (each
+///   value computed once across processes). Fixed by the first `configure` that gives it.
+/// - `serializer="pickle"`: or `"json"` (the format Node and Rust share).
+/// - `secret=None`: str or bytes; signs every value stored in Redis (pickle requires one).
+/// - `lease_ttl=10.0`: seconds a computing process holds a key before another may take over.
+///
+/// Raises `ValueError` (a bad value) or `TypeError` (a wrong type or an unknown option) at once.
 #[pyfunction]
 #[pyo3(signature = (name, **options))]
 fn configure(py: Python<'_>, name: &str, options: Option<&Bound<'_, PyDict>>) -> PyResult<Cache> {
@@ -523,13 +537,14 @@ impl Cache {
     }
 }
 
-/// The `Cache` handle of a configured name.
+/// The `Cache` handle of a configured name (`UnknownCacheError` if there is none).
 #[pyfunction]
 fn cache(name: &str) -> PyResult<Cache> {
     Ok(Cache { inner: lookup(name)? })
 }
 
-/// Call form: the value for `key` in cache `name`, computed by `fn()` once.
+/// Call form: the value for `key` in cache `name`, computed by `func()` once however many
+/// callers ask at the same moment (the others wait for it, without the GIL).
 #[pyfunction]
 #[pyo3(signature = (name, key, func, *, timeout=None, tags=None, weigher=None))]
 fn cached(
@@ -547,6 +562,8 @@ fn cached(
     flight::run_sync(py, &c, &k, || func.call0(), &opts, weigher)
 }
 
+/// The stored value for `key` in cache `name`, or `default` on a miss. Never computes; a read
+/// resets the entry's idle clock.
 #[pyfunction]
 #[pyo3(signature = (name, key, default=None))]
 fn get(
@@ -558,22 +575,31 @@ fn get(
     Cache { inner: lookup(name)? }.get(py, key, default)
 }
 
+/// Removes the entry for `key` from cache `name` (in shared mode also from Redis and every
+/// process's local tier); True if one was removed here.
 #[pyfunction]
 fn invalidate(name: &str, key: &Bound<'_, PyAny>) -> PyResult<bool> {
     Cache { inner: lookup(name)? }.invalidate(key)
 }
 
+/// Removes the entries of cache `name` stored with `tag` (the `tags=` option of `cached`), in
+/// shared mode everywhere; returns how many were removed here.
 #[pyfunction]
 fn invalidate_tag(name: &str, tag: &str) -> PyResult<u64> {
     Ok(lookup(name)?.invalidate_tag(tag))
 }
 
+/// Removes every entry of cache `name` (in shared mode, everywhere).
 #[pyfunction]
 fn clear(name: &str) -> PyResult<()> {
     lookup(name)?.clear();
     Ok(())
 }
 
+/// The counters of cache `name` as a dict: hits, misses, computations, coalesced, errors,
+/// nocache, rejected_full, evicted_idle, evicted_lru, evicted_invalidated (also as
+/// `evictions`), entries, bytes_used, memory_limit, in_flight; in shared mode also remote_hits,
+/// leases_won, leases_lost, remote_waits, fallbacks, rejected_values.
 #[pyfunction]
 fn stats<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyDict>> {
     stats_dict(py, &lookup(name)?)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The anchor benchmark (../shared/bench/node) with coopcache as a contender.
 # Usage (after `npm install` at the repository root): bash bench/node/run.sh [anchors.mjs options]
-# e.g.   bash bench/node/run.sh --only hit,stampede,memory --json /tmp/anchors-node.json
+# e.g.   bash bench/node/run.sh --only hit,stampede,memory
+# Writes the tables to bench/results/node.md and every figure to bench/results/node.json
+# (`make bench-charts` draws docs/bench/node.png from it; a --json option of yours wins).
 # The harness is copied to a temp dir (it is not edited) and its pinned packages installed there.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -21,5 +23,7 @@ tar -C "$HARNESS" --exclude=node_modules -cf - . | tar -C "$WORK" -xf -
 # After the install (npm would prune a link it does not know about).
 ln -s "$ROOT" "$WORK/node_modules/coopcache"
 cp "$ROOT/bench/node/coopcache.mjs" "$WORK/contenders/coopcache.mjs"
+RESULTS="$ROOT/bench/results"
+mkdir -p "$RESULTS"
 cd "$WORK"
-node anchors.mjs --contender ./contenders/coopcache.mjs "$@"
+node anchors.mjs --contender ./contenders/coopcache.mjs --json "$RESULTS/node.json" "$@" | tee "$RESULTS/node.md"

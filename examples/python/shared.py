@@ -1,9 +1,10 @@
 """Shared mode: 4 processes x 8 threads ask for one cold key; with Redis the value is computed
 once for all of them. Needs a Redis server.
 
-Run: python examples/python/shared.py [redis://127.0.0.1:6379]"""
+Run: python examples/python/shared.py [REDIS_URL]   (default: $REDIS_URL, else redis://127.0.0.1:6379)"""
 
 import multiprocessing as mp
+import os
 import sys
 import threading
 import time
@@ -34,8 +35,8 @@ def process(url: str, cache: str, out: "mp.Queue[tuple[int, list[str]]]") -> Non
     out.put((computed, results))
 
 
-def main() -> None:
-    url = sys.argv[1] if len(sys.argv) > 1 else "redis://127.0.0.1:6379"
+def main() -> int:
+    url = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
     cache = f"demo-{uuid.uuid4().hex[:8]}"  # a fresh key space for each run (expires after 60 s)
     ctx = mp.get_context("spawn")
     out: "mp.Queue[tuple[int, list[str]]]" = ctx.Queue()
@@ -45,10 +46,14 @@ def main() -> None:
     reports = [out.get() for _ in procs]
     for p in procs:
         p.join()
-    calls = sum(len(r) for _, r in reports)
+    values = [v for _, r in reports for v in r]
     computed = sum(c for c, _ in reports)
-    print(f"{calls} calls in {len(procs)} processes; computed {computed} time(s): {reports[0][1][0]!r}")
+    same = all(v == values[0] for v in values)
+    print(f"python shared mode: {len(procs)} processes x 8 threads, computed {computed} "
+          f"time{'' if computed == 1 else 's'}, every caller got the same value: {str(same).lower()} "
+          f"({values[0]!r})")
+    return 0 if computed == 1 and same else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -37,6 +37,13 @@ export interface Settings {
   secret?: string | Uint8Array;
   /** Shared mode: seconds a computing process holds a key before another may take over if it stops renewing (it renews every third of this while it computes). Default `10`. */
   leaseTtl?: number;
+  /**
+   * `'process'`: share the cache across this process's worker threads without Redis. Each worker
+   * configures the cache by the same name with `shared: 'process'`; a key is then computed once for
+   * all of them, and each worker gets its own copy through `serializer` (`"v8"` by default). Not
+   * combined with `redisUrl`. Default: not shared.
+   */
+  shared?: 'process';
 }
 
 /** The options of one call (`cached`, `cache.cached`, `cache.wrap`). */

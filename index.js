@@ -211,7 +211,7 @@ function cacheFor(name) {
 function configure(name, options = {}) {
   if (typeof name !== 'string') throw new TypeError(`coopcache: a cache name must be a string, got ${typeof name}`);
   if (options === null || typeof options !== 'object') throw configError(`options: expected an object`);
-  const { memoryLimit, cacheDuration, whenFull, maxConcurrency, sizeOf, redisUrl, serializer, leaseTtl } = options;
+  const { memoryLimit, cacheDuration, whenFull, maxConcurrency, sizeOf, redisUrl, serializer, leaseTtl, shared } = options;
   let { secret } = options;
   if (memoryLimit !== undefined && typeof memoryLimit !== 'number') {
     throw configError(`memoryLimit: ${String(memoryLimit)} (expected a number of bytes >= 0, or a fraction in (0, 1])`);
@@ -234,6 +234,9 @@ function configure(name, options = {}) {
   if (serializer !== undefined && !Object.prototype.hasOwnProperty.call(SERIALIZERS, serializer)) {
     throw configError(`serializer: ${String(serializer)} (expected "v8" or "json")`);
   }
+  if (shared !== undefined && shared !== 'process') {
+    throw configError(`shared: ${String(shared)} (expected 'process': share the cache across this process's worker threads)`);
+  }
   if (leaseTtl !== undefined && !(typeof leaseTtl === 'number' && leaseTtl > 0)) {
     throw configError(`leaseTtl: ${String(leaseTtl)} (expected a number of seconds > 0)`);
   }
@@ -254,6 +257,7 @@ function configure(name, options = {}) {
     redisUrl,
     secret,
     leaseTtl,
+    shared,
   });
   if (idx === NO_INDEX) throw nativeError();
   drainReady(); // a higher maxConcurrency may have granted queued leaders their slots

@@ -31,7 +31,7 @@ use std::ptr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use coopcache::shared::{Blob, Remote, RemoteError, RemoteLease, SharedSettings};
+use coopcache::shared::{Blob, Remote, RemoteError, RemoteLease, SharedMode, SharedSettings};
 use coopcache::{
     Begin, Cache, Completion, Computing, ConfigError, Error as CoreError, Event, Key, KeyWriter, Lease,
     MemoryLimit, Pending, Permit, Registry, Settings, Waiter, WhenFull,
@@ -224,6 +224,8 @@ pub struct ConfigureArgs {
     pub secret: Option<Buffer>,
     /// Shared mode: the lease TTL in seconds.
     pub lease_ttl: Option<f64>,
+    /// `"process"`: share the cache across this process's worker threads, without Redis.
+    pub shared: Option<String>,
 }
 
 /// One addon instance's caches (one per JS environment: the main thread and each worker).
@@ -312,6 +314,7 @@ impl Native {
             redis_url,
             secret,
             lease_ttl,
+            shared,
         } = opts;
         let mut s = self.registry.get(&name).map(|c| c.settings()).unwrap_or_default();
         let r: std::result::Result<(), ConfigError> = (|| {
@@ -343,9 +346,31 @@ impl Native {
             self.fail_with("ERR_COOPCACHE_INVALID_CONFIG", config_message(&e));
             return u32::MAX;
         }
-        let configured = match redis_url {
-            None => self.registry.configure(&name, s),
-            Some(url) => {
+        let mode = match (shared.as_deref(), redis_url) {
+            (None, None) => None,
+            (Some("process"), None) if secret.is_none() && lease_ttl.is_none() => Some(SharedMode::Process),
+            (Some("process"), url) => {
+                let given = if url.is_some() {
+                    "redisUrl"
+                } else if secret.is_some() {
+                    "secret"
+                } else {
+                    "leaseTtl"
+                };
+                let e = ConfigError {
+                    setting: "shared",
+                    value: format!("'process' with {given}"),
+                    expected: "'process' alone: redisUrl, secret and leaseTtl are for sharing through Redis",
+                };
+                self.fail_with("ERR_COOPCACHE_INVALID_CONFIG", config_message(&e));
+                return u32::MAX;
+            }
+            (Some(other), _) => {
+                let e = ConfigError { setting: "shared", value: format!("{other:?}"), expected: "'process'" };
+                self.fail_with("ERR_COOPCACHE_INVALID_CONFIG", config_message(&e));
+                return u32::MAX;
+            }
+            (None, Some(url)) => {
                 let mut shared =
                     SharedSettings { url, secret: secret.map(|b| b.to_vec()), ..Default::default() };
                 if let Some(t) = lease_ttl {
@@ -362,8 +387,12 @@ impl Native {
                         }
                     }
                 }
-                self.registry.configure_shared(&name, s, Some(shared))
+                Some(SharedMode::Redis(shared))
             }
+        };
+        let configured = match mode {
+            None => self.registry.configure(&name, s),
+            Some(mode) => self.registry.configure_shared(&name, s, Some(mode)),
         };
         match configured {
             Ok(cache) => {

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use coopcache::shared::SharedSettings;
+use coopcache::shared::{SharedMode, SharedSettings};
 
 use coopcache::{
     Clock, ConfigError, Error as CoreError, Event, Key, MemoryLimit, Registry, Settings, WhenFull,
@@ -348,7 +348,7 @@ fn parse_settings(
 /// Raises `ValueError` (a bad value) or `TypeError` (a wrong type or an unknown option) at once.
 #[pyfunction]
 #[pyo3(signature = (name, **options))]
-fn configure(py: Python<'_>, name: &str, options: Option<&Bound<'_, PyDict>>) -> PyResult<Cache> {
+fn configure(name: &str, options: Option<&Bound<'_, PyDict>>) -> PyResult<Cache> {
     let existing = REGISTRY.get(name).ok();
     let base = existing.as_ref().map(|c| c.settings()).unwrap_or_default();
     let (settings, sh) = parse_settings(base, options)?;
@@ -371,22 +371,8 @@ fn configure(py: Python<'_>, name: &str, options: Option<&Bound<'_, PyDict>>) ->
             if let Some(t) = sh.lease_ttl {
                 ss.lease_ttl = t;
             }
-            let bound = ss.timeout + Duration::from_millis(500);
-            let c = REGISTRY.configure_shared(name, settings, Some(ss)).map_err(config_err)?;
-            if !has_tier {
-                // A new tier connects in the background; give it a moment (bounded, without
-                // the GIL) so that the first calls already use Redis. If Redis is down, calls
-                // go on with the local tier and the tier keeps reconnecting.
-                if let Some(t) = c.shared() {
-                    let end = std::time::Instant::now() + bound;
-                    py.detach(|| {
-                        while !t.is_up() && std::time::Instant::now() < end {
-                            std::thread::sleep(Duration::from_millis(2));
-                        }
-                    });
-                }
-            }
-            c
+            // A new tier connects in the background; its first calls wait (bounded) for that.
+            REGISTRY.configure_shared(name, settings, Some(SharedMode::Redis(ss))).map_err(config_err)?
         }
     };
     if inner.shared().is_some() {

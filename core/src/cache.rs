@@ -126,7 +126,7 @@ pub struct CacheBuilder<K, V> {
     clock: Clock,
     listener: Option<Listener>,
     #[cfg(feature = "shared")]
-    pub(crate) shared: Option<(crate::shared::SharedSettings, Option<crate::remote::SharedCodec<V>>)>,
+    pub(crate) shared: Option<(crate::shared::SharedMode, Option<crate::remote::SharedCodec<V>>)>,
 }
 
 impl<K, V> CacheBuilder<K, V>

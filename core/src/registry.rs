@@ -71,28 +71,33 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
         Ok(cache)
     }
 
-    /// Like [`Registry::configure`], with a shared tier on Redis (SPEC section 5) when `shared`
-    /// is given. The binding serializes values itself and drives the tier through
-    /// [`Cache::shared`] as its local leader; the shared settings of an existing cache cannot
-    /// change.
+    /// Like [`Registry::configure`], with a shared tier (SPEC section 5) when `shared` is given:
+    /// on Redis, or in this process's memory. The binding serializes values itself and drives
+    /// the tier through [`Cache::shared`] as its local leader; the shared tier of an existing
+    /// cache cannot change.
     #[cfg(feature = "shared")]
     pub fn configure_shared(
         &self,
         name: &str,
         settings: Settings,
-        shared: Option<crate::shared::SharedSettings>,
+        shared: Option<crate::shared::SharedMode>,
     ) -> Result<Cache<Key, V>, ConfigError> {
         let caches = self.caches.write();
         if let Some(c) = caches.get(name) {
             let same = match (c.shared(), &shared) {
                 (None, None) => true,
-                (Some(t), Some(s)) => t.url() == s.url,
+                (Some(t), Some(m)) => t.is(m),
                 _ => false,
             };
             if !same {
+                let (setting, value) = match &shared {
+                    Some(crate::shared::SharedMode::Process) => ("shared", "process".to_owned()),
+                    Some(m) => ("redis_url", m.describe()),
+                    None => ("redis_url", "none".to_owned()),
+                };
                 return Err(ConfigError::new(
-                    "redis_url",
-                    shared.map(|s| crate::shared::redact(&s.url)).unwrap_or_else(|| "none".into()),
+                    setting,
+                    value,
                     "the shared tier the cache was first configured with",
                 ));
             }
@@ -100,12 +105,12 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
             return Ok(c.clone());
         }
         drop(caches);
-        if let Some(s) = &shared {
-            s.validate()?; // before the cache exists: a bad URL leaves nothing behind
+        if let Some(m) = &shared {
+            m.validate()?; // before the cache exists: a bad URL leaves nothing behind
         }
         let cache = self.configure(name, settings)?;
-        if let Some(s) = shared {
-            crate::remote::attach(&cache.inner, s, None)?;
+        if let Some(m) = shared {
+            crate::remote::attach(&cache.inner, m, None)?;
         }
         Ok(cache)
     }

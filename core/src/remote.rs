@@ -11,7 +11,9 @@ use crate::cache::{Cache, CacheBuilder, Computed};
 use crate::error::Error;
 use crate::flight::Lease;
 use crate::keys::Key;
-use crate::shared::{Blob, Invalidation, Remote, RemoteError, RemoteLease, SharedSettings, SharedTier};
+use crate::shared::{
+    Blob, Invalidation, Remote, RemoteError, RemoteLease, SharedMode, SharedSettings, SharedTier,
+};
 use crate::store::Inner;
 use crate::wait::Pending;
 
@@ -41,7 +43,15 @@ impl<V: Clone + Send + Sync + 'static> CacheBuilder<Key, V> {
     /// Adds the shared tier on Redis: values are computed once across every process that uses
     /// the same Redis and cache name, and read by processes that start later.
     pub fn shared(mut self, settings: SharedSettings, codec: impl Codec<V>) -> Self {
-        self.shared = Some((settings, Some(Arc::new(codec))));
+        self.shared = Some((SharedMode::Redis(settings), Some(Arc::new(codec))));
+        self
+    }
+
+    /// Adds a shared tier in this process's memory: every cache of this name in the process
+    /// computes a key once for all (values cross as bytes, as with Redis). It is what Node's
+    /// worker_threads use; in Rust, sharing one [`Cache`] is simpler.
+    pub fn shared_in_process(mut self, codec: impl Codec<V>) -> Self {
+        self.shared = Some((SharedMode::Process, Some(Arc::new(codec))));
         self
     }
 }
@@ -49,15 +59,15 @@ impl<V: Clone + Send + Sync + 'static> CacheBuilder<Key, V> {
 /// Connects a freshly built cache to its shared tier: remote invalidations reach the local tier.
 pub(crate) fn attach<K, V>(
     inner: &Arc<Inner<K, V>>,
-    settings: SharedSettings,
+    mode: SharedMode,
     codec: Option<SharedCodec<V>>,
 ) -> Result<(), crate::ConfigError>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    let idle = inner.settings().cache_duration;
-    let tier = SharedTier::with_listener(&inner.name, settings, idle, inner.listener.clone())?;
+    let (settings, clock) = (inner.settings(), inner.clock.clone());
+    let tier = SharedTier::start(&inner.name, mode, &settings, clock, inner.listener.clone())?;
     let weak: Weak<Inner<K, V>> = Arc::downgrade(inner);
     tier.on_invalidation(move |inv| {
         let Some(inner) = weak.upgrade() else { return };

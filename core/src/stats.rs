@@ -9,7 +9,9 @@ pub struct Stats {
     pub hits: u64,
     /// Calls that found no fresh value (they computed or waited).
     pub misses: u64,
-    /// Computations started.
+    /// Computations started: leases taken by this cache's callers. With a shared tier, a
+    /// leader that the shared tier answers (another process or worker computed) counts here
+    /// too; the shared tier's `leases_won` counts the leaders that ran the function.
     pub computations: u64,
     /// Calls that waited for another caller's computation instead of computing.
     pub coalesced: u64,

@@ -6,8 +6,8 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use coopcache::shared::{Blob, Invalidation, Remote, RemoteError, SharedSettings, SharedTier};
-use coopcache::{Key, Pending};
+use coopcache::shared::{Blob, Invalidation, Remote, RemoteError, SharedMode, SharedSettings, SharedTier};
+use coopcache::{Clock, Key, Pending, Settings};
 
 struct Server {
     port: u16,
@@ -66,9 +66,15 @@ impl Drop for Server {
 fn tier(s: &Server, name: &str, f: impl FnOnce(&mut SharedSettings)) -> SharedTier {
     let mut settings = SharedSettings { url: s.url(), ..Default::default() };
     f(&mut settings);
-    let t = SharedTier::new(name, settings, Duration::from_secs(60)).unwrap();
+    let t = start(name, settings, Duration::from_secs(60)).unwrap();
     s.until(|| t.is_up());
     t
+}
+
+/// A Redis tier for a cache whose idle duration is `idle`.
+fn start(name: &str, settings: SharedSettings, idle: Duration) -> Result<SharedTier, coopcache::ConfigError> {
+    let local = Settings { cache_duration: idle, ..Default::default() };
+    SharedTier::start(name, SharedMode::Redis(settings), &local, Clock::system(), None)
 }
 
 fn blob(v: &str) -> Blob {
@@ -248,7 +254,7 @@ fn a_tampered_value_is_refused_never_deserialized() {
 fn reads_refresh_the_idle_ttl_and_unread_values_expire() {
     let s = Server::start();
     let settings = SharedSettings { url: s.url(), ..Default::default() };
-    let a = SharedTier::new("c10", settings.clone(), Duration::from_millis(800)).unwrap();
+    let a = start("c10", settings.clone(), Duration::from_millis(800)).unwrap();
     s.until(|| a.is_up());
     let key = Key::from("ttl");
     let Remote::Compute(lease) = wait(&a.fetch(&key)) else { panic!() };
@@ -289,7 +295,7 @@ fn redis_down_means_the_local_tier_then_recovery() {
 
 #[test]
 fn bad_urls_are_configuration_errors_without_the_password() {
-    let e = SharedTier::new(
+    let e = start(
         "c12",
         SharedSettings { url: "http://user:hunter2@host".into(), ..Default::default() },
         Duration::from_secs(1),
@@ -400,9 +406,28 @@ fn a_bad_url_leaves_no_cache_behind() {
     let s = Server::start();
     let r: coopcache::Registry<u32> = coopcache::Registry::new();
     let bad = SharedSettings { url: "http://nope".into(), ..Default::default() };
-    assert!(r.configure_shared("late", coopcache::Settings::default(), Some(bad)).is_err());
+    assert!(
+        r.configure_shared("late", coopcache::Settings::default(), Some(SharedMode::Redis(bad))).is_err()
+    );
     assert!(r.names().is_empty(), "nothing registered");
     let good = SharedSettings { url: s.url(), ..Default::default() };
-    let c = r.configure_shared("late", coopcache::Settings::default(), Some(good)).unwrap();
+    let c =
+        r.configure_shared("late", coopcache::Settings::default(), Some(SharedMode::Redis(good))).unwrap();
     assert!(c.shared().is_some());
+}
+
+#[test]
+fn a_new_caches_first_calls_use_redis_without_waiting_for_it_to_connect() {
+    let s = Server::start();
+    let settings = || SharedSettings { url: s.url(), ..Default::default() };
+    let build =
+        || coopcache::Cache::builder().name("p6").shared(settings(), coopcache::JsonCodec).build().unwrap();
+    let (a, b) = (build(), build());
+    // No wait for is_up: the first fetch of each waits (bounded) for its tier's first attempt.
+    let key = Key::from("first");
+    assert_eq!(a.get_or_compute(key.clone(), || "from a".to_string()), "from a");
+    let b_value: String = b.get_or_compute(key, || "from b".to_string());
+    assert_eq!(b_value, "from a", "b read a's value from Redis");
+    let (sa, sb) = (a.shared().unwrap().stats(), b.shared().unwrap().stats());
+    assert_eq!((sa.leases_won, sa.fallbacks, sb.remote_hits, sb.fallbacks), (1, 0, 1, 0));
 }

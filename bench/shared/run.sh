@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Shared mode (Redis) benchmarks of issue 5, on a redis-server of its own on loopback:
+#   1. a shared-tier hit against a raw GET, in Rust (core/examples/bench_shared.rs) and Python (hit.py);
+#   2. a cross-process stampede, coopcache against dogpile.cache's distributed lock (stampede.py).
+# Writes bench/results/shared.json and shared.md.
+# Usage: bash bench/shared/run.sh <python-of-a-venv-with-coopcache-installed> [--quick]
+# (--quick: a smoke run with few reads and rounds; its figures mean little.)
+set -euo pipefail
+PY="${1:-python3}"
+QUICK="${2:-}"
+# An absolute path that keeps the venv's symlink (resolving it would leave the venv).
+case "$PY" in
+    */*) PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")" ;;
+    *) PY="$(command -v "$PY")" ;;
+esac
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+HERE="$ROOT/bench/shared"
+REDIS_SERVER="${REDIS_SERVER:-/usr/bin/redis-server}"
+[ -x "$REDIS_SERVER" ] || REDIS_SERVER="$(command -v redis-server || true)"
+[ -n "$REDIS_SERVER" ] || { echo "redis-server not found (apt-get install redis-server)" >&2; exit 2; }
+
+# The contenders' Python packages, pinned (dogpile.cache at the version the anchors measure).
+"$PY" -m pip install -q dogpile.cache==1.5.0 redis==8.1.0
+
+# Build before the server starts, so compiling does not share the machine with the measurement.
+cd "$ROOT"
+cargo build -q --release -p coopcache --features shared --example bench_shared
+
+WORK="$(mktemp -d /tmp/coopcache-bench-shared.XXXXXX)"
+REDIS_PID=""
+cleanup() {
+    if [ -n "$REDIS_PID" ]; then
+        kill "$REDIS_PID" 2>/dev/null || true
+        wait "$REDIS_PID" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+PORT="$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+"$REDIS_SERVER" --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no >"$WORK/redis.log" 2>&1 &
+REDIS_PID=$!
+URL="redis://127.0.0.1:$PORT"
+for _ in $(seq 100); do
+    "$PY" -c "import redis, sys; sys.exit(0 if redis.Redis(port=$PORT).ping() else 1)" 2>/dev/null && break
+    kill -0 "$REDIS_PID" 2>/dev/null || { cat "$WORK/redis.log" >&2; exit 1; }
+    sleep 0.1
+done
+
+if [ "$QUICK" = "--quick" ]; then
+    rust_args=(--reads 300 --rounds 2)
+    hit_args=(--reads 300 --rounds 2)
+    stampede_args=(--rounds 2)
+else
+    rust_args=()
+    hit_args=()
+    stampede_args=()
+fi
+LOAD="$(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== shared-tier hit vs raw GET (Rust)" >&2
+cargo run -q --release -p coopcache --features shared --example bench_shared -- \
+    "$URL" --json "$WORK/rust.json" "${rust_args[@]}" >&2
+echo "== shared-tier hit vs redis-py GET (Python)" >&2
+"$PY" "$HERE/hit.py" --url "$URL" --json "$WORK/hit.json" "${hit_args[@]}" >&2
+echo "== cross-process stampede (Python)" >&2
+"$PY" "$HERE/stampede.py" --url "$URL" --json "$WORK/stampede.json" "${stampede_args[@]}"
+
+mkdir -p "$ROOT/bench/results"
+"$PY" "$HERE/report.py" --rust "$WORK/rust.json" --python-hit "$WORK/hit.json" --stampede "$WORK/stampede.json" \
+    --meta "date=$(date -u +%Y-%m-%dT%H:%MZ)" \
+    --meta "commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+    --meta "load average at start=$LOAD" \
+    --json "$ROOT/bench/results/shared.json" --md "$ROOT/bench/results/shared.md"

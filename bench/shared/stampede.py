@@ -1,0 +1,246 @@
+"""Cross-process stampede latency (issue 5): coopcache's shared tier against dogpile.cache's
+Redis backend with its distributed lock, on the same stampede.
+
+    python bench/shared/stampede.py --url redis://127.0.0.1:PORT [--procs 8] [--threads 4]
+        [--rounds 11] [--sleep 0.05] [--json PATH]
+
+PROCS worker processes (this file with --worker), THREADS callers each, ask for one cold key at
+the same moment; the function that computes it sleeps SLEEP seconds. Each round uses a new key
+(a round's first caller finds nothing locally nor in Redis). Timestamps are time.monotonic_ns(),
+CLOCK_MONOTONIC, which is one clock for every process on Linux, so they compare across
+processes: the *write* is the moment the (first) computing function returns, and a caller's
+latency is its return minus that. The last caller's latency is the stampede's cost beyond the
+computation itself. Executions are counted by the function in every process. Round 0 warms
+connections up and is not counted.
+
+Contenders (same processes count, same callers, same key per round):
+* coopcache: configure(name, redis_url=URL, serializer="json"), cached(name, key, fn).
+* dogpile.cache 1.5.0: region "dogpile.cache.redis" with distributed_lock=True and
+  thread_local_lock=False (what its docs say for a distributed lock), lock_timeout=10 (like
+  coopcache's lease), get_or_create(key, fn); once with its default lock_sleep (0.1 s: waiters
+  poll the lock) and once with lock_sleep=0.01, a setting a user who cares about this would pick.
+* coopcache again with one caller a process: on a machine with few cores, the last waiter's
+  latency is largely the time to wake every waiting Python thread; this row shows how much.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Callable, Optional
+
+# (label, library, dogpile's lock_sleep, callers per process: None for --threads)
+CONTENDERS: list[tuple[str, str, float, Optional[int]]] = [
+    ("coopcache", "coopcache", 0.0, None),
+    ("dogpile.cache (lock_sleep=0.1, default)", "dogpile", 0.1, None),
+    ("dogpile.cache (lock_sleep=0.01)", "dogpile", 0.01, None),
+    # How much of the spread is waking many Python threads on few cores: one caller a process.
+    ("coopcache, 1 caller a process", "coopcache", 0.0, 1),
+]
+
+
+Getter = Callable[[int, Callable[[], Any]], Any]
+
+
+def _getter(lib: str, url: str, name: str, lock_sleep: float) -> tuple[Getter, Callable[[], int]]:
+    """The contender's get-or-compute for the key of a round, and its count of calls that went on
+    without Redis (coopcache's fallbacks: a round with any would not be a shared stampede)."""
+    if lib == "coopcache":
+        import coopcache
+
+        coopcache.configure(name, redis_url=url, serializer="json", cache_duration=60)
+        return (lambda r, fn: coopcache.cached(name, ("stampede", r), fn),
+                lambda: int(coopcache.stats(name)["fallbacks"]))
+    from dogpile.cache import make_region
+
+    region = make_region().configure(
+        "dogpile.cache.redis",
+        arguments={
+            "url": url,
+            "redis_expiration_time": 60,
+            "distributed_lock": True,
+            "thread_local_lock": False,
+            "lock_timeout": 10,
+            "lock_sleep": lock_sleep,
+        },
+    )
+    return lambda r, fn: region.get_or_create(f"{name}:stampede:{r}", fn), lambda: 0
+
+
+def _stampede(args: argparse.Namespace, get: Getter, rnd: int, go: int) -> dict[str, Any]:
+    """THREADS callers of this process ask for round `rnd`'s key at `go` (monotonic ns)."""
+    done: list[int] = []
+    starts: list[int] = []
+    returns: list[int] = []
+    leaders: list[int] = []
+    errors: list[str] = []
+    computers: set[int] = set()
+    lock = threading.Lock()
+
+    def compute() -> Any:
+        time.sleep(args.sleep)
+        t = time.monotonic_ns()  # the value's write: the moment the computation returns
+        with lock:
+            done.append(t)
+            computers.add(threading.get_ident())
+        return {"round": rnd}
+
+    def call() -> None:
+        time.sleep(max(0.0, (go - time.monotonic_ns()) / 1e9))
+        t0 = time.monotonic_ns()
+        try:
+            v = get(rnd, compute)
+            ok = v == {"round": rnd}
+        except Exception as e:  # noqa: BLE001 - reported, not raised
+            ok, v = False, repr(e)
+        t1 = time.monotonic_ns()
+        with lock:
+            starts.append(t0)
+            returns.append(t1)
+            if threading.get_ident() in computers:
+                leaders.append(t1)
+            if not ok:
+                errors.append(repr(v))
+
+    threads = [threading.Thread(target=call) for _ in range(args.threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {"done": done, "starts": starts, "returns": returns, "leaders": leaders, "errors": errors}
+
+
+def worker(args: argparse.Namespace) -> int:
+    """One process: on each `GO round go_ns` line, a stampede; prints what its callers saw as one
+    JSON line."""
+    get, fallbacks = _getter(args.worker, args.url, args.name, args.lock_sleep)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        parts = line.split()
+        if not parts or parts[0] != "GO":
+            break
+        out = _stampede(args, get, int(parts[1]), int(parts[2]))
+        out["fallbacks"] = fallbacks()
+        print(json.dumps(out), flush=True)
+    return 0
+
+
+def run(args: argparse.Namespace, label: str, lib: str, lock_sleep: float, threads: int) -> dict[str, Any]:
+    name = f"bench-stampede-{os.getpid()}-{lib}-{lock_sleep}-{threads}"
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", lib, "--url", args.url, "--name", name,
+           "--threads", str(threads), "--sleep", str(args.sleep), "--lock-sleep", str(lock_sleep)]
+    procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for _ in range(args.procs)]
+    rounds: list[dict[str, Any]] = []
+    try:
+        for p in procs:
+            assert p.stdout is not None
+            if p.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"{label}: a worker did not start")
+        for r in range(args.rounds + 1):
+            go = time.monotonic_ns() + int(args.lead * 1e9)
+            for p in procs:
+                assert p.stdin is not None
+                p.stdin.write(f"GO {r} {go}\n")
+                p.stdin.flush()
+            seen = []
+            for p in procs:
+                assert p.stdout is not None
+                seen.append(json.loads(p.stdout.readline()))
+            if r == 0:
+                continue  # warm-up: connections, imports, first-call paths
+            done = sorted(t for s in seen for t in s["done"])
+            returns = [t for s in seen for t in s["returns"]]
+            starts = [t for s in seen for t in s["starts"]]
+            errors = [e for s in seen for e in s["errors"]]
+            if not done:
+                raise RuntimeError(f"{label}: round {r} computed nothing: {errors[:3]}")
+            write = done[0]
+            lat = sorted((t - write) / 1e6 for t in returns)
+            # The computing caller returns once Redis confirmed the write; other processes' callers
+            # return on the completion message.
+            leader = min((t for s in seen for t in s["leaders"]), default=write)
+            remote = [t for s in seen if not s["done"] for t in s["returns"]]
+            rounds.append({
+                "executions": len(done),
+                "last_ms": lat[-1],
+                "median_ms": statistics.median(lat),
+                "leader_ms": (leader - write) / 1e6,
+                "first_other_process_ms": (min(remote) - write) / 1e6 if remote else None,
+                "late_callers": sum(1 for t in starts if t >= write),
+                "start_skew_ms": (max(starts) - go) / 1e6,
+                "errors": len(errors),
+                "fallbacks": sum(s["fallbacks"] for s in seen),
+            })
+            print(f"  {label} round {r}: executions {len(done)}, "
+                  f"last waiter {lat[-1]:.2f} ms after the write", file=sys.stderr)
+    finally:
+        for p in procs:
+            if p.stdin is not None:
+                try:
+                    p.stdin.write("QUIT\n")
+                    p.stdin.close()
+                except OSError:
+                    pass
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    last = [x["last_ms"] for x in rounds]
+    execs = [x["executions"] for x in rounds]
+    return {
+        "contender": label,
+        "callers": args.procs * threads,
+        "rounds": len(rounds),
+        "last_waiter_ms_median": statistics.median(last),
+        "last_waiter_ms_max": max(last),
+        "caller_ms_median": statistics.median(x["median_ms"] for x in rounds),
+        "leader_ms_median": statistics.median(x["leader_ms"] for x in rounds),
+        "first_other_process_ms_median": statistics.median(
+            x["first_other_process_ms"] for x in rounds if x["first_other_process_ms"] is not None),
+        "executions_total": sum(execs),
+        "executions_per_round_max": max(execs),
+        "late_callers": sum(x["late_callers"] for x in rounds),
+        "errors": sum(x["errors"] for x in rounds),
+        "fallbacks": rounds[-1]["fallbacks"] if rounds else 0,
+        "per_round": rounds,
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--url", required=True)
+    ap.add_argument("--procs", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=11)
+    ap.add_argument("--sleep", type=float, default=0.05, help="the computation's duration, seconds")
+    ap.add_argument("--lead", type=float, default=0.2, help="seconds from the go signal to the stampede")
+    ap.add_argument("--json")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--name", help=argparse.SUPPRESS)
+    ap.add_argument("--lock-sleep", type=float, default=0.1, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        return worker(args)
+    results = [run(args, label, lib, ls, args.threads if t is None else t)
+               for label, lib, ls, t in CONTENDERS]
+    out = {"procs": args.procs, "threads": args.threads, "compute_s": args.sleep, "results": results}
+    for r in results:
+        print(f"{r['contender']}: last waiter median {r['last_waiter_ms_median']:.2f} ms, "
+              f"max {r['last_waiter_ms_max']:.2f} ms; "
+              f"executions {r['executions_total']} in {r['rounds']} rounds")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

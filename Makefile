@@ -4,13 +4,13 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: help test test-rust test-python test-node test-cross bench bench-rust bench-python bench-node \
-        demo demo-rust demo-python demo-node lint python-env node-env
+.PHONY: help test test-rust test-python test-node test-cross bench bench-rust bench-python bench-node bench-shared \
+        demo demo-rust demo-python demo-node demo-shared test-examples bench-charts lint python-env node-env test-readme
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-test: test-rust test-python test-node test-cross ## every test suite (Rust, Python, Node, cross-language)
+test: test-rust test-python test-node test-cross test-readme test-examples ## every test suite (Rust, Python, Node, cross-language, README)
 
 test-rust: ## the core's tests and doc tests (the shared tier's against a local redis-server)
 	cargo test -p coopcache --release --features shared
@@ -34,18 +34,29 @@ test-cross: python-env node-env ## Python, Node and Rust processes sharing one k
 	cargo build -q --release -p coopcache --features shared --example shared_worker
 	$(PY) -m pytest -q tests/cross
 
-demo: demo-rust demo-python demo-node ## a cold-key stampede in Rust, Python and Node
+test-examples: python-env node-env ## every example, run as a user would (the Redis ones on a local redis-server)
+	cargo build -q --release -p coopcache --example stampede
+	cargo build -q --release -p coopcache --features shared --example shared_demo
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_examples.py
+
+test-readme: python-env node-env ## every README snippet runs as written; one version everywhere; docstrings and TSDoc
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_readme.py tests/test_versions.py tests/test_docstrings.py
+
+demo: demo-rust demo-python demo-node demo-shared ## a cold-key stampede in Rust, Python and Node (and across processes, with Redis)
 
 demo-rust:
-	cargo run -q --release -p coopcache --example stampede
+	@cargo run -q --release -p coopcache --example stampede
 
 demo-python: python-env
-	$(PY) examples/python/stampede.py
+	@$(PY) examples/python/stampede.py
 
 demo-node: node-env
-	node examples/node/stampede.mjs
+	@node examples/node/stampede.mjs
 
-bench: bench-rust bench-python bench-node ## the anchor benchmarks with coopcache as a contender
+demo-shared: python-env node-env ## Python, Node and Rust processes on one cold key (REDIS_URL, or a redis-server on the PATH)
+	@$(PY) examples/shared/demo.py
+
+bench: bench-rust bench-python bench-node bench-shared bench-charts ## the anchor benchmarks with coopcache as a contender
 
 bench-rust:
 	bash bench/rust/run.sh
@@ -56,8 +67,16 @@ bench-python: python-env
 bench-node: node-env
 	bash bench/node/run.sh
 
+bench-charts: ## PNG charts (docs/bench/*.png) from the JSON of the last runs in bench/results/
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q 'matplotlib==3.10.9; python_version >= "3.10"' 'matplotlib==3.9.4; python_version < "3.10"'
+	$(PY) bench/chart.py
+
+bench-shared: python-env
+	bash bench/shared/run.sh $(PY)
+
 lint: ## rustfmt, clippy, ruff, tsc
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	$(PY) -m ruff check bindings-python/python tests/python tests/cross examples/python bench/python
+	$(PY) -m ruff check bindings-python/python tests/python tests/cross tests/test_*.py examples bench
 	npx tsc --noEmit -p tests/node

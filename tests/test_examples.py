@@ -117,6 +117,12 @@ def test_asyncio_fanout_computes_once_per_key() -> None:
     assert "fetches per currency: EUR=1 GBP=1 JPY=1 CHF=1 SEK=1" in out, out
 
 
+def test_node_worker_threads_share_one_cache_with_shared_process() -> None:
+    out = run(["node", "examples/node/workers.mjs"])
+    assert "4 workers x 250 calls: the report was built 1 time" in out, out
+    assert "main thread: built by thread" in out and "remoteHits: 1" in out, out
+
+
 SHARED = [
     ([PY, "examples/python/shared.py"], "python shared mode: 4 processes x 8 threads, computed 1 time,"),
     (["node", "examples/node/shared.mjs"], "node shared mode: 4 processes x 100 callers, computed 1 time,"),

@@ -13,7 +13,6 @@ const CALLERS = 100;
 if (process.argv[2] === '--child') {
   const [, , , url, name] = process.argv;
   const cache = configure(name, { redisUrl: url, serializer: 'json' });
-  for (let i = 0; i < 200 && !cache.sharedUp; i++) await sleep(10); // connect first (bounded)
   await new Promise((r) => process.once('message', r)); // start together
   let computed = 0;
   const results = await Promise.all(
@@ -31,7 +30,7 @@ if (process.argv[2] === '--child') {
   const name = `example-${process.pid}-${Date.now()}`;
   const me = fileURLToPath(import.meta.url);
   const children = Array.from({ length: PROCESSES }, () => fork(me, ['--child', url, name]));
-  await sleep(500); // let them connect
+  await sleep(500); // let them start, so that they ask at the same moment
   const replies = children.map((c) => new Promise((r) => c.once('message', r)));
   for (const c of children) c.send('go');
   const results = await Promise.all(replies);

@@ -12,8 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { configure, cached } from 'coopcache';
 
 const [url, name] = process.argv.slice(2);
-const cache = configure(name, { redisUrl: url, serializer: 'json', cacheDuration: 60 });
-for (let i = 0; i < 500 && !cache.sharedUp; i++) await sleep(10); // connect first (bounded)
+configure(name, { redisUrl: url, serializer: 'json', cacheDuration: 60 });
 console.log('ready');
 const stdin = createInterface({ input: process.stdin });
 await once(stdin, 'line'); // every process starts at the same moment

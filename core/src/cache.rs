@@ -410,6 +410,11 @@ where
 
     /// The async form of [`Cache::get_or_compute`]: waiting never blocks a thread, under any
     /// runtime. If this caller's future is dropped while it computes, a waiter takes over.
+    ///
+    /// To `tokio::spawn` the call, use keys and values without borrowed parts (`String`,
+    /// [`Key`](crate::Key), integers, `Arc<..>` of owned data): with a type such as
+    /// `(&'static str, u32)`, rustc's check of the future's `Send` fails ("implementation of
+    /// `Send` is not general enough"), a known limit of the compiler, not of the cache.
     pub async fn get_or_compute_async(&self, key: K, f: impl Future<Output = V>) -> V {
         let opts = CallOptions::default();
         let fut = async { Ok::<_, std::convert::Infallible>(Computed::Store(f.await)) };

@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-test: test-rust test-python test-node test-cross test-readme test-examples ## every test suite (Rust, Python, Node, cross-language, README)
+test: test-rust test-python test-node test-cross test-readme test-examples ## every test suite (Rust, Python, Node, cross-language, README, examples)
 
 test-rust: ## the core's tests and doc tests (the shared tier's against a local redis-server)
 	cargo test -p coopcache --release --features shared
@@ -56,7 +56,7 @@ demo-node: node-env
 demo-shared: python-env node-env ## Python, Node and Rust processes on one cold key (REDIS_URL, or a redis-server on the PATH)
 	@$(PY) examples/shared/demo.py
 
-bench: bench-rust bench-python bench-node bench-shared bench-charts ## the anchor benchmarks with coopcache as a contender
+bench: bench-rust bench-python bench-node bench-shared bench-charts ## the anchor benchmarks with coopcache as a contender, shared mode, charts
 
 bench-rust:
 	bash bench/rust/run.sh
@@ -72,7 +72,7 @@ bench-charts: ## PNG charts (docs/bench/*.png) from the JSON of the last runs in
 	$(PY) -m pip install -q 'matplotlib==3.10.9; python_version >= "3.10"' 'matplotlib==3.9.4; python_version < "3.10"'
 	$(PY) bench/chart.py
 
-bench-shared: python-env
+bench-shared: python-env ## shared mode: a shared-tier hit vs a raw GET, a cross-process stampede vs dogpile.cache
 	bash bench/shared/run.sh $(PY)
 
 lint: ## rustfmt, clippy, ruff, tsc

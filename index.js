@@ -234,7 +234,7 @@ function configure(name, options = {}) {
   if (serializer !== undefined && !Object.prototype.hasOwnProperty.call(SERIALIZERS, serializer)) {
     throw configError(`serializer: ${String(serializer)} (expected "v8" or "json")`);
   }
-  if (shared !== undefined && shared !== 'process') {
+  if (shared !== undefined && typeof shared !== 'string') {
     throw configError(`shared: ${String(shared)} (expected 'process': share the cache across this process's worker threads)`);
   }
   if (leaseTtl !== undefined && !(typeof leaseTtl === 'number' && leaseTtl > 0)) {

@@ -366,7 +366,11 @@ impl Native {
                 return u32::MAX;
             }
             (Some(other), _) => {
-                let e = ConfigError { setting: "shared", value: format!("{other:?}"), expected: "'process'" };
+                let e = ConfigError {
+                    setting: "shared",
+                    value: other.to_owned(),
+                    expected: "'process': share the cache across this process's worker threads",
+                };
                 self.fail_with("ERR_COOPCACHE_INVALID_CONFIG", config_message(&e));
                 return u32::MAX;
             }

@@ -67,6 +67,7 @@ test("shared: 'process' is checked when configuring", () => {
   const bad = (opts, re) =>
     assert.throws(() => configure(uniq('proc-bad'), opts), (e) => e.code === 'ERR_COOPCACHE_INVALID_CONFIG' && re.test(e.message));
   bad({ shared: 'redis' }, /shared: redis \(expected 'process'/);
+  bad({ shared: true }, /shared: true \(expected 'process'/);
   bad({ shared: 'process', redisUrl: 'redis://127.0.0.1:1' }, /shared: 'process' with redisUrl/);
   bad({ shared: 'process', secret: 's' }, /shared: 'process' with secret/);
   const name = uniq('proc-local');

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Iterator, List, Optional
 
 import pytest
+import redis_server
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable  # the virtualenv's python, with coopcache installed
@@ -33,37 +32,10 @@ def run(cmd: List[str], redis_url: Optional[str] = None, path: Optional[str] = N
     return p.stdout
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def answers_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as c:
-            c.sendall(b"PING\r\n")
-            return c.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def redis_url() -> Iterator[str]:
-    port = free_port()
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while not answers_ping(port):
-            assert server.poll() is None and time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
+    with redis_server.running() as port:
         yield f"redis://127.0.0.1:{port}"
-    finally:
-        server.kill()
-        server.wait()
 
 
 # -- make demo: the stampedes ------------------------------------------------------------------
@@ -158,7 +130,7 @@ def test_cross_process_demo_starts_and_stops_its_own_redis_server() -> None:
     check_cross_process(out)
     port = re.search(r"on redis://127\.0\.0\.1:(\d+) \(a redis-server started for this demo\)", out)
     assert port, out
-    assert not answers_ping(int(port.group(1))), "the demo's redis-server is still running"
+    assert not redis_server.answers_ping(int(port.group(1))), "the demo's redis-server is still running"
 
 
 def test_cross_process_demo_without_redis_says_how_to_enable_it(tmp_path: Path) -> None:

@@ -19,15 +19,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, List, Optional
 
 import pytest
+import redis_server
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -106,41 +105,11 @@ ALL = snippets(README.read_text(encoding="utf-8"))
 RUNNABLE = [s for s in ALL if s.lang in ("python", "js")]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def redis_cli(port: int, *args: str) -> str:
-    out = subprocess.run(
-        ["redis-cli", "-p", str(port), *args], capture_output=True, text=True, check=True, timeout=30
-    )
-    return out.stdout.strip()
-
-
 @pytest.fixture
 def redis_port() -> Iterator[int]:
-    """A fresh redis-server on a free loopback port, as tests/cross does it."""
-    port = free_port()
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if redis_cli(port, "PING") == "PONG":
-                    break
-            except subprocess.CalledProcessError:
-                pass
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.02)
+    """A fresh redis-server on a free loopback port."""
+    with redis_server.running() as port:
         yield port
-    finally:
-        server.kill()
-        server.wait()
 
 
 def env_for(port: Optional[int]) -> dict:
@@ -212,7 +181,7 @@ def test_snippet_runs(s: Snippet, tmp_path: Path, request: pytest.FixtureRequest
     )
     check_output(s, r.stdout)
     if port is not None:
-        stored = redis_cli(port, "--scan", "--pattern", "coopcache:*:v:*")
+        stored = redis_server.cli(port, "--scan", "--pattern", "coopcache:*:v:*")
         assert stored, f"{s.id} reads REDIS_URL but stored nothing in that Redis:\n{r.stdout}\n{r.stderr}"
 
 
@@ -234,6 +203,6 @@ def test_rust_snippets_run_as_doc_tests(redis_port: int) -> None:
     m = re.search(r"test result: ok\. (\d+) passed", r.stdout)
     assert m and int(m.group(1)) == len(rust), f"expected {len(rust)} README doc tests to run:\n{r.stdout}"
     if any(s.needs_redis for s in rust):
-        assert redis_cli(redis_port, "--scan", "--pattern", "coopcache:*:v:*"), (
+        assert redis_server.cli(redis_port, "--scan", "--pattern", "coopcache:*:v:*"), (
             "the README's Rust shared-mode snippet stored nothing in REDIS_URL's Redis"
         )

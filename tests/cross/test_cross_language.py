@@ -9,51 +9,22 @@ compute once and all print the same value; started later they read it without co
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Iterator, List
 
 import pytest
+import redis_server
 
 ROOT = Path(__file__).resolve().parents[2]
 RUST_WORKER = ROOT / "target" / "release" / "examples" / "shared_worker"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cli(port: int, *args: str) -> str:
-    out = subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True, check=True)
-    return out.stdout.strip()
-
-
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    port = free_port()
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if cli(port, "PING") == "PONG":
-                    break
-            except subprocess.CalledProcessError:
-                pass
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.02)
+    with redis_server.running() as port:
         yield f"redis://127.0.0.1:{port}"
-    finally:
-        server.kill()
-        server.wait()
 
 
 def workers(url: str, cache: str) -> List[List[str]]:
@@ -76,7 +47,7 @@ def run_together(cmds: List[List[str]]) -> List[dict]:
 
 def computed(url: str, cache: str) -> int:
     port = int(url.rsplit(":", 1)[1])
-    return int(cli(port, "GET", f"coopcache-test:computed:{cache}") or 0)
+    return int(redis_server.cli(port, "GET", f"coopcache-test:computed:{cache}") or 0)
 
 
 def test_python_node_and_rust_compute_a_key_once(redis_url: str) -> None:

@@ -573,26 +573,7 @@ impl Native {
     /// The counters, in the order the JS side names them.
     #[napi]
     pub fn stats(&self, cache: u32) -> Vec<f64> {
-        let s = self.caches[cache as usize].stats();
-        [
-            s.hits,
-            s.misses,
-            s.computations,
-            s.coalesced,
-            s.errors,
-            s.nocache,
-            s.rejected_full,
-            s.evicted_idle,
-            s.evicted_lru,
-            s.evicted_invalidated,
-            s.entries,
-            s.bytes_used,
-            s.memory_limit,
-            s.in_flight,
-        ]
-        .iter()
-        .map(|&n| n as f64)
-        .collect()
+        self.caches[cache as usize].stats().fields().iter().map(|&(_, n)| n as f64).collect()
     }
 
     /// The shared tier's counters (`[remoteHits, leasesWon, leasesLost, remoteWaits, fallbacks,
@@ -600,11 +581,7 @@ impl Native {
     #[napi]
     pub fn shared_stats(&self, cache: u32) -> Vec<f64> {
         let Some(t) = self.caches[cache as usize].shared() else { return Vec::new() };
-        let s = t.stats();
-        [s.remote_hits, s.leases_won, s.leases_lost, s.remote_waits, s.fallbacks, s.rejected_values]
-            .iter()
-            .map(|&n| n as f64)
-            .collect()
+        t.stats().fields().iter().map(|&(_, n)| n as f64).collect()
     }
 
     /// Whether the cache has a shared tier (it was configured with a Redis URL).

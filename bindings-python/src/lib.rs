@@ -384,33 +384,21 @@ fn configure(name: &str, options: Option<&Bound<'_, PyDict>>) -> PyResult<Cache>
 fn stats_dict<'py>(py: Python<'py>, c: &CoreCache) -> PyResult<Bound<'py, PyDict>> {
     let s = c.stats();
     let d = PyDict::new(py);
-    d.set_item("hits", s.hits)?;
-    d.set_item("misses", s.misses)?;
-    d.set_item("computations", s.computations)?;
-    d.set_item("coalesced", s.coalesced)?;
-    d.set_item("errors", s.errors)?;
-    d.set_item("nocache", s.nocache)?;
-    d.set_item("rejected_full", s.rejected_full)?;
-    d.set_item("evicted_idle", s.evicted_idle)?;
-    d.set_item("evicted_lru", s.evicted_lru)?;
-    d.set_item("evicted_invalidated", s.evicted_invalidated)?;
-    let ev = PyDict::new(py);
-    ev.set_item("idle", s.evicted_idle)?;
-    ev.set_item("lru", s.evicted_lru)?;
-    ev.set_item("invalidated", s.evicted_invalidated)?;
-    d.set_item("evictions", ev)?;
-    d.set_item("entries", s.entries)?;
-    d.set_item("bytes_used", s.bytes_used)?;
-    d.set_item("memory_limit", s.memory_limit)?;
-    d.set_item("in_flight", s.in_flight)?;
+    for (name, n) in s.fields() {
+        d.set_item(name, n)?;
+        if name == "evicted_invalidated" {
+            // The evictions again, by reason, where they were always listed.
+            let ev = PyDict::new(py);
+            ev.set_item("idle", s.evicted_idle)?;
+            ev.set_item("lru", s.evicted_lru)?;
+            ev.set_item("invalidated", s.evicted_invalidated)?;
+            d.set_item("evictions", ev)?;
+        }
+    }
     if let Some(t) = c.shared() {
-        let r = t.stats();
-        d.set_item("remote_hits", r.remote_hits)?;
-        d.set_item("leases_won", r.leases_won)?;
-        d.set_item("leases_lost", r.leases_lost)?;
-        d.set_item("remote_waits", r.remote_waits)?;
-        d.set_item("fallbacks", r.fallbacks)?;
-        d.set_item("rejected_values", r.rejected_values)?;
+        for (name, n) in t.stats().fields() {
+            d.set_item(name, n)?;
+        }
     }
     Ok(d)
 }

@@ -79,23 +79,7 @@ fn report(what: &str, computed: &AtomicU32, start: Instant, results: &[Report], 
         if n == 1 { "" } else { "s" },
         start.elapsed().as_secs_f64() * 1e3,
     );
-    println!(
-        "  stats: hits={} misses={} computations={} coalesced={} errors={} nocache={} rejected_full={} \
-         evicted_idle={} evicted_lru={} evicted_invalidated={} entries={} bytes_used={} memory_limit={} in_flight={}",
-        s.hits,
-        s.misses,
-        s.computations,
-        s.coalesced,
-        s.errors,
-        s.nocache,
-        s.rejected_full,
-        s.evicted_idle,
-        s.evicted_lru,
-        s.evicted_invalidated,
-        s.entries,
-        s.bytes_used,
-        s.memory_limit,
-        s.in_flight
-    );
+    let fields: Vec<String> = s.fields().iter().map(|(name, n)| format!("{name}={n}")).collect();
+    println!("  stats: {}", fields.join(" "));
     n == 1 && same
 }

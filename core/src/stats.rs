@@ -37,6 +37,29 @@ pub struct Stats {
     pub in_flight: u64,
 }
 
+impl Stats {
+    /// Every counter with its name (the Python spelling), in the order the bindings report
+    /// them: one list to keep in step when a counter is added.
+    pub fn fields(&self) -> [(&'static str, u64); 14] {
+        [
+            ("hits", self.hits),
+            ("misses", self.misses),
+            ("computations", self.computations),
+            ("coalesced", self.coalesced),
+            ("errors", self.errors),
+            ("nocache", self.nocache),
+            ("rejected_full", self.rejected_full),
+            ("evicted_idle", self.evicted_idle),
+            ("evicted_lru", self.evicted_lru),
+            ("evicted_invalidated", self.evicted_invalidated),
+            ("entries", self.entries),
+            ("bytes_used", self.bytes_used),
+            ("memory_limit", self.memory_limit),
+            ("in_flight", self.in_flight),
+        ]
+    }
+}
+
 /// Why an entry left the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EvictionReason {

@@ -96,3 +96,18 @@ fn registry_entries_weigh_their_key_bytes_plus_the_bindings_weight() {
     lease.store_with(7, 1_000, &[]);
     assert_eq!(c.stats().bytes_used, key.as_bytes().len() as u64 + 1_000 + coopcache::ENTRY_OVERHEAD);
 }
+
+#[test]
+fn stats_fields_name_every_counter_in_order() {
+    let cache: coopcache::Cache<u32, u32> = coopcache::Cache::builder().build().unwrap();
+    cache.get_or_compute(1, || 1);
+    cache.get_or_compute(1, || unreachable!());
+    let s = cache.stats();
+    let fields = s.fields();
+    let names: Vec<&str> = fields.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names[..3], ["hits", "misses", "computations"]);
+    assert_eq!(names.last(), Some(&"in_flight"));
+    assert_eq!(fields[0].1, s.hits);
+    assert_eq!((fields[0].1, fields[1].1, fields[2].1), (1, 1, 1));
+    assert_eq!(fields.iter().find(|(n, _)| *n == "entries").map(|f| f.1), Some(s.entries));
+}

@@ -190,6 +190,20 @@ struct Counters {
     rejected_values: AtomicU64,
 }
 
+impl SharedStats {
+    /// Every counter with its name (the Python spelling), in the order the bindings report them.
+    pub fn fields(&self) -> [(&'static str, u64); 6] {
+        [
+            ("remote_hits", self.remote_hits),
+            ("leases_won", self.leases_won),
+            ("leases_lost", self.leases_lost),
+            ("remote_waits", self.remote_waits),
+            ("fallbacks", self.fallbacks),
+            ("rejected_values", self.rejected_values),
+        ]
+    }
+}
+
 impl Counters {
     fn snapshot(&self) -> SharedStats {
         SharedStats {

@@ -4,16 +4,24 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: help test test-rust test-python test-node test-cross bench bench-rust bench-python bench-node bench-shared \
+.PHONY: help test test-rust test-models check-models test-python test-node test-cross bench bench-rust bench-python bench-node bench-shared \
         demo demo-rust demo-python demo-node demo-shared test-examples bench-charts lint python-env node-env test-readme
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-test: test-rust test-python test-node test-cross test-readme test-examples ## every test suite (Rust, Python, Node, cross-language, README, examples)
+test: test-rust test-models test-python test-node test-cross test-readme test-examples ## every test suite (Rust, models, Python, Node, cross-language, README, examples)
+
+RUST_FEATURES := redis,tls,json
 
 test-rust: ## the core's tests and doc tests (the shared tier's against a local redis-server)
-	cargo test -p coopcache --release --features shared
+	cargo test -p coopcache --release --features $(RUST_FEATURES)
+
+test-models: ## the flight protocol under the shuttle model checker (random and PCT schedules)
+	cargo test -p coopcache --release --features shuttle --test models
+
+check-models: ## each model against a build with the bug it is there for: every one must fail (slow)
+	$(PYTHON) core/tests/model_mutants.py
 
 python-env: ## a virtualenv with the package and the test tools installed
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,16 +39,16 @@ test-node: node-env ## the Node package's tests (node --test, tsc --strict on th
 	bash tests/node/run.sh
 
 test-cross: python-env node-env ## Python, Node and Rust processes sharing one key on a local redis-server
-	cargo build -q --release -p coopcache --features shared --example shared_worker
+	cargo build -q --release -p coopcache --features $(RUST_FEATURES) --example shared_worker
 	$(PY) -m pytest -q tests/cross
 
 test-examples: python-env node-env ## every example, run as a user would (the Redis ones on a local redis-server)
 	cargo build -q --release -p coopcache --example stampede
-	cargo build -q --release -p coopcache --features shared --example shared_demo
+	cargo build -q --release -p coopcache --features $(RUST_FEATURES) --example shared_demo
 	$(PY) -m pytest -q -p no:cacheprovider tests/test_examples.py
 
 test-readme: python-env node-env ## every README snippet runs as written; one version everywhere; docstrings and TSDoc
-	$(PY) -m pytest -q -p no:cacheprovider tests/test_readme.py tests/test_versions.py tests/test_docstrings.py
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_readme.py tests/test_versions.py tests/test_docstrings.py tests/test_msrv.py
 
 demo: demo-rust demo-python demo-node demo-shared ## a cold-key stampede in Rust, Python and Node (and across processes, with Redis)
 
@@ -78,5 +86,8 @@ bench-shared: python-env ## shared mode: a shared-tier hit vs a raw GET, a cross
 lint: ## rustfmt, clippy, ruff, tsc
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	for f in '' shared json redis $(RUST_FEATURES) shuttle; do \
+	  cargo clippy -p coopcache --all-targets --features "$$f" -- -D warnings || exit 1; done
+	RUSTDOCFLAGS='-D warnings' cargo doc -p coopcache --no-deps --features $(RUST_FEATURES)
 	$(PY) -m ruff check bindings-python/python tests/python tests/cross tests/test_*.py examples bench
 	npx tsc --noEmit -p tests/node

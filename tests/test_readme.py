@@ -191,7 +191,7 @@ def test_rust_snippets_run_as_doc_tests(redis_port: int) -> None:
     assert 'include_str!("../../README.md")' in lib
     rust = [s for s in ALL if s.lang == "rust" and s.skip is None]
     r = subprocess.run(
-        ["cargo", "test", "-q", "-p", "coopcache", "--release", "--features", "shared"]
+        ["cargo", "test", "-q", "-p", "coopcache", "--release", "--features", "redis,tls,json"]
         + ["--doc", "ReadmeDoctests"],
         cwd=ROOT,
         env=env_for(redis_port),

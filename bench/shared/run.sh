@@ -24,7 +24,7 @@ REDIS_SERVER="${REDIS_SERVER:-/usr/bin/redis-server}"
 
 # Build before the server starts, so compiling does not share the machine with the measurement.
 cd "$ROOT"
-cargo build -q --release -p coopcache --features shared --example bench_shared
+cargo build -q --release -p coopcache --features redis,json --example bench_shared
 
 WORK="$(mktemp -d /tmp/coopcache-bench-shared.XXXXXX)"
 REDIS_PID=""
@@ -59,7 +59,7 @@ else
 fi
 LOAD="$(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== shared-tier hit vs raw GET (Rust)" >&2
-cargo run -q --release -p coopcache --features shared --example bench_shared -- \
+cargo run -q --release -p coopcache --features redis,json --example bench_shared -- \
     "$URL" --json "$WORK/rust.json" "${rust_args[@]}" >&2
 echo "== shared-tier hit vs redis-py GET (Python)" >&2
 "$PY" "$HERE/hit.py" --url "$URL" --json "$WORK/hit.json" "${hit_args[@]}" >&2

@@ -189,6 +189,7 @@ fn code_of(e: &CoreError) -> &'static str {
         CoreError::Config(_) => "ERR_COOPCACHE_INVALID_CONFIG",
         CoreError::Computation(_) | CoreError::Panicked(_) => "ERR_COOPCACHE_COMPUTATION",
         CoreError::Remote { .. } => "ERR_COOPCACHE_REMOTE",
+        _ => "ERR_COOPCACHE_COMPUTATION",
     }
 }
 
@@ -375,8 +376,10 @@ impl Native {
                 return u32::MAX;
             }
             (None, Some(url)) => {
-                let mut shared =
-                    SharedSettings { url, secret: secret.map(|b| b.to_vec()), ..Default::default() };
+                let mut shared = SharedSettings::new(url);
+                if let Some(secret) = secret {
+                    shared = shared.secret(secret.to_vec());
+                }
                 if let Some(t) = lease_ttl {
                     match std::time::Duration::try_from_secs_f64(t) {
                         Ok(d) if t > 0.0 => shared.lease_ttl = d,
@@ -648,7 +651,7 @@ impl Native {
                 out.kind = answer::COMPUTE;
                 e.remote = Some(r);
             }
-            Some(Remote::Unavailable) | None => {}
+            _ => {}
         }
         out
     }
@@ -848,6 +851,7 @@ impl Native {
                 Event::ValueRefused { cache, reason } => {
                     out.extend(["valueRefused".into(), cache, reason, String::new()])
                 }
+                _ => {}
             }
         }
         out

@@ -166,6 +166,7 @@ fn forward_event(event: &Event) {
                      and treated as a miss; it was not deserialized"
                 ),
             ),
+            other => ("debug", format!("coopcache: {other:?}")),
         };
         if let Err(e) = logger.call_method1(py, level, (msg,)) {
             e.write_unraisable(py, None);
@@ -367,7 +368,10 @@ fn configure(name: &str, options: Option<&Bound<'_, PyDict>>) -> PyResult<Cache>
     let inner = match sh.redis_url {
         None => REGISTRY.configure(name, settings).map_err(config_err)?,
         Some(url) => {
-            let mut ss = SharedSettings { url, secret: sh.secret, ..SharedSettings::default() };
+            let mut ss = SharedSettings::new(url);
+            if let Some(secret) = sh.secret {
+                ss = ss.secret(secret);
+            }
             if let Some(t) = sh.lease_ttl {
                 ss.lease_ttl = t;
             }

@@ -187,7 +187,7 @@ pub(crate) fn answer(
         },
         Remote::Failed(e) => Answered::Done(Err(fail_local(py, lease, remote_error(py, &e)))),
         Remote::Compute(r) => Answered::Compute(lease, Some(r)),
-        Remote::Unavailable => Answered::Compute(lease, None),
+        _ => Answered::Compute(lease, None),
     }
 }
 

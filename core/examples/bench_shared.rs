@@ -151,11 +151,10 @@ fn prepare(
 ) -> Result<Setup, Box<dyn std::error::Error>> {
     let name =
         format!("bench-shared-{}-{size}-{}", std::process::id(), if secret { "signed" } else { "plain" });
-    let settings = SharedSettings {
-        url: a.url.clone(),
-        secret: secret.then(|| b"bench-shared-secret".to_vec()),
-        ..Default::default()
-    };
+    let mut settings = SharedSettings::new(a.url.clone());
+    if secret {
+        settings = settings.secret(b"bench-shared-secret".to_vec());
+    }
     let payload = "x".repeat(size - 2); // a JSON string of `size` bytes with its quotes
     let keys: Vec<Key> = (0..a.reads as i64).map(|i| Key::from(("k", i))).collect();
     let setup = Setup { name, settings, keys, raw_keys: Vec::new(), stored_len: 0 };

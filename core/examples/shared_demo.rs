@@ -20,7 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let [url, name] = &args[..] else {
         return Err("usage: shared_demo REDIS_URL CACHE".into());
     };
-    let settings = SharedSettings { url: url.clone(), ..Default::default() };
+    let settings = SharedSettings::new(url.clone());
     let cache: Cache<Key, Value> = Cache::builder()
         .name(name.clone())
         .cache_duration(Duration::from_secs(60))

@@ -16,7 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (Some(u), Some(n)) => (u, n),
         _ => return Err("usage: shared_worker REDIS_URL CACHE".into()),
     };
-    let settings = SharedSettings { url: url.clone(), ..Default::default() };
+    let settings = SharedSettings::new(url.clone());
     let cache: Cache<Key, serde_json::Value> = Cache::builder()
         .name(name.clone())
         .cache_duration(Duration::from_secs(60))

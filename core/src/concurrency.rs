@@ -4,14 +4,13 @@
 //! served) and waits like any other waiter: blocking, awaited or by callback. A [`Permit`] gives
 //! its slot to the next live waiter when its last clone is dropped; a queued caller that gave up
 //! is skipped, and a permit handed to one that gave up at that very moment comes back when the
-//! handle's state is dropped, so no slot is ever lost.
+//! handle's state is dropped, so no slot is ever lost. A lower limit takes effect as slots free
+//! up: queued callers keep their place and are granted in turn, never dropped.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
-use parking_lot::Mutex;
-
+use crate::sync::{AtomicBool, Mutex, Ordering::Relaxed};
 use crate::wait::{Pending, Shared};
 
 struct State {
@@ -78,15 +77,30 @@ impl Slots {
         handle
     }
 
-    /// Hands a freed slot to the next live waiter, or marks it free.
+    /// A permit for a computation that needs no slot of its own.
+    pub(crate) fn unlimited() -> Pending<Permit> {
+        let shared = Shared::new();
+        let handle = shared.handle();
+        shared.fire(Permit { _slot: None });
+        handle
+    }
+
+    /// Hands a freed slot to the next live waiter, or marks it free. Over a lowered limit, the
+    /// slot is retired instead and the queue keeps waiting for one within the limit.
     fn release(self: &Arc<Self>) {
         let next = {
             let mut st = self.state.lock();
+            let within = st.limit.is_none_or(|l| st.in_use <= l);
             loop {
                 match st.queue.pop_front() {
                     Some(w) if w.live() == 0 => continue,
-                    Some(w) if st.limit.is_none_or(|l| st.in_use <= l) => break Some(w),
-                    _ => {
+                    Some(w) if within => break Some(w),
+                    Some(w) => {
+                        st.queue.push_front(w);
+                        st.in_use -= 1;
+                        break None;
+                    }
+                    None => {
                         st.in_use -= 1;
                         break None;
                     }

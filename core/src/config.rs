@@ -94,15 +94,16 @@ impl fmt::Display for WhenFull {
 /// use coopcache::{MemoryLimit, Settings, WhenFull};
 /// use std::time::Duration;
 ///
-/// let s = Settings {
-///     memory_limit: MemoryLimit::Bytes(1 << 20),
-///     cache_duration: Duration::from_secs(10),
-///     when_full: WhenFull::Evict,
-///     max_concurrency: Some(4),
-/// };
+/// let s = Settings::default()
+///     .memory_limit(MemoryLimit::Bytes(1 << 20))
+///     .cache_duration(Duration::from_secs(10))
+///     .when_full(WhenFull::Evict)
+///     .max_concurrency(Some(4));
 /// assert!(s.validate().is_ok());
+/// assert_eq!(s.cache_duration, Duration::from_secs(10));
 /// ```
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Settings {
     /// Bytes the cache may hold. Default 50 MiB.
     pub memory_limit: MemoryLimit,
@@ -126,6 +127,30 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// With this memory limit.
+    pub fn memory_limit(mut self, limit: MemoryLimit) -> Self {
+        self.memory_limit = limit;
+        self
+    }
+
+    /// With this idle duration.
+    pub fn cache_duration(mut self, d: Duration) -> Self {
+        self.cache_duration = d;
+        self
+    }
+
+    /// With this policy when full.
+    pub fn when_full(mut self, w: WhenFull) -> Self {
+        self.when_full = w;
+        self
+    }
+
+    /// With at most this many computations at once (`None`: no limit).
+    pub fn max_concurrency(mut self, n: Option<usize>) -> Self {
+        self.max_concurrency = n;
+        self
+    }
+
     /// Checks every setting; the first bad one is the error.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.memory_limit.resolve()?;
@@ -143,6 +168,14 @@ impl Settings {
 }
 
 /// A setting that cannot be used, found when the cache is configured.
+///
+/// ```
+/// use coopcache::{Cache, MemoryLimit};
+///
+/// let e = Cache::<u32, u32>::builder().memory_limit(MemoryLimit::Fraction(1.5)).build().unwrap_err();
+/// assert_eq!(e.setting, "memory_limit");
+/// assert!(e.to_string().starts_with("invalid memory_limit: 1.5 (expected"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     /// The setting's name (Python/Rust spelling).

@@ -10,8 +10,33 @@ use crate::config::ConfigError;
 /// The error of a failed computation, shared by everybody who waited for it.
 pub type SharedError = Arc<dyn std::error::Error + Send + Sync + 'static>;
 
+/// What a fallible computation may fail with: anything that converts into a boxed error, as `?`
+/// would convert it (a `std::error::Error`, `Box<dyn Error + Send + Sync>`, `anyhow::Error`, a
+/// `String`).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Why a call to a cache did not produce a value.
+///
+/// ```
+/// use coopcache::{Cache, Error};
+///
+/// #[derive(Debug, PartialEq)]
+/// struct NotFound(u32);
+/// impl std::fmt::Display for NotFound {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         write!(f, "user {} not found", self.0)
+///     }
+/// }
+/// impl std::error::Error for NotFound {}
+///
+/// let cache: Cache<u32, String> = Cache::builder().build().unwrap();
+/// let e = cache.try_get_or_compute(7, || Err(NotFound(7))).unwrap_err();
+/// assert!(matches!(e, Error::Computation(_)));
+/// assert_eq!(e.downcast_ref::<NotFound>(), Some(&NotFound(7)));
+/// assert_eq!(e.to_string(), "user 7 not found");
+/// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub enum Error {
     /// The computation returned an error; every waiter gets this same one.
     /// [`Error::downcast_ref`] recovers the original type.
@@ -53,6 +78,15 @@ impl Error {
         match self {
             Error::Computation(e) => e.downcast_ref::<E>(),
             _ => None,
+        }
+    }
+
+    /// A computation's own error, shared by every waiter. A `coopcache` error coming back from
+    /// a nested call (`?` on an inner `try_get_or_compute`) is kept as it is, not wrapped again.
+    pub fn computation(e: impl Into<BoxError>) -> Error {
+        match e.into().downcast::<Error>() {
+            Ok(inner) => *inner,
+            Err(other) => Error::Computation(Arc::from(other)),
         }
     }
 

@@ -87,6 +87,13 @@ impl fmt::Display for KeyError {
 
 impl std::error::Error for KeyError {}
 
+/// A key weighs its encoding (on the heap only when it is longer than 16 bytes).
+impl crate::weigh::Weigh for Key {
+    fn heap_bytes(&self) -> usize {
+        if self.0.spilled() { self.0.capacity() } else { 0 }
+    }
+}
+
 impl std::borrow::Borrow<[u8]> for Key {
     /// A key's bytes hash and compare as the key does, so a cache can be searched with the
     /// bytes of a [`KeyWriter`] before (or without) allocating a `Key`.

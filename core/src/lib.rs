@@ -32,7 +32,7 @@
 //! assert!(r.is_err());
 //!
 //! // Options: a timeout for this caller, tags for invalidation.
-//! let opts = CallOptions { timeout: Some(Duration::from_secs(2)), tags: vec!["team:1".into()] };
+//! let opts = CallOptions::new().timeout(Duration::from_secs(2)).tags(["team:1"]);
 //! cache.compute("user:9".into(), &opts, || Ok::<_, std::io::Error>("Grace".to_string().into()))?;
 //! assert_eq!(cache.invalidate_tag("team:1"), 1);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -50,6 +50,44 @@
 //! assert_eq!(v, 42);
 //! # });
 //! ```
+//! ## Layers
+//!
+//! Each module imports only from the layers above it in this list, so a rule lives in one
+//! place and the tree says where:
+//!
+//! 1. **Leaves**: `clock` (time), `config` (settings and their checks), `error`, `keys` (the
+//!    canonical key encoding), `stats` (counters, events), `wait` (the one-shot [`Pending`]),
+//!    `weigh` (default entry weights), `sync` (locks and atomics, swapped for the model
+//!    checker's in tests).
+//! 2. **`expiry`**: the process-wide sweeper and the thread that tells listeners what it
+//!    reclaimed.
+//! 3. **`store`**: sharded tables, byte accounting, eviction, the expiry wheel and tags. It
+//!    knows nothing of flights or Redis; the layer above keeps its per-shard state in the
+//!    shard, under the same lock, and may hook an entry's first hit in each tenth of the
+//!    duration.
+//! 4. **`flight`** and **`concurrency`**: the flights table (in the store's shards), the
+//!    commit of a value with its flight's end under one shard lock, detaching on
+//!    invalidation, recursion and wait-cycle detection (`flight::context`), and computation
+//!    slots.
+//! 5. **`shared`** (feature `shared`; Redis with `redis`): the shared tier's protocol and
+//!    backends, moving bytes only.
+//! 6. **`remote`**: a cache's use of its shared tier: codecs, asking before computing,
+//!    publishing after.
+//! 7. **`cache`**: the typed [`Cache`], its builder and the `get_or_compute` family.
+//! 8. **`registry`**: named caches for the bindings.
+//!
+//! ## Features
+//!
+//! | feature  | adds | needs | minimum Rust |
+//! |----------|------|-------|--------------|
+//! | (none)   | everything above the shared tier | | 1.85 |
+//! | `shared` | the shared tier's types and the in-process tier ([`CacheBuilder::shared_in_process`]) | nothing more | 1.85 |
+//! | `redis`  | the shared tier on Redis | `shared`, the `redis` crate, tokio | 1.88 (the `redis` crate's) |
+//! | `tls`    | `rediss://` | `redis`, rustls | 1.88 |
+//! | `json`   | `JsonCodec`, the values Python, Node and Rust share | `shared`, serde | 1.85 |
+//!
+//! `tests/test_msrv.py` checks this table against what the dependencies of each feature
+//! declare; clippy checks the crate's own code against 1.85.
 #![warn(missing_docs)]
 
 mod cache;
@@ -67,24 +105,29 @@ mod remote;
 pub mod shared;
 mod stats;
 mod store;
+mod sync;
 mod wait;
+mod weigh;
 
-pub use cache::{Cache, CacheBuilder, CallOptions, Computed, nocache};
+pub use cache::{ByWeigh, ByWeigher, Cache, CacheBuilder, CallOptions, Compute, GetOrCompute};
 pub use clock::Clock;
 pub use concurrency::Permit;
 pub use config::{ConfigError, MemoryLimit, Settings, WhenFull, total_memory};
-pub use error::{Error, SharedError};
-pub use flight::{Begin, Completion, Computing, FlightId, Lease, Waiter};
+pub use error::{BoxError, Error, SharedError};
+pub use flight::{Begin, Caller, Completion, Computed, Computing, FlightId, Lease, Waiter, nocache};
 pub use keys::{IntoKeyPart, Key, KeyError, KeyValue, KeyWriter};
 pub use registry::Registry;
 #[cfg(feature = "shared")]
-pub use remote::{Codec, JsonCodec};
+pub use remote::Codec;
+#[cfg(feature = "json")]
+pub use remote::JsonCodec;
 pub use stats::{Event, EvictionReason, Listener, Stats};
 pub use store::ENTRY_OVERHEAD;
 pub use wait::Pending;
+pub use weigh::Weigh;
 
 /// The README's Rust examples, compiled and run as doc tests so they stay true (with the
 /// `shared` feature, which its shared-mode example needs; `make test` turns it on).
-#[cfg(all(doctest, feature = "shared"))]
+#[cfg(all(doctest, feature = "redis", feature = "json"))]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;

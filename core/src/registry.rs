@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use parking_lot::RwLock;
 
-use crate::cache::Cache;
+use crate::cache::{ByWeigher, Cache, CacheBuilder};
 use crate::clock::Clock;
 use crate::config::{ConfigError, Settings};
 use crate::error::Error;
@@ -58,17 +58,17 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
             c.reconfigure(settings)?;
             return Ok(c.clone());
         }
-        let mut b = Cache::builder()
-            .name(name)
-            .settings(settings)
-            .clock(self.clock.clone())
-            .weigher(|k: &Key, _: &V| k.as_bytes().len() as u64);
+        let cache = self.builder(name, settings).build()?;
+        caches.insert(name.to_owned(), cache.clone());
+        Ok(cache)
+    }
+
+    fn builder(&self, name: &str, settings: Settings) -> CacheBuilder<Key, V, ByWeigher> {
+        let mut b = Cache::builder().name(name).settings(settings).clock(self.clock.clone());
         if let Some(l) = self.listener.clone() {
             b = b.listener(move |e| l(e));
         }
-        let cache = b.build()?;
-        caches.insert(name.to_owned(), cache.clone());
-        Ok(cache)
+        b.weigher(|k: &Key, _: &V| k.as_bytes().len() as u64)
     }
 
     /// Like [`Registry::configure`], with a shared tier (SPEC section 5) when `shared` is given:
@@ -82,7 +82,7 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
         settings: Settings,
         shared: Option<crate::shared::SharedMode>,
     ) -> Result<Cache<Key, V>, ConfigError> {
-        let caches = self.caches.write();
+        let mut caches = self.caches.write();
         if let Some(c) = caches.get(name) {
             let same = match (c.shared(), &shared) {
                 (None, None) => true,
@@ -91,7 +91,7 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
             };
             if !same {
                 let (setting, value) = match &shared {
-                    Some(crate::shared::SharedMode::Process) => ("shared", "process".to_owned()),
+                    Some(m) if matches!(m, crate::shared::SharedMode::Process) => ("shared", m.describe()),
                     Some(m) => ("redis_url", m.describe()),
                     None => ("redis_url", "none".to_owned()),
                 };
@@ -104,14 +104,13 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
             c.reconfigure(settings)?;
             return Ok(c.clone());
         }
-        drop(caches);
         if let Some(m) = &shared {
             m.validate()?; // before the cache exists: a bad URL leaves nothing behind
         }
-        let cache = self.configure(name, settings)?;
-        if let Some(m) = shared {
-            crate::remote::attach(&cache.inner, m, None)?;
-        }
+        let mut b = self.builder(name, settings);
+        b.shared = shared.map(|m| (m, None));
+        let cache = b.build()?;
+        caches.insert(name.to_owned(), cache.clone());
         Ok(cache)
     }
 

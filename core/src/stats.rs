@@ -3,7 +3,19 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// A snapshot of a cache's counters (SPEC section 4).
+///
+/// ```
+/// use coopcache::Cache;
+///
+/// let cache: Cache<u32, u32> = Cache::builder().build().unwrap();
+/// cache.get_or_compute(1, || 10);
+/// cache.get_or_compute(1, || unreachable!());
+/// let s = cache.stats();
+/// assert_eq!((s.hits, s.misses, s.computations, s.entries), (1, 1, 1, 1));
+/// assert!(s.fields().iter().any(|&(name, n)| name == "hits" && n == 1));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Stats {
     /// Calls answered from the cache.
     pub hits: u64,
@@ -84,7 +96,22 @@ impl EvictionReason {
 
 /// Something a binding may want to report (Python logging, a Node EventEmitter); the core also
 /// emits each one as a `tracing` event with target `coopcache`.
+///
+/// ```
+/// use coopcache::{Cache, Event, EvictionReason};
+/// use std::sync::{Arc, Mutex};
+///
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let log = seen.clone();
+/// let cache: Cache<u32, u32> =
+///     Cache::builder().listener(move |e: &Event| log.lock().unwrap().push(e.clone())).build().unwrap();
+/// cache.get_or_compute(1, || 1);
+/// cache.invalidate(&1);
+/// let evicted = Event::Evicted { cache: "default".into(), reason: EvictionReason::Invalidated, count: 1 };
+/// assert_eq!(*seen.lock().unwrap(), vec![evicted]);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// The cache just became full: a value could not be stored. Reported once, and again only
     /// after the cache has drained below 90% of its limit and filled up again.
@@ -128,8 +155,10 @@ pub enum Event {
     },
 }
 
-/// A function told about every [`Event`]. It runs on whichever thread caused the event (the
-/// sweeper thread for idle evictions) and must not call back into the same cache.
+/// A function told about every [`Event`]. It runs on whichever thread caused the event (a
+/// thread of its own for the background sweeper's idle evictions, so a slow listener never
+/// holds up expiry) and must not call back into the same cache. A listener that panics is
+/// reported with `tracing` and otherwise ignored.
 pub type Listener = std::sync::Arc<dyn Fn(&Event) + Send + Sync>;
 
 #[derive(Default)]

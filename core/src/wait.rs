@@ -10,12 +10,13 @@
 //! cancels a detached computation nobody waits for).
 
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use crate::sync::{Condvar, Mutex};
 
 type Callback<T> = Box<dyn FnOnce(T) + Send>;
 
@@ -67,10 +68,16 @@ impl<T: Clone + Send + 'static> Shared<T> {
         };
         self.cond.notify_all();
         for n in notify {
-            match n {
+            // One waiter's callback (a binding's code) that panics must not keep the others
+            // from hearing.
+            let told = catch_unwind(AssertUnwindSafe(|| match n {
                 Notify::Idle => {}
                 Notify::Waker(w) => w.wake(),
                 Notify::Callback(cb) => cb(value.clone()),
+            }));
+            if let Err(panic) = told {
+                let why = crate::error::Error::from_panic(&*panic);
+                tracing::error!(target: "coopcache", %why, "a waiter's callback panicked");
             }
         }
     }
@@ -91,7 +98,20 @@ impl<T: Clone + Send + 'static> Shared<T> {
 /// Wait for it blocking ([`Pending::wait_timeout`]), as a future (`.await`), or with a
 /// callback ([`Pending::on_ready`]). Dropping the handle before the result arrives means this
 /// caller gave up; the result still reaches every other handle.
-pub struct Pending<T: Clone + Send + 'static> {
+///
+/// ```
+/// use coopcache::{Begin, Cache, Completion};
+///
+/// let cache: Cache<u32, u32> = Cache::builder().build().unwrap();
+/// let Begin::Lease(lease) = cache.begin(&1).unwrap() else { unreachable!() };
+/// let Begin::Wait(waiter) = cache.begin(&1).unwrap() else { unreachable!() };
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// waiter.pending().on_ready(move |c| tx.send(matches!(c, Completion::Value(2))).unwrap());
+/// lease.store(2); // the callback runs here, on the thread that finished the flight
+/// assert!(rx.recv().unwrap());
+/// ```
+#[must_use = "dropping a Pending gives up waiting"]
+pub struct Pending<T> {
     shared: Arc<Shared<T>>,
     idx: usize,
 }
@@ -160,7 +180,7 @@ impl<T: Clone + Send + 'static> Future for Pending<T> {
     }
 }
 
-impl<T: Clone + Send + 'static> Drop for Pending<T> {
+impl<T> Drop for Pending<T> {
     fn drop(&mut self) {
         let abandon = {
             let mut st = self.shared.state.lock();

@@ -7,10 +7,7 @@ use coopcache::{Cache, CallOptions, Error, Key, MemoryLimit, Registry, Settings,
 #[test]
 fn tags_invalidate_their_entries_only() {
     let c: Cache<u64, u64> = Cache::builder().build().unwrap();
-    let tagged = |tags: &[&str]| CallOptions {
-        tags: tags.iter().map(|t| t.to_string()).collect(),
-        ..Default::default()
-    };
+    let tagged = |tags: &[&str]| CallOptions::new().tags(tags.iter().copied());
     c.compute(1, &tagged(&["user:1"]), || Ok::<_, Error>(1.into())).unwrap();
     c.compute(2, &tagged(&["user:1", "team:9"]), || Ok::<_, Error>(2.into())).unwrap();
     c.compute(3, &tagged(&["team:9"]), || Ok::<_, Error>(3.into())).unwrap();
@@ -75,15 +72,13 @@ fn the_registry_configures_once_and_updates_in_place() {
     assert!(err.to_string().contains("no caches are configured yet"), "{err}");
     let users = r.configure("users", Settings::default()).unwrap();
     users.get_or_compute(Key::from(("user", 1)), || "Ada".into());
-    let again = r
-        .configure("users", Settings { cache_duration: Duration::from_secs(5), ..Settings::default() })
-        .unwrap();
+    let again = r.configure("users", Settings::default().cache_duration(Duration::from_secs(5))).unwrap();
     assert_eq!(again.len(), 1, "entries kept");
     assert_eq!(users.settings().cache_duration, Duration::from_secs(5), "same cache, new settings");
     r.configure("orders", Settings::default()).unwrap();
     let err = r.get("user").unwrap_err().to_string();
     assert!(err.contains("configured: orders, users"), "{err}");
-    assert!(r.configure("bad", Settings { max_concurrency: Some(0), ..Settings::default() }).is_err());
+    assert!(r.configure("bad", Settings::default().max_concurrency(Some(0))).is_err());
     assert_eq!(r.names(), ["orders", "users"]);
 }
 
@@ -110,4 +105,29 @@ fn stats_fields_name_every_counter_in_order() {
     assert_eq!(fields[0].1, s.hits);
     assert_eq!((fields[0].1, fields[1].1, fields[2].1), (1, 1, 1));
     assert_eq!(fields.iter().find(|(n, _)| *n == "entries").map(|f| f.1), Some(s.entries));
+}
+
+/// Calls with borrowed key and value types can be spawned: their futures are `Send` (rustc's
+/// check of an async fn's `Send`-ness used to fail on them: "implementation of `Send` is not
+/// general enough").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_with_borrowed_types_can_be_spawned() {
+    let c: Cache<(&'static str, u32), &'static str> = Cache::builder().build().unwrap();
+    let task = tokio::spawn({
+        let c = c.clone();
+        async move { c.get_or_compute_async(("user", 42), async { "Ada" }).await }
+    });
+    assert_eq!(task.await.unwrap(), "Ada");
+    let task = tokio::spawn({
+        let c = c.clone();
+        async move { c.try_get_or_compute_async(("user", 7), async { Ok::<_, std::io::Error>("Grace") }).await }
+    });
+    assert_eq!(task.await.unwrap().unwrap(), "Grace");
+    let c2 = c.clone();
+    let opts = CallOptions::new().tags(["t"]);
+    let task = tokio::spawn(async move {
+        c2.compute_async(("user", 9), &opts, async { Ok::<_, Error>("Lin".into()) }).await
+    });
+    assert_eq!(task.await.unwrap().unwrap(), "Lin");
+    assert_eq!(c.get(&("user", 42)), Some("Ada"));
 }

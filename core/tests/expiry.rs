@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use coopcache::{Cache, Clock, Settings};
+use coopcache::{Cache, Clock};
 
 const D: Duration = Duration::from_secs(10);
 
@@ -96,7 +96,7 @@ fn a_shorter_duration_takes_effect_at_once() {
     let c = cache(&clock);
     c.get_or_compute(1, || 1);
     clock.advance(Duration::from_secs(3));
-    c.reconfigure(Settings { cache_duration: Duration::from_secs(2), ..c.settings() }).unwrap();
+    c.reconfigure(c.settings().cache_duration(Duration::from_secs(2))).unwrap();
     assert_eq!(c.get(&1), None, "idle 3 s against a new duration of 2 s");
 
     c.get_or_compute(2, || 2);

@@ -189,7 +189,7 @@ fn gated_leader(
 fn a_timed_out_waiter_does_not_stop_the_computation() {
     let c = cache();
     let (go_tx, leader) = gated_leader(&c, 11, "late");
-    let opts = CallOptions { timeout: Some(Duration::from_millis(20)), ..Default::default() };
+    let opts = CallOptions::new().timeout(Duration::from_millis(20));
     let r = c.compute(11, &opts, || Ok::<_, DbDown>(Arc::new(String::from("mine")).into()));
     assert!(matches!(r, Err(Error::Timeout(_))), "{r:?}");
     go_tx.send(()).unwrap();
@@ -258,8 +258,8 @@ fn asking_for_your_own_key_is_an_error_not_a_deadlock() {
     // Indirectly: 30 -> 31 -> 30.
     let r = c.try_get_or_compute(30, || {
         c.try_get_or_compute(31, || c.try_get_or_compute(30, || Ok::<_, DbDown>(Arc::new("x".into()))))
-            // 31 failed with 30's recursion error as its computation error.
-            .map_err(|e| DbDown(matches!(e.downcast_ref::<Error>(), Some(Error::Recursion { .. })) as u32))
+            // 31 failed with 30's recursion error, passed on as it is (not wrapped again).
+            .map_err(|e| DbDown(matches!(e, Error::Recursion { .. }) as u32))
     });
     assert_eq!(r.unwrap_err().downcast_ref::<DbDown>(), Some(&DbDown(1)));
 }
@@ -371,7 +371,7 @@ fn a_queued_leader_that_times_out_gives_its_turn_away() {
     let c: Cache<u64, u64> = Cache::builder().max_concurrency(1).build().unwrap();
     let Begin::Lease(first) = c.begin(&1).unwrap() else { panic!() };
     let permit = first.slot().try_get().expect("a free slot is granted at once");
-    let opts = CallOptions { timeout: Some(Duration::from_millis(10)), ..Default::default() };
+    let opts = CallOptions::new().timeout(Duration::from_millis(10));
     let r = c.compute(2, &opts, || Ok::<_, DbDown>(2.into()));
     assert!(matches!(r, Err(Error::Timeout(_))));
     drop(permit);
@@ -396,7 +396,7 @@ async fn a_timed_out_async_waiter_does_not_stop_the_computation() {
     while c.stats().in_flight == 0 {
         tokio::task::yield_now().await;
     }
-    let opts = CallOptions { timeout: Some(Duration::from_millis(20)), ..Default::default() };
+    let opts = CallOptions::new().timeout(Duration::from_millis(20));
     let r =
         c.compute_async(80, &opts, async { Ok::<_, DbDown>(Arc::new(String::from("mine")).into()) }).await;
     assert!(matches!(r, Err(Error::Timeout(_))), "{r:?}");

@@ -5,7 +5,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use coopcache::{Cache, Clock, ENTRY_OVERHEAD, Event, EvictionReason, MemoryLimit, Settings, WhenFull};
+use coopcache::{Cache, Clock, ENTRY_OVERHEAD, Event, EvictionReason, MemoryLimit, WhenFull};
 
 /// Entries of exactly 100 bytes (key and value) + the overhead.
 fn cache(limit_entries: u64, mode: WhenFull, clock: Clock) -> Cache<u64, u64> {
@@ -155,7 +155,7 @@ fn a_lower_limit_takes_effect_at_once() {
     for k in 0..100 {
         c.get_or_compute(k, || k);
     }
-    let s = Settings { memory_limit: MemoryLimit::Bytes(10 * (100 + ENTRY_OVERHEAD)), ..c.settings() };
+    let s = c.settings().memory_limit(MemoryLimit::Bytes(10 * (100 + ENTRY_OVERHEAD)));
     c.reconfigure(s).unwrap();
     let st = c.stats();
     assert_eq!(st.entries, 10);

@@ -1,6 +1,6 @@
 //! The shared tier in process memory (`SharedMode::Process`, Node's `shared: 'process'`): caches
 //! of one name in different registries (as Node's worker threads have) compute a key once.
-#![cfg(feature = "shared")]
+#![cfg(feature = "json")]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
@@ -112,7 +112,7 @@ fn errors_and_nocache_reach_the_other_caches_and_are_not_stored() {
 fn invalidation_in_one_cache_reaches_the_others() {
     let caches: Vec<_> = (0..3).map(|_| cache("pt3")).collect();
     let (k1, k2) = (Key::from(1), Key::from(2));
-    let opts = coopcache::CallOptions { tags: vec!["team".into()], ..Default::default() };
+    let opts = coopcache::CallOptions::new().tags(["team"]);
     for c in &caches {
         c.get_or_compute(k1.clone(), || "one".into());
         c.compute(k2.clone(), &opts, || Ok::<_, std::io::Error>("two".to_string().into())).unwrap();
@@ -189,7 +189,7 @@ fn registries_share_by_name_and_a_cache_keeps_its_first_shared_tier() {
     let key = Key::from("k");
     let Remote::Compute(lease) = wait(&a.shared().unwrap().fetch(&key)) else { panic!("a computes") };
     let waiting = b.shared().unwrap().fetch(&key);
-    lease.store(&blob("v"));
+    let _written = lease.store(&blob("v"));
     assert!(matches!(wait(&waiting), Remote::Value(b) if b.payload == b"v"));
     // Another cache name is another store.
     let other = r2.configure_shared("pt6-other", s.clone(), Some(SharedMode::Process)).unwrap();

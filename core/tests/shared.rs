@@ -1,6 +1,6 @@
 //! The shared tier against a real `redis-server` on loopback. Each `SharedTier` has its own
 //! connections, so two tiers with one cache name behave as two processes.
-#![cfg(feature = "shared")]
+#![cfg(all(feature = "redis", feature = "json"))]
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -64,7 +64,7 @@ impl Drop for Server {
 }
 
 fn tier(s: &Server, name: &str, f: impl FnOnce(&mut SharedSettings)) -> SharedTier {
-    let mut settings = SharedSettings { url: s.url(), ..Default::default() };
+    let mut settings = SharedSettings::new(s.url());
     f(&mut settings);
     let t = start(name, settings, Duration::from_secs(60)).unwrap();
     s.until(|| t.is_up());
@@ -73,7 +73,7 @@ fn tier(s: &Server, name: &str, f: impl FnOnce(&mut SharedSettings)) -> SharedTi
 
 /// A Redis tier for a cache whose idle duration is `idle`.
 fn start(name: &str, settings: SharedSettings, idle: Duration) -> Result<SharedTier, coopcache::ConfigError> {
-    let local = Settings { cache_duration: idle, ..Default::default() };
+    let local = Settings::default().cache_duration(idle);
     SharedTier::start(name, SharedMode::Redis(settings), &local, Clock::system(), None)
 }
 
@@ -92,6 +92,7 @@ fn payload(r: Remote) -> String {
         Remote::Failed(e) => format!("failed {e}"),
         Remote::Compute(_) => "compute".into(),
         Remote::Unavailable => "unavailable".into(),
+        _ => unreachable!("an answer this test does not know"),
     }
 }
 
@@ -253,7 +254,7 @@ fn a_tampered_value_is_refused_never_deserialized() {
 #[test]
 fn reads_refresh_the_idle_ttl_and_unread_values_expire() {
     let s = Server::start();
-    let settings = SharedSettings { url: s.url(), ..Default::default() };
+    let settings = SharedSettings::new(s.url());
     let a = start("c10", settings.clone(), Duration::from_millis(800)).unwrap();
     s.until(|| a.is_up());
     let key = Key::from("ttl");
@@ -295,13 +296,9 @@ fn redis_down_means_the_local_tier_then_recovery() {
 
 #[test]
 fn bad_urls_are_configuration_errors_without_the_password() {
-    let e = start(
-        "c12",
-        SharedSettings { url: "http://user:hunter2@host".into(), ..Default::default() },
-        Duration::from_secs(1),
-    )
-    .err()
-    .expect("not a redis URL");
+    let e = start("c12", SharedSettings::new("http://user:hunter2@host"), Duration::from_secs(1))
+        .err()
+        .expect("not a redis URL");
     let text = e.to_string();
     assert!(text.contains("redis_url") && !text.contains("hunter2"), "{text}");
     assert_eq!(coopcache::shared::redact("redis://:pw@h:1/0"), "redis://:***@h:1/0");
@@ -309,7 +306,7 @@ fn bad_urls_are_configuration_errors_without_the_password() {
 }
 
 fn shared_cache(s: &Server, name: &str) -> coopcache::Cache<Key, String> {
-    let settings = SharedSettings { url: s.url(), ..Default::default() };
+    let settings = SharedSettings::new(s.url());
     let c = coopcache::Cache::builder().name(name).shared(settings, coopcache::JsonCodec).build().unwrap();
     s.until(|| c.shared().is_some_and(SharedTier::is_up));
     c
@@ -405,12 +402,12 @@ fn invalidate_reports_the_local_entry_it_removed() {
 fn a_bad_url_leaves_no_cache_behind() {
     let s = Server::start();
     let r: coopcache::Registry<u32> = coopcache::Registry::new();
-    let bad = SharedSettings { url: "http://nope".into(), ..Default::default() };
+    let bad = SharedSettings::new("http://nope");
     assert!(
         r.configure_shared("late", coopcache::Settings::default(), Some(SharedMode::Redis(bad))).is_err()
     );
     assert!(r.names().is_empty(), "nothing registered");
-    let good = SharedSettings { url: s.url(), ..Default::default() };
+    let good = SharedSettings::new(s.url());
     let c =
         r.configure_shared("late", coopcache::Settings::default(), Some(SharedMode::Redis(good))).unwrap();
     assert!(c.shared().is_some());
@@ -419,7 +416,7 @@ fn a_bad_url_leaves_no_cache_behind() {
 #[test]
 fn a_new_caches_first_calls_use_redis_without_waiting_for_it_to_connect() {
     let s = Server::start();
-    let settings = || SharedSettings { url: s.url(), ..Default::default() };
+    let settings = || SharedSettings::new(s.url());
     let build =
         || coopcache::Cache::builder().name("p6").shared(settings(), coopcache::JsonCodec).build().unwrap();
     let (a, b) = (build(), build());

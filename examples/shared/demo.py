@@ -50,7 +50,7 @@ def start_redis() -> "tuple[subprocess.Popen, str]":
 
 def rust_worker() -> str:
     """Builds the Rust worker (a no-op when it is up to date) and returns its path."""
-    build = ["cargo", "build", "-q", "--release", "-p", "coopcache", "--features", "shared"]
+    build = ["cargo", "build", "-q", "--release", "-p", "coopcache", "--features", "redis,tls,json"]
     subprocess.run([*build, "--example", "shared_demo"], cwd=ROOT, check=True)
     target = ROOT / os.environ.get("CARGO_TARGET_DIR", "target")
     return str(target / "release" / "examples" / "shared_demo")

@@ -1,6 +1,7 @@
 //! The shared tier (SPEC section 5): one computation per key across the local tiers of many
-//! caches, by default on Redis (every process and machine using the same server and name), or
-//! in this process's memory (every registry of the process: Node's worker_threads each have one).
+//! caches, on Redis (every process and machine using the same server and name; the `redis`
+//! feature), or in this process's memory (every registry of the process: Node's worker_threads
+//! each have one).
 //!
 //! A local leader asks the shared tier before computing ([`SharedTier::fetch`]): the answer is a
 //! value, another's outcome (a value not to store, an error), or a [`RemoteLease`] to compute
@@ -11,22 +12,45 @@
 //! value crosses processes, languages and worker threads alike.
 
 mod process;
+#[cfg(feature = "redis")]
 mod protocol;
+#[cfg(feature = "redis")]
 mod redis;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::config::{ConfigError, Settings};
 use crate::keys::Key;
 use crate::stats::Listener;
+use crate::sync::{AtomicU64, Ordering::Relaxed};
 use crate::wait::Pending;
-pub use protocol::Blob;
 
-/// How to reach the shared tier and what to trust in it.
+/// A value in the shared tier: its tags and the serialized payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blob {
+    /// The tags it was stored with.
+    pub tags: Vec<String>,
+    /// The serialized value (pickle, v8, serde, or JSON for cross-language caches).
+    pub payload: Vec<u8>,
+}
+
+/// How to reach the shared tier on Redis and what to trust in it.
+///
+/// ```
+/// use coopcache::shared::SharedSettings;
+/// use std::time::Duration;
+///
+/// let s = SharedSettings::new("redis://127.0.0.1:6379/0")
+///     .secret(b"a long random secret".to_vec())
+///     .lease_ttl(Duration::from_secs(30));
+/// assert!(s.validate().is_ok());
+/// assert!(!format!("{s:?}").contains("long random"), "the secret is never printed");
+/// ```
+#[cfg(feature = "redis")]
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct SharedSettings {
     /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS.
     pub url: String,
@@ -40,6 +64,7 @@ pub struct SharedSettings {
     pub timeout: Duration,
 }
 
+#[cfg(feature = "redis")]
 impl Default for SharedSettings {
     fn default() -> Self {
         SharedSettings {
@@ -51,7 +76,31 @@ impl Default for SharedSettings {
     }
 }
 
+#[cfg(feature = "redis")]
 impl SharedSettings {
+    /// Settings for the server at `url`, with the defaults otherwise.
+    pub fn new(url: impl Into<String>) -> Self {
+        SharedSettings { url: url.into(), ..Self::default() }
+    }
+
+    /// With values signed by this secret.
+    pub fn secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
+        self.secret = Some(secret.into());
+        self
+    }
+
+    /// With this lease TTL.
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
+    }
+
+    /// With this bound on every Redis call.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
     /// Checks the settings without connecting: the URL (an error names it with the password
     /// masked) and the lease TTL.
     pub fn validate(&self) -> Result<::redis::Client, ConfigError> {
@@ -67,6 +116,7 @@ impl SharedSettings {
     }
 }
 
+#[cfg(feature = "redis")]
 impl std::fmt::Debug for SharedSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SharedSettings")
@@ -79,6 +129,7 @@ impl std::fmt::Debug for SharedSettings {
 }
 
 /// The URL with its password masked, for logs and errors.
+#[cfg(feature = "redis")]
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s + 3 => {
@@ -110,6 +161,7 @@ impl std::error::Error for RemoteError {}
 
 /// What the shared tier says about a key the local tier missed.
 #[derive(Clone)]
+#[non_exhaustive]
 pub enum Remote {
     /// Stored in Redis (or just computed by another process): deserialize and store locally.
     Value(Blob),
@@ -131,6 +183,7 @@ pub struct RemoteLease(LeaseKind);
 
 #[derive(Clone)]
 enum LeaseKind {
+    #[cfg(feature = "redis")]
     Redis(Arc<redis::LeaseState>),
     Process(Arc<process::HubLease>),
 }
@@ -141,6 +194,7 @@ impl RemoteLease {
     /// True if written.
     pub fn store(&self, blob: &Blob) -> Pending<bool> {
         match &self.0 {
+            #[cfg(feature = "redis")]
             LeaseKind::Redis(l) => l.store(blob),
             LeaseKind::Process(l) => l.store(blob),
         }
@@ -149,6 +203,7 @@ impl RemoteLease {
     /// Hands a value that is not to be stored to everyone waiting.
     pub fn nocache(&self, blob: &Blob) -> Pending<bool> {
         match &self.0 {
+            #[cfg(feature = "redis")]
             LeaseKind::Redis(l) => l.nocache(blob),
             LeaseKind::Process(l) => l.nocache(blob),
         }
@@ -157,6 +212,7 @@ impl RemoteLease {
     /// Hands an error to everyone waiting; nothing is stored.
     pub fn fail(&self, error: &RemoteError) -> Pending<bool> {
         match &self.0 {
+            #[cfg(feature = "redis")]
             LeaseKind::Redis(l) => l.fail(error),
             LeaseKind::Process(l) => l.fail(error),
         }
@@ -165,6 +221,7 @@ impl RemoteLease {
 
 /// Counters of the shared tier.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SharedStats {
     /// Values found in Redis (or delivered by another process's completion).
     pub remote_hits: u64,
@@ -236,8 +293,10 @@ type InvalidationHook = Box<dyn Fn(Invalidation<'_>) + Send + Sync>;
 
 /// Where a cache's shared tier lives.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub enum SharedMode {
     /// On Redis: every process and machine that uses the same server and cache name.
+    #[cfg(feature = "redis")]
     Redis(SharedSettings),
     /// In this process's memory: every cache of that name in the process, whatever registry it
     /// belongs to (Node gives each worker thread its own). Values cross as bytes, as with Redis.
@@ -248,6 +307,7 @@ impl SharedMode {
     /// Checks the settings without connecting (see [`SharedSettings::validate`]).
     pub fn validate(&self) -> Result<(), ConfigError> {
         match self {
+            #[cfg(feature = "redis")]
             SharedMode::Redis(s) => s.validate().map(drop),
             SharedMode::Process => Ok(()),
         }
@@ -256,6 +316,7 @@ impl SharedMode {
     /// How errors and logs name it: the Redis URL with its password masked, or `process`.
     pub fn describe(&self) -> String {
         match self {
+            #[cfg(feature = "redis")]
             SharedMode::Redis(s) => redact(&s.url),
             SharedMode::Process => "process".to_owned(),
         }
@@ -268,6 +329,7 @@ pub struct SharedTier(Backend);
 
 #[derive(Clone)]
 enum Backend {
+    #[cfg(feature = "redis")]
     Redis(redis::RedisTier),
     Process(Arc<process::Member>),
 }
@@ -286,18 +348,24 @@ impl SharedTier {
         listener: Option<Listener>,
     ) -> Result<SharedTier, ConfigError> {
         Ok(SharedTier(match mode {
+            #[cfg(feature = "redis")]
             SharedMode::Redis(s) => {
                 Backend::Redis(redis::RedisTier::start(name, s, local.cache_duration, listener)?)
             }
-            SharedMode::Process => Backend::Process(process::join(name, local, clock)?),
+            SharedMode::Process => {
+                let _ = listener; // the in-process tier has no events of its own
+                Backend::Process(process::join(name, local, clock)?)
+            }
         }))
     }
 
     /// Whether this tier is the one `mode` describes (the same Redis URL, or both in-process).
     pub fn is(&self, mode: &SharedMode) -> bool {
         match (&self.0, mode) {
+            #[cfg(feature = "redis")]
             (Backend::Redis(t), SharedMode::Redis(s)) => t.url() == s.url,
             (Backend::Process(_), SharedMode::Process) => true,
+            #[allow(unreachable_patterns)]
             _ => false,
         }
     }
@@ -305,6 +373,7 @@ impl SharedTier {
     /// The Redis URL it was configured with (`process` for the in-process tier).
     pub fn url(&self) -> &str {
         match &self.0 {
+            #[cfg(feature = "redis")]
             Backend::Redis(t) => t.url(),
             Backend::Process(_) => "process",
         }
@@ -313,6 +382,7 @@ impl SharedTier {
     /// Whether the tier is connected now (always, in process).
     pub fn is_up(&self) -> bool {
         match &self.0 {
+            #[cfg(feature = "redis")]
             Backend::Redis(t) => t.is_up(),
             Backend::Process(_) => true,
         }
@@ -322,6 +392,7 @@ impl SharedTier {
     /// Set once; later calls are ignored.
     pub fn on_invalidation(&self, f: impl Fn(Invalidation<'_>) + Send + Sync + 'static) {
         match &self.0 {
+            #[cfg(feature = "redis")]
             Backend::Redis(t) => t.on_invalidation(f),
             Backend::Process(m) => m.on_invalidation(f),
         }
@@ -330,6 +401,7 @@ impl SharedTier {
     /// Changes the idle TTL used for new writes and reads (a reconfigured `cache_duration`).
     pub fn set_idle(&self, idle: Duration) {
         match &self.0 {
+            #[cfg(feature = "redis")]
             Backend::Redis(t) => t.set_idle(idle),
             Backend::Process(m) => m.set_idle(idle),
         }
@@ -340,6 +412,7 @@ impl SharedTier {
     /// attempt to connect has not ended yet waits for it (bounded by its timeout).
     pub fn fetch(&self, key: &Key) -> Pending<Remote> {
         match &self.0 {
+            #[cfg(feature = "redis")]
             Backend::Redis(t) => t.fetch(key),
             Backend::Process(m) => m.fetch(key),
         }
@@ -349,6 +422,7 @@ impl SharedTier {
     /// the local tier calls this at most once per a tenth of the duration per key).
     pub fn touch(&self, key: &Key) {
         match &self.0 {
+            #[cfg(feature = "redis")]
             Backend::Redis(t) => t.touch(key),
             Backend::Process(m) => m.touch(key),
         }
@@ -357,6 +431,7 @@ impl SharedTier {
     /// Deletes the key in the shared tier and tells every local tier to drop it.
     pub fn invalidate(&self, key: &Key) -> Pending<bool> {
         match &self.0 {
+            #[cfg(feature = "redis")]
             Backend::Redis(t) => t.invalidate(key),
             Backend::Process(m) => m.invalidate(key),
         }
@@ -365,6 +440,7 @@ impl SharedTier {
     /// Deletes the tag's values in the shared tier and tells every local tier to drop them.
     pub fn invalidate_tag(&self, tag: &str) -> Pending<bool> {
         match &self.0 {
+            #[cfg(feature = "redis")]
             Backend::Redis(t) => t.invalidate_tag(tag),
             Backend::Process(m) => m.invalidate_tag(tag),
         }
@@ -373,6 +449,7 @@ impl SharedTier {
     /// Deletes every value of the cache in the shared tier and tells every local tier to clear.
     pub fn clear(&self) -> Pending<bool> {
         match &self.0 {
+            #[cfg(feature = "redis")]
             Backend::Redis(t) => t.clear(),
             Backend::Process(m) => m.clear(),
         }
@@ -381,6 +458,7 @@ impl SharedTier {
     /// The shared tier's counters.
     pub fn stats(&self) -> SharedStats {
         match &self.0 {
+            #[cfg(feature = "redis")]
             Backend::Redis(t) => t.counters().snapshot(),
             Backend::Process(m) => m.counters().snapshot(),
         }

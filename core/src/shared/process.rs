@@ -5,25 +5,23 @@
 //! name for the whole process, holding values as the bytes a binding serialized (as Redis would),
 //! so a key is computed once for every worker and each worker deserializes its own copy.
 //!
-//! The store is itself a [`Cache`] of blobs driven by the flight protocol: the first local tier
-//! to miss gets the store's lease and computes; the others wait on that flight. A lease dropped
-//! unfinished (a worker that exits mid-computation) hands the key to one of them.
+//! The store is itself a flight cache of blobs driven by the flight protocol: the first local
+//! tier to miss gets the store's lease and computes; the others wait on that flight. A lease
+//! dropped unfinished (a worker that exits mid-computation) hands the key to one of them.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, OnceLock, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
-
-use parking_lot::Mutex;
 
 use super::{
     Blob, Counters, Invalidation, InvalidationHook, LeaseKind, Remote, RemoteError, RemoteLease, inc,
 };
-use crate::cache::Cache;
 use crate::clock::Clock;
 use crate::config::{ConfigError, Settings};
 use crate::error::Error;
-use crate::flight::{Begin, Completion, Lease, Waiter};
+use crate::flight::{Begin, Caller, Completion, FlightCache, Lease, Waiter};
 use crate::keys::Key;
+use crate::sync::Mutex;
 use crate::wait::{Pending, Shared};
 
 /// A stored blob, or one handed out as `nocache` (waiters must not store it either).
@@ -35,12 +33,14 @@ struct Shelf {
 
 /// The process's store for one cache name, and the local tiers that use it.
 struct Hub {
-    store: Cache<Key, Shelf>,
+    store: Arc<FlightCache<Key, Shelf>>,
     members: Mutex<Vec<Weak<Member>>>,
 }
 
-/// The stores by cache name; a store lives while a local tier uses it.
-static HUBS: LazyLock<Mutex<HashMap<String, Weak<Hub>>>> = LazyLock::new(Default::default);
+crate::sync::global! {
+    /// The stores by cache name; a store lives while a local tier uses it.
+    static HUBS: Mutex<HashMap<String, Weak<Hub>>> = Mutex::new(HashMap::new());
+}
 
 /// One local tier's handle on the process's store.
 pub(super) struct Member {
@@ -58,16 +58,12 @@ pub(super) fn join(name: &str, local: &Settings, clock: Clock) -> Result<Arc<Mem
         Some(h) => h,
         None => {
             // Computations run in the local tiers, under their own max_concurrency.
-            let settings = Settings { max_concurrency: None, ..local.clone() };
-            let store = Cache::builder()
-                .name(name)
-                .settings(settings)
-                .clock(clock)
-                .weigher(|k: &Key, s: &Shelf| {
-                    let tags: usize = s.blob.tags.iter().map(String::len).sum();
-                    (k.as_bytes().len() + s.blob.payload.len() + tags) as u64
-                })
-                .build()?;
+            let settings = local.clone().max_concurrency(None);
+            let weigher = |k: &Key, s: &Shelf| {
+                let tags: usize = s.blob.tags.iter().map(String::len).sum();
+                (k.as_bytes().len() + s.blob.payload.len() + tags) as u64
+            };
+            let store = FlightCache::new(name.into(), settings, Box::new(weigher), clock, None)?;
             let h = Arc::new(Hub { store, members: Mutex::new(Vec::new()) });
             hubs.insert(name.to_owned(), Arc::downgrade(&h));
             h
@@ -85,7 +81,7 @@ impl Member {
 
     pub(super) fn set_idle(&self, idle: Duration) {
         let store = &self.hub.store;
-        let _ = store.reconfigure(Settings { cache_duration: idle, ..store.settings() });
+        let _ = store.reconfigure(store.settings().cache_duration(idle));
     }
 
     pub(super) fn counters(&self) -> &Counters {
@@ -101,7 +97,7 @@ impl Member {
 
     fn ask(self: &Arc<Self>, key: Key, answer: Arc<Shared<Remote>>) {
         let c = &self.counters;
-        match self.hub.store.begin(&key) {
+        match self.hub.store.begin(&key, None, Caller::NonBlocking) {
             Ok(Begin::Hit(s)) => {
                 inc(&c.remote_hits);
                 answer.fire(Remote::Value((*s.blob).clone()));

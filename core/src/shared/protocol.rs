@@ -14,6 +14,8 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use super::Blob;
+
 const VERSION: u8 = 1;
 const SIGNED: u8 = 1;
 const MAC_LEN: usize = 32;
@@ -149,15 +151,6 @@ impl Message {
             _ => None,
         }
     }
-}
-
-/// A value as stored in Redis: its tags and the serialized payload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Blob {
-    /// The tags it was stored with.
-    pub tags: Vec<String>,
-    /// The serialized value (pickle, v8, serde, or JSON for cross-language caches).
-    pub payload: Vec<u8>,
 }
 
 impl Blob {

@@ -21,10 +21,10 @@ use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::oneshot;
 
-use super::protocol::{self, Blob, Message};
+use super::protocol::{self, Message};
 use super::{
-    Counters, Invalidation, InvalidationHook, LeaseKind, Remote, RemoteError, RemoteLease, SharedSettings,
-    inc, redact,
+    Blob, Counters, Invalidation, InvalidationHook, LeaseKind, Remote, RemoteError, RemoteLease,
+    SharedSettings, inc, redact,
 };
 use crate::config::ConfigError;
 use crate::keys::Key;
@@ -67,6 +67,7 @@ pub(super) struct RedisTier(Arc<Tier>);
 
 /// One runtime thread for every shared tier of the process.
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    #[cfg(feature = "tls")]
     let _ = rustls::crypto::ring::default_provider().install_default();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -1,0 +1,705 @@
+//! The typed cache for Rust users: a builder and the `get_or_compute` family (the async forms'
+//! future is in `future`).
+
+mod future;
+
+use std::borrow::Borrow;
+use std::future::Future;
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::clock::Clock;
+use crate::config::{ConfigError, MemoryLimit, Settings, WhenFull};
+use crate::error::{BoxError, Error};
+use crate::flight::{Begin, Caller, Completion, Computed, FlightCache, Lease, Outcome};
+use crate::stats::{Listener, Stats};
+use crate::store::Weigher;
+use crate::weigh::Weigh;
+use future::NO_OPTIONS;
+pub use future::{Compute, GetOrCompute};
+
+/// Per-call options of every `get_or_compute` form.
+///
+/// ```
+/// use coopcache::{Cache, CallOptions};
+/// use std::time::Duration;
+///
+/// let cache: Cache<u32, String> = Cache::builder().build().unwrap();
+/// let opts = CallOptions::new().timeout(Duration::from_secs(2)).tags(["team:1"]);
+/// let v = cache.compute(1, &opts, || Ok::<_, std::io::Error>("Ada".to_string().into()));
+/// assert_eq!(v.unwrap(), "Ada");
+/// assert_eq!(cache.invalidate_tag("team:1"), 1);
+/// ```
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct CallOptions {
+    /// The longest this caller waits: for a computation slot, for the shared tier, or for
+    /// another caller's computation; then it gets [`Error::Timeout`] and the computation goes
+    /// on for the others. A caller that computes runs its computation to completion, in every
+    /// form, so the value is computed once and stored; to stop an async one, drop its future
+    /// (a waiter takes over).
+    pub timeout: Option<Duration>,
+    /// Tags stored with the value, for [`Cache::invalidate_tag`].
+    pub tags: Vec<String>,
+}
+
+impl CallOptions {
+    /// No timeout, no tags.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// With this timeout.
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = Some(d);
+        self
+    }
+
+    /// With these tags.
+    pub fn tags<T: Into<String>>(mut self, tags: impl IntoIterator<Item = T>) -> Self {
+        self.tags = tags.into_iter().map(Into::into).collect();
+        self
+    }
+
+    fn tag_refs(&self) -> Vec<&str> {
+        self.tags.iter().map(String::as_str).collect()
+    }
+}
+
+/// A cooperative cache: each key's value is computed once, however many callers ask for it at
+/// the same moment. Cheap to clone (a handle on shared state).
+///
+/// ```
+/// use coopcache::Cache;
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use std::time::Duration;
+///
+/// let cache: Cache<u64, String> = Cache::builder()
+///     .memory_limit(1 << 20)
+///     .cache_duration(Duration::from_secs(60))
+///     .build()
+///     .unwrap();
+/// let computed = AtomicU32::new(0);
+/// std::thread::scope(|s| {
+///     for _ in 0..8 {
+///         s.spawn(|| {
+///             let v = cache.get_or_compute(42, || {
+///                 computed.fetch_add(1, Ordering::SeqCst);
+///                 "the answer".to_string()
+///             });
+///             assert_eq!(v, "the answer");
+///         });
+///     }
+/// });
+/// assert_eq!(computed.load(Ordering::SeqCst), 1);
+/// assert_eq!(cache.stats().computations, 1);
+/// ```
+pub struct Cache<K, V> {
+    pub(crate) local: Arc<FlightCache<K, V>>,
+    /// The shared tier, when the cache has one.
+    #[cfg(feature = "shared")]
+    pub(crate) remote: Option<Arc<crate::remote::Remote<V>>>,
+}
+
+impl<K, V> Clone for Cache<K, V> {
+    fn clone(&self) -> Self {
+        Cache {
+            local: self.local.clone(),
+            #[cfg(feature = "shared")]
+            remote: self.remote.clone(),
+        }
+    }
+}
+
+impl<K, V> std::fmt::Debug for Cache<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache").field("name", &self.name()).field("entries", &self.len()).finish()
+    }
+}
+
+/// A builder whose entries are weighed by [`Weigh`] (the default).
+#[derive(Debug)]
+pub struct ByWeigh;
+
+/// A builder whose entries are weighed by the closure given to [`CacheBuilder::weigher`].
+#[derive(Debug)]
+pub struct ByWeigher;
+
+/// Configures a [`Cache`]; every setting has the SPEC's default.
+///
+/// ```
+/// use coopcache::{Cache, WhenFull};
+/// use std::time::Duration;
+///
+/// let cache: Cache<String, Vec<u8>> = Cache::builder()
+///     .name("thumbnails")
+///     .memory_limit(64 << 20) // bytes of keys and values, heap included
+///     .cache_duration(Duration::from_secs(600))
+///     .when_full(WhenFull::Evict)
+///     .max_concurrency(8)
+///     .build()
+///     .unwrap();
+/// cache.get_or_compute("a.png".to_string(), || vec![0; 1024]);
+/// assert!(cache.stats().bytes_used > 1024, "the default weight counts the heap");
+/// ```
+pub struct CacheBuilder<K, V, W = ByWeigh> {
+    name: String,
+    settings: Settings,
+    weigher: Option<Weigher<K, V>>,
+    clock: Clock,
+    listener: Option<Listener>,
+    #[cfg(feature = "shared")]
+    pub(crate) shared: Option<(crate::shared::SharedMode, Option<crate::remote::SharedCodec<V>>)>,
+    _weighed: PhantomData<W>,
+}
+
+impl<K, V, W> CacheBuilder<K, V, W>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// The name used in logs, events and errors (default `"default"`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Bytes the cache may hold (default 50 MiB): a number of bytes, or
+    /// `MemoryLimit::Fraction(f)` of the machine's memory.
+    pub fn memory_limit(mut self, limit: impl Into<MemoryLimit>) -> Self {
+        self.settings.memory_limit = limit.into();
+        self
+    }
+
+    /// Idle time after the last read or write of an entry until it is deleted (default 300 s).
+    pub fn cache_duration(mut self, d: Duration) -> Self {
+        self.settings.cache_duration = d;
+        self
+    }
+
+    /// What a full cache does (default [`WhenFull::Reject`]).
+    pub fn when_full(mut self, w: WhenFull) -> Self {
+        self.settings.when_full = w;
+        self
+    }
+
+    /// At most `n` computations at once (default: no limit).
+    pub fn max_concurrency(mut self, n: usize) -> Self {
+        self.settings.max_concurrency = Some(n);
+        self
+    }
+
+    /// All settings at once.
+    pub fn settings(mut self, s: Settings) -> Self {
+        self.settings = s;
+        self
+    }
+
+    /// How many bytes an entry's key and value take (default: [`Weigh::weight`] of each, heap
+    /// included; a weigher lifts the need for key and value types to implement [`Weigh`]). A
+    /// fixed per-entry overhead ([`crate::ENTRY_OVERHEAD`]) is added to the answer.
+    pub fn weigher(self, f: impl Fn(&K, &V) -> u64 + Send + Sync + 'static) -> CacheBuilder<K, V, ByWeigher> {
+        CacheBuilder {
+            name: self.name,
+            settings: self.settings,
+            weigher: Some(Box::new(f)),
+            clock: self.clock,
+            listener: self.listener,
+            #[cfg(feature = "shared")]
+            shared: self.shared,
+            _weighed: PhantomData,
+        }
+    }
+
+    /// The clock for idle expiry (default: the system's monotonic clock).
+    pub fn clock(mut self, c: Clock) -> Self {
+        self.clock = c;
+        self
+    }
+
+    /// A function told about full and eviction events.
+    pub fn listener(mut self, l: impl Fn(&crate::stats::Event) + Send + Sync + 'static) -> Self {
+        self.listener = Some(Arc::new(l));
+        self
+    }
+
+    fn build_with(self, weigher: Weigher<K, V>) -> Result<Cache<K, V>, ConfigError> {
+        let local = FlightCache::new(self.name.into(), self.settings, weigher, self.clock, self.listener)?;
+        Ok(Cache {
+            #[cfg(feature = "shared")]
+            remote: match self.shared {
+                Some((mode, codec)) => Some(crate::remote::attach(&local, mode, codec)?),
+                None => None,
+            },
+            local,
+        })
+    }
+}
+
+impl<K, V> CacheBuilder<K, V, ByWeigh>
+where
+    K: Hash + Eq + Clone + Send + Sync + Weigh + 'static,
+    V: Clone + Send + Sync + Weigh + 'static,
+{
+    /// The cache, or the first invalid setting. Entries weigh their key's and value's
+    /// [`Weigh::weight`] (set a [`CacheBuilder::weigher`] for types without it).
+    pub fn build(self) -> Result<Cache<K, V>, ConfigError> {
+        self.build_with(Box::new(|k: &K, v: &V| (k.weight() + v.weight()) as u64))
+    }
+}
+
+impl<K, V> CacheBuilder<K, V, ByWeigher>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// The cache, or the first invalid setting.
+    pub fn build(mut self) -> Result<Cache<K, V>, ConfigError> {
+        let weigher = self.weigher.take().expect("a weigher was set");
+        self.build_with(weigher)
+    }
+}
+
+#[cfg(feature = "shared")]
+impl<V: Clone + Send + Sync + 'static, W> CacheBuilder<crate::keys::Key, V, W> {
+    /// Adds the shared tier on Redis: values are computed once across every process that uses
+    /// the same Redis and cache name, and read by processes that start later.
+    #[cfg(feature = "redis")]
+    pub fn shared(
+        mut self,
+        settings: crate::shared::SharedSettings,
+        codec: impl crate::remote::Codec<V>,
+    ) -> Self {
+        self.shared = Some((crate::shared::SharedMode::Redis(settings), Some(Arc::new(codec))));
+        self
+    }
+
+    /// Adds a shared tier in this process's memory: every cache of this name in the process
+    /// computes a key once for all (values cross as bytes, as with Redis). It is what Node's
+    /// worker_threads use; in Rust, sharing one [`Cache`] is simpler.
+    pub fn shared_in_process(mut self, codec: impl crate::remote::Codec<V>) -> Self {
+        self.shared = Some((crate::shared::SharedMode::Process, Some(Arc::new(codec))));
+        self
+    }
+}
+
+impl From<u64> for MemoryLimit {
+    fn from(bytes: u64) -> Self {
+        MemoryLimit::Bytes(bytes)
+    }
+}
+
+impl<K, V> Cache<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// A builder with the default settings.
+    pub fn builder() -> CacheBuilder<K, V> {
+        CacheBuilder {
+            name: "default".into(),
+            settings: Settings::default(),
+            weigher: None,
+            clock: Clock::system(),
+            listener: None,
+            #[cfg(feature = "shared")]
+            shared: None,
+            _weighed: PhantomData,
+        }
+    }
+
+    /// The cache's name.
+    pub fn name(&self) -> &str {
+        &self.local.store.name
+    }
+
+    /// The shared tier, if the cache has one.
+    #[cfg(feature = "shared")]
+    pub fn shared(&self) -> Option<&crate::shared::SharedTier> {
+        self.remote.as_ref().map(|r| r.tier())
+    }
+
+    /// The hit path alone, for bindings: `f` reads a fresh value in place (no clone) while the
+    /// entry's shard is read-locked, so it must be quick and must not call into the cache. A hit
+    /// counts and resets the idle clock; a miss counts nothing (the caller goes on to
+    /// [`Cache::begin`], which counts it).
+    ///
+    /// ```
+    /// use coopcache::Cache;
+    ///
+    /// let cache: Cache<u32, String> = Cache::builder().build().unwrap();
+    /// cache.get_or_compute(1, || "one".to_string());
+    /// assert_eq!(cache.hit_with(&1, |v| v.len()), Some(3));
+    /// assert_eq!(cache.hit_with(&2, |v| v.len()), None);
+    /// assert_eq!((cache.stats().hits, cache.stats().misses), (1, 1));
+    /// ```
+    ///
+    /// The key may be any form `K` borrows as: a `Cache<Key, V>` is searched with the bytes of a
+    /// [`crate::KeyWriter`], so a hit allocates nothing.
+    ///
+    /// ```
+    /// use coopcache::{Cache, Key, KeyWriter};
+    ///
+    /// let cache: Cache<Key, u32> = Cache::builder().build().unwrap();
+    /// cache.get_or_compute(Key::from(("a rather long key name", 42)), || 7);
+    /// let mut w = KeyWriter::new();
+    /// w.list(2).str("a rather long key name").int(42);
+    /// assert_eq!(cache.hit_with(w.as_bytes(), |v| *v), Some(7));
+    /// ```
+    #[inline]
+    pub fn hit_with<Q, R>(&self, key: &Q, f: impl FnOnce(&V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let store = &self.local.store;
+        store.lookup_with(store.hash(key), key, f)
+    }
+
+    /// The flight protocol, for bindings: a fresh value, the lease to compute it, or a waiter
+    /// on the caller who is computing it. Fails only with [`Error::Recursion`]. The caller is
+    /// taken to block its thread while it waits, and the tags of its value to be unknown (any
+    /// `invalidate_tag` during the computation keeps it from being stored); see
+    /// [`Cache::begin_with`].
+    pub fn begin<Q>(&self, key: &Q) -> Result<Begin<K, V>, Error>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        self.local.begin(key, None, Caller::Blocking)
+    }
+
+    /// Like [`Cache::begin`], declaring the tags the value will be stored with (only an
+    /// `invalidate_tag` of one of them then keeps it from being stored) and how the caller
+    /// waits (which computations count as its own for recursion checks: see [`Caller`]).
+    pub fn begin_with<Q>(&self, key: &Q, tags: &[&str], caller: Caller) -> Result<Begin<K, V>, Error>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        self.local.begin(key, Some(tags), caller)
+    }
+
+    /// The stored value, without computing; counts as activity (resets the idle clock). The key
+    /// may be any form `K` borrows as (the bytes of a [`crate::KeyWriter`] for `Cache<Key, V>`).
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.local.get(key)
+    }
+
+    /// Stores `value` for `key` now, without computing (it counts as the key's latest write: a
+    /// computation of the key running now still reaches its waiters but is not stored). False
+    /// if it did not fit. A shared tier is not told; use the `get_or_compute` family for values
+    /// every process should see.
+    ///
+    /// ```
+    /// use coopcache::Cache;
+    ///
+    /// let cache: Cache<String, u32> = Cache::builder().build().unwrap();
+    /// assert!(cache.insert("a".to_string(), 1));
+    /// assert_eq!(cache.get("a"), Some(1));
+    /// assert_eq!(cache.remove("a"), Some(1));
+    /// assert_eq!(cache.get("a"), None);
+    /// ```
+    pub fn insert(&self, key: K, value: V) -> bool {
+        self.local.insert(key, value, &[])
+    }
+
+    /// Removes the key's entry and returns its value; like [`Cache::invalidate`] otherwise.
+    pub fn remove<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let v = self.local.remove(key);
+        #[cfg(feature = "shared")]
+        if let Some(r) = &self.remote {
+            r.invalidate(&key.to_owned());
+        }
+        v
+    }
+
+    /// The value for `key`, computing it with `f` if nobody has: one computation however many
+    /// threads ask at once. A panic in `f` reaches every caller waiting (as a panic here), and
+    /// nothing is stored. This form cannot return an error: a caller that was waiting for
+    /// another caller's computation that failed (an error of a fallible form, a panic, an error
+    /// in another process) computes with its own `f` instead; a recursion panics with the
+    /// error's message.
+    #[inline]
+    pub fn get_or_compute(&self, key: K, f: impl FnOnce() -> V) -> V {
+        let store = &self.local.store;
+        let hash = store.hash(&key);
+        if let Some(v) = store.lookup_with(hash, &key, V::clone) {
+            return v;
+        }
+        self.get_or_compute_miss(key, f)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn get_or_compute_miss(&self, key: K, f: impl FnOnce() -> V) -> V {
+        let opts = CallOptions::default();
+        match self.compute_sync(&key, &opts, true, || Ok::<_, std::convert::Infallible>(Computed::Store(f())))
+        {
+            Ok(v) => v,
+            Err(e) => panic!("coopcache: {e}"),
+        }
+    }
+
+    /// Like [`Cache::get_or_compute`] for a fallible computation: its error reaches this caller
+    /// and every waiter (as [`Error::Computation`], or as it is if it is a `coopcache` error
+    /// from a nested call) and is not stored.
+    pub fn try_get_or_compute<E>(&self, key: K, f: impl FnOnce() -> Result<V, E>) -> Result<V, Error>
+    where
+        E: Into<BoxError>,
+    {
+        self.compute(key, &CallOptions::default(), || f().map(Computed::Store))
+    }
+
+    /// The general sync form: options (timeout, tags), and a computation that may fail or
+    /// return [`nocache`].
+    pub fn compute<E>(
+        &self,
+        key: K,
+        opts: &CallOptions,
+        f: impl FnOnce() -> Result<Computed<V>, E>,
+    ) -> Result<V, Error>
+    where
+        E: Into<BoxError>,
+    {
+        self.compute_sync(&key, opts, false, f)
+    }
+
+    fn compute_sync<E>(
+        &self,
+        key: &K,
+        opts: &CallOptions,
+        infallible: bool,
+        f: impl FnOnce() -> Result<Computed<V>, E>,
+    ) -> Result<V, Error>
+    where
+        E: Into<BoxError>,
+    {
+        let hash = self.local.store.hash(key);
+        if let Some(v) = self.local.store.lookup_with(hash, key, V::clone) {
+            return Ok(v);
+        }
+        let deadline = opts.timeout.and_then(|t| Instant::now().checked_add(t));
+        let timeout = || Error::Timeout(opts.timeout.unwrap_or_default());
+        let tags = opts.tag_refs();
+        loop {
+            match self.local.begin_missed(key, hash, Some(&tags), Caller::Blocking)? {
+                Begin::Hit(v) => return Ok(v),
+                Begin::Lease(lease) => {
+                    let _permit = match self.local.slots.limited() {
+                        false => None,
+                        true => match lease.slot().wait_deadline(deadline) {
+                            Some(p) => Some(p),
+                            None => return Err(timeout()),
+                        },
+                    };
+                    #[cfg(feature = "shared")]
+                    let (lease, remote) = match self.ask_remote(key).map(|p| p.wait_deadline(deadline)) {
+                        None => (lease, None),
+                        Some(None) => return Err(timeout()),
+                        Some(Some(answer)) => match self.answered(lease, answer, infallible) {
+                            crate::remote::Ask::Done(r) => return r,
+                            crate::remote::Ask::Compute(lease, remote) => (lease, remote),
+                        },
+                    };
+                    let result = {
+                        let _computing = lease.enter();
+                        catch_unwind(AssertUnwindSafe(f))
+                    };
+                    let result = outcome(result);
+                    #[cfg(feature = "shared")]
+                    if let Some(remote) = &remote {
+                        self.publish(remote, &result, &opts.tags, std::any::type_name::<E>())
+                            .wait_timeout(crate::remote::PUBLISH_WAIT);
+                    }
+                    return finish(lease, result, &tags);
+                }
+                Begin::Wait(w) => match w.pending().wait_deadline(deadline) {
+                    None => return Err(timeout()),
+                    Some(Completion::Value(v)) => return Ok(v),
+                    Some(Completion::Failed(_)) if infallible => continue,
+                    Some(Completion::Failed(e)) => return Err(e),
+                    Some(Completion::HandedOver) => continue,
+                },
+            }
+        }
+    }
+
+    /// The async form of [`Cache::get_or_compute`]: waiting never blocks a thread, under any
+    /// runtime. If this caller's future is dropped while it computes, a waiter takes over. The
+    /// future is `Send` when the key, value and computation are.
+    pub fn get_or_compute_async<F>(&self, key: K, f: F) -> GetOrCompute<'_, K, V, F>
+    where
+        F: Future<Output = V>,
+    {
+        let store = |v: V| Ok(Computed::Store(v));
+        GetOrCompute(Compute::new(self, key, &NO_OPTIONS, true, f, store, "(infallible)"))
+    }
+
+    /// The async form of [`Cache::try_get_or_compute`].
+    pub fn try_get_or_compute_async<F, E>(&self, key: K, f: F) -> Compute<'_, K, V, F>
+    where
+        F: Future<Output = Result<V, E>>,
+        E: Into<BoxError>,
+    {
+        let convert = |r: Result<V, E>| r.map(Computed::Store).map_err(Error::computation);
+        Compute::new(self, key, &NO_OPTIONS, false, f, convert, std::any::type_name::<E>())
+    }
+
+    /// The async form of [`Cache::compute`].
+    pub fn compute_async<'a, F, E>(&'a self, key: K, opts: &'a CallOptions, f: F) -> Compute<'a, K, V, F>
+    where
+        F: Future<Output = Result<Computed<V>, E>>,
+        E: Into<BoxError>,
+    {
+        let convert = |r: Result<Computed<V>, E>| r.map_err(Error::computation);
+        Compute::new(self, key, opts, false, f, convert, std::any::type_name::<E>())
+    }
+
+    /// Removes the key's entry; a computation of it running now still reaches its waiters but
+    /// is not stored, and a call made after this returns computes anew. True if an entry was
+    /// removed.
+    pub fn invalidate<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        // Locally first: this process hears its own message back from Redis, and that echo
+        // must not be the one that finds the entry.
+        let removed = self.local.invalidate(key);
+        #[cfg(feature = "shared")]
+        if let Some(r) = &self.remote {
+            r.invalidate(&key.to_owned());
+        }
+        removed
+    }
+
+    /// Removes every entry stored with `tag`; returns how many. Computations running now whose
+    /// value may carry the tag still reach their waiters but are not stored.
+    pub fn invalidate_tag(&self, tag: &str) -> u64 {
+        let removed = self.local.invalidate_tag(tag);
+        #[cfg(feature = "shared")]
+        if let Some(r) = &self.remote {
+            r.invalidate_tag(tag);
+        }
+        removed
+    }
+
+    /// Removes every entry; computations running now are not stored.
+    pub fn clear(&self) {
+        self.local.clear();
+        #[cfg(feature = "shared")]
+        if let Some(r) = &self.remote {
+            r.clear();
+        }
+    }
+
+    /// The counters, entries, bytes and computations in flight.
+    pub fn stats(&self) -> Stats {
+        self.local.stats()
+    }
+
+    /// Entries stored now.
+    pub fn len(&self) -> usize {
+        self.local.store.len()
+    }
+
+    /// True if nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The current settings.
+    pub fn settings(&self) -> Settings {
+        self.local.settings()
+    }
+
+    /// Applies new settings in place; entries are kept, a lower limit or a shorter duration
+    /// takes effect at once, and a longer duration never brings back an entry that had expired.
+    pub fn reconfigure(&self, settings: Settings) -> Result<(), ConfigError> {
+        #[cfg(feature = "shared")]
+        if let Some(r) = &self.remote {
+            r.tier().set_idle(settings.cache_duration);
+        }
+        self.local.reconfigure(settings)
+    }
+
+    /// Reclaims idle entries now, as the background sweeper does on its rounds (useful with a
+    /// manual [`Clock`]).
+    pub fn sweep(&self) {
+        self.local.store.sweep(false);
+    }
+}
+
+fn outcome<V, E: Into<BoxError>>(r: std::thread::Result<Result<Computed<V>, E>>) -> Outcome<V> {
+    r.map(|r| r.map_err(Error::computation))
+}
+
+/// Finishes the lease with the computation's outcome and returns it to the leader.
+fn finish<K, V>(lease: Lease<K, V>, result: Outcome<V>, tags: &[&str]) -> Result<V, Error>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    match result {
+        Ok(Ok(Computed::Store(v))) => Ok(lease.store_with(v, 0, tags)),
+        Ok(Ok(Computed::NoCache(v))) => Ok(lease.nocache(v)),
+        Ok(Err(e)) => {
+            lease.fail(e.clone());
+            Err(e)
+        }
+        Err(panic) => {
+            lease.fail(Error::from_panic(&*panic));
+            resume_unwind(panic)
+        }
+    }
+}
+
+#[cfg(feature = "shared")]
+impl<K, V> Cache<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// The question to the shared tier, if the cache has one it can ask.
+    fn ask_remote(&self, key: &K) -> Option<crate::wait::Pending<crate::shared::Remote>> {
+        self.remote.as_ref()?.ask(key)
+    }
+
+    fn answered(
+        &self,
+        lease: Lease<K, V>,
+        answer: crate::shared::Remote,
+        infallible: bool,
+    ) -> crate::remote::Ask<K, V> {
+        self.remote.as_ref().expect("asked only with a shared tier").answered(lease, answer, infallible)
+    }
+
+    fn publish(
+        &self,
+        lease: &crate::shared::RemoteLease,
+        result: &Outcome<V>,
+        tags: &[String],
+        type_name: &str,
+    ) -> crate::wait::Pending<bool> {
+        self.remote
+            .as_ref()
+            .expect("a remote lease implies a shared tier")
+            .publish(lease, result, tags, type_name)
+    }
+}

@@ -1,0 +1,195 @@
+//! Which computations a caller is inside, and which flights their leaders wait for: how
+//! recursion is told apart from an ordinary wait.
+//!
+//! A thread keeps a stack of *frames*, one per computation running on it: a synchronous
+//! computation's frame lasts the whole call of the user's function; an async computation's
+//! frame lasts each poll of its future, so it travels with the future, not with the thread it
+//! happened to run on.
+//!
+//! A caller's *ancestors* are the computations its result is needed by:
+//! * a blocking caller (it blocks its thread while it waits) has every frame of its thread: the
+//!   thread cannot return to any of them before the wait ends;
+//! * a non-blocking caller (a future) has only the async frames above the innermost synchronous
+//!   one: a future polled by an executor that a synchronous computation runs (`block_on`) may be
+//!   any task of that executor, not a part of the computation.
+//!
+//! A caller asking a key that one of its ancestors computes would wait for itself: that is
+//! [`crate::Error::Recursion`]. A leader that waits, through other keys and other threads, for a
+//! flight whose leader waits for it would too: each wait from inside a computation is recorded
+//! (ancestor → flight waited for) and the wait that would close a cycle fails instead.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::marker::PhantomData;
+
+use smallvec::SmallVec;
+
+use crate::sync::Mutex;
+
+/// Identifies one flight (for recursion checks across a binding's own contexts).
+pub type FlightId = u64;
+
+/// Identifies one cache (for slots a nested computation may skip).
+pub(crate) type CacheId = u64;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Sync,
+    Async,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Frame {
+    flight: FlightId,
+    cache: CacheId,
+    kind: Kind,
+}
+
+crate::sync::thread_local! {
+    static FRAMES: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
+}
+
+/// How a caller waits, which decides which computations count as its own when it asks a key
+/// that is being computed: asking a key one of them computes is [`crate::Error::Recursion`].
+///
+/// A blocking caller (it blocks its thread while it waits) is inside every computation running
+/// on its thread. A non-blocking caller (a future, a callback) is inside only the async
+/// computations whose poll it runs in: a task that a synchronous computation's `block_on`
+/// happens to poll is not part of that computation, and waits for it.
+///
+/// ```
+/// use coopcache::{Begin, Cache, Caller, Error};
+///
+/// let cache: Cache<u32, u32> = Cache::builder().build().unwrap();
+/// let Begin::Lease(lease) = cache.begin(&1).unwrap() else { unreachable!() };
+/// let _computing = lease.enter(); // a synchronous computation of key 1 runs on this thread
+/// assert!(matches!(cache.begin_with(&1, &[], Caller::Blocking), Err(Error::Recursion { .. })));
+/// assert!(matches!(cache.begin_with(&1, &[], Caller::NonBlocking), Ok(Begin::Wait(_))));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// Blocks its thread until the result arrives (sync code, a binding's blocking wait).
+    Blocking,
+    /// Waits without blocking its thread (a future, a callback).
+    NonBlocking,
+}
+
+/// The computations a caller of kind `caller` on this thread is inside.
+pub(crate) fn ancestors(caller: Caller) -> Ancestors {
+    FRAMES.with(|f| {
+        let frames = f.borrow();
+        let from = match caller {
+            Caller::Blocking => 0,
+            Caller::NonBlocking => frames.iter().rposition(|fr| fr.kind == Kind::Sync).map_or(0, |i| i + 1),
+        };
+        Ancestors(frames[from..].iter().map(|fr| (fr.flight, fr.cache)).collect())
+    })
+}
+
+/// A caller's ancestors: (flight, cache) of each computation it is inside, outermost first.
+#[derive(Default)]
+pub(crate) struct Ancestors(SmallVec<[(FlightId, CacheId); 2]>);
+
+impl Ancestors {
+    pub(crate) fn computes(&self, flight: FlightId) -> bool {
+        self.0.iter().any(|&(f, _)| f == flight)
+    }
+
+    pub(crate) fn inside(&self, cache: CacheId) -> bool {
+        self.0.iter().any(|&(_, c)| c == cache)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Marks a computation as running on this thread until dropped: a synchronous one for the
+/// whole call of the user's function, an async one around each poll. It cannot leave its
+/// thread (it is neither `Send` nor `Sync`), so it cannot be held across an `.await`.
+///
+/// ```compile_fail
+/// fn send<T: Send>(_: T) {}
+/// fn hold_across_await(marker: coopcache::Computing) {
+///     send(marker); // a marker must stay on its thread
+/// }
+/// ```
+#[must_use = "the computation is marked only while the guard lives"]
+pub struct Computing {
+    flight: FlightId,
+    _thread_bound: PhantomData<*const ()>,
+}
+
+impl Computing {
+    pub(crate) fn enter(flight: FlightId, cache: CacheId, caller: Caller) -> Computing {
+        let kind = match caller {
+            Caller::Blocking => Kind::Sync,
+            Caller::NonBlocking => Kind::Async,
+        };
+        FRAMES.with(|f| f.borrow_mut().push(Frame { flight, cache, kind }));
+        Computing { flight, _thread_bound: PhantomData }
+    }
+}
+
+impl Drop for Computing {
+    fn drop(&mut self) {
+        FRAMES.with(|f| {
+            let mut f = f.borrow_mut();
+            if let Some(pos) = f.iter().rposition(|fr| fr.flight == self.flight) {
+                f.remove(pos);
+            }
+        });
+    }
+}
+
+crate::sync::global! {
+    /// Who waits for whom: each ancestor of a caller waiting from inside a computation → the
+    /// flight it waits for (several, when a future awaits several at once).
+    static WAITS: Mutex<HashMap<FlightId, SmallVec<[FlightId; 1]>>> = Mutex::new(HashMap::new());
+}
+
+/// The waits a caller recorded; they end when it is dropped.
+pub(crate) struct Waiting {
+    from: SmallVec<[FlightId; 2]>,
+    to: FlightId,
+}
+
+/// Records that `ancestors` wait for `flight`, unless that closes a cycle (the flight's leader
+/// waits, directly or through others, for one of them): then `None`, and nothing is recorded.
+pub(crate) fn wait_for(ancestors: &Ancestors, flight: FlightId) -> Option<Waiting> {
+    let mut waits = WAITS.lock();
+    let mut seen = vec![flight];
+    let mut next = vec![flight];
+    while let Some(f) = next.pop() {
+        if ancestors.computes(f) {
+            return None;
+        }
+        for &g in waits.get(&f).into_iter().flatten() {
+            if !seen.contains(&g) {
+                seen.push(g);
+                next.push(g);
+            }
+        }
+    }
+    let from: SmallVec<[FlightId; 2]> = ancestors.0.iter().map(|&(f, _)| f).collect();
+    for &a in &from {
+        waits.entry(a).or_default().push(flight);
+    }
+    Some(Waiting { from, to: flight })
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let mut waits = WAITS.lock();
+        for a in &self.from {
+            if let Some(list) = waits.get_mut(a) {
+                if let Some(pos) = list.iter().position(|&t| t == self.to) {
+                    list.swap_remove(pos);
+                }
+                if list.is_empty() {
+                    waits.remove(a);
+                }
+            }
+        }
+    }
+}

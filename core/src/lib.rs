@@ -73,7 +73,9 @@
 //!    backends, moving bytes only.
 //! 6. **`remote`**: a cache's use of its shared tier: codecs, asking before computing,
 //!    publishing after.
-//! 7. **`cache`**: the typed [`Cache`], its builder and the `get_or_compute` family.
+//! 7. **`cache`**: the typed [`Cache`], its builder, the call driver ([`Call`] and [`Lead`]:
+//!    every rule of a call, as steps a caller drives: the Rust forms and both bindings run on
+//!    it) and the `get_or_compute` family built on it.
 //! 8. **`registry`**: named caches for the bindings.
 //!
 //! ## Features

@@ -5,50 +5,17 @@
 //! Concurrency is coordinated with barriers, channels and flags, never with sleeps; a caller
 //! that hangs is turned into a failure by a watchdog (`finish`).
 
-use std::any::Any;
 use std::convert::Infallible;
-use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-use std::sync::{Arc, Barrier, mpsc};
-use std::thread;
-use std::time::Duration;
+use std::sync::{Arc, Barrier};
 
 use coopcache::{Cache, CallOptions, Error};
 
-/// How long a caller may take before it counts as hung.
-const HANG: Duration = Duration::from_secs(10);
+mod support;
+use support::{finish, start};
 
 fn opts() -> CallOptions {
     CallOptions::new()
-}
-
-/// Starts `f` on its own thread; [`finish`] collects its result.
-fn start<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> mpsc::Receiver<thread::Result<T>> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(catch_unwind(AssertUnwindSafe(f)));
-    });
-    rx
-}
-
-/// The result of a [`start`]ed caller, or a "caller hung" failure after [`HANG`] (the stuck
-/// thread is leaked); its panic is re-raised.
-fn finish<T>(what: &str, rx: mpsc::Receiver<thread::Result<T>>) -> T {
-    match rx.recv_timeout(HANG) {
-        Ok(Ok(v)) => v,
-        Ok(Err(panic)) => {
-            eprintln!("{what} panicked: {}", panic_message(&*panic));
-            resume_unwind(panic)
-        }
-        Err(_) => panic!("caller hung: {what} (no result after {HANG:?})"),
-    }
-}
-
-fn panic_message(p: &(dyn Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// Computations of keys 1 and 2 on two threads, both computing before either asks for the

@@ -6,81 +6,13 @@
 //! Concurrency is coordinated with gates, channels and counters, never with sleeps; a caller
 //! that hangs is turned into a failure by a watchdog (`within`).
 
-use std::any::Any;
-use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::sync::{Arc, Condvar, Mutex, mpsc};
-use std::thread;
-use std::time::Duration;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::mpsc;
 
 use coopcache::{Begin, Cache, Event, WhenFull};
 
-/// How long a caller may take before it counts as hung.
-const HANG: Duration = Duration::from_secs(10);
-
-/// Runs `f` on its own thread and returns its result, panicking with "caller hung: `what`" if it
-/// does not finish within [`HANG`] (the stuck thread is leaked) and re-raising its panic if it
-/// panicked.
-fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let rx = start(f);
-    finish(what, rx)
-}
-
-/// Starts `f` on its own thread; [`finish`] collects its result.
-fn start<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> mpsc::Receiver<thread::Result<T>> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(catch_unwind(AssertUnwindSafe(f)));
-    });
-    rx
-}
-
-/// The result of a [`start`]ed caller, or a "caller hung" failure after [`HANG`].
-fn finish<T>(what: &str, rx: mpsc::Receiver<thread::Result<T>>) -> T {
-    match rx.recv_timeout(HANG) {
-        Ok(Ok(v)) => v,
-        Ok(Err(panic)) => {
-            eprintln!("{what} panicked: {}", panic_message(&*panic));
-            resume_unwind(panic)
-        }
-        Err(_) => panic!("caller hung: {what} (no result after {HANG:?})"),
-    }
-}
-
-fn panic_message(p: &(dyn Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into())
-}
-
-/// Blocks until `cond` holds (a condition, not a duration: the bound only stops a broken test).
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..10_000 {
-        if cond() {
-            return;
-        }
-        thread::sleep(Duration::from_millis(1));
-    }
-    panic!("condition not reached: {what}");
-}
-
-/// A gate computations wait on until the test opens it.
-#[derive(Clone, Default)]
-struct Gate(Arc<(Mutex<bool>, Condvar)>);
-
-impl Gate {
-    fn open(&self) {
-        *self.0.0.lock().unwrap() = true;
-        self.0.1.notify_all();
-    }
-
-    fn wait(&self) {
-        let mut open = self.0.0.lock().unwrap();
-        while !*open {
-            open = self.0.1.wait(open).unwrap();
-        }
-    }
-}
+mod support;
+use support::{Gate, HANG, finish, panic_message, start, wait_until, within};
 
 /// A weigher that panics while a lease stores must not strand the key: the flight ends, the
 /// caller already waiting gets a result, and a later caller of the key gets one too.

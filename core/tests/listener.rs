@@ -4,30 +4,15 @@
 //! Coordinated with a gate and counters, never with sleeps for ordering; the waits are bounded
 //! only to stop a broken test.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
 use coopcache::{Cache, Clock, Event, EvictionReason};
 
-/// A gate the listener waits on until the test opens it.
-#[derive(Clone, Default)]
-struct Gate(Arc<(Mutex<bool>, Condvar)>);
-
-impl Gate {
-    fn open(&self) {
-        *self.0.0.lock().unwrap() = true;
-        self.0.1.notify_all();
-    }
-
-    fn wait(&self) {
-        let mut open = self.0.0.lock().unwrap();
-        while !*open {
-            open = self.0.1.wait(open).unwrap();
-        }
-    }
-}
+mod support;
+use support::Gate;
 
 /// True once `cond` holds, polled for at most `bound` (the bound only stops a broken test).
 fn eventually(bound: Duration, mut cond: impl FnMut() -> bool) -> bool {

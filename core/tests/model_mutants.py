@@ -34,8 +34,8 @@ MUTANTS = [
     (
         "invalidate leaves the running flight joinable",
         "core/src/flight/mod.rs",
-        "        shard.side().detach(key);\n        shard.remove(hash, key)",
-        "        shard.remove(hash, key)",
+        "        shard.side().detach(key);\n        shard.take_value(hash, key)",
+        "        shard.take_value(hash, key)",
         ["a_read_after_invalidate_sees_the_write"],
     ),
     (

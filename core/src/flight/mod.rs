@@ -364,10 +364,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let hash = self.store.hash(key);
-        let mut shard = self.store.write(hash);
-        shard.side().detach(key);
-        shard.remove(hash, key)
+        self.remove(key).is_some()
     }
 
     /// Like `invalidate`, returning the value that was stored.

@@ -20,7 +20,9 @@ class Halt(BaseException):
     """A BaseException of the user's own."""
 
 
-KINDS: List[Callable[[], BaseException]] = [
+Make = Callable[[], BaseException]
+
+KINDS: List[Make] = [
     KeyboardInterrupt,
     lambda: SystemExit(3),
     asyncio.CancelledError,
@@ -71,7 +73,7 @@ def assert_not_stored_and_computed_again(name: str, runs: List[int]) -> None:
 
 
 @pytest.mark.parametrize("make", KINDS, ids=IDS)
-def test_threads_every_waiter_gets_the_leaders_base_exception(name: str, make: Callable[[], BaseException]) -> None:
+def test_threads_every_waiter_gets_the_leaders_base_exception(name: str, make: Make) -> None:
     exc = make()
     runs: List[int] = []
     barrier = threading.Barrier(N)
@@ -96,7 +98,7 @@ def test_threads_every_waiter_gets_the_leaders_base_exception(name: str, make: C
 
 
 @pytest.mark.parametrize("make", KINDS, ids=IDS)
-def test_asyncio_every_waiter_gets_the_leaders_base_exception(name: str, make: Callable[[], BaseException]) -> None:
+def test_asyncio_every_waiter_gets_the_leaders_base_exception(name: str, make: Make) -> None:
     exc = make()
     runs: List[int] = []
 
@@ -118,7 +120,7 @@ def test_asyncio_every_waiter_gets_the_leaders_base_exception(name: str, make: C
 
 
 @pytest.mark.parametrize("make", KINDS, ids=IDS)
-def test_thread_leader_base_exception_reaches_threads_and_tasks(name: str, make: Callable[[], BaseException]) -> None:
+def test_thread_leader_base_exception_reaches_threads_and_tasks(name: str, make: Make) -> None:
     exc = make()
     runs: List[int] = []
 
@@ -147,7 +149,7 @@ def test_thread_leader_base_exception_reaches_threads_and_tasks(name: str, make:
 
 
 @pytest.mark.parametrize("make", KINDS, ids=IDS)
-def test_task_leader_base_exception_reaches_tasks_and_threads(name: str, make: Callable[[], BaseException]) -> None:
+def test_task_leader_base_exception_reaches_tasks_and_threads(name: str, make: Make) -> None:
     exc = make()
     runs: List[int] = []
 
@@ -214,7 +216,8 @@ def test_cancelled_error_from_an_inner_await_reaches_every_waiter(name: str) -> 
         return "never"
 
     async def main() -> List[Any]:
-        return list(await asyncio.gather(*(outcome(coopcache.cached_async(name, "k", compute)) for _ in range(2))))
+        calls = (outcome(coopcache.cached_async(name, "k", compute)) for _ in range(2))
+        return list(await asyncio.gather(*calls))
 
     got = asyncio.run(main())
     assert runs == [1]

@@ -338,7 +338,11 @@ pub(crate) struct Call {
 impl Call {
     pub(crate) fn new(cache: &CoreCache, key: Key, opts: &Options, weigher: Option<Py<PyAny>>) -> Call {
         Call {
-            inner: Some(cache.call(key, &opts.call_options(), Caller::NonBlocking)),
+            // Blocking, as for threads: every computation running on this thread counts as
+            // this task's own. A loop run on a thread inside a sync computation (asyncio.run in
+            // the function) is that computation's: a task of it asking the same key would wait
+            // for itself, so it is a recursion error, not a deadlock.
+            inner: Some(cache.call(key, &opts.call_options(), Caller::Blocking)),
             timeout: opts.timeout,
             weigher,
             cache_name: cache.name().to_owned(),

@@ -1,23 +1,27 @@
-//! Driving the core's flight protocol from Python: the sync call (leader runs the function
-//! holding the GIL, waiters wait without it), and the handles the asyncio layer uses.
+//! Driving the core's call (`coopcache::Call`) from Python. The core decides every step of a
+//! miss (lead or wait, a computation slot, the shared tier's answer, publishing, storing,
+//! hand-over, recursion, giving up); this module converts values, runs the user's function,
+//! (de)serializes for the shared tier when asked, and waits: a thread without the GIL (in
+//! slices, checking for Ctrl-C), asyncio through the small classes `Call`, `Lead` and
+//! `Signal` that `_decorator.py` drives.
 
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use coopcache::shared::RemoteLease;
-use coopcache::{Begin, Completion, Error as CoreError, Key, KeyWriter, Pending, Permit};
-use pyo3::exceptions::PyBaseException;
-use pyo3::exceptions::{PyException, PyRuntimeError, PyTimeoutError, PyTypeError, PyValueError};
+use coopcache::{
+    CallOptions, Caller, Computing, Error as CoreError, Key, KeyWriter, LeadStep, Outcome, Pending, Step,
+};
+use pyo3::exceptions::{PyBaseException, PyRuntimeError, PyTimeoutError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
 use crate::convert::{estimate, write_key};
-use crate::shared::{self, Answered, Outcome};
-use crate::{COMPUTING_VAR, CacheRecursionError, CoreCache, PyErrBox, PyValue, lookup, to_pyerr};
+use crate::shared::{self, Codec};
+use crate::{COMPUTING_VAR, CoreCache, PyErrBox, PyValue, lookup, to_pyerr};
 
-type CoreLease = coopcache::Lease<Key, PyValue>;
-type CoreWaiter = coopcache::Waiter<PyValue>;
+type CoreCall = coopcache::Call<Key, PyValue>;
+type CoreLead = coopcache::Lead<Key, PyValue>;
 
 /// How long a waiting thread sleeps (without the GIL) between checks for Ctrl-C.
 const SLICE: Duration = Duration::from_millis(50);
@@ -42,9 +46,13 @@ impl Options {
         };
         Ok(Options { timeout, tags: parse_tags(tags)? })
     }
+
+    fn call_options(&self) -> CallOptions {
+        CallOptions::new().tags(self.tags.iter().cloned())
+    }
 }
 
-pub(crate) fn parse_tags(tags: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
+fn parse_tags(tags: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
     let Some(tags) = tags.filter(|t| !t.is_none()) else { return Ok(Vec::new()) };
     if tags.cast::<PyString>().is_ok() {
         return Err(PyTypeError::new_err("tags must be a list of str (got a single str; wrap it in a list)"));
@@ -62,72 +70,21 @@ pub(crate) fn parse_tags(tags: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String
     Ok(out)
 }
 
-/// Waits for a pending result without holding the GIL, in slices, checking for signals
-/// (Ctrl-C) between them. `None`: the deadline passed. Only for results without Python values
-/// (computation slots, the shared tier's answers): `wait_deadline` clones the result on this
-/// thread.
-pub(crate) fn wait_sync<T: Clone + Send + 'static>(
-    py: Python<'_>,
-    pending: &Pending<T>,
-    deadline: Option<Instant>,
-) -> PyResult<Option<T>> {
-    if let Some(v) = pending.try_get() {
-        return Ok(Some(v));
+/// Waits until `ready` is ready without holding the GIL, in slices, checking for signals
+/// (Ctrl-C) between them. False: the deadline passed first.
+fn wait_sync(py: Python<'_>, ready: &Pending<()>, deadline: Option<Instant>) -> PyResult<bool> {
+    if ready.try_get().is_some() {
+        return Ok(true);
     }
     loop {
         let slice_end = Instant::now() + SLICE;
         let end = deadline.map_or(slice_end, |d| d.min(slice_end));
-        if let Some(v) = py.detach(|| pending.wait_deadline(Some(end))) {
-            return Ok(Some(v));
+        if py.detach(|| ready.wait_deadline(Some(end))).is_some() {
+            return Ok(true);
         }
         py.check_signals()?;
         if deadline.is_some_and(|d| Instant::now() >= d) {
-            return Ok(None);
-        }
-    }
-}
-
-/// Waits for a flight's outcome without holding the GIL, in slices, checking for signals
-/// (Ctrl-C) between them. The outcome is handed over by an `on_ready` callback, which runs on
-/// the thread that ends the flight while it holds the GIL, so the value is never cloned
-/// without the GIL (see [`PyValue`]). `None`: the deadline passed.
-fn wait_completion(
-    py: Python<'_>,
-    w: &CoreWaiter,
-    deadline: Option<Instant>,
-) -> PyResult<Option<Completion<PyValue>>> {
-    if let Some(c) = w.pending().try_get() {
-        return Ok(Some(c));
-    }
-    type Slot = (Mutex<Option<Completion<PyValue>>>, Condvar);
-    let slot: Arc<Slot> = Arc::new((Mutex::new(None), Condvar::new()));
-    let s = slot.clone();
-    w.pending().on_ready(move |c| {
-        *s.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(c);
-        s.1.notify_all();
-    });
-    loop {
-        let slice_end = Instant::now() + SLICE;
-        let end = deadline.map_or(slice_end, |d| d.min(slice_end));
-        let ready = py.detach(|| {
-            let mut g = slot.0.lock().unwrap_or_else(|e| e.into_inner());
-            loop {
-                if g.is_some() {
-                    return true;
-                }
-                let now = Instant::now();
-                if now >= end {
-                    return false;
-                }
-                g = slot.1.wait_timeout(g, end - now).unwrap_or_else(|e| e.into_inner()).0;
-            }
-        });
-        if ready {
-            return Ok(slot.0.lock().unwrap_or_else(|e| e.into_inner()).take());
-        }
-        py.check_signals()?;
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return Ok(None);
+            return Ok(false);
         }
     }
 }
@@ -136,19 +93,19 @@ fn timeout_err(t: Option<Duration>) -> PyErr {
     PyTimeoutError::new_err(CoreError::Timeout(t.unwrap_or_default()).to_string())
 }
 
-/// True if the current asyncio context is computing flight `id` (a detached leader task asking
-/// its own key).
-fn computing_in_context(py: Python<'_>, id: u64) -> bool {
-    let Some(var) = COMPUTING_VAR.get(py) else { return false };
-    let Ok(ids) = var.call_method0(py, "get") else { return false };
-    let Ok(ids) = ids.bind(py).cast::<PyTuple>().cloned() else { return false };
-    ids.iter().any(|i| i.extract::<u64>().is_ok_and(|i| i == id))
+/// The computations the current asyncio context is inside (`_decorator._COMPUTING`): a task's
+/// computations travel with its context, not with the thread that happens to run it.
+fn context_frames(py: Python<'_>) -> Vec<coopcache::Frame> {
+    let Some(var) = COMPUTING_VAR.get(py) else { return Vec::new() };
+    let Ok(frames) = var.bind(py).call_method0("get") else { return Vec::new() };
+    let Ok(frames) = frames.cast_into::<PyTuple>() else { return Vec::new() };
+    frames.iter().filter_map(|f| f.cast::<Frame>().ok().map(|f| f.get().0)).collect()
 }
 
-pub(crate) fn recursion_err(cache: &CoreCache, key: &Key) -> PyErr {
-    CacheRecursionError::new_err(
-        CoreError::Recursion { cache: cache.name().into(), key: key.to_string() }.to_string(),
-    )
+/// Puts the context's computations on this thread while the guards live, so the core's
+/// recursion and wait-cycle checks see them.
+fn enter(frames: &[coopcache::Frame]) -> Vec<Computing> {
+    frames.iter().map(|f| f.enter()).collect()
 }
 
 fn weigh(value: &Bound<'_, PyAny>, weigher: Option<&Bound<'_, PyAny>>) -> PyResult<u64> {
@@ -161,180 +118,162 @@ fn weigh(value: &Bound<'_, PyAny>, weigher: Option<&Bound<'_, PyAny>>) -> PyResu
     }
 }
 
-/// The sync form: hit, or compute as the leader (holding the GIL, as Python code must), or
-/// wait for the leader without the GIL.
-pub(crate) fn run_sync<'py, F>(
-    py: Python<'py>,
-    cache: &CoreCache,
-    key: &Key,
-    call: F,
-    opts: &Options,
-    weigher: Option<&Bound<'py, PyAny>>,
-) -> PyResult<Py<PyAny>>
-where
-    F: FnOnce() -> PyResult<Bound<'py, PyAny>>,
-{
-    let deadline = opts.timeout.and_then(|t| Instant::now().checked_add(t));
-    let mut call = Some(call);
-    loop {
-        match cache.begin(key) {
-            Err(e) => return Err(to_pyerr(py, &e)),
-            Ok(Begin::Hit(v)) => return Ok(v.0),
-            Ok(Begin::Lease(lease)) => {
-                let slot = lease.slot();
-                let _permit = match slot.try_get() {
-                    Some(p) => p,
-                    None => match wait_sync(py, &slot, deadline)? {
-                        Some(p) => p,
-                        None => return Err(timeout_err(opts.timeout)),
-                    },
-                };
-                // Shared mode: ask the shared tier first (as this process's leader for the key).
-                let mut lease = lease;
-                let mut remote = None;
-                if let Some(sh) = shared::of(cache) {
-                    let Some(answer) = wait_sync(py, &sh.tier.fetch(key), deadline)? else {
-                        return Err(timeout_err(opts.timeout));
-                    };
-                    match shared::answer(py, &sh, lease, answer, |v| weigh(v, weigher)) {
-                        Answered::Done(r) => return r,
-                        Answered::Compute(l, r) => {
-                            lease = l;
-                            remote = r.map(|r| (sh, r));
-                        }
-                    }
-                }
-                let f = call.take().expect("one lease per call");
-                let result = {
-                    let _computing = lease.enter();
-                    f()
-                };
-                return finish(py, lease, result, &opts.tags, weigher, remote);
-            }
-            Ok(Begin::Wait(w)) => {
-                if computing_in_context(py, w.id()) {
-                    return Err(recursion_err(cache, key));
-                }
-                match wait_completion(py, &w, deadline)? {
-                    None => return Err(timeout_err(opts.timeout)),
-                    Some(Completion::Value(v)) => return Ok(v.0),
-                    Some(Completion::Failed(e)) => return Err(to_pyerr(py, &e)),
-                    Some(Completion::HandedOver) => continue,
-                }
-            }
-        }
-    }
+/// The function raised: whatever it raised (any `BaseException`) is the computation's outcome,
+/// for every caller waiting (the same object), and for the other processes its type name and
+/// message.
+fn failure(py: Python<'_>, e: PyErr) -> Outcome<PyValue> {
+    let (type_name, message) = shared::type_and_message(py, &e);
+    Outcome::Failed { error: CoreError::Computation(Arc::new(PyErrBox::new(py, e))), type_name, message }
 }
 
-/// Ends a lease with the function's outcome.
-fn finish<'py>(
-    py: Python<'py>,
-    lease: CoreLease,
-    result: PyResult<Bound<'py, PyAny>>,
-    tags: &[String],
-    weigher: Option<&Bound<'py, PyAny>>,
-    remote: Option<(shared::Shared, RemoteLease)>,
-) -> PyResult<Py<PyAny>> {
-    // Shared mode: the other processes first (as the core's own leader does), waiting (bounded,
-    // without the GIL) for Redis to confirm, so a process exiting right after computing does
-    // not lose the write; then the local waiters.
-    let mut remote = remote;
-    let mut publish = |outcome: Outcome<'_, '_>| -> PyResult<()> {
-        match remote.take() {
-            Some((sh, r)) => shared::confirm(py, shared::publish(py, &sh, r, outcome, tags)),
-            None => Ok(()),
-        }
-    };
-    let mut failed = |lease: CoreLease, e: PyErr| -> PyResult<Py<PyAny>> {
-        if let Err(interrupted) = publish(Outcome::Failed(&e)) {
-            drop(lease);
-            return Err(interrupted);
-        }
-        Err(fail(py, lease, e))
-    };
+/// How the function's result ends the computation: a value to store (weighed), a `nocache`
+/// value, or a failure (the function's exception, or the weigher's).
+fn outcome(
+    py: Python<'_>,
+    result: PyResult<Bound<'_, PyAny>>,
+    weigher: Option<&Bound<'_, PyAny>>,
+) -> Outcome<PyValue> {
     let obj = match result {
         Ok(obj) => obj,
-        Err(e) => return failed(lease, e),
+        Err(e) => return failure(py, e),
     };
-    if obj.get_type().name().is_ok_and(|n| n == "coroutine") {
-        // An `async def` given to the sync form: a stored coroutine object could be awaited once.
-        let _ = obj.call_method0("close");
-        let e = PyTypeError::new_err(
-            "the function returned a coroutine: use coopcache.cached_async (or decorate the \
-             async def function itself) to cache the awaited value",
-        );
-        return failed(lease, e);
-    }
     if let Ok(nc) = obj.cast::<NoCache>() {
-        let v = nc.get().value.clone_ref(py);
-        publish(Outcome::NoCache(v.bind(py)))?;
-        lease.nocache(PyValue::new(v.clone_ref(py)));
+        return Outcome::NoCache(PyValue::new(nc.get().value.clone_ref(py)));
+    }
+    match weigh(&obj, weigher) {
+        Ok(weight) => Outcome::Store { value: PyValue::new(obj.unbind()), weight },
+        Err(e) => failure(py, e),
+    }
+}
+
+/// What the leader's side asks the binding to do (the shared tier's bytes are turned into
+/// values and back on the spot).
+enum Act {
+    /// Wait for a computation slot or the shared tier's answer (bounded by the caller's
+    /// timeout), then step again.
+    Wait(Pending<()>),
+    /// Wait for the shared tier to confirm the write (it bounds this itself), then step again.
+    Confirm(Pending<()>),
+    /// Run the function and report how it ended.
+    Compute,
+    /// The flight has ended: step the call for this caller's outcome.
+    Done,
+}
+
+fn drive_lead(
+    py: Python<'_>,
+    lead: &mut CoreLead,
+    cache_name: &str,
+    weigher: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Act> {
+    loop {
+        match lead.step() {
+            LeadStep::Wait(ready) => return Ok(Act::Wait(ready)),
+            LeadStep::Confirm(ready) => return Ok(Act::Confirm(ready)),
+            LeadStep::Compute => return Ok(Act::Compute),
+            LeadStep::Done => return Ok(Act::Done),
+            LeadStep::Decode(bytes) => {
+                let decoded = Codec::of(cache_name).decode(py, &bytes, |v| weigh(v, weigher));
+                lead.decoded(decoded);
+            }
+            LeadStep::Encode(value) => {
+                let encoded = Codec::of(cache_name).encode(value.0.bind(py));
+                lead.encoded(encoded);
+            }
+            _ => {
+                return Err(PyRuntimeError::new_err(
+                    "coopcache: the core asked for a step this binding does not know",
+                ));
+            }
+        }
+    }
+}
+
+/// The sync call form: a hit never leaves Rust, a miss is driven by [`run_sync`].
+pub(crate) fn cached_sync<'py>(
+    py: Python<'py>,
+    cache: &CoreCache,
+    key: Key,
+    func: impl FnOnce() -> PyResult<Bound<'py, PyAny>>,
+    opts: &Options,
+    weigher: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Py<PyAny>> {
+    if let Some(v) = cache.hit_with(&key, |v| v.0.clone_ref(py)) {
         return Ok(v);
     }
-    let weight = match weigh(&obj, weigher) {
-        Ok(w) => w,
-        Err(e) => return failed(lease, e),
-    };
-    publish(Outcome::Store(&obj))?;
-    let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
-    lease.store_with(PyValue::new(obj.clone().unbind()), weight, &tags);
-    Ok(obj.unbind())
+    run_sync(py, cache, key, func, opts, weigher)
 }
 
-/// The function raised: an `Exception` reaches every waiter (the same object) and is not
-/// stored; a `BaseException` that is not an `Exception` (KeyboardInterrupt, SystemExit,
-/// cancellation) belongs to this caller alone, and a waiter takes over the computation.
-fn fail(py: Python<'_>, lease: CoreLease, e: PyErr) -> PyErr {
-    if e.is_instance_of::<PyException>(py) {
-        lease.fail(CoreError::Computation(Arc::new(PyErrBox::new(py, e.clone_ref(py)))));
-    } else {
-        drop(lease);
-    }
-    e
-}
-
-/// The value of a completion for the asyncio layer: (0, value) | (1, exception) | (2, None).
-fn completion_py(py: Python<'_>, c: Completion<PyValue>) -> (u8, Py<PyAny>) {
-    match c {
-        Completion::Value(v) => (0, v.0),
-        Completion::Failed(e) => (1, to_pyerr(py, &e).into_value(py).into_any()),
-        Completion::HandedOver => (2, py.None()),
-    }
-}
-
-/// `begin` for the asyncio layer: (0, value) | (1, Lease) | (2, Waiter).
-pub(crate) fn begin(py: Python<'_>, cache: &CoreCache, key: &Key) -> PyResult<(u8, Py<PyAny>)> {
-    match cache.begin(key) {
-        Err(e) => Err(to_pyerr(py, &e)),
-        Ok(Begin::Hit(v)) => Ok((0, v.0)),
-        Ok(Begin::Lease(lease)) => {
-            let id = lease.id();
-            let lease = Lease {
-                inner: Mutex::new(Some(lease)),
-                id,
-                cache: cache.clone(),
-                key: key.clone(),
-                remote: Mutex::new(None),
-            };
-            Ok((1, Py::new(py, lease)?.into_any()))
-        }
-        Ok(Begin::Wait(w)) => {
-            if computing_in_context(py, w.id()) {
-                return Err(recursion_err(cache, key));
+/// The sync form on a miss (the hit was looked up already): the core's call, driven on this
+/// thread. The leader runs the function holding the GIL, as Python code must; every wait
+/// (for the computation, a slot, the shared tier) is without it, bounded by the timeout.
+pub(crate) fn run_sync<'py>(
+    py: Python<'py>,
+    cache: &CoreCache,
+    key: Key,
+    func: impl FnOnce() -> PyResult<Bound<'py, PyAny>>,
+    opts: &Options,
+    weigher: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Py<PyAny>> {
+    let deadline = opts.timeout.and_then(|t| Instant::now().checked_add(t));
+    let frames = context_frames(py);
+    let mut call = cache.call(key, &opts.call_options(), Caller::Blocking);
+    let mut func = Some(func);
+    loop {
+        let step = {
+            let _inside = enter(&frames);
+            call.step()
+        };
+        match step {
+            Step::Done(Ok(v)) => return Ok(v.0),
+            Step::Done(Err(e)) => return Err(to_pyerr(py, &e)),
+            // Giving up (a timeout, Ctrl-C) drops the call: the others go on.
+            Step::Wait(ready) => {
+                if !wait_sync(py, &ready, deadline)? {
+                    return Err(timeout_err(opts.timeout));
+                }
             }
-            Ok((2, Py::new(py, Waiter::from(w))?.into_any()))
+            Step::Lead(mut lead) => loop {
+                match drive_lead(py, &mut lead, cache.name(), weigher)? {
+                    Act::Wait(ready) => {
+                        if !wait_sync(py, &ready, deadline)? {
+                            return Err(timeout_err(opts.timeout));
+                        }
+                    }
+                    Act::Confirm(ready) => {
+                        wait_sync(py, &ready, None)?;
+                    }
+                    Act::Compute => {
+                        let result = match func.take() {
+                            Some(f) => {
+                                let _computing = lead.enter();
+                                f()
+                            }
+                            None => Err(PyRuntimeError::new_err("coopcache: a caller computes once")),
+                        };
+                        let outcome = match result {
+                            Ok(obj) if obj.get_type().name().is_ok_and(|n| n == "coroutine") => {
+                                // An `async def` given to the sync form: a stored coroutine
+                                // object could be awaited once.
+                                let _ = obj.call_method0("close");
+                                failure(
+                                    py,
+                                    PyTypeError::new_err(
+                                        "the function returned a coroutine: use coopcache.cached_async \
+                                         (or decorate the async def function itself) to cache the \
+                                         awaited value",
+                                    ),
+                                )
+                            }
+                            r => outcome(py, r, weigher),
+                        };
+                        lead.computed(outcome);
+                    }
+                    Act::Done => break,
+                }
+            },
         }
     }
-}
-
-/// Calls a Python callback from whichever thread completes the flight.
-pub(crate) fn call_back(cb: Py<PyAny>, args: impl for<'py> FnOnce(Python<'py>) -> (u8, Py<PyAny>) + Send) {
-    let _ = Python::try_attach(|py| {
-        let (kind, payload) = args(py);
-        if let Err(e) = cb.call1(py, (kind, payload)) {
-            e.write_unraisable(py, None);
-        }
-    });
 }
 
 /// A value returned but not stored (see `nocache`).
@@ -362,256 +301,208 @@ pub(crate) fn nocache(value: Py<PyAny>) -> NoCache {
     NoCache { value }
 }
 
-/// The asyncio leader's lease on a flight.
+/// The step codes the asyncio layer reads (`_decorator.py` names them).
+const DONE: u8 = 0;
+const FAILED: u8 = 1;
+const WAIT: u8 = 2;
+const LEAD: u8 = 3;
+const COMPUTE: u8 = 4;
+
+/// A computation a task is inside, kept in its context (`_decorator._COMPUTING`).
 #[pyclass(frozen, module = "coopcache._native")]
-pub(crate) struct Lease {
-    inner: Mutex<Option<CoreLease>>,
-    #[pyo3(get)]
-    id: u64,
-    cache: CoreCache,
-    key: Key,
-    /// Shared mode: the remote lease while this process computes the key for all of them.
-    remote: Mutex<Option<(shared::Shared, RemoteLease)>>,
+pub(crate) struct Frame(coopcache::Frame);
+
+#[pymethods]
+impl Frame {
+    /// The flight's id.
+    #[getter]
+    fn id(&self) -> u64 {
+        self.0.id()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<coopcache computation frame {}>", self.0.id())
+    }
 }
 
-impl Lease {
-    fn take(&self) -> PyResult<CoreLease> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .ok_or_else(|| PyRuntimeError::new_err("this coopcache lease is already finished"))
-    }
+/// One asyncio caller's call on a miss (`Cache._call`). Closing it before it is done gives up:
+/// the computation goes on for the others.
+#[pyclass(module = "coopcache._native")]
+pub(crate) struct Call {
+    inner: Option<CoreCall>,
+    timeout: Option<Duration>,
+    weigher: Option<Py<PyAny>>,
+    cache_name: String,
+}
 
-    fn take_remote(&self) -> Option<(shared::Shared, RemoteLease)> {
-        self.remote.lock().unwrap_or_else(|e| e.into_inner()).take()
-    }
-
-    /// Tells the other processes the outcome, if this process holds the key's remote lease.
-    fn publish_outcome(
-        &self,
-        py: Python<'_>,
-        outcome: Outcome<'_, '_>,
-        tags: &[String],
-    ) -> Option<shared::PublishWaiter> {
-        let (sh, r) = self.take_remote()?;
-        shared::publish(py, &sh, r, outcome, tags).map(shared::PublishWaiter::new)
-    }
-
-    fn with<R>(&self, f: impl FnOnce(&CoreLease) -> R) -> PyResult<R> {
-        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        match g.as_ref() {
-            Some(l) => Ok(f(l)),
-            None => Err(PyRuntimeError::new_err("this coopcache lease is already finished")),
+impl Call {
+    pub(crate) fn new(cache: &CoreCache, key: Key, opts: &Options, weigher: Option<Py<PyAny>>) -> Call {
+        Call {
+            // Blocking, as for threads: every computation running on this thread counts as
+            // this task's own. A loop run on a thread inside a sync computation (asyncio.run in
+            // the function) is that computation's: a task of it asking the same key would wait
+            // for itself, so it is a recursion error, not a deadlock.
+            inner: Some(cache.call(key, &opts.call_options(), Caller::Blocking)),
+            timeout: opts.timeout,
+            weigher,
+            cache_name: cache.name().to_owned(),
         }
     }
 }
 
 #[pymethods]
-impl Lease {
-    /// A waiter on this lease's own flight (for the caller who started it).
-    fn waiter(&self) -> PyResult<Waiter> {
-        self.with(|l| Waiter::from(l.waiter()))
+impl Call {
+    /// The caller's timeout in seconds (None: none).
+    #[getter]
+    fn timeout(&self) -> Option<f64> {
+        self.timeout.map(|t| t.as_secs_f64())
     }
 
-    /// A computation slot (max_concurrency).
-    fn slot(&self) -> PyResult<SlotWaiter> {
-        let pending = self.with(|l| l.slot())?;
-        Ok(SlotWaiter { pending: Mutex::new(Some(pending)), permit: Arc::new(Mutex::new(None)) })
+    /// What to do next: (0, value) | (1, exception) | (2, Signal: wait for it, bounded by the
+    /// timeout, then step again) | (3, Lead: drive it in a task of its own, then step again).
+    fn step(&mut self, py: Python<'_>) -> PyResult<(u8, Py<PyAny>)> {
+        let frames = context_frames(py);
+        let call =
+            self.inner.as_mut().ok_or_else(|| PyRuntimeError::new_err("this coopcache call is over"))?;
+        let step = {
+            let _inside = enter(&frames);
+            call.step()
+        };
+        Ok(match step {
+            Step::Done(r) => {
+                self.inner = None;
+                match r {
+                    Ok(v) => (DONE, v.0),
+                    Err(e) => (FAILED, to_pyerr(py, &e).into_value(py).into_any()),
+                }
+            }
+            Step::Wait(ready) => (WAIT, Py::new(py, Signal { pending: Some(ready) })?.into_any()),
+            Step::Lead(lead) => {
+                let lead = Lead {
+                    frame: lead.frame(),
+                    inner: Some(lead),
+                    weigher: self.weigher.as_ref().map(|w| w.clone_ref(py)),
+                    cache_name: self.cache_name.clone(),
+                };
+                (LEAD, Py::new(py, lead)?.into_any())
+            }
+        })
     }
 
-    /// Runs `callback()` once when the last waiter gives up before the flight ends.
-    fn on_abandoned(&self, callback: Py<PyAny>) -> PyResult<()> {
-        self.with(|l| {
-            l.on_abandoned(move || {
+    /// Gives up because the timeout passed; returns the `TimeoutError` to raise.
+    fn timed_out(&mut self, py: Python<'_>) -> Py<PyAny> {
+        self.inner = None;
+        timeout_err(self.timeout).into_value(py).into_any()
+    }
+
+    /// Gives up (a no-op once done).
+    fn close(&mut self) {
+        self.inner = None;
+    }
+}
+
+/// The computation's side of a call, driven by a task of its own (`_decorator._lead`). Closed
+/// before it is done, the computation is abandoned: a waiter takes over.
+#[pyclass(module = "coopcache._native")]
+pub(crate) struct Lead {
+    inner: Option<Box<CoreLead>>,
+    frame: coopcache::Frame,
+    weigher: Option<Py<PyAny>>,
+    cache_name: String,
+}
+
+impl Lead {
+    fn lead(&mut self) -> PyResult<&mut CoreLead> {
+        self.inner.as_deref_mut().ok_or_else(|| PyRuntimeError::new_err("this coopcache computation is over"))
+    }
+}
+
+#[pymethods]
+impl Lead {
+    /// The computation's frame, for the task's context.
+    #[getter]
+    fn frame(&self) -> Frame {
+        Frame(self.frame)
+    }
+
+    /// What to do next: (2, Signal: wait for it, then step again) | (4, None: run the function
+    /// and report with `computed` or `failed`) | (0, None: done).
+    fn step(&mut self, py: Python<'_>) -> PyResult<(u8, Option<Py<Signal>>)> {
+        let weigher = self.weigher.as_ref().map(|w| w.bind(py).clone());
+        let name = self.cache_name.clone();
+        let lead = self.lead()?;
+        Ok(match drive_lead(py, lead, &name, weigher.as_ref())? {
+            Act::Wait(ready) | Act::Confirm(ready) => {
+                (WAIT, Some(Py::new(py, Signal { pending: Some(ready) })?))
+            }
+            Act::Compute => (COMPUTE, None),
+            Act::Done => {
+                self.inner = None;
+                (DONE, None)
+            }
+        })
+    }
+
+    /// Reports the function's result (a value, or `nocache(value)`).
+    fn computed(&mut self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let weigher = self.weigher.as_ref().map(|w| w.bind(py).clone());
+        let outcome = outcome(py, Ok(value.clone()), weigher.as_ref());
+        self.lead()?.computed(outcome);
+        Ok(())
+    }
+
+    /// Reports the exception the function raised (any `BaseException`): every caller waiting
+    /// gets it, nothing is stored.
+    fn failed(&mut self, py: Python<'_>, exc: &Bound<'_, PyBaseException>) -> PyResult<()> {
+        let outcome = failure(py, PyErr::from_value(exc.clone().into_any()));
+        self.lead()?.computed(outcome);
+        Ok(())
+    }
+
+    /// Runs `callback()` once, from whichever thread, when every caller waiting gave up before
+    /// the computation ended: cancel its task then (and close this).
+    fn on_abandoned(&mut self, callback: Py<PyAny>) -> PyResult<()> {
+        self.lead()?.on_abandoned(move || {
+            let _ = Python::try_attach(|py| {
+                if let Err(e) = callback.call0(py) {
+                    e.write_unraisable(py, None);
+                }
+            });
+        });
+        Ok(())
+    }
+
+    /// Ends this side (a no-op once done): unfinished, the computation is abandoned.
+    fn close(&mut self) {
+        self.inner = None;
+    }
+}
+
+/// Something the asyncio layer waits for: `on_ready(callback)` calls `callback()` once it is
+/// ready, on whichever thread makes it so (at once if it is).
+#[pyclass(module = "coopcache._native")]
+pub(crate) struct Signal {
+    pending: Option<Pending<()>>,
+}
+
+#[pymethods]
+impl Signal {
+    /// True once ready.
+    fn ready(&self) -> bool {
+        self.pending.as_ref().is_none_or(|p| p.try_get().is_some())
+    }
+
+    /// Calls `callback()` once ready (replacing a callback set before).
+    fn on_ready(&self, callback: Py<PyAny>) {
+        if let Some(p) = &self.pending {
+            p.on_ready(move |()| {
                 let _ = Python::try_attach(|py| {
                     if let Err(e) = callback.call0(py) {
                         e.write_unraisable(py, None);
                     }
                 });
-            })
-        })
-    }
-
-    /// Shared mode: asks the shared tier about the key (None if the cache has no shared tier).
-    /// Await the returned waiter, then call `answer_remote` with it.
-    fn ask_remote(&self) -> PyResult<Option<shared::RemoteWaiter>> {
-        self.with(|_| ())?;
-        Ok(shared::of(&self.cache).map(|sh| shared::RemoteWaiter::new(sh.tier.fetch(&self.key))))
-    }
-
-    /// Acts on the shared tier's answer: (0, value) or (1, exception) when it was answered
-    /// without computing (the flight is finished), (2, None) when this caller computes.
-    #[pyo3(signature = (waiter, weigher=None))]
-    fn answer_remote(
-        &self,
-        py: Python<'_>,
-        waiter: &shared::RemoteWaiter,
-        weigher: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<(u8, Py<PyAny>)> {
-        let Some(sh) = shared::of(&self.cache) else { return Ok((2, py.None())) };
-        let Some(answer) = waiter.take() else { return Ok((2, py.None())) };
-        let lease = self.take()?;
-        match shared::answer(py, &sh, lease, answer, |v| weigh(v, weigher)) {
-            Answered::Done(Ok(v)) => Ok((0, v)),
-            Answered::Done(Err(e)) => Ok((1, e.into_value(py).into_any())),
-            Answered::Compute(l, r) => {
-                *self.inner.lock().unwrap_or_else(|e| e.into_inner()) = Some(l);
-                *self.remote.lock().unwrap_or_else(|e| e.into_inner()) = r.map(|r| (sh, r));
-                Ok((2, py.None()))
-            }
-        }
-    }
-
-    /// Shared mode: tells the other processes the outcome, if this process holds the key's
-    /// remote lease (kind 0: a value to store, 1: a nocache value, 2: an exception). Returns the
-    /// pending write to await (bounded) before finishing the local flight, or None.
-    #[pyo3(signature = (kind, payload, tags=None))]
-    fn publish(
-        &self,
-        py: Python<'_>,
-        kind: u8,
-        payload: &Bound<'_, PyAny>,
-        tags: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Option<shared::PublishWaiter>> {
-        let tags = parse_tags(tags)?;
-        Ok(match kind {
-            0 => self.publish_outcome(py, Outcome::Store(payload), &tags),
-            1 => self.publish_outcome(py, Outcome::NoCache(payload), &tags),
-            _ => {
-                let err = PyErr::from_value(payload.clone());
-                self.publish_outcome(py, Outcome::Failed(&err), &tags)
-            }
-        })
-    }
-
-    /// Stores the value (weighed natively unless `weight` is given) and hands it to every waiter.
-    #[pyo3(signature = (value, weight=None, tags=None))]
-    fn store(
-        &self,
-        value: &Bound<'_, PyAny>,
-        weight: Option<u64>,
-        tags: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<()> {
-        let tags = parse_tags(tags)?;
-        let weight = weight.unwrap_or_else(|| estimate(value));
-        let lease = self.take()?;
-        let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
-        lease.store_with(PyValue::new(value.clone().unbind()), weight, &tags);
-        Ok(())
-    }
-
-    /// Hands the value to every waiter without storing it.
-    fn nocache(&self, value: Py<PyAny>) -> PyResult<()> {
-        self.take()?.nocache(PyValue::new(value));
-        Ok(())
-    }
-
-    /// Hands the exception to every waiter; nothing is stored.
-    fn fail(&self, py: Python<'_>, exc: &Bound<'_, PyBaseException>) -> PyResult<()> {
-        let lease = self.take()?;
-        let err = PyErr::from_value(exc.clone().into_any());
-        lease.fail(CoreError::Computation(Arc::new(PyErrBox::new(py, err))));
-        Ok(())
-    }
-
-    /// Gives the computation up: a waiter becomes the new leader (in shared mode, the remote
-    /// lease is released too, so another process may compute at once).
-    fn abandon(&self) {
-        let lease = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
-        drop(lease);
-        drop(self.take_remote());
-    }
-}
-
-/// One caller waiting on a flight (asyncio layer): a callback, or a poll.
-#[pyclass(frozen, module = "coopcache._native")]
-pub(crate) struct Waiter {
-    inner: Mutex<Option<CoreWaiter>>,
-    #[pyo3(get)]
-    id: u64,
-}
-
-impl From<CoreWaiter> for Waiter {
-    fn from(w: CoreWaiter) -> Self {
-        let id = w.id();
-        Waiter { inner: Mutex::new(Some(w)), id }
-    }
-}
-
-#[pymethods]
-impl Waiter {
-    /// Calls `callback(kind, payload)` once the flight ends, on whichever thread ends it (at
-    /// once if it has): kind 0 = value, 1 = exception, 2 = handed over (begin again).
-    fn on_ready(&self, callback: Py<PyAny>) {
-        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(w) = g.as_ref() {
-            w.pending().on_ready(move |c| call_back(callback, move |py| completion_py(py, c)));
-        }
-    }
-
-    /// The outcome if the flight has ended, else None.
-    fn try_get(&self, py: Python<'_>) -> Option<(u8, Py<PyAny>)> {
-        let c = self.inner.lock().unwrap_or_else(|e| e.into_inner()).as_ref()?.pending().try_get()?;
-        Some(completion_py(py, c))
-    }
-
-    /// Stops waiting (this caller gave up); the computation goes on for the others.
-    fn cancel(&self) {
-        let w = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
-        drop(w);
-    }
-}
-
-/// A leader waiting for a computation slot (max_concurrency), asyncio layer.
-#[pyclass(frozen, module = "coopcache._native")]
-pub(crate) struct SlotWaiter {
-    pending: Mutex<Option<Pending<Permit>>>,
-    permit: Arc<Mutex<Option<Permit>>>,
-}
-
-#[pymethods]
-impl SlotWaiter {
-    /// Calls `callback(0, None)` once the slot is granted.
-    fn on_ready(&self, callback: Py<PyAny>) {
-        let g = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = g.as_ref() {
-            let permit = self.permit.clone();
-            p.on_ready(move |granted| {
-                *permit.lock().unwrap_or_else(|e| e.into_inner()) = Some(granted);
-                call_back(callback, |py| (0, py.None()));
             });
         }
-    }
-
-    /// (0, None) once the slot is granted, else None.
-    fn try_get(&self, py: Python<'_>) -> Option<(u8, Py<PyAny>)> {
-        self.ready().then(|| (0, py.None()))
-    }
-
-    /// True once the slot is granted.
-    fn ready(&self) -> bool {
-        let g = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        match g.as_ref().and_then(|p| p.try_get()) {
-            Some(p) => {
-                *self.permit.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
-                true
-            }
-            None => self.permit.lock().unwrap_or_else(|e| e.into_inner()).is_some(),
-        }
-    }
-
-    /// Stops waiting for the slot (a slot already granted is kept until `release`).
-    fn cancel(&self) {
-        let p = self.pending.lock().unwrap_or_else(|e| e.into_inner()).take();
-        drop(p);
-    }
-
-    /// Frees the slot.
-    fn release(&self) {
-        self.cancel();
-        let p = self.permit.lock().unwrap_or_else(|e| e.into_inner()).take();
-        drop(p);
     }
 }
 
@@ -718,7 +609,7 @@ impl CachedFunction {
         let key = w.finish();
         let func = self.func.bind(py);
         let weigher = self.weigher.as_ref().map(|w| w.bind(py));
-        run_sync(py, cache, &key, || func.call(args, kwargs), &self.opts, weigher)
+        run_sync(py, cache, key, || func.call(args, kwargs), &self.opts, weigher)
     }
 
     fn __get__(

@@ -43,10 +43,11 @@ pyo3::create_exception!(
 /// Dropping it needs no GIL: the core drops values on its sweeper thread, and pyo3 defers a
 /// decref made without the GIL until a thread next holds it. Cloning increments the reference
 /// count, which needs the GIL: every clone the core makes of a value happens in a call this
-/// binding makes while holding it (lookups, stores, `fire` on the leader's thread, `try_get`,
-/// `on_ready`); waiting threads never clone (they wait for a callback, see
-/// `flight::wait_completion`, not with `Pending::wait_deadline`). `Python::attach` is a
-/// thread-local check when the GIL is held, and a safe (if blocking) fallback otherwise.
+/// binding makes while holding it (lookups, stores, the end of a flight on the leader's
+/// thread). A waiting caller never clones: the core hands the value over on the thread that
+/// ends the flight, and the caller waits on a signal without a value (`Pending<()>`).
+/// `Python::attach` is a thread-local check when the GIL is held, and a safe (if blocking)
+/// fallback otherwise.
 pub(crate) struct PyValue(pub(crate) Py<PyAny>);
 
 impl Clone for PyValue {
@@ -111,6 +112,7 @@ pub(crate) fn to_pyerr(py: Python<'_>, e: &CoreError) -> PyErr {
         CoreError::Recursion { .. } => CacheRecursionError::new_err(e.to_string()),
         CoreError::UnknownCache { .. } => UnknownCacheError::new_err(e.to_string()),
         CoreError::Config(_) => PyValueError::new_err(e.to_string()),
+        CoreError::Remote { type_name, message } => shared::remote_error(py, type_name, message),
         _ => PyRuntimeError::new_err(e.to_string()),
     }
 }
@@ -123,7 +125,8 @@ fn config_err(e: ConfigError) -> PyErr {
 static SHUTDOWN: AtomicBool = AtomicBool::new(false);
 /// The `logging.getLogger("coopcache")` logger.
 pub(crate) static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-/// The context variable holding the flight ids computed in the current asyncio context.
+/// The context variable holding the frames of the computations the current asyncio context
+/// is inside (`_decorator._COMPUTING`).
 pub(crate) static COMPUTING_VAR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// The one registry of the process.
@@ -474,7 +477,7 @@ impl Cache {
         };
         let k = convert::to_key(key)?;
         let opts = flight::Options::parse(timeout, tags)?;
-        flight::run_sync(py, &self.inner, &k, || func.call0(), &opts, weigher)
+        flight::cached_sync(py, &self.inner, k, || func.call0(), &opts, weigher)
     }
 
     /// `await c.cached_async(key, fn)`: the asyncio form (see `coopcache.cached_async`).
@@ -496,10 +499,23 @@ impl Cache {
         Ok(f.call((self.inner.name(), key, func), Some(&kwargs))?.unbind())
     }
 
-    /// The flight protocol for the asyncio layer: (0, value) | (1, Lease) | (2, Waiter).
-    fn _begin(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<(u8, Py<PyAny>)> {
+    /// The asyncio layer's start of a call: (0, value) on a hit, else (1, Call) to drive.
+    #[pyo3(signature = (key, *, timeout=None, tags=None, weigher=None))]
+    fn _call(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+        tags: Option<&Bound<'_, PyAny>>,
+        weigher: Option<Py<PyAny>>,
+    ) -> PyResult<(u8, Py<PyAny>)> {
         let k = convert::to_key(key)?;
-        flight::begin(py, &self.inner, &k)
+        let opts = flight::Options::parse(timeout, tags)?;
+        if let Some(v) = self.inner.hit_with(&k, |v| v.0.clone_ref(py)) {
+            return Ok((0, v));
+        }
+        let call = flight::Call::new(&self.inner, k, &opts, weigher);
+        Ok((1, Py::new(py, call)?.into_any()))
     }
 
     fn __repr__(&self) -> String {
@@ -537,7 +553,7 @@ fn cached(
     let c = lookup(name)?;
     let k = convert::to_key(key)?;
     let opts = flight::Options::parse(timeout, tags)?;
-    flight::run_sync(py, &c, &k, || func.call0(), &opts, weigher)
+    flight::cached_sync(py, &c, k, || func.call0(), &opts, weigher)
 }
 
 /// The stored value for `key` in cache `name`, or `default` on a miss. Never computes; a read
@@ -623,12 +639,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ENTRY_OVERHEAD", coopcache::ENTRY_OVERHEAD)?;
     m.add_class::<Cache>()?;
     m.add_class::<flight::NoCache>()?;
-    m.add_class::<flight::Lease>()?;
-    m.add_class::<flight::Waiter>()?;
-    m.add_class::<flight::SlotWaiter>()?;
+    m.add_class::<flight::Call>()?;
+    m.add_class::<flight::Lead>()?;
+    m.add_class::<flight::Signal>()?;
+    m.add_class::<flight::Frame>()?;
     m.add_class::<flight::CachedFunction>()?;
-    m.add_class::<shared::RemoteWaiter>()?;
-    m.add_class::<shared::PublishWaiter>()?;
     m.add_function(wrap_pyfunction!(configure, m)?)?;
     m.add_function(wrap_pyfunction!(cache, m)?)?;
     m.add_function(wrap_pyfunction!(cached, m)?)?;

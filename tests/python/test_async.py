@@ -97,6 +97,32 @@ def test_async_recursion_is_an_error(name: str) -> None:
     asyncio.run(main())
 
 
+def test_a_sync_computation_whose_loop_asks_its_own_key_is_a_recursion_error(name: str) -> None:
+    """A sync computation that runs an event loop whose task asks the computation's own key
+    would wait for itself (the loop runs inside the computation): a recursion error, not a
+    deadlock. Run on a thread so that a hang fails the test instead of stalling the suite."""
+
+    async def fetch() -> int:
+        return 1
+
+    def compute() -> object:
+        return asyncio.run(coopcache.cached_async(name, "k", fetch))
+
+    outcome: List[BaseException] = []
+
+    def call() -> None:
+        try:
+            coopcache.cached(name, "k", compute)
+        except BaseException as e:  # noqa: BLE001 - the test inspects it
+            outcome.append(e)
+
+    t = threading.Thread(target=call, daemon=True)
+    t.start()
+    t.join(10)
+    assert not t.is_alive(), "the computation waited for itself"
+    assert len(outcome) == 1 and isinstance(outcome[0], coopcache.CacheRecursionError), outcome
+
+
 def test_leader_task_cancelled_others_still_get_the_value(name: str) -> None:
     calls = []
 

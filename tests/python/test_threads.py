@@ -134,8 +134,10 @@ def test_timeout_is_for_that_caller_only(name: str) -> None:
     assert coopcache.get(name, "k") == "v"
 
 
-def test_leader_interrupted_hands_over(name: str) -> None:
-    """A BaseException (not an Exception) in the leader is not shared: a waiter computes."""
+def test_leader_interrupted_interrupts_every_waiter(name: str) -> None:
+    """A BaseException that is not an Exception, raised by the leader's function, is its
+    outcome like any other: every waiter gets it, nothing is stored, nobody computes again
+    (more kinds and callers in test_base_exceptions.py)."""
     calls = []
 
     def compute() -> str:
@@ -146,8 +148,8 @@ def test_leader_interrupted_hands_over(name: str) -> None:
         return "second"
 
     results = stampede(name, compute, n=2)
-    assert sorted(map(type, results), key=str) == sorted([KeyboardInterrupt, str], key=str)
-    assert "second" in results and len(calls) == 2
+    assert [type(r) for r in results] == [KeyboardInterrupt] * 2 and results[0] is results[1]
+    assert len(calls) == 1 and coopcache.get(name, "cold") is None
 
 
 def test_max_concurrency_limits_distinct_keys() -> None:

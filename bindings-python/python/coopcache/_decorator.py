@@ -1,10 +1,11 @@
 """The decorator form of ``cached`` and the asyncio forms.
 
-Sync functions are wrapped by a native callable (the key is built and looked up in Rust).
-Async functions and ``cached_async`` drive the core's flight protocol from here: the leader's
-computation runs as its own detached task (cancelling the caller who started it does not
-cancel it for the others), and every caller waits on an asyncio future resolved from whichever
-thread or event loop finishes the flight.
+Sync functions are wrapped by a native callable (the key is built and looked up in Rust, and a
+miss is driven there too). For async functions and ``cached_async``, the core's call driver
+decides every step; this module only runs the function, awaits, and settles futures: the
+leader's computation runs as its own detached task (cancelling the caller who started it does
+not cancel it for the others), and every caller waits on an asyncio future resolved from
+whichever thread or event loop makes its step ready.
 """
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import sys
 from typing import Any, Awaitable, Callable, Iterable, Optional, Set, Tuple, TypeVar, Union, overload
 
 from . import _native
 
 _get_running_loop = asyncio._get_running_loop
 
-#: Flight ids whose computation runs in the current asyncio context (recursion detection).
-_COMPUTING: contextvars.ContextVar[Tuple[int, ...]] = contextvars.ContextVar(
+#: The computations (their frames) the current asyncio context is inside: the core's
+#: recursion and wait-cycle checks see them on every call a task makes.
+_COMPUTING: contextvars.ContextVar[Tuple[_native.Frame, ...]] = contextvars.ContextVar(
     "coopcache_computing", default=()
 )
 
@@ -29,8 +32,8 @@ _TASKS: Set[asyncio.Task[None]] = set()
 
 _MISSING: Any = object()
 
-#: How long a leader waits for Redis to confirm its write (shared mode), in seconds.
-_PUBLISH_WAIT = 5.0
+# The native steps' codes.
+_DONE, _FAILED, _WAIT, _LEAD, _COMPUTE = 0, 1, 2, 3, 4
 
 _T = TypeVar("_T")
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -153,31 +156,59 @@ async def cached_async(
     """The value for ``key``, computed once by ``fn()`` (an ``async def`` function, or one that
     returns an awaitable or a plain value). Waiting never blocks the event loop; cancelling
     the task that started the computation does not cancel it for the others."""
-    cache = _native.cache(name)
-    tag_list = _tag_list(tags)
-    if timeout is not None and timeout < 0:
-        raise ValueError(f"invalid timeout: {timeout} (expected seconds >= 0, or None)")
-    loop = asyncio.get_running_loop()
-    deadline = None if timeout is None else loop.time() + timeout
-    while True:
-        kind, obj = cache._begin(key)
-        if kind == 0:
-            return obj  # type: ignore[no-any-return]
-        if kind == 1:
-            lease: _native.Lease = obj
-            waiter = lease.waiter()
-            task = loop.create_task(_lead(lease, fn, tag_list, weigher))
-            _TASKS.add(task)
-            task.add_done_callback(_TASKS.discard)
-            lease.on_abandoned(functools.partial(_cancel_soon, loop, task))
-        else:
-            waiter = obj
-        outcome, payload = await _wait(waiter, loop, deadline, timeout)
-        if outcome == 0:
-            return payload  # type: ignore[no-any-return]
-        if outcome == 1:
-            raise payload
-        # 2: the leader went away unfinished; begin again (one of the waiters leads).
+    kind, obj = _native.cache(name)._call(key, timeout=timeout, tags=tags, weigher=weigher)
+    if kind == _DONE:
+        return obj  # type: ignore[no-any-return]  # a hit
+    call: _native.Call = obj
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = None if call.timeout is None else loop.time() + call.timeout
+        while True:
+            kind, obj = call.step()
+            if kind == _DONE:
+                return obj  # type: ignore[no-any-return]
+            if kind == _FAILED:
+                raise obj
+            if kind == _WAIT:
+                if not await _ready(obj, loop, deadline):
+                    raise call.timed_out()
+            else:  # _LEAD: the computation runs as a task of its own; this caller waits for it
+                lead: _native.Lead = obj
+                task = _start(loop, _lead(lead, fn))
+                _TASKS.add(task)
+                task.add_done_callback(_TASKS.discard)
+                lead.on_abandoned(functools.partial(_cancel_soon, loop, task))
+    finally:
+        call.close()  # before it is done: this caller gave up (the others go on)
+
+
+if sys.version_info >= (3, 11):
+
+    def _start(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[None]:
+        return loop.create_task(coro)
+
+    def _cancel_requested() -> bool:
+        """Whether the current task was asked to stop (not a CancelledError of its own)."""
+        task = asyncio.current_task()
+        return task is not None and task.cancelling() > 0
+
+else:
+
+    class _LeadTask(asyncio.Task):  # type: ignore[type-arg]
+        """A task that records being asked to stop (Task.cancelling is Python 3.11+)."""
+
+        cancel_requested = False
+
+        def cancel(self, msg: Any = None) -> bool:
+            self.cancel_requested = True
+            return super().cancel(msg)
+
+    def _start(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[None]:
+        return _LeadTask(coro, loop=loop)
+
+    def _cancel_requested() -> bool:
+        """Whether the current task was asked to stop (not a CancelledError of its own)."""
+        return bool(getattr(asyncio.current_task(), "cancel_requested", False))
 
 
 def _cancel_soon(loop: asyncio.AbstractEventLoop, task: asyncio.Task[None]) -> None:
@@ -187,102 +218,60 @@ def _cancel_soon(loop: asyncio.AbstractEventLoop, task: asyncio.Task[None]) -> N
         pass
 
 
-def _settle(fut: asyncio.Future[Tuple[int, Any]], kind: int, payload: Any) -> None:
+def _settle(fut: asyncio.Future[None]) -> None:
     if not fut.done():
-        fut.set_result((kind, payload))
+        fut.set_result(None)
 
 
-async def _wait(
-    waiter: Any,
-    loop: asyncio.AbstractEventLoop,
-    deadline: Optional[float],
-    timeout: Optional[float],
-) -> Tuple[int, Any]:
-    """Waits for a flight without blocking the loop; the waiter is released on every exit
-    (value, timeout, cancellation), which is how the core counts who still waits."""
-    try:
-        ready = waiter.try_get()
-        if ready is not None:
-            return ready  # type: ignore[no-any-return]
-        fut: asyncio.Future[Tuple[int, Any]] = loop.create_future()
+async def _ready(signal: _native.Signal, loop: asyncio.AbstractEventLoop, deadline: Optional[float]) -> bool:
+    """Waits without blocking the loop until ``signal`` is ready (True) or the deadline passes
+    (False)."""
+    if signal.ready():
+        return True
+    fut: asyncio.Future[None] = loop.create_future()
 
-        def on_ready(kind: int, payload: Any) -> None:  # any thread, GIL held
-            if _get_running_loop() is loop:  # on the loop's own thread (a task of it finished)
-                _settle(fut, kind, payload)
-                return
-            try:
-                loop.call_soon_threadsafe(_settle, fut, kind, payload)
-            except RuntimeError:  # the loop is closed
-                pass
+    def on_ready() -> None:  # any thread, GIL held
+        if _get_running_loop() is loop:  # on the loop's own thread (a task of it made it ready)
+            _settle(fut)
+            return
+        try:
+            loop.call_soon_threadsafe(_settle, fut)
+        except RuntimeError:  # the loop is closed
+            pass
 
-        waiter.on_ready(on_ready)
-        if deadline is None:
-            return await fut
-        remaining = max(0.0, deadline - loop.time())
-        done, _ = await asyncio.wait((fut,), timeout=remaining)
-        if not done:
-            raise TimeoutError(
-                f"timed out after {timeout:.3f} s waiting for the value "
-                "(the computation goes on for the others)"
-            )
-        return fut.result()
-    finally:
-        waiter.cancel()
+    signal.on_ready(on_ready)
+    if deadline is None:
+        await fut
+        return True
+    done, _ = await asyncio.wait((fut,), timeout=max(0.0, deadline - loop.time()))
+    return bool(done)
 
 
-async def _lead(
-    lease: _native.Lease,
-    fn: Callable[[], Any],
-    tags: Optional[list[str]],
-    weigher: Optional[Callable[[Any], int]],
-) -> None:
-    """The leader's computation, as its own task (a copy of the caller's context). In shared
-    mode it first asks the shared tier (Redis): the value may be there, or being computed by
-    another process; then it tells the other processes what it computed."""
-    _COMPUTING.set(_COMPUTING.get() + (lease.id,))
+async def _lead(lead: _native.Lead, fn: Callable[[], Any]) -> None:
+    """The computation, as a task of its own (in a copy of the caller's context). It runs the
+    function when the core says so and reports how it ended; whatever the function raises is
+    its outcome, for every caller. Only this task being cancelled (nobody waits any more, or
+    its loop is closing) abandons it: then a waiter takes over."""
+    _COMPUTING.set(_COMPUTING.get() + (lead.frame,))
     loop = asyncio.get_running_loop()
-    slot = lease.slot()
     try:
-        try:
-            try:
-                if not slot.ready():
-                    await _wait(slot, loop, None, None)
-                ask = lease.ask_remote()
-                if ask is not None:
-                    await _wait(ask, loop, None, None)
-                    answered, _ = lease.answer_remote(ask, weigher)
-                    if answered != 2:  # the flight is finished: a value or an error from Redis
-                        return
-                result = fn()
-                if inspect.isawaitable(result):
-                    result = await result
-            finally:
-                slot.release()
-            if isinstance(result, _native.NoCache):
-                kind, payload, weight = 1, result.value, None
+        while True:
+            kind, signal = lead.step()
+            if kind == _WAIT:
+                assert signal is not None
+                await _ready(signal, loop, None)
+            elif kind == _COMPUTE:
+                try:
+                    result = fn()
+                    if inspect.isawaitable(result):
+                        result = await result
+                except BaseException as exc:
+                    if isinstance(exc, asyncio.CancelledError) and _cancel_requested():
+                        raise  # abandoned: closed below, a waiter takes over
+                    lead.failed(exc)
+                else:
+                    lead.computed(result)
             else:
-                kind, payload, weight = 0, result, None if weigher is None else weigher(result)
-        except Exception as exc:  # reaches every waiter, not stored
-            kind, payload, weight = 2, exc, None
-        # Shared mode: the other processes first; wait (bounded) for Redis to confirm, so the
-        # write is not lost if this process exits right after its callers got the value.
-        publish = lease.publish(kind, payload, tags)
-        if publish is not None:
-            try:
-                await _wait(publish, loop, loop.time() + _PUBLISH_WAIT, _PUBLISH_WAIT)
-            except TimeoutError:
-                pass
-        try:
-            if kind == 0:
-                lease.store(payload, weight, tags)
-            elif kind == 1:
-                lease.nocache(payload)
-            else:
-                lease.fail(payload)
-        except Exception as exc:  # e.g. tags that are not str
-            lease.fail(exc)
-    except BaseException:  # cancelled (nobody waits any more) or interrupted: hand over
-        lease.abandon()
-        raise
+                return
     finally:
-        lease.abandon()  # no-op once finished
+        lead.close()  # a no-op once done

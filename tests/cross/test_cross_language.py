@@ -9,6 +9,7 @@ compute once and all print the same value; started later they read it without co
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 import redis_server
 
 ROOT = Path(__file__).resolve().parents[2]
-RUST_WORKER = ROOT / "target" / "release" / "examples" / "shared_worker"
+RUST_WORKER = ROOT / os.environ.get("CARGO_TARGET_DIR", "target") / "release" / "examples" / "shared_worker"
 
 
 @pytest.fixture

@@ -128,7 +128,7 @@ pub use remote::Codec;
 pub use remote::JsonCodec;
 pub use stats::{Event, EvictionReason, Listener, Stats};
 pub use store::ENTRY_OVERHEAD;
-pub use wait::Pending;
+pub use wait::{Pending, Ready};
 pub use weigh::Weigh;
 
 /// The README's Rust examples, compiled and run as doc tests so they stay true (with the

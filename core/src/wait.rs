@@ -20,17 +20,38 @@ use crate::sync::{Condvar, Mutex};
 
 type Callback<T> = Box<dyn FnOnce(T) + Send>;
 
+/// How a handle hears that the result arrived.
 enum Notify<T> {
     Idle,
     Waker(Waker),
+    /// A callback that takes the result.
     Callback(Callback<T>),
+    /// A [`Ready`] view's callback: the result waits in the handle's slot.
+    Signal(Box<dyn FnOnce() + Send>),
+}
+
+/// One handle's place: how it hears, and its copy of the result once it arrived.
+struct Slot<T> {
+    notify: Notify<T>,
+    /// The result, cloned for this handle on the thread that set it (so the waiting side
+    /// never clones: a binding's values may only be cloned holding its interpreter's lock).
+    value: Option<T>,
+    live: bool,
 }
 
 struct State<T> {
     value: Option<T>,
-    notify: Vec<Notify<T>>,
+    slots: Vec<Slot<T>>,
     live: usize,
     on_abandon: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl<T: Clone> State<T> {
+    /// A handle's result: its own copy, moved out, or (taken already, or the handle came
+    /// after the result) a clone.
+    fn take(&mut self, idx: usize) -> Option<T> {
+        self.slots[idx].value.take().or_else(|| self.value.clone())
+    }
 }
 
 /// The state behind the handles of one result.
@@ -42,7 +63,7 @@ pub(crate) struct Shared<T> {
 impl<T: Clone + Send + 'static> Shared<T> {
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(Shared {
-            state: Mutex::new(State { value: None, notify: Vec::new(), live: 0, on_abandon: None }),
+            state: Mutex::new(State { value: None, slots: Vec::new(), live: 0, on_abandon: None }),
             cond: Condvar::new(),
         })
     }
@@ -50,32 +71,46 @@ impl<T: Clone + Send + 'static> Shared<T> {
     /// A new handle for one more waiting caller.
     pub(crate) fn handle(self: &Arc<Self>) -> Pending<T> {
         let mut st = self.state.lock();
-        st.notify.push(Notify::Idle);
+        st.slots.push(Slot { notify: Notify::Idle, value: None, live: true });
         st.live += 1;
-        Pending { shared: self.clone(), idx: st.notify.len() - 1 }
+        Pending { shared: self.clone(), idx: st.slots.len() - 1 }
     }
 
-    /// Sets the result (the first call wins) and wakes every waiter.
+    /// Sets the result (the first call wins), hands a copy to every live handle, and wakes
+    /// them all.
     pub(crate) fn fire(&self, value: T) {
-        let notify = {
+        let told: Vec<(Notify<T>, Option<T>)> = {
             let mut st = self.state.lock();
             if st.value.is_some() {
                 return;
             }
-            st.value = Some(value.clone());
             st.on_abandon = None;
-            st.notify.iter_mut().map(|n| std::mem::replace(n, Notify::Idle)).collect::<Vec<_>>()
+            let told = st
+                .slots
+                .iter_mut()
+                .filter(|s| s.live)
+                .map(|s| match std::mem::replace(&mut s.notify, Notify::Idle) {
+                    cb @ Notify::Callback(_) => (cb, Some(value.clone())),
+                    other => {
+                        s.value = Some(value.clone());
+                        (other, None)
+                    }
+                })
+                .collect();
+            st.value = Some(value);
+            told
         };
         self.cond.notify_all();
-        for n in notify {
+        for (n, v) in told {
             // One waiter's callback (a binding's code) that panics must not keep the others
             // from hearing.
-            let told = catch_unwind(AssertUnwindSafe(|| match n {
-                Notify::Idle => {}
-                Notify::Waker(w) => w.wake(),
-                Notify::Callback(cb) => cb(value.clone()),
+            let result = catch_unwind(AssertUnwindSafe(|| match (n, v) {
+                (Notify::Waker(w), _) => w.wake(),
+                (Notify::Callback(cb), Some(v)) => cb(v),
+                (Notify::Signal(cb), _) => cb(),
+                _ => {}
             }));
-            if let Err(panic) = told {
+            if let Err(panic) = result {
                 let why = crate::error::Error::from_panic(&*panic);
                 tracing::error!(target: "coopcache", %why, "a waiter's callback panicked");
             }
@@ -90,6 +125,64 @@ impl<T: Clone + Send + 'static> Shared<T> {
     /// Runs `f` once when the last live handle is dropped before the result arrives.
     pub(crate) fn on_abandon(&self, f: Box<dyn FnOnce() + Send>) {
         self.state.lock().on_abandon = Some(f);
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>) -> bool {
+        let mut st = self.state.lock();
+        loop {
+            if st.value.is_some() {
+                return true;
+            }
+            match deadline {
+                None => self.cond.wait(&mut st),
+                Some(d) => {
+                    if self.cond.wait_until(&mut st, d).timed_out() {
+                        return st.value.is_some();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What a [`Ready`] view needs of a result's state, whatever the result's type.
+trait Signal: Send + Sync {
+    fn arrived(&self) -> bool;
+    fn wait_until(&self, deadline: Option<Instant>) -> bool;
+    /// Registers how handle `idx` hears of the result; gives the callback back if the result
+    /// has arrived already.
+    fn register(&self, idx: usize, notify: Box<dyn FnOnce() + Send>) -> Result<(), Box<dyn FnOnce() + Send>>;
+    fn register_waker(&self, idx: usize, waker: &Waker) -> bool;
+}
+
+impl<T: Clone + Send + 'static> Signal for Shared<T> {
+    fn arrived(&self) -> bool {
+        self.state.lock().value.is_some()
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>) -> bool {
+        Shared::wait_until(self, deadline)
+    }
+
+    fn register(&self, idx: usize, notify: Box<dyn FnOnce() + Send>) -> Result<(), Box<dyn FnOnce() + Send>> {
+        let mut st = self.state.lock();
+        if st.value.is_some() {
+            return Err(notify);
+        }
+        st.slots[idx].notify = Notify::Signal(notify);
+        Ok(())
+    }
+
+    fn register_waker(&self, idx: usize, waker: &Waker) -> bool {
+        let mut st = self.state.lock();
+        if st.value.is_some() {
+            return false;
+        }
+        match &mut st.slots[idx].notify {
+            Notify::Waker(w) if w.will_wake(waker) => {}
+            slot => *slot = Notify::Waker(waker.clone()),
+        }
+        true
     }
 }
 
@@ -119,7 +212,7 @@ pub struct Pending<T> {
 impl<T: Clone + Send + 'static> Pending<T> {
     /// The result if it has arrived, without waiting.
     pub fn try_get(&self) -> Option<T> {
-        self.shared.state.lock().value.clone()
+        self.shared.state.lock().take(self.idx)
     }
 
     /// Blocks until the result arrives or `timeout` passes (`None` then). Bindings wait in
@@ -130,19 +223,9 @@ impl<T: Clone + Send + 'static> Pending<T> {
 
     /// Blocks until the result arrives or the deadline passes (`None`: no deadline).
     pub fn wait_deadline(&self, deadline: Option<Instant>) -> Option<T> {
-        let mut st = self.shared.state.lock();
-        loop {
-            if let Some(v) = &st.value {
-                return Some(v.clone());
-            }
-            match deadline {
-                None => self.shared.cond.wait(&mut st),
-                Some(d) => {
-                    if self.shared.cond.wait_until(&mut st, d).timed_out() {
-                        return st.value.clone();
-                    }
-                }
-            }
+        match self.shared.wait_until(deadline) {
+            true => self.try_get(),
+            false => None,
         }
     }
 
@@ -156,68 +239,93 @@ impl<T: Clone + Send + 'static> Pending<T> {
     /// handle first cancels the callback.
     pub fn on_ready(&self, f: impl FnOnce(T) + Send + 'static) {
         let mut st = self.shared.state.lock();
-        if let Some(v) = st.value.clone() {
+        if st.value.is_some() {
+            let v = st.take(self.idx).expect("arrived");
             drop(st);
             f(v);
         } else {
-            st.notify[self.idx] = Notify::Callback(Box::new(f));
+            st.slots[self.idx].notify = Notify::Callback(Box::new(f));
+        }
+    }
+
+    /// A view of this handle that says only whether the result has arrived, whatever its
+    /// type, for a caller that waits in its own style and then takes the result from here.
+    pub fn ready(&self) -> Ready {
+        Ready { source: self.shared.clone(), idx: self.idx }
+    }
+}
+
+/// Whether a result has arrived, without its type: what a binding waits on, in its own style
+/// (blocking, `.await`, a callback), before it asks the call again. A view of one caller's
+/// handle: dropping it gives nothing up.
+///
+/// ```
+/// use coopcache::{Begin, Cache};
+///
+/// let cache: Cache<u32, u32> = Cache::builder().build().unwrap();
+/// let Begin::Lease(lease) = cache.begin(&1).unwrap() else { unreachable!() };
+/// let Begin::Wait(waiter) = cache.begin(&1).unwrap() else { unreachable!() };
+/// let ready = waiter.pending().ready();
+/// assert!(ready.try_get().is_none());
+/// lease.store(5);
+/// ready.wait();
+/// assert_eq!(waiter.pending().try_get().map(|c| matches!(c, coopcache::Completion::Value(5))), Some(true));
+/// ```
+#[derive(Clone)]
+pub struct Ready {
+    source: Arc<dyn Signal>,
+    idx: usize,
+}
+
+impl Ready {
+    /// `Some(())` if the result has arrived.
+    pub fn try_get(&self) -> Option<()> {
+        self.source.arrived().then_some(())
+    }
+
+    /// Blocks until the result arrives (`Some(())`) or the deadline passes (`None`; `None`
+    /// for the deadline: no deadline).
+    pub fn wait_deadline(&self, deadline: Option<Instant>) -> Option<()> {
+        self.source.wait_until(deadline).then_some(())
+    }
+
+    /// Blocks until the result arrives.
+    pub fn wait(&self) {
+        self.source.wait_until(None);
+    }
+
+    /// Calls `f` once the result arrives: at once, on this thread, if it already has;
+    /// otherwise on the thread that sets it. Replaces a callback set before.
+    pub fn on_ready(&self, f: impl FnOnce(()) + Send + 'static) {
+        if let Err(arrived) = self.source.register(self.idx, Box::new(move || f(()))) {
+            arrived();
         }
     }
 }
 
-/// A result handed to one waiter on the thread that sets it, with a [`Pending`] of its own
-/// (`()`) to wait for it in any style. The result is moved into the slot by the callback that
-/// runs where it is set, so the waiter never clones it (a binding's values may only be cloned
-/// on a thread that holds its interpreter's lock).
-pub(crate) struct Handover<T, S = Pending<T>> {
-    /// Keeps the callback alive, and what it stands for (a waiter still waits).
-    _source: S,
-    slot: Arc<Mutex<Option<T>>>,
-    ready: Arc<Shared<()>>,
-}
-
-impl<T: Clone + Send + 'static> Handover<T> {
-    /// Waits for `source`'s result this way.
-    pub(crate) fn of(source: Pending<T>) -> Self {
-        Handover::new(source, |p| p)
+impl std::fmt::Debug for Ready {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ready").field("arrived", &self.source.arrived()).finish()
     }
 }
 
-impl<T: Clone + Send + 'static, S> Handover<T, S> {
-    /// Waits for the result of `pending(&source)` this way, keeping `source` alive meanwhile.
-    pub(crate) fn new(source: S, pending: impl FnOnce(&S) -> &Pending<T>) -> Self {
-        let (slot, ready) = (Arc::new(Mutex::new(None)), Shared::new());
-        let (s, r) = (slot.clone(), ready.clone());
-        pending(&source).on_ready(move |v| {
-            *s.lock() = Some(v);
-            r.fire(());
-        });
-        Handover { _source: source, slot, ready }
-    }
-
-    /// The result, once it has arrived.
-    pub(crate) fn take(&self) -> Option<T> {
-        self.slot.lock().take()
-    }
-
-    /// A handle that is ready once the result has arrived.
-    pub(crate) fn signal(&self) -> Pending<()> {
-        self.ready.handle()
+impl Future for Ready {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match self.source.register_waker(self.idx, cx.waker()) {
+            true => Poll::Pending,
+            false => Poll::Ready(()),
+        }
     }
 }
 
 impl<T: Clone + Send + 'static> Future for Pending<T> {
     type Output = T;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        let mut st = self.shared.state.lock();
-        if let Some(v) = &st.value {
-            return Poll::Ready(v.clone());
+        if self.shared.register_waker(self.idx, cx.waker()) {
+            return Poll::Pending;
         }
-        match &mut st.notify[self.idx] {
-            Notify::Waker(w) if w.will_wake(cx.waker()) => {}
-            slot => *slot = Notify::Waker(cx.waker().clone()),
-        }
-        Poll::Pending
+        Poll::Ready(self.try_get().expect("arrived"))
     }
 }
 
@@ -225,7 +333,10 @@ impl<T> Drop for Pending<T> {
     fn drop(&mut self) {
         let abandon = {
             let mut st = self.shared.state.lock();
-            st.notify[self.idx] = Notify::Idle;
+            let slot = &mut st.slots[self.idx];
+            slot.live = false;
+            slot.notify = Notify::Idle;
+            slot.value = None;
             st.live -= 1;
             if st.live == 0 && st.value.is_none() { st.on_abandon.take() } else { None }
         };

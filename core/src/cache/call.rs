@@ -40,13 +40,12 @@
 //! ```
 
 use std::hash::Hash;
-use std::sync::Arc;
 
 use super::{Cache, CallOptions};
 use crate::concurrency::Permit;
 use crate::error::Error;
 use crate::flight::{Begin, Caller, Completion, Computing, Frame, Lease, Waiter};
-use crate::wait::{Handover, Pending};
+use crate::wait::{Pending, Ready};
 
 /// What the caller does next.
 #[must_use = "a step must be acted on"]
@@ -55,7 +54,7 @@ pub enum Step<K, V> {
     Done(Result<V, Error>),
     /// Wait until this is ready (bounded by the caller's own timeout: past it, drop the call
     /// and report [`Error::Timeout`]), then ask again.
-    Wait(Pending<()>),
+    Wait(Ready),
     /// This caller leads: drive the [`Lead`] (here, or in a task of its own), then ask again;
     /// the call waits for the computation like any other caller.
     Lead(Box<Lead<K, V>>),
@@ -68,7 +67,7 @@ pub struct Call<K, V> {
     cache: Cache<K, V>,
     key: K,
     hash: u64,
-    tags: Arc<[String]>,
+    tags: Vec<String>,
     caller: Caller,
     /// Set by the Rust forms that cannot return another caller's error: they compute for
     /// themselves instead.
@@ -77,7 +76,7 @@ pub struct Call<K, V> {
     /// with a codec); only then is the shared tier asked.
     #[cfg(feature = "shared")]
     serializes: bool,
-    waiting: Option<Handover<Completion<V>, Waiter<V>>>,
+    waiting: Option<Waiter<V>>,
 }
 
 /// How a computation ended, as its leader reports it.
@@ -125,10 +124,10 @@ impl<V> Outcome<V> {
 pub enum LeadStep<V> {
     /// Wait until this is ready (a computation slot, the shared tier's answer; bounded by the
     /// caller's timeout: past it, drop the lead), then ask again.
-    Wait(Pending<()>),
+    Wait(Ready),
     /// Wait until the shared tier has confirmed the write (it bounds this itself), then ask
     /// again.
-    Confirm(Pending<()>),
+    Confirm(Ready),
     /// Run the computation (holding [`Lead::enter`], or [`Lead::enter_poll`] around each poll)
     /// and report it with [`Lead::computed`].
     Compute,
@@ -148,7 +147,7 @@ pub enum LeadStep<V> {
 pub struct Lead<K, V> {
     #[cfg(feature = "shared")]
     cache: Cache<K, V>,
-    tags: Arc<[String]>,
+    tags: Vec<String>,
     #[cfg(feature = "shared")]
     infallible: bool,
     #[cfg(feature = "shared")]
@@ -165,10 +164,10 @@ pub struct Lead<K, V> {
 
 enum LeadState {
     /// Asking for a computation slot.
-    Slot(Handover<Permit>),
+    Slot(Pending<Permit>),
     /// Asking the shared tier.
     #[cfg(feature = "shared")]
-    Asking(Handover<crate::shared::Remote>),
+    Asking(Pending<crate::shared::Remote>),
     /// Waiting for the caller to decode a value the shared tier has (`nocache`: not to store).
     #[cfg(feature = "shared")]
     Decoding { blob: crate::shared::Blob, nocache: bool },
@@ -180,7 +179,7 @@ enum LeadState {
     Encoding,
     /// Waiting for the shared tier to confirm the write of the outcome.
     #[cfg(feature = "shared")]
-    Publishing(Handover<bool>),
+    Publishing(Pending<bool>),
     /// The flight has ended.
     Done,
     /// A step was handed out and not answered yet (the state moved out meanwhile).
@@ -218,7 +217,7 @@ where
             hash: cache.local.store.hash(&key),
             cache: cache.clone(),
             key,
-            tags: opts.tags.iter().cloned().collect(),
+            tags: opts.tags.clone(),
             caller,
             infallible,
             #[cfg(feature = "shared")]
@@ -231,8 +230,8 @@ where
     pub fn step(&mut self) -> Step<K, V> {
         loop {
             if let Some(w) = &self.waiting {
-                match w.take() {
-                    None => return Step::Wait(w.signal()),
+                match w.pending().try_get() {
+                    None => return Step::Wait(w.pending().ready()),
                     Some(Completion::Value(v)) => return Step::Done(Ok(v)),
                     Some(Completion::Failed(_)) if self.infallible => self.waiting = None,
                     Some(Completion::Failed(e)) => return Step::Done(Err(e)),
@@ -243,9 +242,9 @@ where
             match self.cache.local.begin_missed(&self.key, self.hash, Some(&tags), self.caller) {
                 Err(e) => return Step::Done(Err(e)),
                 Ok(Begin::Hit(v)) => return Step::Done(Ok(v)),
-                Ok(Begin::Wait(w)) => self.waiting = Some(Handover::new(w, Waiter::pending)),
+                Ok(Begin::Wait(w)) => self.waiting = Some(w),
                 Ok(Begin::Lease(lease)) => {
-                    self.waiting = Some(Handover::new(lease.waiter(), Waiter::pending));
+                    self.waiting = Some(lease.waiter());
                     // Its own computation's outcome is this caller's, whatever it is.
                     self.infallible = false;
                     return Step::Lead(Box::new(Lead::new(self, lease)));
@@ -263,7 +262,7 @@ where
     fn new(call: &Call<K, V>, lease: Lease<K, V>) -> Self {
         let slots = &call.cache.local.slots;
         let state = match slots.limited() {
-            true => LeadState::Slot(Handover::of(lease.slot())),
+            true => LeadState::Slot(lease.slot()),
             false => LeadState::Between,
         };
         let mut lead = Lead {
@@ -294,7 +293,7 @@ where
         if let (true, Some(remote)) = (self.serializes, &self.cache.remote) {
             let lease = self.lease.as_ref().expect("leading");
             if let Some(answer) = remote.ask(lease.key()) {
-                return LeadState::Asking(Handover::of(answer));
+                return LeadState::Asking(answer);
             }
         }
         LeadState::Computing
@@ -340,9 +339,9 @@ where
     pub fn step(&mut self) -> LeadStep<V> {
         loop {
             match std::mem::replace(&mut self.state, LeadState::Between) {
-                LeadState::Slot(h) => match h.take() {
+                LeadState::Slot(h) => match h.try_get() {
                     None => {
-                        let ready = h.signal();
+                        let ready = h.ready();
                         self.state = LeadState::Slot(h);
                         return LeadStep::Wait(ready);
                     }
@@ -352,9 +351,9 @@ where
                     }
                 },
                 #[cfg(feature = "shared")]
-                LeadState::Asking(h) => match h.take() {
+                LeadState::Asking(h) => match h.try_get() {
                     None => {
-                        let ready = h.signal();
+                        let ready = h.ready();
                         self.state = LeadState::Asking(h);
                         return LeadStep::Wait(ready);
                     }
@@ -380,9 +379,9 @@ where
                     return LeadStep::Encode(v);
                 }
                 #[cfg(feature = "shared")]
-                LeadState::Publishing(h) => match h.take() {
+                LeadState::Publishing(h) => match h.try_get() {
                     None => {
-                        let ready = h.signal();
+                        let ready = h.ready();
                         self.state = LeadState::Publishing(h);
                         return LeadStep::Confirm(ready);
                     }
@@ -468,7 +467,7 @@ where
                 Outcome::Failed { type_name, message, .. } => {
                     let e =
                         crate::shared::RemoteError { type_name: type_name.clone(), message: message.clone() };
-                    LeadState::Publishing(Handover::of(remote.fail(&e)))
+                    LeadState::Publishing(remote.fail(&e))
                 }
                 _ => LeadState::Encoding,
             };
@@ -478,24 +477,20 @@ where
         self.finish(outcome);
     }
 
-    /// Reports the bytes of the value to publish (or why it could not be encoded: the other
-    /// processes are then told that, and this process still gets its value).
-    pub fn encoded(&mut self, bytes: Result<Vec<u8>, String>) {
+    /// Reports the bytes of the value to publish, or why it could not be encoded (the type
+    /// name and message of the serializer's error: the other processes are told that, and
+    /// this process still gets its value).
+    pub fn encoded(&mut self, bytes: Result<Vec<u8>, (String, String)>) {
         #[cfg(feature = "shared")]
         if let LeadState::Encoding = self.state {
             let remote = self.remote.as_ref().expect("encoding for a remote lease");
-            let tags = self.tags.to_vec();
+            let tags = self.tags.clone();
             let written = match (bytes, &self.outcome) {
-                (Ok(payload), Some(Outcome::NoCache(_))) => {
-                    remote.nocache(&crate::shared::Blob { tags, payload })
-                }
+                (Ok(payload), Some(Outcome::NoCache(_))) => remote.nocache(&crate::shared::Blob { tags, payload }),
                 (Ok(payload), _) => remote.store(&crate::shared::Blob { tags, payload }),
-                (Err(why), _) => remote.fail(&crate::shared::RemoteError {
-                    type_name: "coopcache::SerializeError".to_owned(),
-                    message: why,
-                }),
+                (Err((type_name, message)), _) => remote.fail(&crate::shared::RemoteError { type_name, message }),
             };
-            self.state = LeadState::Publishing(Handover::of(written));
+            self.state = LeadState::Publishing(written);
             return;
         }
         let _ = bytes;

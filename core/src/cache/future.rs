@@ -19,7 +19,7 @@ use super::call::{Call, Lead, LeadStep, Step};
 use super::{Cache, CallOptions, outcome};
 use crate::error::{BoxError, Error};
 use crate::flight::{Caller, Computed};
-use crate::wait::Pending;
+use crate::wait::Ready;
 
 /// Options of the forms that take none.
 pub(super) static NO_OPTIONS: CallOptions = CallOptions { timeout: None, tags: Vec::new() };
@@ -42,7 +42,7 @@ pub struct Compute<'a, K, V, F: Future> {
     call: Option<Call<K, V>>,
     lead: Option<Box<Lead<K, V>>>,
     /// What this caller waits for, and whether its own timeout bounds that wait.
-    waiting: Option<(Pending<()>, bool)>,
+    waiting: Option<(Ready, bool)>,
     /// The computation, once this caller leads and runs it.
     computing: Option<Pin<Box<F>>>,
     /// The computation's panic, resumed once every caller has heard of it.

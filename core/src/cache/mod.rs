@@ -682,12 +682,14 @@ where
         Err("no shared tier".to_owned())
     }
 
+    /// A value's bytes for the shared tier, or the codec's error (as the other processes are
+    /// told of it).
     #[cfg_attr(not(feature = "shared"), allow(unused_variables))]
-    fn encode(&self, value: &V) -> Result<Vec<u8>, String> {
+    fn encode(&self, value: &V) -> Result<Vec<u8>, (String, String)> {
         #[cfg(feature = "shared")]
         if let Some(r) = &self.remote {
-            return r.encode(value);
+            return r.encode(value).map_err(|e| ("coopcache::SerializeError".to_owned(), e));
         }
-        Err("no shared tier".to_owned())
+        Err(("coopcache::SerializeError".to_owned(), "no shared tier".to_owned()))
     }
 }

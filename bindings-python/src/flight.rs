@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use coopcache::{
-    CallOptions, Caller, Computing, Error as CoreError, Key, KeyWriter, LeadStep, Outcome, Pending, Step,
+    CallOptions, Caller, Computing, Error as CoreError, Key, KeyWriter, LeadStep, Outcome, Ready, Step,
 };
 use pyo3::exceptions::{PyBaseException, PyRuntimeError, PyTimeoutError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -72,7 +72,7 @@ fn parse_tags(tags: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
 
 /// Waits until `ready` is ready without holding the GIL, in slices, checking for signals
 /// (Ctrl-C) between them. False: the deadline passed first.
-fn wait_sync(py: Python<'_>, ready: &Pending<()>, deadline: Option<Instant>) -> PyResult<bool> {
+fn wait_sync(py: Python<'_>, ready: &Ready, deadline: Option<Instant>) -> PyResult<bool> {
     if ready.try_get().is_some() {
         return Ok(true);
     }
@@ -151,9 +151,9 @@ fn outcome(
 enum Act {
     /// Wait for a computation slot or the shared tier's answer (bounded by the caller's
     /// timeout), then step again.
-    Wait(Pending<()>),
+    Wait(Ready),
     /// Wait for the shared tier to confirm the write (it bounds this itself), then step again.
-    Confirm(Pending<()>),
+    Confirm(Ready),
     /// Run the function and report how it ended.
     Compute,
     /// The flight has ended: step the call for this caller's outcome.
@@ -482,7 +482,7 @@ impl Lead {
 /// ready, on whichever thread makes it so (at once if it is).
 #[pyclass(module = "coopcache._native")]
 pub(crate) struct Signal {
-    pending: Option<Pending<()>>,
+    pending: Option<Ready>,
 }
 
 #[pymethods]

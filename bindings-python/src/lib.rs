@@ -45,7 +45,7 @@ pyo3::create_exception!(
 /// count, which needs the GIL: every clone the core makes of a value happens in a call this
 /// binding makes while holding it (lookups, stores, the end of a flight on the leader's
 /// thread). A waiting caller never clones: the core hands the value over on the thread that
-/// ends the flight, and the caller waits on a signal without a value (`Pending<()>`).
+/// ends the flight, and the caller waits on a signal without a value (`Ready`).
 /// `Python::attach` is a thread-local check when the GIL is held, and a safe (if blocking)
 /// fallback otherwise.
 pub(crate) struct PyValue(pub(crate) Py<PyAny>);

@@ -114,7 +114,9 @@ impl Codec {
 
     /// A computed value's bytes for the shared tier (or why there are none: the other
     /// processes are told, and this process keeps its value).
-    pub(crate) fn encode(&self, value: &Bound<'_, PyAny>) -> Result<Vec<u8>, String> {
+    /// The value's bytes, or the serializer's exception as the other processes are told of it
+    /// (its type name and message).
+    pub(crate) fn encode(&self, value: &Bound<'_, PyAny>) -> Result<Vec<u8>, (String, String)> {
         let py = value.py();
         self.serializer.dumps(value).map_err(|e| {
             let why = describe(py, &e);
@@ -125,7 +127,7 @@ impl Codec {
                      it is kept in this process only"
                 ),
             );
-            why
+            type_and_message(py, &e)
         })
     }
 }

@@ -1,6 +1,6 @@
 //! The Node binding of coopcache: a thin napi-rs layer over the core's flight protocol.
 //!
-//! The JS side (`index.js`) keeps the JS values (computed values and thrown errors) in a `Map`
+//! The JS side (`bindings-node/js/index.js`) keeps the JS values (computed values and thrown errors) in a `Map`
 //! from a numeric id to the value; the core stores a small `Send` handle ([`Val`]) holding that
 //! id. When the core drops the last clone of a handle (eviction, expiry, clear, or a value that
 //! was never stored), the id goes on a release queue and the JS thread is woken through an

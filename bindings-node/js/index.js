@@ -1,5 +1,6 @@
 'use strict';
-// coopcache for Node: the public face over the native addon (bindings-node/).
+// coopcache for Node: the public face over the native addon (bindings-node/native/, built by
+// bindings-node/build.mjs; this folder, bindings-node/js/, holds only hand-written files).
 // Every rule lives in the Rust core; this file converts, weighs, runs the user's function and
 // settles promises. Nothing here blocks the event loop.
 
@@ -10,7 +11,7 @@ const { AsyncLocalStorage, AsyncResource } = require('node:async_hooks');
 const v8 = require('node:v8');
 
 function loadNative() {
-  const dir = path.join(__dirname, 'bindings-node');
+  const dir = path.join(__dirname, '..', 'native');
   const prefix = `coopcache.${process.platform}-${process.arch}`;
   let files = [];
   try {
@@ -814,7 +815,7 @@ module.exports = {
   events,
   Cache,
   /** The package's version (one for the npm package, the Python wheel and the Rust crate). */
-  version: require('./package.json').version,
+  version: require('../../package.json').version,
   /** Internal: the canonical bytes of a key (throws a TypeError for a bad key). */
   _keyBytes(key) {
     const b = native.keyBytes(key);

@@ -1,5 +1,5 @@
 // Types of the `coopcache` package (hand-written; the addon's generated types are in
-// bindings-node/native.d.ts and are not part of the public API).
+// bindings-node/native/native.d.ts and are not part of the public API).
 import { EventEmitter } from 'node:events';
 
 /** A key: these types, and arrays of them (nested). Anything else is a `TypeError`. */

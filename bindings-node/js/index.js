@@ -626,6 +626,13 @@ function drainReady() {
 // Weighing: a built-in estimate of a value's bytes (strings, Buffers, arrays, plain objects)
 // ---------------------------------------------------------------------------------------------
 
+// The walk is iterative (its own stack, no recursion), so no depth overflows the call stack, and
+// budgeted: at most MAX_NODES values are visited (the value itself, and each array element, Map
+// key and value, Set member and own property value reached); past that, a container's remaining
+// contents count only as the 8 to 24 bytes per slot its own size already includes. Every object
+// is weighed once (`seen`), so shared references and cycles are safe. The stack never holds more
+// than MAX_NODES objects. (Python's estimate recurses, so it also stops at depth 32; this one
+// needs no depth bound.)
 const MAX_NODES = 10000;
 
 function estimate(v) {
@@ -636,9 +643,12 @@ function estimate(v) {
       return 8;
     case 'bigint':
       return 16 + Math.ceil(v.toString(16).length / 2);
-    case 'object':
+    case 'object': {
       if (v === null) return 0;
-      return estimateObject(v, new Set(), { n: 0 });
+      const budget = { n: 1, total: 0, seen: new Set([v]), stack: [v] };
+      while (budget.stack.length > 0) estimateObject(budget.stack.pop(), budget);
+      return budget.total;
+    }
     case 'function':
       return 64;
     default:
@@ -646,40 +656,59 @@ function estimate(v) {
   }
 }
 
-function estimateObject(v, seen, budget) {
-  if (seen.has(v) || ++budget.n > MAX_NODES) return 0;
-  seen.add(v);
-  if (ArrayBuffer.isView(v)) return 64 + v.byteLength;
-  if (v instanceof ArrayBuffer) return 32 + v.byteLength;
-  let total;
+// Adds an object's own size to budget.total and hands its contents to inner(), while the budget lasts.
+function estimateObject(v, budget) {
+  if (ArrayBuffer.isView(v)) {
+    budget.total += 64 + v.byteLength;
+    return;
+  }
+  if (v instanceof ArrayBuffer) {
+    budget.total += 32 + v.byteLength;
+    return;
+  }
   if (Array.isArray(v)) {
-    total = 16 + 8 * v.length;
-    for (let i = 0; i < v.length && budget.n <= MAX_NODES; i++) total += inner(v[i], seen, budget);
-    return total;
+    budget.total += 16 + 8 * v.length;
+    for (let i = 0; i < v.length && budget.n < MAX_NODES; i++) inner(v[i], budget);
+    return;
   }
   if (v instanceof Map) {
-    total = 32 + 24 * v.size;
-    for (const [k, x] of v) total += inner(k, seen, budget) + inner(x, seen, budget);
-    return total;
+    budget.total += 32 + 24 * v.size;
+    for (const [k, x] of v) {
+      if (budget.n + 1 >= MAX_NODES) break;
+      inner(k, budget);
+      inner(x, budget);
+    }
+    return;
   }
   if (v instanceof Set) {
-    total = 32 + 16 * v.size;
-    for (const x of v) total += inner(x, seen, budget);
-    return total;
+    budget.total += 32 + 16 * v.size;
+    for (const x of v) {
+      if (budget.n >= MAX_NODES) break;
+      inner(x, budget);
+    }
+    return;
   }
-  if (v instanceof Date) return 32;
-  total = 24;
+  if (v instanceof Date) {
+    budget.total += 32;
+    return;
+  }
+  budget.total += 24;
   for (const k in v) {
     if (!Object.prototype.hasOwnProperty.call(v, k)) continue;
-    total += 16 + inner(v[k], seen, budget);
+    budget.total += 16;
+    if (budget.n < MAX_NODES) inner(v[k], budget);
   }
-  return total;
 }
 
-function inner(x, seen, budget) {
-  if (typeof x === 'object' && x !== null) return estimateObject(x, seen, budget);
-  if (typeof x === 'string') return 16 + x.length;
-  return typeof x === 'number' ? 8 : estimate(x);
+// One value found in a container: a scalar is weighed now, an object not seen yet is stacked.
+function inner(x, budget) {
+  budget.n++;
+  if (typeof x === 'object' && x !== null) {
+    if (budget.seen.has(x)) return;
+    budget.seen.add(x);
+    budget.stack.push(x);
+  } else if (typeof x === 'string') budget.total += 16 + x.length;
+  else budget.total += typeof x === 'number' ? 8 : estimate(x);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ test('a value deeper than the budget is stored with a bounded weight', async () 
   assert.ok(s.bytesUsed >= 10_000 * 16 && s.bytesUsed < 20_000 * 16, `bytesUsed ${s.bytesUsed}`);
 });
 
-test('the estimate visits at most 10,000 values of a large value', async () => {
+test('the estimate visits every value of a small value and at most 10,000 of a large one', async () => {
   const name = uniq('wide');
   configure(name);
   let reads = 0;
@@ -57,14 +57,19 @@ test('the estimate visits at most 10,000 values of a large value', async () => {
       return 'v';
     },
   });
-  const wide = Array.from({ length: 50_000 }, item);
-  const byKey = new Map(Array.from({ length: 50_000 }, (_, i) => [i, item()]));
-  assert.equal(await cached(name, 'array', () => wide), wide);
-  assert.ok(reads > 0 && reads <= 10_000, `${reads} property reads`);
-  reads = 0;
-  assert.equal(await cached(name, 'map', () => byKey), byKey);
-  assert.ok(reads <= 10_000, `${reads} property reads`);
-  assert.equal(stats(name).entries, 2);
+  const small = Array.from({ length: 1000 }, item);
+  assert.equal(await cached(name, 'small', () => small), small);
+  assert.equal(reads, 1000, 'every property of a small value is weighed');
+  for (const [key, large] of [
+    ['array', Array.from({ length: 50_000 }, item)],
+    ['map', new Map(Array.from({ length: 50_000 }, (_, i) => [i, item()]))],
+    ['object', Object.fromEntries(Array.from({ length: 50_000 }, (_, i) => [`k${i}`, item()]))],
+  ]) {
+    reads = 0;
+    assert.equal(await cached(name, key, () => large), large);
+    assert.ok(reads <= 10_000, `${key}: ${reads} property reads`);
+  }
+  assert.equal(stats(name).entries, 4);
 });
 
 test('a cyclic value is weighed without hanging and stored', () => {

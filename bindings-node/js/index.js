@@ -645,9 +645,10 @@ function estimate(v) {
       return 16 + Math.ceil(v.toString(16).length / 2);
     case 'object': {
       if (v === null) return 0;
-      const budget = { n: 1, total: 0, seen: new Set([v]), stack: [v] };
-      while (budget.stack.length > 0) estimateObject(budget.stack.pop(), budget);
-      return budget.total;
+      const budget = { n: 1, seen: new Set([v]), stack: [v] };
+      let total = 0;
+      while (budget.stack.length > 0) total += estimateObject(budget.stack.pop(), budget);
+      return total;
     }
     case 'function':
       return 64;
@@ -656,59 +657,54 @@ function estimate(v) {
   }
 }
 
-// Adds an object's own size to budget.total and hands its contents to inner(), while the budget lasts.
+// An object's own size and its scalar contents'; the objects it holds go on budget.stack.
 function estimateObject(v, budget) {
-  if (ArrayBuffer.isView(v)) {
-    budget.total += 64 + v.byteLength;
-    return;
-  }
-  if (v instanceof ArrayBuffer) {
-    budget.total += 32 + v.byteLength;
-    return;
-  }
+  if (ArrayBuffer.isView(v)) return 64 + v.byteLength;
+  if (v instanceof ArrayBuffer) return 32 + v.byteLength;
+  let total;
   if (Array.isArray(v)) {
-    budget.total += 16 + 8 * v.length;
-    for (let i = 0; i < v.length && budget.n < MAX_NODES; i++) inner(v[i], budget);
-    return;
+    total = 16 + 8 * v.length;
+    for (let i = 0; i < v.length && budget.n < MAX_NODES; i++) total += inner(v[i], budget);
+    return total;
   }
   if (v instanceof Map) {
-    budget.total += 32 + 24 * v.size;
+    total = 32 + 24 * v.size;
     for (const [k, x] of v) {
       if (budget.n + 1 >= MAX_NODES) break;
-      inner(k, budget);
-      inner(x, budget);
+      total += inner(k, budget) + inner(x, budget);
     }
-    return;
+    return total;
   }
   if (v instanceof Set) {
-    budget.total += 32 + 16 * v.size;
+    total = 32 + 16 * v.size;
     for (const x of v) {
       if (budget.n >= MAX_NODES) break;
-      inner(x, budget);
+      total += inner(x, budget);
     }
-    return;
+    return total;
   }
-  if (v instanceof Date) {
-    budget.total += 32;
-    return;
-  }
-  budget.total += 24;
+  if (v instanceof Date) return 32;
+  total = 24;
   for (const k in v) {
     if (!Object.prototype.hasOwnProperty.call(v, k)) continue;
-    budget.total += 16;
-    if (budget.n < MAX_NODES) inner(v[k], budget);
+    total += 16 + (budget.n < MAX_NODES ? inner(v[k], budget) : 0);
   }
+  return total;
 }
 
-// One value found in a container: a scalar is weighed now, an object not seen yet is stacked.
+// One value found in a container (counted against the budget): a scalar's size, or 0 for an
+// object, which is stacked to be weighed later unless it was seen already.
 function inner(x, budget) {
   budget.n++;
   if (typeof x === 'object' && x !== null) {
-    if (budget.seen.has(x)) return;
-    budget.seen.add(x);
-    budget.stack.push(x);
-  } else if (typeof x === 'string') budget.total += 16 + x.length;
-  else budget.total += typeof x === 'number' ? 8 : estimate(x);
+    if (!budget.seen.has(x)) {
+      budget.seen.add(x);
+      budget.stack.push(x);
+    }
+    return 0;
+  }
+  if (typeof x === 'string') return 16 + x.length;
+  return typeof x === 'number' ? 8 : estimate(x);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -109,12 +109,15 @@ mod sync;
 mod wait;
 mod weigh;
 
-pub use cache::{ByWeigh, ByWeigher, Cache, CacheBuilder, CallOptions, Compute, GetOrCompute};
+pub use cache::{
+    ByWeigh, ByWeigher, Cache, CacheBuilder, Call, CallOptions, Compute, GetOrCompute, Lead, LeadStep,
+    Outcome, Step,
+};
 pub use clock::Clock;
 pub use concurrency::Permit;
 pub use config::{ConfigError, MemoryLimit, Settings, WhenFull, total_memory};
 pub use error::{BoxError, Error, SharedError};
-pub use flight::{Begin, Caller, Completion, Computed, Computing, FlightId, Lease, Waiter, nocache};
+pub use flight::{Begin, Caller, Completion, Computed, Computing, FlightId, Frame, Lease, Waiter, nocache};
 pub use keys::{IntoKeyPart, Key, KeyError, KeyValue, KeyWriter};
 pub use registry::Registry;
 #[cfg(feature = "shared")]

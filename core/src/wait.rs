@@ -165,6 +165,47 @@ impl<T: Clone + Send + 'static> Pending<T> {
     }
 }
 
+/// A result handed to one waiter on the thread that sets it, with a [`Pending`] of its own
+/// (`()`) to wait for it in any style. The result is moved into the slot by the callback that
+/// runs where it is set, so the waiter never clones it (a binding's values may only be cloned
+/// on a thread that holds its interpreter's lock).
+pub(crate) struct Handover<T, S = Pending<T>> {
+    /// Keeps the callback alive, and what it stands for (a waiter still waits).
+    _source: S,
+    slot: Arc<Mutex<Option<T>>>,
+    ready: Arc<Shared<()>>,
+}
+
+impl<T: Clone + Send + 'static> Handover<T> {
+    /// Waits for `source`'s result this way.
+    pub(crate) fn of(source: Pending<T>) -> Self {
+        Handover::new(source, |p| p)
+    }
+}
+
+impl<T: Clone + Send + 'static, S> Handover<T, S> {
+    /// Waits for the result of `pending(&source)` this way, keeping `source` alive meanwhile.
+    pub(crate) fn new(source: S, pending: impl FnOnce(&S) -> &Pending<T>) -> Self {
+        let (slot, ready) = (Arc::new(Mutex::new(None)), Shared::new());
+        let (s, r) = (slot.clone(), ready.clone());
+        pending(&source).on_ready(move |v| {
+            *s.lock() = Some(v);
+            r.fire(());
+        });
+        Handover { _source: source, slot, ready }
+    }
+
+    /// The result, once it has arrived.
+    pub(crate) fn take(&self) -> Option<T> {
+        self.slot.lock().take()
+    }
+
+    /// A handle that is ready once the result has arrived.
+    pub(crate) fn signal(&self) -> Pending<()> {
+        self.ready.handle()
+    }
+}
+
 impl<T: Clone + Send + 'static> Future for Pending<T> {
     type Output = T;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {

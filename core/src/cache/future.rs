@@ -1,4 +1,4 @@
-//! The async forms of a call, as one named future: a state machine any runtime can poll.
+//! The async forms of a call, as one named future driving the call's state machine (`call`).
 //!
 //! A named type rather than an `async fn`: its `Send` is that of its parts, so a call with
 //! borrowed key or value types (`Cache<(&'static str, u32), &'static str>`) can be spawned,
@@ -6,18 +6,19 @@
 //! general enough"). The computation is boxed (pinned) only when this caller leads, so a hit
 //! allocates nothing.
 
+use std::any::Any;
 use std::future::Future;
 use std::hash::Hash;
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_timer::Delay;
 
-use super::{Cache, CallOptions, finish};
-use crate::concurrency::Permit;
-use crate::error::Error;
-use crate::flight::{Begin, Caller, Completion, Computed, Lease, Outcome, Waiter};
+use super::call::{Call, Lead, LeadStep, Step};
+use super::{Cache, CallOptions, outcome};
+use crate::error::{BoxError, Error};
+use crate::flight::{Caller, Computed};
 use crate::wait::Pending;
 
 /// Options of the forms that take none.
@@ -29,46 +30,51 @@ pub(super) static NO_OPTIONS: CallOptions = CallOptions { timeout: None, tags: V
 #[must_use = "futures do nothing unless polled"]
 pub struct Compute<'a, K, V, F: Future> {
     cache: &'a Cache<K, V>,
-    key: K,
+    /// The key, until the call starts (at the first poll).
+    key: Option<K>,
     opts: &'a CallOptions,
     /// A caller of the infallible forms computes for itself when another caller's computation
     /// failed.
     infallible: bool,
-    convert: fn(F::Output) -> Result<Computed<V>, Error>,
-    /// The computation's error type, as other processes are told.
-    error_type: &'static str,
+    report: Report<F::Output, V>,
+    f: Option<F>,
     timer: Option<Delay>,
-    hash: Option<u64>,
-    state: State<K, V, F>,
+    call: Option<Call<K, V>>,
+    lead: Option<Box<Lead<K, V>>>,
+    /// What this caller waits for, and whether its own timeout bounds that wait.
+    waiting: Option<(Pending<()>, bool)>,
+    /// The computation, once this caller leads and runs it.
+    computing: Option<Pin<Box<F>>>,
+    /// The computation's panic, resumed once every caller has heard of it.
+    panic: Option<Box<dyn Any + Send>>,
 }
 
-enum State<K, V, F> {
-    /// Asking the cache: a hit, the lease, or a wait.
-    Begin(F),
-    /// Waiting for another caller's computation.
-    Waiting(Waiter<V>, F),
-    /// Leading: waiting for a computation slot.
-    Slot(Lease<K, V>, Pending<Permit>, F),
-    /// Leading: asking the shared tier whether another process has the value or computes it.
-    #[cfg(feature = "shared")]
-    Asking(Lease<K, V>, Option<Permit>, Pending<crate::shared::Remote>, F),
-    /// Leading: computing.
-    Computing(Lease<K, V>, Option<Permit>, Option<RemoteLease>, Pin<Box<F>>),
-    /// Leading: telling the shared tier what was computed (bounded by its own wait).
-    #[cfg(feature = "shared")]
-    Publishing(Lease<K, V>, Option<Permit>, Outcome<V>, Pending<bool>, Delay),
-    Done,
-}
-
-#[cfg(feature = "shared")]
-type RemoteLease = crate::shared::RemoteLease;
-/// Without a shared tier there is never a remote lease.
-#[cfg(not(feature = "shared"))]
-type RemoteLease = std::convert::Infallible;
+/// Turns a computation's output (or panic, kept to resume later) into what its lead reports.
+type Report<T, V> = fn(std::thread::Result<T>, &mut Option<Box<dyn Any + Send>>) -> super::Outcome<V>;
 
 // The computation is polled only once boxed (`Pin<Box<F>>`): nothing in here is ever pinned
 // in place, so the future can move whatever `F` is.
 impl<K, V, F: Future> Unpin for Compute<'_, K, V, F> {}
+
+/// Reports a computation's result with the error type `E` (a named function, so the future's
+/// field is a plain `fn` pointer).
+fn report<V, E: Into<BoxError>>(
+    r: std::thread::Result<Result<Computed<V>, E>>,
+    panic: &mut Option<Box<dyn Any + Send>>,
+) -> super::Outcome<V> {
+    outcome(r, std::any::type_name::<E>(), panic)
+}
+
+fn report_value<V>(r: std::thread::Result<V>, panic: &mut Option<Box<dyn Any + Send>>) -> super::Outcome<V> {
+    outcome(r.map(|v| Ok::<_, std::convert::Infallible>(Computed::Store(v))), "(infallible)", panic)
+}
+
+fn report_result<V, E: Into<BoxError>>(
+    r: std::thread::Result<Result<V, E>>,
+    panic: &mut Option<Box<dyn Any + Send>>,
+) -> super::Outcome<V> {
+    outcome(r.map(|r| r.map(Computed::Store)), std::any::type_name::<E>(), panic)
+}
 
 impl<'a, K, V, F> Compute<'a, K, V, F>
 where
@@ -76,65 +82,46 @@ where
     V: Clone + Send + Sync + 'static,
     F: Future,
 {
-    pub(super) fn new(
+    fn new(
         cache: &'a Cache<K, V>,
         key: K,
         opts: &'a CallOptions,
         infallible: bool,
         f: F,
-        convert: fn(F::Output) -> Result<Computed<V>, Error>,
-        error_type: &'static str,
+        report: Report<F::Output, V>,
     ) -> Self {
         Compute {
             cache,
-            key,
+            key: Some(key),
             opts,
             infallible,
-            convert,
-            error_type,
+            report,
+            f: Some(f),
             timer: None,
-            hash: None,
-            state: State::Begin(f),
+            call: None,
+            lead: None,
+            waiting: None,
+            computing: None,
+            panic: None,
         }
     }
 
-    /// True once this caller's own timeout has passed (it then gives up what it waits for).
-    fn timed_out(&mut self, cx: &mut Context<'_>) -> bool {
-        self.timer.as_mut().is_some_and(|t| Pin::new(t).poll(cx).is_ready())
+    /// The future of [`Cache::compute_async`].
+    pub(super) fn with_options<E>(cache: &'a Cache<K, V>, key: K, opts: &'a CallOptions, f: F) -> Self
+    where
+        F: Future<Output = Result<Computed<V>, E>>,
+        E: Into<BoxError>,
+    {
+        Compute::new(cache, key, opts, false, f, report::<V, E>)
     }
 
-    fn timeout(&self) -> Poll<Result<V, Error>> {
-        Poll::Ready(Err(Error::Timeout(self.opts.timeout.unwrap_or_default())))
-    }
-
-    /// The step after a slot is granted: ask the shared tier, or compute.
-    fn after_slot(&self, lease: Lease<K, V>, permit: Option<Permit>, f: F) -> State<K, V, F> {
-        #[cfg(feature = "shared")]
-        if let Some(answer) = self.cache.remote.as_ref().and_then(|r| r.ask(&self.key)) {
-            return State::Asking(lease, permit, answer, f);
-        }
-        State::Computing(lease, permit, None, Box::pin(f))
-    }
-
-    /// Finishes the lease with what was computed (after publishing it, with a shared tier).
-    fn computed(
-        &mut self,
-        lease: Lease<K, V>,
-        permit: Option<Permit>,
-        remote: Option<RemoteLease>,
-        result: Outcome<V>,
-    ) -> Option<Poll<Result<V, Error>>> {
-        #[cfg(feature = "shared")]
-        if let (Some(r), Some(tier)) = (remote, self.cache.remote.as_ref()) {
-            let written = tier.publish(&r, &result, &self.opts.tags, self.error_type);
-            let wait = Delay::new(crate::remote::PUBLISH_WAIT);
-            self.state = State::Publishing(lease, permit, result, written, wait);
-            return None;
-        }
-        #[cfg(not(feature = "shared"))]
-        let _ = (remote, self.error_type);
-        drop(permit);
-        Some(Poll::Ready(finish(lease, result, &self.opts.tag_refs())))
+    /// The future of [`Cache::try_get_or_compute_async`].
+    pub(super) fn try_get<E>(cache: &'a Cache<K, V>, key: K, f: F) -> Self
+    where
+        F: Future<Output = Result<V, E>>,
+        E: Into<BoxError>,
+    {
+        Compute::new(cache, key, &NO_OPTIONS, false, f, report_result::<V, E>)
     }
 }
 
@@ -148,104 +135,71 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<V, Error>> {
         let this = self.get_mut();
+        if this.call.is_none() {
+            let key = this.key.take().expect("a coopcache call polled after it completed");
+            if let Some(v) = this.cache.get_fresh(&key) {
+                return Poll::Ready(Ok(v));
+            }
+            this.timer = this.opts.timeout.map(Delay::new);
+            let serializes = this.cache.has_codec();
+            this.call =
+                Some(Call::new(this.cache, key, this.opts, Caller::NonBlocking, this.infallible, serializes));
+        }
         loop {
-            match std::mem::replace(&mut this.state, State::Done) {
-                State::Begin(f) => {
-                    let local = &this.cache.local;
-                    let hash = match this.hash {
-                        Some(h) => h,
-                        None => {
-                            let h = local.store.hash(&this.key);
-                            if let Some(v) = local.store.lookup_with(h, &this.key, V::clone) {
-                                return Poll::Ready(Ok(v));
-                            }
-                            this.hash = Some(h);
-                            this.timer = this.opts.timeout.map(Delay::new);
-                            h
-                        }
-                    };
-                    let tags = this.opts.tag_refs();
-                    this.state = match local.begin_missed(&this.key, hash, Some(&tags), Caller::NonBlocking) {
-                        Err(e) => return Poll::Ready(Err(e)),
-                        Ok(Begin::Hit(v)) => return Poll::Ready(Ok(v)),
-                        Ok(Begin::Wait(w)) => State::Waiting(w, f),
-                        Ok(Begin::Lease(lease)) => match local.slots.limited() {
-                            true => {
-                                let slot = lease.slot();
-                                State::Slot(lease, slot, f)
-                            }
-                            false => this.after_slot(lease, None, f),
-                        },
-                    };
+            // The leader's own timeout does not cut its computation short: it runs to
+            // completion once, for every caller waiting and for the store.
+            if let Some(fut) = &mut this.computing {
+                let lead = this.lead.as_mut().expect("a computation belongs to a lead");
+                let polled = {
+                    let _computing = lead.enter_poll();
+                    catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx)))
+                };
+                let result = match polled {
+                    Ok(Poll::Pending) => return Poll::Pending,
+                    Ok(Poll::Ready(out)) => Ok(out),
+                    Err(panic) => Err(panic),
+                };
+                this.computing = None;
+                lead.computed((this.report)(result, &mut this.panic));
+                continue;
+            }
+            if let Some((ready, bounded)) = &mut this.waiting {
+                if Pin::new(ready).poll(cx).is_pending() {
+                    let timed_out =
+                        *bounded && this.timer.as_mut().is_some_and(|t| Pin::new(t).poll(cx).is_ready());
+                    if !timed_out {
+                        return Poll::Pending;
+                    }
+                    // Give up: the lead (if any) hands the key over, the call stops waiting.
+                    (this.waiting, this.lead, this.call) = (None, None, None);
+                    return Poll::Ready(Err(Error::Timeout(this.opts.timeout.unwrap_or_default())));
                 }
-                State::Waiting(mut w, f) => match Pin::new(&mut w).poll(cx) {
-                    Poll::Ready(Completion::Value(v)) => return Poll::Ready(Ok(v)),
-                    Poll::Ready(Completion::Failed(_)) if this.infallible => this.state = State::Begin(f),
-                    Poll::Ready(Completion::Failed(e)) => return Poll::Ready(Err(e)),
-                    Poll::Ready(Completion::HandedOver) => this.state = State::Begin(f),
-                    Poll::Pending if this.timed_out(cx) => return this.timeout(),
-                    Poll::Pending => {
-                        this.state = State::Waiting(w, f);
-                        return Poll::Pending;
+                this.waiting = None;
+            }
+            if let Some(lead) = &mut this.lead {
+                match lead.step() {
+                    LeadStep::Wait(ready) => this.waiting = Some((ready, true)),
+                    LeadStep::Confirm(ready) => this.waiting = Some((ready, false)),
+                    LeadStep::Decode(bytes) => lead.decoded(this.cache.decode(&bytes)),
+                    LeadStep::Encode(v) => lead.encoded(this.cache.encode(&v)),
+                    LeadStep::Compute => {
+                        let f = this.f.take().expect("a caller computes once");
+                        this.computing = Some(Box::pin(f));
                     }
-                },
-                State::Slot(lease, mut slot, f) => match Pin::new(&mut slot).poll(cx) {
-                    Poll::Ready(permit) => this.state = this.after_slot(lease, Some(permit), f),
-                    Poll::Pending if this.timed_out(cx) => return this.timeout(),
-                    Poll::Pending => {
-                        this.state = State::Slot(lease, slot, f);
-                        return Poll::Pending;
-                    }
-                },
-                #[cfg(feature = "shared")]
-                State::Asking(lease, permit, mut answer, f) => match Pin::new(&mut answer).poll(cx) {
-                    Poll::Ready(a) => {
-                        let remote = this.cache.remote.as_ref().expect("asked a shared tier");
-                        match remote.answered(lease, a, this.infallible) {
-                            crate::remote::Ask::Done(r) => return Poll::Ready(r),
-                            crate::remote::Ask::Compute(lease, r) => {
-                                this.state = State::Computing(lease, permit, r, Box::pin(f))
-                            }
-                        }
-                    }
-                    Poll::Pending if this.timed_out(cx) => return this.timeout(),
-                    Poll::Pending => {
-                        this.state = State::Asking(lease, permit, answer, f);
-                        return Poll::Pending;
-                    }
-                },
-                // The leader's own timeout does not cut its computation short: it runs to
-                // completion once, for every caller waiting and for the store.
-                State::Computing(lease, permit, remote, mut f) => {
-                    let polled = {
-                        let _computing = lease.enter_poll();
-                        catch_unwind(AssertUnwindSafe(|| f.as_mut().poll(cx)))
-                    };
-                    let result = match polled {
-                        Ok(Poll::Pending) => {
-                            this.state = State::Computing(lease, permit, remote, f);
-                            return Poll::Pending;
-                        }
-                        Ok(Poll::Ready(out)) => Ok((this.convert)(out)),
-                        Err(panic) => Err(panic),
-                    };
-                    drop(f);
-                    if let Some(done) = this.computed(lease, permit, remote, result) {
-                        return done;
-                    }
+                    LeadStep::Done => this.lead = None,
                 }
-                #[cfg(feature = "shared")]
-                State::Publishing(lease, permit, result, mut written, mut wait) => {
-                    let done =
-                        Pin::new(&mut written).poll(cx).is_ready() || Pin::new(&mut wait).poll(cx).is_ready();
-                    if !done {
-                        this.state = State::Publishing(lease, permit, result, written, wait);
-                        return Poll::Pending;
-                    }
-                    drop(permit);
-                    return Poll::Ready(finish(lease, result, &this.opts.tag_refs()));
+                continue;
+            }
+            match this.call.as_mut().expect("started").step() {
+                Step::Done(r) => {
+                    this.call = None;
+                    return Poll::Ready(match this.panic.take() {
+                        Some(p) => resume_unwind(p),
+                        None => r,
+                    });
                 }
-                State::Done => panic!("a coopcache call polled after it completed"),
+                Step::Wait(ready) => this.waiting = Some((ready, true)),
+                Step::Lead(lead) => this.lead = Some(lead),
             }
         }
     }
@@ -254,13 +208,24 @@ where
 /// The future of [`Cache::get_or_compute_async`]: the value (an error it cannot return, such
 /// as a recursion, panics as the sync form does).
 #[must_use = "futures do nothing unless polled"]
-pub struct GetOrCompute<'a, K, V, F: Future>(pub(super) Compute<'a, K, V, F>);
+pub struct GetOrCompute<'a, K, V, F: Future>(Compute<'a, K, V, F>);
+
+impl<'a, K, V, F> GetOrCompute<'a, K, V, F>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    F: Future<Output = V>,
+{
+    pub(super) fn new(cache: &'a Cache<K, V>, key: K, f: F) -> Self {
+        GetOrCompute(Compute::new(cache, key, &NO_OPTIONS, true, f, report_value::<V>))
+    }
+}
 
 impl<K, V, F> Future for GetOrCompute<'_, K, V, F>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
-    F: Future,
+    F: Future<Output = V>,
 {
     type Output = V;
 

@@ -1,6 +1,7 @@
 //! The typed cache for Rust users: a builder and the `get_or_compute` family (the async forms'
 //! future is in `future`).
 
+mod call;
 mod future;
 
 use std::borrow::Borrow;
@@ -14,11 +15,11 @@ use std::time::{Duration, Instant};
 use crate::clock::Clock;
 use crate::config::{ConfigError, MemoryLimit, Settings, WhenFull};
 use crate::error::{BoxError, Error};
-use crate::flight::{Begin, Caller, Completion, Computed, FlightCache, Lease, Outcome};
+use crate::flight::{Begin, Caller, Computed, FlightCache};
 use crate::stats::{Listener, Stats};
 use crate::store::Weigher;
 use crate::weigh::Weigh;
-use future::NO_OPTIONS;
+pub use call::{Call, Lead, LeadStep, Outcome, Step};
 pub use future::{Compute, GetOrCompute};
 
 /// Per-call options of every `get_or_compute` form.
@@ -62,10 +63,6 @@ impl CallOptions {
     pub fn tags<T: Into<String>>(mut self, tags: impl IntoIterator<Item = T>) -> Self {
         self.tags = tags.into_iter().map(Into::into).collect();
         self
-    }
-
-    fn tag_refs(&self) -> Vec<&str> {
-        self.tags.iter().map(String::as_str).collect()
     }
 }
 
@@ -437,9 +434,7 @@ where
     /// error's message.
     #[inline]
     pub fn get_or_compute(&self, key: K, f: impl FnOnce() -> V) -> V {
-        let store = &self.local.store;
-        let hash = store.hash(&key);
-        if let Some(v) = store.lookup_with(hash, &key, V::clone) {
+        if let Some(v) = self.get_fresh(&key) {
             return v;
         }
         self.get_or_compute_miss(key, f)
@@ -490,51 +485,47 @@ where
     where
         E: Into<BoxError>,
     {
-        let hash = self.local.store.hash(key);
-        if let Some(v) = self.local.store.lookup_with(hash, key, V::clone) {
+        if let Some(v) = self.get_fresh(key) {
             return Ok(v);
         }
         let deadline = opts.timeout.and_then(|t| Instant::now().checked_add(t));
-        let timeout = || Error::Timeout(opts.timeout.unwrap_or_default());
-        let tags = opts.tag_refs();
+        let timed_out = || Err(Error::Timeout(opts.timeout.unwrap_or_default()));
+        let mut call = Call::new(self, key.clone(), opts, Caller::Blocking, infallible, self.has_codec());
+        let mut f = Some(f);
+        let mut panic = None;
         loop {
-            match self.local.begin_missed(key, hash, Some(&tags), Caller::Blocking)? {
-                Begin::Hit(v) => return Ok(v),
-                Begin::Lease(lease) => {
-                    let _permit = match self.local.slots.limited() {
-                        false => None,
-                        true => match lease.slot().wait_deadline(deadline) {
-                            Some(p) => Some(p),
-                            None => return Err(timeout()),
-                        },
-                    };
-                    #[cfg(feature = "shared")]
-                    let (lease, remote) = match self.ask_remote(key).map(|p| p.wait_deadline(deadline)) {
-                        None => (lease, None),
-                        Some(None) => return Err(timeout()),
-                        Some(Some(answer)) => match self.answered(lease, answer, infallible) {
-                            crate::remote::Ask::Done(r) => return r,
-                            crate::remote::Ask::Compute(lease, remote) => (lease, remote),
-                        },
-                    };
-                    let result = {
-                        let _computing = lease.enter();
-                        catch_unwind(AssertUnwindSafe(f))
-                    };
-                    let result = outcome(result);
-                    #[cfg(feature = "shared")]
-                    if let Some(remote) = &remote {
-                        self.publish(remote, &result, &opts.tags, std::any::type_name::<E>())
-                            .wait_timeout(crate::remote::PUBLISH_WAIT);
+            match call.step() {
+                Step::Done(r) => {
+                    if let Some(p) = panic {
+                        resume_unwind(p);
                     }
-                    return finish(lease, result, &tags);
+                    return r;
                 }
-                Begin::Wait(w) => match w.pending().wait_deadline(deadline) {
-                    None => return Err(timeout()),
-                    Some(Completion::Value(v)) => return Ok(v),
-                    Some(Completion::Failed(_)) if infallible => continue,
-                    Some(Completion::Failed(e)) => return Err(e),
-                    Some(Completion::HandedOver) => continue,
+                Step::Wait(ready) => {
+                    if ready.wait_deadline(deadline).is_none() {
+                        return timed_out();
+                    }
+                }
+                Step::Lead(mut lead) => loop {
+                    match lead.step() {
+                        LeadStep::Wait(ready) => {
+                            if ready.wait_deadline(deadline).is_none() {
+                                return timed_out();
+                            }
+                        }
+                        LeadStep::Confirm(ready) => ready.wait(),
+                        LeadStep::Decode(bytes) => lead.decoded(self.decode(&bytes)),
+                        LeadStep::Encode(v) => lead.encoded(self.encode(&v)),
+                        LeadStep::Compute => {
+                            let f = f.take().expect("a caller computes once");
+                            let result = {
+                                let _computing = lead.enter();
+                                catch_unwind(AssertUnwindSafe(f))
+                            };
+                            lead.computed(outcome(result, std::any::type_name::<E>(), &mut panic));
+                        }
+                        LeadStep::Done => break,
+                    }
                 },
             }
         }
@@ -547,8 +538,7 @@ where
     where
         F: Future<Output = V>,
     {
-        let store = |v: V| Ok(Computed::Store(v));
-        GetOrCompute(Compute::new(self, key, &NO_OPTIONS, true, f, store, "(infallible)"))
+        GetOrCompute::new(self, key, f)
     }
 
     /// The async form of [`Cache::try_get_or_compute`].
@@ -557,8 +547,7 @@ where
         F: Future<Output = Result<V, E>>,
         E: Into<BoxError>,
     {
-        let convert = |r: Result<V, E>| r.map(Computed::Store).map_err(Error::computation);
-        Compute::new(self, key, &NO_OPTIONS, false, f, convert, std::any::type_name::<E>())
+        Compute::try_get(self, key, f)
     }
 
     /// The async form of [`Cache::compute`].
@@ -567,8 +556,7 @@ where
         F: Future<Output = Result<Computed<V>, E>>,
         E: Into<BoxError>,
     {
-        let convert = |r: Result<Computed<V>, E>| r.map_err(Error::computation);
-        Compute::new(self, key, opts, false, f, convert, std::any::type_name::<E>())
+        Compute::with_options(self, key, opts, f)
     }
 
     /// Removes the key's entry; a computation of it running now still reaches its waiters but
@@ -646,60 +634,60 @@ where
     }
 }
 
-fn outcome<V, E: Into<BoxError>>(r: std::thread::Result<Result<Computed<V>, E>>) -> Outcome<V> {
-    r.map(|r| r.map_err(Error::computation))
-}
-
-/// Finishes the lease with the computation's outcome and returns it to the leader.
-fn finish<K, V>(lease: Lease<K, V>, result: Outcome<V>, tags: &[&str]) -> Result<V, Error>
-where
-    K: Hash + Eq + Clone + Send + Sync + 'static,
-    V: Clone + Send + Sync + 'static,
-{
+/// What a Rust computation's result reports to its lead; a panic is kept to resume once every
+/// caller has heard of it.
+pub(crate) fn outcome<V, E: Into<BoxError>>(
+    result: std::thread::Result<Result<Computed<V>, E>>,
+    error_type: &str,
+    panic: &mut Option<Box<dyn std::any::Any + Send>>,
+) -> Outcome<V> {
     match result {
-        Ok(Ok(Computed::Store(v))) => Ok(lease.store_with(v, 0, tags)),
-        Ok(Ok(Computed::NoCache(v))) => Ok(lease.nocache(v)),
-        Ok(Err(e)) => {
-            lease.fail(e.clone());
-            Err(e)
-        }
-        Err(panic) => {
-            lease.fail(Error::from_panic(&*panic));
-            resume_unwind(panic)
+        Ok(Ok(Computed::Store(value))) => Outcome::Store { value, weight: 0 },
+        Ok(Ok(Computed::NoCache(v))) => Outcome::NoCache(v),
+        Ok(Err(e)) => Outcome::failed(Error::computation(e), error_type),
+        Err(p) => {
+            let e = Error::from_panic(&*p);
+            *panic = Some(p);
+            Outcome::failed(e, "panic")
         }
     }
 }
 
-#[cfg(feature = "shared")]
 impl<K, V> Cache<K, V>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    /// The question to the shared tier, if the cache has one it can ask.
-    fn ask_remote(&self, key: &K) -> Option<crate::wait::Pending<crate::shared::Remote>> {
-        self.remote.as_ref()?.ask(key)
+    /// A fresh value from the local tier (the hit path of the Rust forms).
+    #[inline]
+    fn get_fresh(&self, key: &K) -> Option<V> {
+        let store = &self.local.store;
+        store.lookup_with(store.hash(key), key, V::clone)
     }
 
-    fn answered(
-        &self,
-        lease: Lease<K, V>,
-        answer: crate::shared::Remote,
-        infallible: bool,
-    ) -> crate::remote::Ask<K, V> {
-        self.remote.as_ref().expect("asked only with a shared tier").answered(lease, answer, infallible)
+    /// Whether the Rust forms can serialize values for a shared tier (with its codec).
+    fn has_codec(&self) -> bool {
+        #[cfg(feature = "shared")]
+        return self.remote.as_ref().is_some_and(|r| r.has_codec());
+        #[cfg(not(feature = "shared"))]
+        false
     }
 
-    fn publish(
-        &self,
-        lease: &crate::shared::RemoteLease,
-        result: &Outcome<V>,
-        tags: &[String],
-        type_name: &str,
-    ) -> crate::wait::Pending<bool> {
-        self.remote
-            .as_ref()
-            .expect("a remote lease implies a shared tier")
-            .publish(lease, result, tags, type_name)
+    #[cfg_attr(not(feature = "shared"), allow(unused_variables))]
+    fn decode(&self, bytes: &[u8]) -> Result<(V, u64), String> {
+        #[cfg(feature = "shared")]
+        if let Some(r) = &self.remote {
+            return r.decode(bytes).map(|v| (v, 0));
+        }
+        Err("no shared tier".to_owned())
+    }
+
+    #[cfg_attr(not(feature = "shared"), allow(unused_variables))]
+    fn encode(&self, value: &V) -> Result<Vec<u8>, String> {
+        #[cfg(feature = "shared")]
+        if let Some(r) = &self.remote {
+            return r.encode(value);
+        }
+        Err("no shared tier".to_owned())
     }
 }

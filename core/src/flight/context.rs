@@ -38,15 +38,9 @@ enum Kind {
     Async,
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Frame {
-    flight: FlightId,
-    cache: CacheId,
-    kind: Kind,
-}
-
 crate::sync::thread_local! {
-    static FRAMES: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
+    /// The computations running on this thread, innermost last.
+    static FRAMES: RefCell<Vec<(Frame, Kind)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// How a caller waits, which decides which computations count as its own when it asks a key
@@ -80,9 +74,11 @@ pub(crate) fn ancestors(caller: Caller) -> Ancestors {
         let frames = f.borrow();
         let from = match caller {
             Caller::Blocking => 0,
-            Caller::NonBlocking => frames.iter().rposition(|fr| fr.kind == Kind::Sync).map_or(0, |i| i + 1),
+            Caller::NonBlocking => {
+                frames.iter().rposition(|(_, kind)| *kind == Kind::Sync).map_or(0, |i| i + 1)
+            }
         };
-        Ancestors(frames[from..].iter().map(|fr| (fr.flight, fr.cache)).collect())
+        Ancestors(frames[from..].iter().map(|(fr, _)| (fr.flight, fr.cache)).collect())
     })
 }
 
@@ -101,6 +97,38 @@ impl Ancestors {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+/// A computation a caller may be inside, as a binding keeps track of it where the core's
+/// per-thread record cannot follow (an asyncio task's context, say): [`Frame::enter`] puts
+/// it back around each step the binding takes for that task.
+///
+/// ```
+/// use coopcache::{Begin, Cache, Error};
+///
+/// let cache: Cache<u32, u32> = Cache::builder().build().unwrap();
+/// let Begin::Lease(lease) = cache.begin(&1).unwrap() else { unreachable!() };
+/// let frame = lease.frame(); // kept in the task's context
+/// let _inside = frame.enter(); // around a step of that task, on whichever thread runs it
+/// assert!(matches!(cache.begin(&1), Err(Error::Recursion { .. })));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Frame {
+    pub(crate) flight: FlightId,
+    pub(crate) cache: CacheId,
+}
+
+impl Frame {
+    /// The flight's id.
+    pub fn id(&self) -> FlightId {
+        self.flight
+    }
+
+    /// Marks this computation as one that the code about to run on this thread is inside (as
+    /// an async computation's poll is), until the guard drops.
+    pub fn enter(self) -> Computing {
+        Computing::enter(self.flight, self.cache, Caller::NonBlocking)
     }
 }
 
@@ -126,7 +154,7 @@ impl Computing {
             Caller::Blocking => Kind::Sync,
             Caller::NonBlocking => Kind::Async,
         };
-        FRAMES.with(|f| f.borrow_mut().push(Frame { flight, cache, kind }));
+        FRAMES.with(|f| f.borrow_mut().push((Frame { flight, cache }, kind)));
         Computing { flight, _thread_bound: PhantomData }
     }
 }
@@ -135,7 +163,7 @@ impl Drop for Computing {
     fn drop(&mut self) {
         FRAMES.with(|f| {
             let mut f = f.borrow_mut();
-            if let Some(pos) = f.iter().rposition(|fr| fr.flight == self.flight) {
+            if let Some(pos) = f.iter().rposition(|(fr, _)| fr.flight == self.flight) {
                 f.remove(pos);
             }
         });

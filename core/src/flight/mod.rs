@@ -33,7 +33,7 @@ use std::hash::Hash;
 use std::sync::{Arc, Weak};
 
 use context::{Ancestors, CacheId, Waiting};
-pub use context::{Caller, Computing, FlightId};
+pub use context::{Caller, Computing, FlightId, Frame};
 
 use crate::clock::Clock;
 use crate::concurrency::{Permit, Slots};
@@ -76,10 +76,6 @@ impl<V> From<V> for Computed<V> {
 pub fn nocache<V>(value: V) -> Computed<V> {
     Computed::NoCache(value)
 }
-
-/// A computation's outcome, its error converted: a value, an error for everyone, or a panic to
-/// resume once everyone has heard of it.
-pub(crate) type Outcome<V> = std::thread::Result<Result<Computed<V>, Error>>;
 
 /// What a waiter learns when the flight ends.
 #[derive(Clone, Debug)]
@@ -564,7 +560,12 @@ where
     /// Like [`Lease::enter`], for one poll of an async computation: hold it around each poll,
     /// never across an `.await`.
     pub fn enter_poll(&self) -> Computing {
-        Computing::enter(self.flight.id, self.cache.id, Caller::NonBlocking)
+        self.frame().enter()
+    }
+
+    /// The computation's [`Frame`], for a binding that keeps track of what a task is inside.
+    pub fn frame(&self) -> Frame {
+        Frame { flight: self.flight.id, cache: self.cache.id }
     }
 
     /// A waiter on this lease's own flight, for a binding that runs the computation detached

@@ -1,0 +1,520 @@
+//! One call of a cache as a state machine without I/O of its own: the caller asks it what to
+//! do next and reports back. Every rule of a call lives here, once, for every kind of caller:
+//! hit or miss, lead or wait, a computation slot, the shared tier's answer, computing,
+//! publishing, storing, hand-over, recursion, giving up.
+//!
+//! A [`Call`] is the caller's side: it ends with the value or an error. When the caller leads,
+//! the call hands it a [`Lead`], the computation's side, and waits for the flight like any
+//! other caller; the lead can be driven on the spot (a thread that computes, a future polling
+//! its computation) or by a task of its own (an asyncio task, a JS promise), which is how a
+//! computation outlives a caller who gives up. What a binding does for either is small: run
+//! the user's function, turn bytes from the shared tier into a value and back with its
+//! serializer, and wait on a [`Pending`] in its own style (blocking without its interpreter's
+//! lock, a future, a callback).
+//!
+//! ```
+//! use coopcache::{Cache, CallOptions, Caller, Outcome, LeadStep, Step};
+//!
+//! let cache: Cache<String, u64> = Cache::builder().build().unwrap();
+//! let mut call = cache.call("answer".to_string(), &CallOptions::new(), Caller::Blocking);
+//! let value = loop {
+//!     match call.step() {
+//!         Step::Done(result) => break result.unwrap(),
+//!         Step::Wait(ready) => ready.wait(),
+//!         Step::Lead(mut lead) => loop {
+//!             match lead.step() {
+//!                 LeadStep::Wait(ready) | LeadStep::Confirm(ready) => ready.wait(),
+//!                 LeadStep::Compute => {
+//!                     let _computing = lead.enter(); // asking "answer" in here is a recursion error
+//!                     lead.computed(Outcome::Store { value: 42, weight: 0 });
+//!                 }
+//!                 LeadStep::Decode(_) | LeadStep::Encode(_) => unreachable!("no shared tier"),
+//!                 LeadStep::Done => break,
+//!                 _ => unreachable!(),
+//!             }
+//!         },
+//!     }
+//! };
+//! assert_eq!(value, 42);
+//! assert_eq!(cache.get("answer"), Some(42));
+//! ```
+
+use std::hash::Hash;
+use std::sync::Arc;
+
+use super::{Cache, CallOptions};
+use crate::concurrency::Permit;
+use crate::error::Error;
+use crate::flight::{Begin, Caller, Completion, Computing, Frame, Lease, Waiter};
+use crate::wait::{Handover, Pending};
+
+/// What the caller does next.
+#[must_use = "a step must be acted on"]
+pub enum Step<K, V> {
+    /// The call's outcome.
+    Done(Result<V, Error>),
+    /// Wait until this is ready (bounded by the caller's own timeout: past it, drop the call
+    /// and report [`Error::Timeout`]), then ask again.
+    Wait(Pending<()>),
+    /// This caller leads: drive the [`Lead`] (here, or in a task of its own), then ask again;
+    /// the call waits for the computation like any other caller.
+    Lead(Box<Lead<K, V>>),
+}
+
+/// The caller's side of a call; see the module docs. Dropped before it is done, the caller
+/// gave up: it stops waiting, and the computation goes on for the others.
+#[must_use = "a call does nothing until driven with step()"]
+pub struct Call<K, V> {
+    cache: Cache<K, V>,
+    key: K,
+    hash: u64,
+    tags: Arc<[String]>,
+    caller: Caller,
+    /// Set by the Rust forms that cannot return another caller's error: they compute for
+    /// themselves instead.
+    infallible: bool,
+    /// Whether this caller turns values into bytes for the shared tier (a binding, or a cache
+    /// with a codec); only then is the shared tier asked.
+    #[cfg(feature = "shared")]
+    serializes: bool,
+    waiting: Option<Handover<Completion<V>, Waiter<V>>>,
+}
+
+/// How a computation ended, as its leader reports it.
+#[non_exhaustive]
+pub enum Outcome<V> {
+    /// A value to store (`weight`: bytes the binding estimates for it, added to the weigher's).
+    Store {
+        /// The value.
+        value: V,
+        /// Its estimated size in bytes, besides what the cache's weigher counts.
+        weight: u64,
+    },
+    /// A value for every caller, not stored.
+    NoCache(V),
+    /// The computation failed: this error for every caller here, the type name and message
+    /// for the other processes.
+    Failed {
+        /// The error.
+        error: Error,
+        /// Its type name, as other processes are told.
+        type_name: String,
+        /// Its message.
+        message: String,
+    },
+}
+
+impl<V> Outcome<V> {
+    /// A failure whose type name and message other processes read from the error itself.
+    pub fn failed(error: Error, type_name: impl Into<String>) -> Outcome<V> {
+        let message = match &error {
+            Error::Remote { message, .. } => message.clone(),
+            e => e.to_string(),
+        };
+        let type_name = match &error {
+            Error::Remote { type_name, .. } => type_name.clone(),
+            _ => type_name.into(),
+        };
+        Outcome::Failed { error, type_name, message }
+    }
+}
+
+/// What the leader does next.
+#[must_use = "a step must be acted on"]
+#[non_exhaustive]
+pub enum LeadStep<V> {
+    /// Wait until this is ready (a computation slot, the shared tier's answer; bounded by the
+    /// caller's timeout: past it, drop the lead), then ask again.
+    Wait(Pending<()>),
+    /// Wait until the shared tier has confirmed the write (it bounds this itself), then ask
+    /// again.
+    Confirm(Pending<()>),
+    /// Run the computation (holding [`Lead::enter`], or [`Lead::enter_poll`] around each poll)
+    /// and report it with [`Lead::computed`].
+    Compute,
+    /// Turn these bytes from the shared tier into a value with the cache's serializer, and
+    /// report it with [`Lead::decoded`].
+    Decode(Vec<u8>),
+    /// Turn this value into bytes for the shared tier, and report them with [`Lead::encoded`].
+    Encode(V),
+    /// The flight has ended: every caller, this one too, has its outcome.
+    Done,
+}
+
+/// The leader's side of a call; see the module docs. Dropped before it is done, the
+/// computation is abandoned: one of its waiters takes over (and, in shared mode, another
+/// process may take it at once).
+#[must_use = "a lead does nothing until driven with step()"]
+pub struct Lead<K, V> {
+    #[cfg(feature = "shared")]
+    cache: Cache<K, V>,
+    tags: Arc<[String]>,
+    #[cfg(feature = "shared")]
+    infallible: bool,
+    #[cfg(feature = "shared")]
+    serializes: bool,
+    lease: Option<Lease<K, V>>,
+    permit: Option<Permit>,
+    #[cfg(feature = "shared")]
+    remote: Option<crate::shared::RemoteLease>,
+    /// The computation's outcome while the shared tier is told of it.
+    #[cfg(feature = "shared")]
+    outcome: Option<Outcome<V>>,
+    state: LeadState,
+}
+
+enum LeadState {
+    /// Asking for a computation slot.
+    Slot(Handover<Permit>),
+    /// Asking the shared tier.
+    #[cfg(feature = "shared")]
+    Asking(Handover<crate::shared::Remote>),
+    /// Waiting for the caller to decode a value the shared tier has (`nocache`: not to store).
+    #[cfg(feature = "shared")]
+    Decoding { blob: crate::shared::Blob, nocache: bool },
+    /// Waiting for the caller to compute.
+    Computing,
+    /// Waiting for the caller to encode the computed value (in `Lead::outcome`) for the
+    /// shared tier.
+    #[cfg(feature = "shared")]
+    Encoding,
+    /// Waiting for the shared tier to confirm the write of the outcome.
+    #[cfg(feature = "shared")]
+    Publishing(Handover<bool>),
+    /// The flight has ended.
+    Done,
+    /// A step was handed out and not answered yet (the state moved out meanwhile).
+    Between,
+}
+
+impl<K, V> Cache<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// A call of `key`, for a binding driving it step by step (see [`Call`]). It starts with
+    /// the miss path: look a hit up first with [`Cache::hit_with`]. The binding serializes
+    /// values for the shared tier itself.
+    pub fn call(&self, key: K, opts: &CallOptions, caller: Caller) -> Call<K, V> {
+        Call::new(self, key, opts, caller, false, true)
+    }
+}
+
+impl<K, V> Call<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    #[cfg_attr(not(feature = "shared"), allow(unused_variables))]
+    pub(super) fn new(
+        cache: &Cache<K, V>,
+        key: K,
+        opts: &CallOptions,
+        caller: Caller,
+        infallible: bool,
+        serializes: bool,
+    ) -> Self {
+        Call {
+            hash: cache.local.store.hash(&key),
+            cache: cache.clone(),
+            key,
+            tags: opts.tags.iter().cloned().collect(),
+            caller,
+            infallible,
+            #[cfg(feature = "shared")]
+            serializes,
+            waiting: None,
+        }
+    }
+
+    /// What to do next (see [`Step`]).
+    pub fn step(&mut self) -> Step<K, V> {
+        loop {
+            if let Some(w) = &self.waiting {
+                match w.take() {
+                    None => return Step::Wait(w.signal()),
+                    Some(Completion::Value(v)) => return Step::Done(Ok(v)),
+                    Some(Completion::Failed(_)) if self.infallible => self.waiting = None,
+                    Some(Completion::Failed(e)) => return Step::Done(Err(e)),
+                    Some(Completion::HandedOver) => self.waiting = None,
+                }
+            }
+            let tags: Vec<&str> = self.tags.iter().map(String::as_str).collect();
+            match self.cache.local.begin_missed(&self.key, self.hash, Some(&tags), self.caller) {
+                Err(e) => return Step::Done(Err(e)),
+                Ok(Begin::Hit(v)) => return Step::Done(Ok(v)),
+                Ok(Begin::Wait(w)) => self.waiting = Some(Handover::new(w, Waiter::pending)),
+                Ok(Begin::Lease(lease)) => {
+                    self.waiting = Some(Handover::new(lease.waiter(), Waiter::pending));
+                    // Its own computation's outcome is this caller's, whatever it is.
+                    self.infallible = false;
+                    return Step::Lead(Box::new(Lead::new(self, lease)));
+                }
+            }
+        }
+    }
+}
+
+impl<K, V> Lead<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    fn new(call: &Call<K, V>, lease: Lease<K, V>) -> Self {
+        let slots = &call.cache.local.slots;
+        let state = match slots.limited() {
+            true => LeadState::Slot(Handover::of(lease.slot())),
+            false => LeadState::Between,
+        };
+        let mut lead = Lead {
+            #[cfg(feature = "shared")]
+            cache: call.cache.clone(),
+            tags: call.tags.clone(),
+            #[cfg(feature = "shared")]
+            infallible: call.infallible,
+            #[cfg(feature = "shared")]
+            serializes: call.serializes,
+            lease: Some(lease),
+            permit: None,
+            #[cfg(feature = "shared")]
+            remote: None,
+            #[cfg(feature = "shared")]
+            outcome: None,
+            state,
+        };
+        if matches!(lead.state, LeadState::Between) {
+            lead.state = lead.after_slot();
+        }
+        lead
+    }
+
+    /// The step after the slot: ask the shared tier (if this caller serializes), or compute.
+    fn after_slot(&self) -> LeadState {
+        #[cfg(feature = "shared")]
+        if let (true, Some(remote)) = (self.serializes, &self.cache.remote) {
+            let lease = self.lease.as_ref().expect("leading");
+            if let Some(answer) = remote.ask(lease.key()) {
+                return LeadState::Asking(Handover::of(answer));
+            }
+        }
+        LeadState::Computing
+    }
+
+    fn lease(&self) -> &Lease<K, V> {
+        self.lease.as_ref().expect("a lead holds its lease until done")
+    }
+
+    fn tag_refs(&self) -> Vec<&str> {
+        self.tags.iter().map(String::as_str).collect()
+    }
+
+    /// The computation's frame, for a binding that keeps track of which computations a task
+    /// is inside (see [`Frame`]).
+    pub fn frame(&self) -> Frame {
+        self.lease().frame()
+    }
+
+    /// Marks the computation as running on this thread until the guard drops (see
+    /// [`Lease::enter`]).
+    pub fn enter(&self) -> Computing {
+        self.lease().enter()
+    }
+
+    /// Like [`Lead::enter`], for one poll of an async computation.
+    pub fn enter_poll(&self) -> Computing {
+        self.lease().enter_poll()
+    }
+
+    /// Callers waiting now (the caller who leads counts, unless it gave up).
+    pub fn waiters(&self) -> usize {
+        self.lease().waiters()
+    }
+
+    /// Runs `f` once when the last waiter gives up before the flight ends: a binding that runs
+    /// the computation in a task of its own may cancel it then (and drop the lead).
+    pub fn on_abandoned(&self, f: impl FnOnce() + Send + 'static) {
+        self.lease().on_abandoned(f);
+    }
+
+    /// What to do next (see [`LeadStep`]).
+    pub fn step(&mut self) -> LeadStep<V> {
+        loop {
+            match std::mem::replace(&mut self.state, LeadState::Between) {
+                LeadState::Slot(h) => match h.take() {
+                    None => {
+                        let ready = h.signal();
+                        self.state = LeadState::Slot(h);
+                        return LeadStep::Wait(ready);
+                    }
+                    Some(permit) => {
+                        self.permit = Some(permit);
+                        self.state = self.after_slot();
+                    }
+                },
+                #[cfg(feature = "shared")]
+                LeadState::Asking(h) => match h.take() {
+                    None => {
+                        let ready = h.signal();
+                        self.state = LeadState::Asking(h);
+                        return LeadStep::Wait(ready);
+                    }
+                    Some(answer) => self.answered(answer),
+                },
+                #[cfg(feature = "shared")]
+                LeadState::Decoding { blob, nocache } => {
+                    let step = LeadStep::Decode(blob.payload.clone());
+                    self.state = LeadState::Decoding { blob, nocache };
+                    return step;
+                }
+                LeadState::Computing => {
+                    self.state = LeadState::Computing;
+                    return LeadStep::Compute;
+                }
+                #[cfg(feature = "shared")]
+                LeadState::Encoding => {
+                    let v = match &self.outcome {
+                        Some(Outcome::Store { value, .. } | Outcome::NoCache(value)) => value.clone(),
+                        _ => unreachable!("only values are encoded"),
+                    };
+                    self.state = LeadState::Encoding;
+                    return LeadStep::Encode(v);
+                }
+                #[cfg(feature = "shared")]
+                LeadState::Publishing(h) => match h.take() {
+                    None => {
+                        let ready = h.signal();
+                        self.state = LeadState::Publishing(h);
+                        return LeadStep::Confirm(ready);
+                    }
+                    Some(_) => {
+                        let outcome = self.outcome.take().expect("published an outcome");
+                        self.finish(outcome)
+                    }
+                },
+                LeadState::Done => {
+                    self.state = LeadState::Done;
+                    return LeadStep::Done;
+                }
+                LeadState::Between => unreachable!("every step leaves a state behind"),
+            }
+        }
+    }
+
+    /// Acts on the shared tier's answer: a value to decode, another process's error, or compute
+    /// here (under the remote lease if the tier gave one).
+    #[cfg(feature = "shared")]
+    fn answered(&mut self, answer: crate::shared::Remote) {
+        use crate::shared::Remote as Answer;
+        self.state = match answer {
+            Answer::Value(blob) => LeadState::Decoding { blob, nocache: false },
+            Answer::NoCache(blob) => LeadState::Decoding { blob, nocache: true },
+            Answer::Failed(_) if self.infallible => LeadState::Computing,
+            Answer::Failed(e) => {
+                let lease = self.lease.take().expect("leading");
+                lease.fail(Error::Remote { type_name: e.type_name, message: e.message });
+                self.permit = None;
+                LeadState::Done
+            }
+            Answer::Compute(r) => {
+                self.remote = Some(r);
+                LeadState::Computing
+            }
+            _ => LeadState::Computing,
+        };
+    }
+
+    /// Reports a value decoded from the shared tier's bytes, with its estimated size (or why it
+    /// could not be decoded: it is then computed here).
+    pub fn decoded(&mut self, value: Result<(V, u64), String>) {
+        #[cfg(feature = "shared")]
+        if let LeadState::Decoding { blob, nocache } = std::mem::replace(&mut self.state, LeadState::Between)
+        {
+            self.state = match value {
+                Ok((v, weight)) => {
+                    let lease = self.lease.take().expect("leading");
+                    match nocache {
+                        true => drop(lease.nocache(v)),
+                        false => {
+                            let tags: Vec<&str> = blob.tags.iter().map(String::as_str).collect();
+                            drop(lease.store_with(v, weight, &tags));
+                        }
+                    }
+                    self.permit = None;
+                    LeadState::Done
+                }
+                Err(why) => {
+                    tracing::warn!(target: "coopcache", cache = %self.cache.name(), %why,
+                        "a value from the shared tier could not be decoded; computing it here");
+                    LeadState::Computing
+                }
+            };
+            return;
+        }
+        let _ = value;
+        debug_assert!(false, "decoded() answers a Decode step");
+    }
+
+    /// Reports how the computation ended. With a shared tier to tell, the next steps encode the
+    /// value and wait for the write; then (or at once) the flight ends: the value stored (if it
+    /// fits) or not, and handed to every waiter; or the error handed to every waiter.
+    pub fn computed(&mut self, outcome: Outcome<V>) {
+        if !matches!(self.state, LeadState::Computing) {
+            debug_assert!(false, "computed() answers a Compute step");
+            return;
+        }
+        #[cfg(feature = "shared")]
+        if let Some(remote) = &self.remote {
+            self.state = match &outcome {
+                Outcome::Failed { type_name, message, .. } => {
+                    let e =
+                        crate::shared::RemoteError { type_name: type_name.clone(), message: message.clone() };
+                    LeadState::Publishing(Handover::of(remote.fail(&e)))
+                }
+                _ => LeadState::Encoding,
+            };
+            self.outcome = Some(outcome);
+            return;
+        }
+        self.finish(outcome);
+    }
+
+    /// Reports the bytes of the value to publish (or why it could not be encoded: the other
+    /// processes are then told that, and this process still gets its value).
+    pub fn encoded(&mut self, bytes: Result<Vec<u8>, String>) {
+        #[cfg(feature = "shared")]
+        if let LeadState::Encoding = self.state {
+            let remote = self.remote.as_ref().expect("encoding for a remote lease");
+            let tags = self.tags.to_vec();
+            let written = match (bytes, &self.outcome) {
+                (Ok(payload), Some(Outcome::NoCache(_))) => {
+                    remote.nocache(&crate::shared::Blob { tags, payload })
+                }
+                (Ok(payload), _) => remote.store(&crate::shared::Blob { tags, payload }),
+                (Err(why), _) => remote.fail(&crate::shared::RemoteError {
+                    type_name: "coopcache::SerializeError".to_owned(),
+                    message: why,
+                }),
+            };
+            self.state = LeadState::Publishing(Handover::of(written));
+            return;
+        }
+        let _ = bytes;
+        debug_assert!(false, "encoded() answers an Encode step");
+    }
+
+    /// Ends the local flight with the outcome.
+    fn finish(&mut self, outcome: Outcome<V>) {
+        let lease = self.lease.take().expect("leading");
+        match outcome {
+            Outcome::Store { value, weight } => drop(lease.store_with(value, weight, &self.tag_refs())),
+            Outcome::NoCache(value) => drop(lease.nocache(value)),
+            Outcome::Failed { error, .. } => lease.fail(error),
+        }
+        self.permit = None;
+        #[cfg(feature = "shared")]
+        {
+            self.remote = None;
+        }
+        self.state = LeadState::Done;
+    }
+}

@@ -1,24 +1,20 @@
 'use strict';
 // coopcache for Node: the public face over the native addon (bindings-node/native/, built by
 // bindings-node/build.mjs; this folder, bindings-node/js/, holds only hand-written files).
-// Every rule lives in the Rust core; this file converts, weighs, runs the user's function and
-// settles promises. Nothing here blocks the event loop.
+// Every rule of a call lives in the Rust core's call driver, which the addon drives; this file
+// checks arguments, runs the user's function, weighs and serializes values, settles promises and
+// emits events. Nothing here blocks the event loop.
 
 const path = require('node:path');
 const fs = require('node:fs');
 const { EventEmitter } = require('node:events');
-const { AsyncLocalStorage, AsyncResource } = require('node:async_hooks');
+const { AsyncLocalStorage } = require('node:async_hooks');
 const v8 = require('node:v8');
 
 function loadNative() {
   const dir = path.join(__dirname, '..', 'native');
   const prefix = `coopcache.${process.platform}-${process.arch}`;
-  let files = [];
-  try {
-    files = fs.readdirSync(dir).filter((f) => f.startsWith(prefix) && f.endsWith('.node'));
-  } catch {
-    // reported below
-  }
+  const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.startsWith(prefix) && f.endsWith('.node')) : [];
   if (files.length === 0) {
     throw new Error(
       `coopcache: the native addon is not built (no ${prefix}*.node in ${dir}); ` +
@@ -35,34 +31,18 @@ function loadNative() {
 
 const { Native } = loadNative();
 
-// Native results: low 3 bits say what happened, the rest is an id or a token.
-const HIT = 0;
-const LEASE = 1;
-const LEASE_QUEUED = 2;
-const WAIT = 3;
-const ERROR = 4;
-const MISS = 5;
-// takeReady() triples: [token, what, id].
-const R_VALUE = 0;
-const R_FAILED = 1;
-const R_HANDED_OVER = 2;
-const R_SLOT = 3;
-const R_FAILED_OTHER = 4;
-const R_REMOTE = 5;
-const R_PUBLISHED = 6;
-// takeRemote() kinds: what the shared tier answered a leader.
-const A_VALUE = 0;
-const A_NOCACHE = 1;
-const A_FAILED = 2;
-const A_COMPUTE = 3;
-const NO_INDEX = 0xffffffff;
+// How a computation ended, as `computed` is told; LAST is added to the last action of a call
+// (bindings-node/src/lib.rs, mods outcome and act).
+const STORE = 0;
+const FAILED = 1;
+const NOCACHE = 2;
+const LAST = 8;
 
 /** Values and errors the core holds, by id. The core releases an id when it lets go. */
 const values = new Map();
 let nextId = 0;
-const ID_MASK = (1 << 29) - 1;
 function put(v) {
-  do nextId = (nextId + 1) & ID_MASK;
+  do nextId = (nextId + 1) & 0x7fffffff;
   while (nextId === 0 || values.has(nextId));
   values.set(nextId, v);
   return nextId;
@@ -71,80 +51,36 @@ function put(v) {
 /** Emits `full`, `evict`, `sharedDown`, `sharedUp` and `valueRefused`. */
 const events = new EventEmitter();
 
-// Called by the addon (through an unref'd threadsafe function, so it never keeps the process
-// alive) when the core released values, emitted events, or completed a flight off this thread.
+// Called by the addon (through a threadsafe function that keeps the process alive only while a
+// leader waits for the shared tier) when the core completed something off a call into it,
+// released values or emitted events.
 function wake() {
-  const released = native.takeReleased();
-  for (let i = 0; i < released.length; i++) values.delete(released[i]);
-  drainReady();
-  const evs = native.takeEvents();
-  for (let i = 0; i < evs.length; i += 4) {
-    if (evs[i] === 'full') {
-      const e = { cache: evs[i + 1], bytesUsed: Number(evs[i + 2]), memoryLimit: Number(evs[i + 3]) };
-      if (events.listenerCount('full') > 0) emit('full', e);
-      else {
-        process.emitWarning(
-          `coopcache: cache ${JSON.stringify(e.cache)} is full (${e.bytesUsed} of ${e.memoryLimit} bytes); ` +
-            'new values are returned but not stored',
-          { code: 'COOPCACHE_FULL' },
-        );
-      }
-    } else if (evs[i] === 'evict') {
-      emit('evict', { cache: evs[i + 1], reason: evs[i + 2], count: Number(evs[i + 3]) });
-    } else if (evs[i] === 'sharedUp') {
-      emit('sharedUp', { cache: evs[i + 1] });
-    } else {
-      // sharedDown, valueRefused: warnings, reported even without a listener.
-      const e = { cache: evs[i + 1], reason: evs[i + 2] };
-      if (events.listenerCount(evs[i]) > 0) emit(evs[i], e);
-      else process.emitWarning(`coopcache: cache ${JSON.stringify(e.cache)}: ${evs[i]} (${e.reason})`, { code: 'COOPCACHE_SHARED' });
+  run(native.takeReady());
+  for (const id of native.takeReleased()) values.delete(id);
+  const evs = native.takeEvents(); // [name, payload, warning if nobody listens (or null)]
+  for (let i = 0; i < evs.length; i += 3) {
+    if (evs[i + 2] !== null && events.listenerCount(evs[i]) === 0) {
+      process.emitWarning(evs[i + 2], { code: evs[i] === 'full' ? 'COOPCACHE_FULL' : 'COOPCACHE_SHARED' });
+      continue;
+    }
+    try {
+      events.emit(evs[i], evs[i + 1]);
+    } catch (err) {
+      // A listener that throws does not stop the other events; its error is rethrown alone.
+      process.nextTick(() => {
+        throw err;
+      });
     }
   }
 }
 
-// A listener that throws does not stop the other events; its error is rethrown on its own.
-function emit(name, e) {
-  try {
-    events.emit(name, e);
-  } catch (err) {
-    process.nextTick(() => {
-      throw err;
-    });
-  }
-}
-
 const native = new Native(wake);
-const begin = native.beginFn();
-
-function coopError(code, message) {
-  const e = new Error(message);
-  e.code = code;
-  return e;
-}
-
-function nativeError() {
-  const [code, message] = native.takeError();
-  if (code === 'TypeError') {
-    const e = new TypeError(message);
-    e.code = 'ERR_COOPCACHE_INVALID_KEY';
-    return e;
-  }
-  return coopError(code, message);
-}
-
-function configError(message) {
-  return coopError('ERR_COOPCACHE_INVALID_CONFIG', `invalid ${message}`);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Shared mode: serializers, and keeping the process alive while Redis answers
-// ---------------------------------------------------------------------------------------------
+const { hit, start, enter, exit, computed: report } = native.fns(); // the call path, without napi-rs's dispatch
+const out = new Float64Array(3 * 1024); // the addon writes its answers here (see run)
+native.setOutput(out);
 
 const SERIALIZERS = {
-  v8: {
-    encode: (v) => v8.serialize(v),
-    decode: (b) => v8.deserialize(b),
-  },
+  v8: { encode: (v) => v8.serialize(v), decode: (b) => v8.deserialize(b) },
   json: {
     encode(v) {
       const s = JSON.stringify(v);
@@ -155,122 +91,32 @@ const SERIALIZERS = {
   },
 };
 
-/** Callbacks for the shared tier's answers and confirmations, by token. */
-const remoteOps = new Map();
-// While the shared tier works for a caller, a ref'd timer keeps the event loop alive (the
-// addon's own wake-up never does).
-let holds = 0;
-let keeper;
-function noop() {}
-function expect(tok, f) {
-  if (holds++ === 0) keeper = setInterval(noop, 1 << 30);
-  remoteOps.set(tok, f);
-}
-function fulfilled(tok, id) {
-  const f = remoteOps.get(tok);
-  if (f === undefined) return;
-  remoteOps.delete(tok);
-  if (--holds === 0) {
-    clearInterval(keeper);
-    keeper = undefined;
-  }
-  f(id);
-}
-
-function errorName(e) {
-  return e !== null && typeof e === 'object' && typeof e.name === 'string' ? e.name : 'Error';
-}
-
-function errorMessage(e) {
-  return e !== null && typeof e === 'object' && typeof e.message === 'string' ? e.message : String(e);
-}
-
-/** An error computed in another process: code ERR_COOPCACHE_REMOTE, its original name and message. */
-function remoteError(name, message) {
-  const e = new Error(message);
-  e.name = name;
-  e.code = 'ERR_COOPCACHE_REMOTE';
-  e.remoteName = name;
-  return e;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Caches by name
 // ---------------------------------------------------------------------------------------------
 
-/** name -> { idx, name, sizeOf } */
+/** name -> { idx, name, sizeOf, handle } */
 const byName = new Map();
 
-function cacheFor(name) {
+/** The handle of the configured cache `name`. */
+function cache(name) {
   const c = byName.get(name);
-  if (c !== undefined) return c;
-  if (typeof name !== 'string') throw new TypeError(`coopcache: a cache name must be a string, got ${typeof name}`);
-  native.lookup(name);
-  throw nativeError();
+  if (c === undefined) throw native.unknownCache(name); // or a TypeError if the name is not a string
+  return c.handle;
 }
 
 function configure(name, options = {}) {
-  if (typeof name !== 'string') throw new TypeError(`coopcache: a cache name must be a string, got ${typeof name}`);
-  if (options === null || typeof options !== 'object') throw configError(`options: expected an object`);
-  const { memoryLimit, cacheDuration, whenFull, maxConcurrency, sizeOf, redisUrl, serializer, leaseTtl, shared } = options;
-  let { secret } = options;
-  if (memoryLimit !== undefined && typeof memoryLimit !== 'number') {
-    throw configError(`memoryLimit: ${String(memoryLimit)} (expected a number of bytes >= 0, or a fraction in (0, 1])`);
-  }
-  if (cacheDuration !== undefined && typeof cacheDuration !== 'number') {
-    throw configError(`cacheDuration: ${String(cacheDuration)} (expected a number of seconds >= 0)`);
-  }
-  if (whenFull !== undefined && typeof whenFull !== 'string') {
-    throw configError(`whenFull: ${String(whenFull)} (expected "reject" or "evict")`);
-  }
-  if (maxConcurrency !== undefined && maxConcurrency !== null && typeof maxConcurrency !== 'number') {
-    throw configError(`maxConcurrency: ${String(maxConcurrency)} (expected a whole number >= 1, or null for no limit)`);
-  }
-  if (sizeOf !== undefined && typeof sizeOf !== 'function') {
-    throw configError(`sizeOf: expected a function (value, key) => bytes`);
-  }
-  if (redisUrl !== undefined && typeof redisUrl !== 'string') {
-    throw configError(`redisUrl: expected a redis:// or rediss:// URL string`);
-  }
-  if (serializer !== undefined && !Object.prototype.hasOwnProperty.call(SERIALIZERS, serializer)) {
-    throw configError(`serializer: ${String(serializer)} (expected "v8" or "json")`);
-  }
-  if (shared !== undefined && typeof shared !== 'string') {
-    throw configError(`shared: ${String(shared)} (expected 'process': share the cache across this process's worker threads)`);
-  }
-  if (leaseTtl !== undefined && !(typeof leaseTtl === 'number' && leaseTtl > 0)) {
-    throw configError(`leaseTtl: ${String(leaseTtl)} (expected a number of seconds > 0)`);
-  }
-  const prev = byName.get(name);
-  if (prev !== undefined && prev.shared && serializer !== undefined && serializer !== prev.serializer) {
-    throw configError(`serializer: ${serializer} (expected the one the shared cache was first configured with, "${prev.serializer}")`);
-  }
-  if (typeof secret === 'string') secret = Buffer.from(secret, 'utf8');
-  else if (secret instanceof Uint8Array) secret = Buffer.from(secret.buffer, secret.byteOffset, secret.byteLength);
-  else if (secret !== undefined) throw configError(`secret: expected a string or a Buffer`);
-  const idx = native.configure(name, {
-    memoryLimit,
-    memoryLimitIsFloat: memoryLimit !== undefined && !Number.isInteger(memoryLimit),
-    cacheDuration,
-    whenFull,
-    maxConcurrency: maxConcurrency ?? undefined,
-    maxConcurrencyGiven: maxConcurrency !== undefined,
-    redisUrl,
-    secret,
-    leaseTtl,
-    shared,
-  });
-  if (idx === NO_INDEX) throw nativeError();
-  drainReady(); // a higher maxConcurrency may have granted queued leaders their slots
+  // Checks the name and every setting (of a copy: any getters run here, not in the addon).
+  const idx = native.configure(name, options !== null && typeof options === 'object' ? { ...options } : options);
+  run(native.takeReady()); // a higher maxConcurrency may have granted queued leaders their slots
   let c = byName.get(name);
   if (c === undefined) {
-    c = { idx, name, sizeOf: undefined, serializer: 'v8', shared: false };
+    c = { idx, name, sizeOf: undefined };
+    c.handle = new Cache(c);
     byName.set(name, c);
   }
-  if (sizeOf !== undefined) c.sizeOf = sizeOf;
-  if (serializer !== undefined) c.serializer = serializer;
-  c.shared = native.isShared(idx);
-  return new Cache(c);
+  if (options.sizeOf !== undefined) c.sizeOf = options.sizeOf;
+  return c.handle;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -288,338 +134,137 @@ function nocache(value) {
   return new NoCache(value);
 }
 
-/** Calls waiting on the core (waiters, and leaders queued for a slot), by token. */
-const pendingCalls = new Map();
+/** Calls on a miss, by number: { c, key, fn, options, resolve, reject, timer, ctx }. */
+const calls = new Map();
+let lastCall = 0;
 
-// Flights whose computation runs in the current async context, for recursion through awaits.
-// Enabled only while computations run, so hits never pay for async context tracking.
+// The calls whose computations run in the current async context, for the core's recursion
+// checks through awaits. Enabled only while computations run, so hits never pay for it.
 const als = new AsyncLocalStorage();
 let computing = 0;
 
 function cached(name, key, fn, options) {
   const c = byName.get(name);
-  if (c !== undefined && typeof fn === 'function') {
-    const r = begin(c.idx, key);
-    if ((r & 7) === HIT) return Promise.resolve(values.get(r >>> 3));
-    return miss(c, key, fn, options, r);
-  }
-  try {
-    if (typeof fn !== 'function') throw new TypeError(`coopcache: fn must be a function, got ${typeof fn}`);
-    return cachedOn(cacheFor(name), key, fn, options);
-  } catch (e) {
-    return Promise.reject(e);
-  }
+  return c !== undefined ? cachedOn(c, key, fn, options) : unknown(name);
+}
+
+// Apart from cached(): a closure there would cost every hit a context.
+function unknown(name) {
+  return new Promise(() => cache(name)); // rejects with its error
 }
 
 function cachedOn(c, key, fn, options) {
-  if (typeof fn !== 'function') {
-    return Promise.reject(new TypeError(`coopcache: fn must be a function, got ${typeof fn}`));
-  }
-  const r = begin(c.idx, key);
-  if ((r & 7) === HIT) return Promise.resolve(values.get(r >>> 3));
-  return miss(c, key, fn, options, r);
+  if (typeof fn !== 'function') return Promise.reject(new TypeError(`coopcache: fn must be a function, got ${typeof fn}`));
+  const id = hit(c.idx, key); // > 0: a hit; else the miss for start()
+  return id > 0 ? Promise.resolve(values.get(id)) : miss(c, key, fn, options, id);
 }
 
-function checkOptions(o) {
-  if (o === undefined || o === null) return undefined;
-  if (typeof o !== 'object') throw new TypeError('coopcache: options must be an object');
-  const { timeoutMs, tags, sizeOf } = o;
-  if (timeoutMs !== undefined && timeoutMs !== null && !(typeof timeoutMs === 'number' && timeoutMs >= 0)) {
-    throw new TypeError(`coopcache: timeoutMs must be a number >= 0, got ${String(timeoutMs)}`);
-  }
-  if (tags !== undefined && tags !== null && !(Array.isArray(tags) && tags.every((t) => typeof t === 'string'))) {
-    throw new TypeError('coopcache: tags must be an array of strings');
-  }
-  if (sizeOf !== undefined && sizeOf !== null && typeof sizeOf !== 'function') {
-    throw new TypeError('coopcache: sizeOf must be a function (value, key) => bytes');
-  }
-  return o;
-}
-
-function miss(c, key, fn, options, r) {
-  let opts;
-  try {
-    opts = checkOptions(options);
-  } catch (e) {
-    // Give up the lease or the wait this call obtained.
-    const kind = r & 7;
-    if (kind === LEASE || kind === LEASE_QUEUED) native.fail(r >>> 3, put(e));
-    else if (kind === WAIT) native.cancel(r >>> 3);
-    drainReady();
-    return Promise.reject(e);
-  }
+function miss(c, key, fn, options, missed) {
   return new Promise((resolve, reject) => {
-    const call = {
-      c,
-      key,
-      fn,
-      opts,
-      resolve,
-      reject,
-      timer: undefined,
-      tok: 0,
-      done: false,
-      // The computations this call is made from (for recursion detection when it computes
-      // later, after a slot or the shared tier's answer).
-      parent: computing > 0 ? als.getStore() : undefined,
-      remote: false,
-    };
-    const t = opts?.timeoutMs;
-    if (t !== undefined && t !== null) call.timer = setTimeout(onTimeout, t, call);
-    step(call, r);
+    const id = ++lastCall;
+    const ctx = computing > 0 ? als.getStore() : undefined;
+    const call = { c, key, fn, options, resolve, reject, timer: undefined, ctx };
+    calls.set(id, call);
+    const t = options?.timeoutMs;
+    if (typeof t === 'number') call.timer = setTimeout(() => run(native.giveUp(id, t)), t);
+    run(start(id, c.idx, key, options, ctx, missed)); // checks the options' types
   });
 }
 
-function settle(call, ok, v) {
-  if (call.done) return;
-  call.done = true;
+// What the addon asks this file to do for a call, by action code (bindings-node/src/lib.rs,
+// mod act): settle its promise, compute, deserialize, serialize, or nothing.
+const ACTIONS = [
+  (id, call, arg) => settle(call, call.resolve, values.get(arg)),
+  (id, call, arg) => settle(call, call.reject, values.get(arg)),
+  (id, call) => settle(call, call.reject, native.takeError(id)),
+  compute,
+  decode,
+  (id, call, arg) => encode(id, call, values.get(arg)),
+  () => {},
+];
+
+/** Does what the addon asks: triples [call, action, arg], as many as the count it wrote to `out`
+ * (copied: an action may call the addon), or in an array. */
+function run(a) {
+  if (a === 0) return;
+  const r = typeof a === 'number' ? out.slice(0, a) : a;
+  for (let i = 0; i < r.length; i += 3) {
+    const call = calls.get(r[i]);
+    if (r[i + 1] >= LAST) calls.delete(r[i]);
+    ACTIONS[r[i + 1] & 7](r[i], call, r[i + 2]);
+  }
+}
+
+function settle(call, how, v) {
   if (call.timer !== undefined) clearTimeout(call.timer);
-  if (ok) call.resolve(v);
-  else call.reject(v);
-}
-
-function step(call, r) {
-  const tok = r >>> 3;
-  switch (r & 7) {
-    case HIT:
-      settle(call, true, values.get(tok));
-      return;
-    case LEASE:
-      call.tok = tok;
-      runLeader(call, tok);
-      return;
-    case LEASE_QUEUED:
-      call.tok = tok;
-      pendingCalls.set(tok, call);
-      return;
-    case WAIT: {
-      if (computing > 0) {
-        const chain = als.getStore();
-        if (chain !== undefined && chain.includes(native.flightOf(tok))) {
-          native.cancel(tok);
-          settle(call, false, coopError('ERR_COOPCACHE_RECURSION', native.recursionMessage(call.c.idx, call.key)));
-          return;
-        }
-      }
-      call.tok = tok;
-      pendingCalls.set(tok, call);
-      return;
-    }
-    default:
-      settle(call, false, nativeError());
-  }
-}
-
-function onTimeout(call) {
-  if (call.done) return;
-  const ms = call.opts.timeoutMs;
-  if (call.tok !== 0 && pendingCalls.get(call.tok) === call) {
-    pendingCalls.delete(call.tok);
-    native.cancel(call.tok);
-  }
-  settle(
-    call,
-    false,
-    coopError(
-      'ERR_COOPCACHE_TIMEOUT',
-      `timed out after ${(ms / 1000).toFixed(3)} s waiting for the value (the computation goes on for the others)`,
-    ),
-  );
-  drainReady();
+  how(v);
 }
 
 function isThenable(v) {
   return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof v.then === 'function';
 }
 
-// The leader asks the shared tier first (if the cache has one), then computes unless the answer
-// settles it.
-function runLeader(call, tok) {
-  if (call.c.shared) {
-    const a = native.askRemote(call.c.idx, tok);
-    if (a === 1) {
-      // The computation, if any, runs in the caller's async context, not the addon's wake-up.
-      expect(tok, AsyncResource.bind(() => answered(call, tok)));
-      return;
-    }
-    if (a === 2) {
-      answered(call, tok);
-      return;
-    }
-  }
-  compute(call, tok);
-}
-
-function answered(call, tok) {
-  const a = native.takeRemote(tok);
-  switch (a.kind) {
-    case A_VALUE:
-    case A_NOCACHE: {
-      let v;
-      try {
-        v = SERIALIZERS[call.c.serializer].decode(a.payload);
-      } catch {
-        compute(call, tok); // a value this process cannot read is a miss
-        return;
-      }
-      if (a.kind === A_VALUE) storeLocal(tok, call, v, a.tags ?? null, 0);
-      else {
-        native.nocache(tok, put(v));
-        settle(call, true, v);
-        drainReady();
-      }
-      return;
-    }
-    case A_FAILED:
-      failLease(tok, call, remoteError(a.typeName ?? 'Error', a.message ?? ''));
-      return;
-    case A_COMPUTE:
-      call.remote = true;
-      compute(call, tok);
-      return;
-    default:
-      compute(call, tok); // no shared tier now: the local tier alone
-  }
-}
-
-function compute(call, tok) {
-  const fid = native.enter(tok);
-  const parent = call.parent !== undefined ? call.parent : computing > 0 ? als.getStore() : undefined;
-  const chain = parent === undefined ? [fid] : parent.concat(fid);
+// Runs the user's function: its synchronous part inside the computation (enter), the
+// rest in an async context that knows it (als), for the core's recursion checks.
+function compute(id, call) {
   computing++;
-  let out;
+  enter(id);
+  let result;
   try {
-    out = als.run(chain, call.fn);
+    result = als.run(call.ctx === undefined ? [id] : call.ctx.concat(id), call.fn);
   } catch (e) {
-    native.exit(tok);
-    leaderDone();
-    failLease(tok, call, e);
-    return;
+    exit(id);
+    return computed(id, call, false, e);
   }
-  native.exit(tok);
-  if (isThenable(out)) {
-    Promise.resolve(out).then(
-      (v) => {
-        leaderDone();
-        finishLease(tok, call, v);
-      },
-      (e) => {
-        leaderDone();
-        failLease(tok, call, e);
-      },
-    );
-  } else {
-    leaderDone();
-    finishLease(tok, call, out);
-  }
+  exit(id);
+  if (isThenable(result)) Promise.resolve(result).then((v) => computed(id, call, true, v), (e) => computed(id, call, false, e));
+  else computed(id, call, true, result);
 }
 
-function leaderDone() {
+function computed(id, call, ok, v) {
   if (--computing === 0) als.disable();
-}
-
-function finishLease(tok, call, v) {
-  if (v instanceof NoCache) {
-    const pub = call.remote ? publish(tok, call, v.value, true) : 0;
-    native.nocache(tok, put(v.value));
-    settleAfter(pub, call, true, v.value);
-    drainReady();
-  } else {
-    storeLocal(tok, call, v, call.opts?.tags ?? null, call.remote);
+  let kind = !ok ? FAILED : v instanceof NoCache ? NOCACHE : STORE;
+  let w = 0;
+  if (kind === NOCACHE) v = v.value;
+  else if (kind === STORE) {
+    try {
+      w = weigh(call, v);
+    } catch (e) {
+      [kind, v] = [FAILED, e];
+    }
   }
+  run(report(id, kind, put(v), w, v));
 }
 
-/** Stores `v` (published first if this process holds the shared lease) and settles the call. */
-function storeLocal(tok, call, v, tags, remote) {
+function weigh(call, v) {
+  const f = call.options?.sizeOf ?? call.c.sizeOf;
+  return f === undefined ? estimate(v) : Number(f(v, call.key));
+}
+
+// A value the shared tier has: one this process cannot read is computed here instead.
+function decode(id, call) {
+  let v;
   let w;
   try {
-    const f = call.opts?.sizeOf ?? call.c.sizeOf;
-    w = f === undefined ? estimate(v) : Number(f(v, call.key));
+    v = SERIALIZERS[native.serializer(call.c.idx)].decode(native.payload(id));
+    w = weigh(call, v);
   } catch (e) {
-    failLease(tok, call, e);
-    return;
+    return run(native.decoded(id, 0, 0, String(e)));
   }
-  const pub = remote ? publish(tok, call, v, false) : 0;
-  native.store(tok, put(v), w, tags);
-  settleAfter(pub, call, true, v);
-  drainReady();
+  run(native.decoded(id, put(v), w));
 }
 
-// Hands what this process computed to the shared tier; returns the token of Redis's answer
-// (0: nothing to wait for). A value that cannot be serialized is stored here only, and the
-// other processes are told it failed, so none is left waiting.
-function publish(tok, call, v, isNocache) {
-  call.remote = false;
-  let payload;
+// A value for the shared tier: one that cannot be serialized is kept here, and the other
+// processes are told why.
+function encode(id, call, v) {
+  const serializer = native.serializer(call.c.idx);
+  let b;
   try {
-    payload = SERIALIZERS[call.c.serializer].encode(v);
+    b = SERIALIZERS[serializer].encode(v);
   } catch (e) {
-    return native.publishFail(
-      tok,
-      errorName(e),
-      `the value could not be serialized (${call.c.serializer}): ${errorMessage(e)}`,
-    );
+    b = `the value could not be serialized (${serializer}): ${typeof e?.message === 'string' ? e.message : String(e)}`;
   }
-  return native.publish(tok, payload, isNocache ? null : (call.opts?.tags ?? null), isNocache);
-}
-
-// Settles the call, after Redis confirmed a publication if there is one (so a process that
-// exits right after its call does not lose the write; Redis calls have their own timeout).
-function settleAfter(pub, call, ok, v) {
-  if (pub === 0) {
-    settle(call, ok, v);
-    return;
-  }
-  if (call.timer !== undefined) {
-    clearTimeout(call.timer);
-    call.timer = undefined;
-  }
-  expect(pub, () => settle(call, ok, v));
-}
-
-function failLease(tok, call, e) {
-  let pub = 0;
-  if (call.remote) {
-    call.remote = false;
-    pub = native.publishFail(tok, errorName(e), errorMessage(e));
-  }
-  native.fail(tok, put(e));
-  settleAfter(pub, call, false, e);
-  drainReady();
-}
-
-function drainReady() {
-  for (;;) {
-    const r = native.takeReady();
-    if (r.length === 0) return;
-    for (let i = 0; i < r.length; i += 3) {
-      const tok = r[i];
-      if (r[i + 1] === R_REMOTE || r[i + 1] === R_PUBLISHED) {
-        fulfilled(tok, r[i + 2]);
-        continue;
-      }
-      const call = pendingCalls.get(tok);
-      if (call === undefined) continue;
-      pendingCalls.delete(tok);
-      switch (r[i + 1]) {
-        case R_VALUE:
-          settle(call, true, values.get(r[i + 2]));
-          break;
-        case R_FAILED:
-          settle(call, false, values.get(r[i + 2]));
-          break;
-        case R_HANDED_OVER:
-          if (!call.done) step(call, native.begin(call.c.idx, call.key));
-          break;
-        case R_SLOT:
-          runLeader(call, tok);
-          break;
-        case R_FAILED_OTHER:
-        default:
-          settle(call, false, nativeError());
-      }
-    }
-  }
+  run(native.encoded(id, b)); // the bytes, or why there are none
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -711,55 +356,6 @@ function inner(x, budget) {
 // The rest of the API
 // ---------------------------------------------------------------------------------------------
 
-function getOn(c, key) {
-  const r = native.get(c.idx, key);
-  const kind = r & 7;
-  if (kind === HIT) return values.get(r >>> 3);
-  if (kind === MISS) return undefined;
-  throw nativeError();
-}
-
-function invalidateOn(c, key) {
-  const r = native.invalidate(c.idx, key);
-  if (r === ERROR) throw nativeError();
-  return r === 1;
-}
-
-function invalidateTagOn(c, tag) {
-  if (typeof tag !== 'string') throw new TypeError('coopcache: a tag must be a string');
-  return native.invalidateTag(c.idx, tag);
-}
-
-function statsOn(c) {
-  const s = native.stats(c.idx);
-  const out = {
-    hits: s[0],
-    misses: s[1],
-    computations: s[2],
-    coalesced: s[3],
-    errors: s[4],
-    nocache: s[5],
-    rejectedFull: s[6],
-    evictedIdle: s[7],
-    evictedLru: s[8],
-    evictedInvalidated: s[9],
-    entries: s[10],
-    bytesUsed: s[11],
-    memoryLimit: s[12],
-    inFlight: s[13],
-  };
-  const r = native.sharedStats(c.idx);
-  if (r.length > 0) {
-    out.remoteHits = r[0];
-    out.leasesWon = r[1];
-    out.leasesLost = r[2];
-    out.remoteWaits = r[3];
-    out.fallbacks = r[4];
-    out.rejectedValues = r[5];
-  }
-  return out;
-}
-
 /** A handle on one named cache (what `configure` returns). */
 class Cache {
   #c;
@@ -770,36 +366,31 @@ class Cache {
     return this.#c.name;
   }
   get settings() {
-    const [memoryLimit, cacheDuration, whenFull, maxConcurrency] = native.settings(this.#c.idx);
-    const mc = Number(maxConcurrency);
-    return {
-      memoryLimit: Number(memoryLimit),
-      cacheDuration: Number(cacheDuration),
-      whenFull,
-      maxConcurrency: mc < 0 ? null : mc,
-    };
+    return native.settings(this.#c.idx);
   }
   cached(key, fn, options) {
     return cachedOn(this.#c, key, fn, options);
   }
   get(key) {
-    return getOn(this.#c, key);
+    const id = native.get(this.#c.idx, key);
+    return id === 0 ? undefined : values.get(id);
   }
   invalidate(key) {
-    return invalidateOn(this.#c, key);
+    return native.invalidate(this.#c.idx, key);
   }
   invalidateTag(tag) {
-    return invalidateTagOn(this.#c, tag);
+    if (typeof tag !== 'string') throw new TypeError('coopcache: a tag must be a string');
+    return native.invalidateTag(this.#c.idx, tag);
   }
   clear() {
     native.clear(this.#c.idx);
   }
   stats() {
-    return statsOn(this.#c);
+    return native.stats(this.#c.idx);
   }
   /** `true` while the shared tier is connected, `false` while it is not, `null` without one. */
   get sharedUp() {
-    return this.#c.shared ? native.sharedUp(this.#c.idx) : null;
+    return native.sharedUp(this.#c.idx);
   }
   configure(options) {
     return configure(this.#c.name, options);
@@ -830,22 +421,18 @@ module.exports = {
   configure,
   cached,
   nocache,
-  get: (name, key) => getOn(cacheFor(name), key),
-  invalidate: (name, key) => invalidateOn(cacheFor(name), key),
-  invalidateTag: (name, tag) => invalidateTagOn(cacheFor(name), tag),
-  clear: (name) => native.clear(cacheFor(name).idx),
-  stats: (name) => statsOn(cacheFor(name)),
+  get: (name, key) => cache(name).get(key),
+  invalidate: (name, key) => cache(name).invalidate(key),
+  invalidateTag: (name, tag) => cache(name).invalidateTag(tag),
+  clear: (name) => cache(name).clear(),
+  stats: (name) => cache(name).stats(),
   names: () => native.names(),
-  cache: (name) => new Cache(cacheFor(name)),
+  cache,
   events,
   Cache,
   /** The package's version (one for the npm package, the Python wheel and the Rust crate). */
   version: require('../../package.json').version,
   /** Internal: the canonical bytes of a key (throws a TypeError for a bad key). */
-  _keyBytes(key) {
-    const b = native.keyBytes(key);
-    if (b === null || b === undefined) throw nativeError();
-    return b;
-  },
+  _keyBytes: (key) => native.keyBytes(key),
 };
 module.exports.default = module.exports;

@@ -1,10 +1,11 @@
-// Builds the native addon into bindings-node/ (`npm install` and `npm run build` run this).
-// Plain JS that runs on Node 18. Where the napi-rs CLI can run (installed, and Node within its
-// engines: ^20.17, ^22.13 or >= 23.5), the CLI builds. Elsewhere (Node 18) the fallback does the
-// part of the CLI's work this package needs: `cargo build --release` of the crate, then a copy of
-// the cdylib to the name index.js looks for, the CLI's `coopcache.<platform>-<arch>[-<abi>].node`.
-// It does not write native.d.ts, the CLI's generated types: a reference that nothing imports
-// (index.d.ts is hand-written).
+// Builds the native addon into bindings-node/native/ (`npm install` and `npm run build` run this).
+// That folder holds only generated files (gitignored); the hand-written JS and types are in
+// bindings-node/js/. Plain JS that runs on Node 18. Where the napi-rs CLI can run (installed, and
+// Node within its engines: ^20.17, ^22.13 or >= 23.5), the CLI builds. Elsewhere (Node 18) the
+// fallback does the part of the CLI's work this package needs: `cargo build --release` of the
+// crate, then a copy of the cdylib to the name js/index.js looks for, the CLI's
+// `coopcache.<platform>-<arch>[-<abi>].node`. It does not write native/native.d.ts, the CLI's
+// generated types: a reference that nothing imports (js/index.d.ts is hand-written).
 import { spawnSync, execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import fs from 'node:fs';
@@ -13,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.dirname(here);
+const out = path.join(here, 'native');
 
 function run(cmd, args) {
   const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' });
@@ -37,7 +39,7 @@ try {
 if (nodeFitsCli && cli) {
   run(process.execPath, [
     cli, 'build', '--platform', '--release', '--no-js', '--dts', 'native.d.ts',
-    '--manifest-path', 'bindings-node/Cargo.toml', '--output-dir', 'bindings-node',
+    '--manifest-path', 'bindings-node/Cargo.toml', '--output-dir', path.relative(root, out),
   ]);
   process.exit(0);
 }
@@ -75,7 +77,8 @@ const lib = triple.includes('windows')
     : 'libcoopcache_node.so';
 const subdir = process.env.CARGO_BUILD_TARGET ? triple : '';
 const from = path.join(meta.target_directory, subdir, 'release', lib);
-const to = path.join(here, `coopcache.${NAMES[triple]}.node`);
+const to = path.join(out, `coopcache.${NAMES[triple]}.node`);
+fs.mkdirSync(out, { recursive: true });
 fs.rmSync(to, { force: true }); // a new file rather than rewriting one a process may have loaded
 fs.copyFileSync(from, to);
 console.log(`bindings-node/build.mjs: ${path.relative(root, to)} <- ${from}`);

@@ -1,10 +1,12 @@
 """Every public Python name shows a docstring in help(), the type stubs document what they
-declare, and every export of index.d.ts has TSDoc."""
+declare, and every export of the npm package's types (package.json's `types`,
+bindings-node/js/index.d.ts) has TSDoc."""
 
 from __future__ import annotations
 
 import ast
 import inspect
+import json
 import logging
 import re
 from pathlib import Path
@@ -14,6 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 STUBS = ROOT / "bindings-python" / "python" / "coopcache" / "_native.pyi"
+TYPES = json.loads((ROOT / "package.json").read_text(encoding="utf-8"))["types"]
 
 
 @pytest.mark.parametrize("name", coopcache.__all__)
@@ -58,7 +61,7 @@ def test_stubs_document_the_public_api() -> None:
 
 
 def test_every_typescript_export_has_tsdoc() -> None:
-    text = (ROOT / "index.d.ts").read_text(encoding="utf-8")
+    text = (ROOT / TYPES).read_text(encoding="utf-8")
     lines = text.splitlines()
     missing = []
     for i, line in enumerate(lines):
@@ -68,7 +71,7 @@ def test_every_typescript_export_has_tsdoc() -> None:
         prev = lines[i - 1].strip() if i else ""
         if not prev.endswith("*/"):
             missing.append(m.group(1))
-    assert not missing, f"index.d.ts: exports without TSDoc: {sorted(set(missing))}"
+    assert not missing, f"{TYPES}: exports without TSDoc: {sorted(set(missing))}"
     for setting in ("memoryLimit", "cacheDuration", "whenFull", "maxConcurrency", "serializer", "leaseTtl"):
         doc = re.search(rf"/\*\*((?:(?!\*/).)*)\*/\s*{setting}\?:", text, re.S)
-        assert doc and "Default" in doc.group(1), f"index.d.ts: Settings.{setting} documents its default"
+        assert doc and "Default" in doc.group(1), f"{TYPES}: Settings.{setting} documents its default"

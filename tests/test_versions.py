@@ -95,8 +95,9 @@ def test_node_reports_the_version(tmp_path: Path) -> None:
         "import c, { version } from 'coopcache';\nconsole.log(version, c.version);\n",
     )
     assert mjs == f"{v} {v}"
-    dts = (ROOT / "index.d.ts").read_text(encoding="utf-8")
-    assert re.search(r"^export declare const version: string;", dts, re.M), "index.d.ts: the version export"
+    types = json.loads((ROOT / "package.json").read_text(encoding="utf-8"))["types"]
+    dts = (ROOT / types).read_text(encoding="utf-8")
+    assert re.search(r"^export declare const version: string;", dts, re.M), f"{types}: the version export"
 
 
 def changelog_versions() -> List[str]:

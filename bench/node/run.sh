@@ -12,7 +12,7 @@ if [ ! -f "$HARNESS/anchors.mjs" ]; then
     echo "anchor harness not found at $HARNESS (set COOPCACHE_BENCH_HARNESS)" >&2
     exit 2
 fi
-if ! ls "$ROOT"/bindings-node/coopcache.*.node >/dev/null 2>&1; then
+if ! ls "$ROOT"/bindings-node/native/coopcache.*.node >/dev/null 2>&1; then
     echo "the addon is not built: run \`npm install\` at $ROOT first" >&2
     exit 2
 fi

@@ -1,27 +1,35 @@
-//! The Node binding of coopcache: a thin napi-rs layer over the core's flight protocol.
+//! The Node binding of coopcache: a thin napi-rs layer over the core's call driver
+//! ([`coopcache::Call`] / [`coopcache::Lead`]).
 //!
-//! The JS side (`index.js`) keeps the JS values (computed values and thrown errors) in a `Map`
-//! from a numeric id to the value; the core stores a small `Send` handle ([`Val`]) holding that
-//! id. When the core drops the last clone of a handle (eviction, expiry, clear, or a value that
-//! was never stored), the id goes on a release queue and the JS thread is woken through an
-//! unref'd threadsafe function to delete it from the `Map`, so values are released on the JS
-//! thread and nothing keeps the process alive.
+//! Values: the JS side (`bindings-node/js/index.js`) keeps the JS values (computed values and
+//! thrown errors) in a `Map` from a numeric id to the value; the core stores a small `Send`
+//! handle ([`Val`]) holding that id. When the core drops the last clone of a handle (eviction,
+//! expiry, clear, or a value that was never stored), the id goes on a release queue and the JS
+//! thread is woken through an unref'd threadsafe function to delete it from the `Map`, so values
+//! are released on the JS thread and nothing keeps the process alive.
 //!
-//! Waiting never blocks: a waiter's `Pending` handle is kept in a table while its caller waits,
-//! and its completion is queued for the JS side, which settles the caller's promise. All
-//! computations of one addon instance run on its own JS thread, so completions normally fire
-//! there, during a call into this module; the JS side drains the queue right after such calls.
-//! A completion that fires on another thread wakes the JS thread through the same threadsafe
-//! function.
+//! Calls: a hit is one raw N-API function (`hit`, see [`Native::fns`]) that never touches the
+//! driver.
+//! A miss is a *job* (numbered by the JS side): the core's [`Call`] for the caller and, when the
+//! caller leads, the [`Lead`] for the computation, which outlives a caller who gives up. The
+//! binding drives both here and hands the JS side only what it must do itself, as triples
+//! `[job, action, arg]` (see [`act`]): settle the caller's promise with a value or an error, run
+//! the user's function, or turn a value into bytes for the shared tier and back with the cache's
+//! serializer. Every rule of a call (slots, the shared tier's answer, publishing, storing,
+//! hand-over, recursion) is the core's. The functions of the call path skip napi-rs's method
+//! dispatch, and answer in a `Float64Array` the JS side gave once (see [`Answer`]).
 //!
-//! Shared mode (a cache configured with a Redis URL): the core's shared tier does the protocol;
-//! this layer moves bytes. A local leader asks it before computing (`askRemote`); the answer
-//! (a value to deserialize, an error from another process, or the key's lease in Redis) arrives
-//! through the same completion queue, and so does Redis's confirmation of what the leader
-//! publishes (`publish` / `publishFail`). Serialization (v8 or JSON) happens on the JS side.
+//! Waiting never blocks: a job's [`Pending`] handles are kept while it waits, and their
+//! callbacks queue the job. All computations of one addon instance run on its own JS thread, so
+//! callbacks normally fire there, during a call into this module, which then drives the queued
+//! jobs before it returns; a callback that fires on another thread (the shared tier's answer)
+//! wakes the JS thread through the same threadsafe function. While a leader waits for the shared
+//! tier, the threadsafe function is ref'd so that the process does not exit under it.
 //!
-//! Native calls return a `u32` whose low 3 bits say what happened ([`kind`]) and whose other
-//! bits carry an id or token, so the hit path allocates no JS object.
+//! Recursion: the JS side keeps, in an `AsyncLocalStorage`, the jobs whose computations the
+//! current async context is inside; their [`Frame`]s are entered around each driver step taken
+//! for a call made there, and a computation's synchronous part runs inside [`Lead::enter`], so
+//! the core's recursion and wait-cycle checks decide.
 
 #![deny(clippy::all)]
 
@@ -30,11 +38,12 @@ use std::fmt;
 use std::ptr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use coopcache::shared::{Blob, Remote, RemoteError, RemoteLease, SharedMode, SharedSettings};
+use coopcache::shared::{SharedMode, SharedSettings};
 use coopcache::{
-    Begin, Cache, Completion, Computing, ConfigError, Error as CoreError, Event, Key, KeyWriter, Lease,
-    MemoryLimit, Pending, Permit, Registry, Settings, Waiter, WhenFull,
+    Cache, Call, CallOptions, Caller, Computing, ConfigError, Error as CoreError, Event, Frame, Key,
+    KeyWriter, Lead, LeadStep, MemoryLimit, Outcome, Pending, Registry, Settings, Step, WhenFull,
 };
 use napi::bindgen_prelude::*;
 use napi::sys;
@@ -43,53 +52,54 @@ use napi::{JsValue, Unknown};
 use napi_derive::napi;
 use parking_lot::Mutex;
 
-/// What a native call answered, in the low 3 bits of its `u32` result.
-mod kind {
-    /// A hit: the rest is the value's id.
-    pub const HIT: u32 = 0;
-    /// This caller leads and its computation slot is granted: the rest is the lease token.
-    pub const LEASE: u32 = 1;
-    /// This caller leads but waits for a computation slot (`maxConcurrency`): the lease token.
-    pub const LEASE_QUEUED: u32 = 2;
-    /// Another caller computes: the rest is the waiter token.
-    pub const WAIT: u32 = 3;
-    /// An error: read it with `takeError()`.
-    pub const ERROR: u32 = 4;
-    /// `get` found nothing.
-    pub const MISS: u32 = 5;
+/// What the JS side does for a job (`[job, action, arg]` triples; see the module docs).
+mod act {
+    /// Resolve the caller's promise with the value `arg`.
+    pub const VALUE: f64 = 0.0;
+    /// Reject it with the JS value `arg` (the computation's own error).
+    pub const FAILED: f64 = 1.0;
+    /// Reject it with `takeError(job)` (a coopcache error: recursion, timeout, another process's
+    /// error, a bad key).
+    pub const ERROR: f64 = 2.0;
+    /// Run the user's function and report it with `computed`.
+    pub const COMPUTE: f64 = 3.0;
+    /// Deserialize `payload(job)` and report it with `decoded`.
+    pub const DECODE: f64 = 4.0;
+    /// Serialize the value `arg` and report it with `encoded`.
+    pub const ENCODE: f64 = 5.0;
+    /// Nothing left to do (the caller gave up before).
+    pub const GONE: f64 = 6.0;
+    /// Added to the job's last action: the JS side forgets the job.
+    pub const LAST: f64 = 8.0;
 }
 
-/// What a queued completion tells the JS side (`takeReady()` triples: token, what, id).
-mod ready {
-    pub const VALUE: u32 = 0;
+/// What the driver answers the JS side: a count of f64s (triples) written to the array given to
+/// `setOutput` (no allocation for the usual one or two triples), or, when they do not fit, an
+/// array of them.
+type Answer = Either<u32, Float64Array>;
+
+/// How a computation ended, as `computed` is told.
+mod outcome {
+    pub const STORE: u32 = 0;
+    /// The same code as the action that rejects with the error.
     pub const FAILED: u32 = 1;
-    pub const HANDED_OVER: u32 = 2;
-    pub const SLOT: u32 = 3;
-    pub const FAILED_OTHER: u32 = 4;
-    /// The shared tier answered a leader's question: read it with `takeRemote(token)`.
-    pub const REMOTE: u32 = 5;
-    /// The shared tier confirmed (or gave up on) a publication; the id is 1 if written.
-    pub const PUBLISHED: u32 = 6;
+    pub const NOCACHE: u32 = 2;
 }
-
-/// What `takeRemote()` says the shared tier answered (see [`Remote`]).
-mod answer {
-    pub const VALUE: u32 = 0;
-    pub const NOCACHE: u32 = 1;
-    pub const FAILED: u32 = 2;
-    pub const COMPUTE: u32 = 3;
-    pub const UNAVAILABLE: u32 = 4;
-}
-
-/// Tokens and ids stay below 2^29 so that `token << 3 | kind` fits a `u32`.
-const TOKEN_MASK: u32 = (1 << 29) - 1;
 
 type Wake = ThreadsafeFunction<(), Unknown<'static>, (), Status, false, true>;
 
-/// State shared with other threads: release queue, completions, events, and the wake-up.
+/// What a callback queues for the JS thread.
+enum Note {
+    /// Something a job waits for is ready.
+    Ready(f64),
+    /// Every caller of the job's computation gave up.
+    Abandoned(f64),
+}
+
+/// State shared with other threads: release queue, queued jobs, events, and the wake-up.
 struct Sink {
     released: Mutex<Vec<u32>>,
-    ready: Mutex<Vec<(u32, Ready)>>,
+    notes: Mutex<Vec<Note>>,
     events: Mutex<Vec<Event>>,
     wake: Wake,
     woken: AtomicBool,
@@ -108,10 +118,8 @@ impl Sink {
         self.ping();
     }
 
-    /// Queues a completion. On the JS thread, during a call into this module, the JS side drains
-    /// the queue right after the call; the wake-up (once per drain) covers every other case.
-    fn push_ready(&self, token: u32, r: Ready) {
-        self.ready.lock().push((token, r));
+    fn note(&self, n: Note) {
+        self.notes.lock().push(n);
         self.ping();
     }
 }
@@ -149,48 +157,161 @@ impl fmt::Display for JsError {
 
 impl std::error::Error for JsError {}
 
-enum Ready {
-    Done(Completion<Val>),
-    Slot(Permit),
-    Remote(Remote),
-    Published(bool),
-}
+/// Job numbers (distinct integers from a counter) hash by one multiplication.
+#[derive(Default)]
+struct IdHasher(u64);
 
-struct LeaseEntry {
-    lease: Lease<Key, Val>,
-    slot: Option<Pending<Permit>>,
-    permit: Option<Permit>,
-    computing: Option<Computing>,
-    /// The question to the shared tier while it is out (kept alive: dropping it cancels).
-    asking: Option<Pending<Remote>>,
-    /// The shared tier's answer, until `takeRemote()` reads it.
-    answer: Option<Remote>,
-    /// This process's lease in the shared tier (it computes for every process).
-    remote: Option<RemoteLease>,
-}
-
-/// The shared tier's answer as the JS side reads it.
-#[napi(object)]
-pub struct RemoteAnswer {
-    /// See [`answer`].
-    pub kind: u32,
-    pub payload: Option<Buffer>,
-    pub tags: Option<Vec<String>>,
-    pub type_name: Option<String>,
-    pub message: Option<String>,
-}
-
-/// The stable error codes the JS side throws.
-fn code_of(e: &CoreError) -> &'static str {
-    match e {
-        CoreError::Timeout(_) => "ERR_COOPCACHE_TIMEOUT",
-        CoreError::Recursion { .. } => "ERR_COOPCACHE_RECURSION",
-        CoreError::UnknownCache { .. } => "ERR_COOPCACHE_UNKNOWN_CACHE",
-        CoreError::Config(_) => "ERR_COOPCACHE_INVALID_CONFIG",
-        CoreError::Computation(_) | CoreError::Panicked(_) => "ERR_COOPCACHE_COMPUTATION",
-        CoreError::Remote { .. } => "ERR_COOPCACHE_REMOTE",
-        _ => "ERR_COOPCACHE_COMPUTATION",
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
     }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type Ids = std::hash::BuildHasherDefault<IdHasher>;
+
+/// Where a job's lead is.
+enum LeadAt {
+    /// Ready for its next step.
+    Ready,
+    /// Waiting for a slot or the shared tier's answer (bounded by the caller's timeout).
+    Waiting(Pending<()>),
+    /// Waiting for the shared tier to confirm a write (bounded by the tier).
+    Confirming(Pending<()>),
+    /// The JS side computes, decodes or encodes.
+    Js,
+}
+
+/// One caller's miss: its call and, while it leads, the computation's lead.
+struct Job {
+    call: Option<Call<Key, Val>>,
+    /// What the call waits for (its callback queues the job).
+    call_wait: Option<Pending<()>>,
+    lead: Option<Box<Lead<Key, Val>>>,
+    lead_at: LeadAt,
+    /// Bytes from the shared tier, until `payload` hands them to the JS side.
+    bytes: Option<Vec<u8>>,
+    /// The jobs whose computations the call was made from.
+    ctx: Vec<f64>,
+    /// Whether the cache has a shared tier.
+    shared: bool,
+    /// Whether this job keeps the event loop alive (a lead waiting for the shared tier).
+    held: bool,
+}
+
+impl Job {
+    fn ready(p: &Pending<()>) -> bool {
+        p.try_get().is_some()
+    }
+
+    /// Whether the job should keep the event loop alive now.
+    fn holds(&self) -> bool {
+        self.shared
+            && self.lead.is_some()
+            && matches!(self.lead_at, LeadAt::Waiting(_) | LeadAt::Confirming(_))
+    }
+}
+
+/// An error for the JS side: its class, `code`, message, and the type name of another
+/// process's error.
+struct Failure {
+    type_error: bool,
+    code: Option<&'static str>,
+    message: String,
+    remote: Option<String>,
+}
+
+impl Failure {
+    fn of(e: CoreError) -> Failure {
+        let code = match &e {
+            CoreError::Timeout(_) => "ERR_COOPCACHE_TIMEOUT",
+            CoreError::Recursion { .. } => "ERR_COOPCACHE_RECURSION",
+            CoreError::UnknownCache { .. } => "ERR_COOPCACHE_UNKNOWN_CACHE",
+            CoreError::Config(_) => "ERR_COOPCACHE_INVALID_CONFIG",
+            CoreError::Remote { .. } => "ERR_COOPCACHE_REMOTE",
+            _ => "ERR_COOPCACHE_COMPUTATION",
+        };
+        let code = Some(code);
+        match e {
+            CoreError::Remote { type_name, message } => {
+                Failure { type_error: false, code, message, remote: Some(type_name) }
+            }
+            e => Failure { type_error: false, code, message: e.to_string(), remote: None },
+        }
+    }
+
+    fn key(message: String) -> Failure {
+        Failure { type_error: true, code: Some("ERR_COOPCACHE_INVALID_KEY"), message, remote: None }
+    }
+
+    /// A bad argument: a `TypeError` without a code.
+    fn type_error(message: String) -> Failure {
+        Failure { type_error: true, code: None, message, remote: None }
+    }
+
+    fn config(e: &ConfigError) -> Failure {
+        Failure::invalid(config_message(e))
+    }
+
+    fn invalid(message: String) -> Failure {
+        Failure { type_error: false, code: Some("ERR_COOPCACHE_INVALID_CONFIG"), message, remote: None }
+    }
+
+    /// The JS error object.
+    fn to_js(&self, env: sys::napi_env) -> Result<sys::napi_value> {
+        let code = match self.code {
+            Some(c) => string(env, c)?,
+            None => ptr::null_mut(),
+        };
+        let msg = string(env, &self.message)?;
+        let mut e = ptr::null_mut();
+        // SAFETY: plain N-API calls on the JS thread with values of this env.
+        unsafe {
+            let status = match self.type_error {
+                true => sys::napi_create_type_error(env, code, msg, &mut e),
+                false => sys::napi_create_error(env, code, msg, &mut e),
+            };
+            ok(status)?;
+            if let Some(name) = &self.remote {
+                let name = string(env, name)?;
+                ok(sys::napi_set_named_property(env, e, c"name".as_ptr(), name))?;
+                ok(sys::napi_set_named_property(env, e, c"remoteName".as_ptr(), name))?;
+            }
+        }
+        Ok(e)
+    }
+
+    /// Throws the error; the `Err` tells napi-rs that an exception is pending.
+    fn throw(&self, env: &Env) -> napi::Error {
+        if let Ok(e) = self.to_js(env.raw()) {
+            // SAFETY: on the JS thread, with a value of this env.
+            unsafe { sys::napi_throw(env.raw(), e) };
+        }
+        napi::Error::new(Status::PendingException, self.message.clone())
+    }
+}
+
+fn ok(status: sys::napi_status) -> Result<()> {
+    match status {
+        sys::Status::napi_ok => Ok(()),
+        s => Err(napi::Error::new(Status::from(s), "coopcache: an N-API call failed".to_owned())),
+    }
+}
+
+fn string(env: sys::napi_env, s: &str) -> Result<sys::napi_value> {
+    let mut v = ptr::null_mut();
+    // SAFETY: a plain N-API call on the JS thread.
+    ok(unsafe { sys::napi_create_string_utf8(env, s.as_ptr().cast(), s.len() as isize, &mut v) })?;
+    Ok(v)
 }
 
 /// A setting's name as Node spells it.
@@ -210,50 +331,213 @@ fn config_message(e: &ConfigError) -> String {
     format!("invalid {}: {} (expected {})", node_setting(e.setting), e.value, e.expected)
 }
 
-/// The settings `configure` was given (absent: keep the current value).
-#[napi(object)]
-pub struct ConfigureArgs {
-    pub memory_limit: Option<f64>,
-    pub memory_limit_is_float: bool,
-    pub cache_duration: Option<f64>,
-    pub when_full: Option<String>,
-    pub max_concurrency: Option<f64>,
-    pub max_concurrency_given: bool,
-    /// Shared mode: the Redis URL (only when first configuring the cache, or the same again).
-    pub redis_url: Option<String>,
-    /// Shared mode: the signing secret's bytes.
-    pub secret: Option<Buffer>,
-    /// Shared mode: the lease TTL in seconds.
-    pub lease_ttl: Option<f64>,
-    /// `"process"`: share the cache across this process's worker threads, without Redis.
-    pub shared: Option<String>,
+/// A counter's name as Node spells it (`bytes_used` → `bytesUsed`).
+fn camel(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = false;
+    for c in name.chars() {
+        match c {
+            '_' => upper = true,
+            c if upper => {
+                out.push(c.to_ascii_uppercase());
+                upper = false;
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
-/// One addon instance's caches (one per JS environment: the main thread and each worker).
+/// The settings `configure` was given (absent: keep the current value), type-checked.
+struct ConfigureArgs {
+    memory_limit: Option<f64>,
+    cache_duration: Option<f64>,
+    when_full: Option<String>,
+    /// `Some(None)`: `null`, no limit.
+    max_concurrency: Option<Option<f64>>,
+    /// Shared mode: the Redis URL (only when first configuring the cache, or the same again).
+    redis_url: Option<String>,
+    serializer: Option<&'static str>,
+    /// Shared mode: the signing secret's bytes.
+    secret: Option<Vec<u8>>,
+    /// Shared mode: the lease TTL in seconds.
+    lease_ttl: Option<f64>,
+    /// `"process"`: share the cache across this process's worker threads, without Redis.
+    shared: Option<String>,
+}
+
+impl ConfigureArgs {
+    /// Reads the options object of `configure`, checking each setting's type (its value is
+    /// checked with the others when the settings are applied).
+    fn read(env: &Env, options: &Unknown<'_>) -> std::result::Result<Self, Failure> {
+        if options.get_type().ok() != Some(ValueType::Object) {
+            return Err(Failure::invalid("invalid options: expected an object".to_owned()));
+        }
+        let o = Object::from_raw(env.raw(), options.raw());
+        let get = |k: &str| -> std::result::Result<Option<(Unknown<'_>, ValueType)>, Failure> {
+            let v = o.get_named_property::<Unknown>(k).map_err(|e| Failure::invalid(e.reason))?;
+            Ok(match v.get_type() {
+                Ok(ValueType::Undefined) | Err(_) => None,
+                Ok(t) => Some((v, t)),
+            })
+        };
+        let wrong = |k: &str, v: &Unknown<'_>, expected: &str| {
+            Failure::invalid(format!("invalid {k}: {} (expected {expected})", text(env, v)))
+        };
+        let typed = |k: &str, want: ValueType, expected: &str| match get(k)? {
+            None => Ok(None),
+            Some((v, t)) if t == want => Ok(Some(v)),
+            Some((v, _)) => Err(wrong(k, &v, expected)),
+        };
+        // SAFETY (the conversions below): values of this env, of the type just checked.
+        let number = |v: Unknown<'_>| unsafe { f64::from_napi_value(env.raw(), v.raw()) }.unwrap_or(f64::NAN);
+        let string = |v: Unknown<'_>| text(env, &v);
+        let memory_limit =
+            typed("memoryLimit", ValueType::Number, "a number of bytes >= 0, or a fraction in (0, 1]")?;
+        let cache_duration = typed("cacheDuration", ValueType::Number, "a number of seconds >= 0")?;
+        let when_full = typed("whenFull", ValueType::String, "\"reject\" or \"evict\"")?;
+        let max_concurrency = match get("maxConcurrency")? {
+            None => None,
+            Some((_, ValueType::Null)) => Some(None),
+            Some((v, ValueType::Number)) => Some(Some(number(v))),
+            Some((v, _)) => {
+                return Err(wrong("maxConcurrency", &v, "a whole number >= 1, or null for no limit"));
+            }
+        };
+        if get("sizeOf")?.is_some_and(|(_, t)| t != ValueType::Function) {
+            return Err(Failure::invalid(
+                "invalid sizeOf: expected a function (value, key) => bytes".to_owned(),
+            ));
+        }
+        let redis_url = typed("redisUrl", ValueType::String, "").map_err(|_| {
+            Failure::invalid("invalid redisUrl: expected a redis:// or rediss:// URL string".to_owned())
+        })?;
+        let serializer = match get("serializer")? {
+            None => None,
+            Some((v, _)) => match text(env, &v).as_str() {
+                "v8" => Some("v8"),
+                "json" => Some("json"),
+                _ => return Err(wrong("serializer", &v, "\"v8\" or \"json\"")),
+            },
+        };
+        let shared = typed(
+            "shared",
+            ValueType::String,
+            "'process': share the cache across this process's worker threads",
+        )?;
+        let lease_ttl = match get("leaseTtl")? {
+            None => None,
+            Some((v, ValueType::Number)) if number(v) > 0.0 => Some(number(v)),
+            Some((v, _)) => return Err(wrong("leaseTtl", &v, "a number of seconds > 0")),
+        };
+        let secret = match get("secret")? {
+            None => None,
+            Some((v, ValueType::String)) => Some(text(env, &v).into_bytes()),
+            // SAFETY: a value of this env; the conversion checks that it is a Uint8Array.
+            Some((v, _)) => match unsafe { Uint8Array::from_napi_value(env.raw(), v.raw()) } {
+                Ok(b) => Some(b.to_vec()),
+                Err(_) => {
+                    return Err(Failure::invalid("invalid secret: expected a string or a Buffer".to_owned()));
+                }
+            },
+        };
+        Ok(ConfigureArgs {
+            memory_limit: memory_limit.map(number),
+            cache_duration: cache_duration.map(number),
+            when_full: when_full.map(string),
+            max_concurrency,
+            redis_url: redis_url.map(string),
+            serializer,
+            secret,
+            lease_ttl,
+            shared: shared.map(string),
+        })
+    }
+}
+
+/// A cache name: a string.
+fn cache_name(env: &Env, v: &Unknown<'_>) -> std::result::Result<String, Failure> {
+    match v.get_type() {
+        Ok(ValueType::String) => Ok(text(env, v)),
+        Ok(t) => Err(Failure::type_error(format!(
+            "coopcache: a cache name must be a string, got {}",
+            js_typeof(t)
+        ))),
+        Err(e) => Err(Failure::type_error(e.reason)),
+    }
+}
+
+/// What JS's `typeof` says of a value of type `t`.
+fn js_typeof(t: ValueType) -> &'static str {
+    match t {
+        ValueType::Undefined => "undefined",
+        ValueType::Null | ValueType::Object => "object",
+        ValueType::Boolean => "boolean",
+        ValueType::Number => "number",
+        ValueType::String => "string",
+        ValueType::Symbol => "symbol",
+        ValueType::Function => "function",
+        ValueType::BigInt => "bigint",
+        _ => "unknown",
+    }
+}
+
+/// `String(v)` for a primitive; what an object, function or symbol is (no JS runs: no
+/// `toString` is called).
+fn text(env: &Env, v: &Unknown<'_>) -> String {
+    let what = match v.get_type() {
+        Ok(ValueType::Object) => "an object",
+        Ok(ValueType::Function) => "a function",
+        Ok(ValueType::Symbol) => "a symbol",
+        _ => {
+            let s = v.coerce_to_string().and_then(|s| s.into_utf8()).and_then(|s| s.into_owned());
+            return s.unwrap_or_else(|_| {
+                clear_exception(env);
+                "(unprintable)".to_owned()
+            });
+        }
+    };
+    what.to_owned()
+}
+
+/// One addon instance's caches and jobs (one per JS environment: the main thread and each
+/// worker).
 #[napi]
 pub struct Native {
     registry: Registry<Val>,
     caches: Vec<Cache<Key, Val>>,
+    /// Each cache's serializer (`v8` or `json`: the JS side serializes), by index.
+    serializers: Vec<&'static str>,
     sink: Arc<Sink>,
-    leases: HashMap<u32, LeaseEntry>,
-    waiters: HashMap<u32, Waiter<Val>>,
-    /// Publications to the shared tier whose confirmation the JS side waits for.
-    publishing: HashMap<u32, Pending<bool>>,
-    next_token: u32,
-    error: Option<(&'static str, String)>,
+    /// The jobs by number (boxed: a job is large, and a stampede grows the table by thousands).
+    jobs: HashMap<u64, Box<Job>, Ids>,
+    /// Errors for `takeError`, by job.
+    failures: HashMap<u64, Failure, Ids>,
+    /// The computations whose synchronous part runs now (`enter` … `exit`), innermost last.
+    entered: Vec<(u64, Computing)>,
+    /// The key bytes of `hit`'s last miss, with the (negated) number it answered.
+    missed: Option<(i32, KeyWriter)>,
+    /// Counts `hit`'s misses.
+    misses: i32,
+    /// The array answers are written to: a reference that keeps it alive, its data, its length.
+    out: Option<(sys::napi_ref, *mut f64, usize)>,
+    /// Jobs that keep the event loop alive, and whether the wake-up is ref'd for them.
+    holds: usize,
+    held: bool,
+    env: sys::napi_env,
 }
 
 #[napi]
 impl Native {
-    /// `wake` is called (asynchronously, on the JS thread) when queues need draining; it never
-    /// keeps the event loop alive.
+    /// `wake` is called (asynchronously, on the JS thread) when queues need draining; it keeps
+    /// the event loop alive only while a leader waits for the shared tier.
     #[napi(constructor)]
-    pub fn new(wake: Function<'_, (), Unknown<'static>>) -> Result<Self> {
+    pub fn new(env: Env, wake: Function<'_, (), Unknown<'static>>) -> Result<Self> {
         let wake: Wake =
             wake.build_threadsafe_function::<()>().callee_handled::<false>().weak::<true>().build()?;
         let sink = Arc::new(Sink {
             released: Mutex::new(Vec::new()),
-            ready: Mutex::new(Vec::new()),
+            notes: Mutex::new(Vec::new()),
             events: Mutex::new(Vec::new()),
             wake,
             woken: AtomicBool::new(false),
@@ -266,61 +550,53 @@ impl Native {
         Ok(Native {
             registry: Registry::with(Some(listener), coopcache::Clock::system()),
             caches: Vec::new(),
+            serializers: Vec::new(),
             sink,
-            leases: HashMap::new(),
-            waiters: HashMap::new(),
-            publishing: HashMap::new(),
-            next_token: 0,
-            error: None,
+            jobs: HashMap::default(),
+            failures: HashMap::default(),
+            entered: Vec::new(),
+            missed: None,
+            misses: 0,
+            out: None,
+            holds: 0,
+            held: false,
+            env: env.raw(),
         })
     }
 
-    fn fail_with(&mut self, code: &'static str, msg: String) -> u32 {
-        self.error = Some((code, msg));
-        kind::ERROR
-    }
-
-    fn token(&mut self) -> u32 {
-        loop {
-            self.next_token = (self.next_token + 1) & TOKEN_MASK;
-            let t = self.next_token;
-            if t != 0
-                && !self.leases.contains_key(&t)
-                && !self.waiters.contains_key(&t)
-                && !self.publishing.contains_key(&t)
-            {
-                return t;
-            }
-        }
-    }
-
-    /// The last error as `[code, message]` (after a result of kind ERROR).
+    /// Creates or updates the cache `name`; returns its index. Settings not given keep their
+    /// current value (their default for a new cache).
     #[napi]
-    pub fn take_error(&mut self) -> Vec<String> {
-        let (c, m) = self.error.take().unwrap_or(("ERR_COOPCACHE_INTERNAL", "no error".into()));
-        vec![c.to_owned(), m]
-    }
-
-    /// Creates or updates the cache `name`; returns its index, or ERROR (as `u32::MAX`).
-    /// Settings not given keep their current value (their default for a new cache).
-    #[napi]
-    pub fn configure(&mut self, name: String, opts: ConfigureArgs) -> u32 {
+    pub fn configure(&mut self, env: Env, name: Unknown<'_>, options: Unknown<'_>) -> Result<u32> {
+        let name = cache_name(&env, &name).map_err(|f| f.throw(&env))?;
         let ConfigureArgs {
             memory_limit,
-            memory_limit_is_float,
             cache_duration,
             when_full,
             max_concurrency,
-            max_concurrency_given,
             redis_url,
+            serializer,
             secret,
             lease_ttl,
             shared,
-        } = opts;
+        } = ConfigureArgs::read(&env, &options).map_err(|f| f.throw(&env))?;
+        if let (Ok(c), Some(want)) = (self.registry.get(&name), serializer) {
+            let idx = self.index_of(c.clone());
+            let had = self.serializers[idx];
+            if c.shared().is_some() && want != had {
+                let f = Failure::invalid(format!(
+                    "invalid serializer: {want} (expected the one the shared cache was first configured with, \"{had}\")"
+                ));
+                return Err(f.throw(&env));
+            }
+        }
+        let invalid = |setting, value: String, expected| {
+            Failure::config(&ConfigError { setting, value, expected }).throw(&env)
+        };
         let mut s = self.registry.get(&name).map(|c| c.settings()).unwrap_or_default();
         let r: std::result::Result<(), ConfigError> = (|| {
             if let Some(n) = memory_limit {
-                s.memory_limit = MemoryLimit::from_number(n, memory_limit_is_float)?;
+                s.memory_limit = MemoryLimit::from_number(n, !(n.is_finite() && n.fract() == 0.0))?;
             }
             if let Some(d) = cache_duration {
                 s.cache_duration = Settings::duration_from_secs(d)?;
@@ -328,7 +604,7 @@ impl Native {
             if let Some(w) = &when_full {
                 s.when_full = w.parse::<WhenFull>()?;
             }
-            if max_concurrency_given {
+            if let Some(max_concurrency) = max_concurrency {
                 s.max_concurrency = match max_concurrency {
                     None => None,
                     Some(n) if n >= 1.0 && n.fract() == 0.0 && n <= usize::MAX as f64 => Some(n as usize),
@@ -344,8 +620,7 @@ impl Native {
             s.validate()
         })();
         if let Err(e) = r {
-            self.fail_with("ERR_COOPCACHE_INVALID_CONFIG", config_message(&e));
-            return u32::MAX;
+            return Err(Failure::config(&e).throw(&env));
         }
         let mode = match (shared.as_deref(), redis_url) {
             (None, None) => None,
@@ -358,40 +633,28 @@ impl Native {
                 } else {
                     "leaseTtl"
                 };
-                let e = ConfigError {
-                    setting: "shared",
-                    value: format!("'process' with {given}"),
-                    expected: "'process' alone: redisUrl, secret and leaseTtl are for sharing through Redis",
-                };
-                self.fail_with("ERR_COOPCACHE_INVALID_CONFIG", config_message(&e));
-                return u32::MAX;
+                return Err(invalid(
+                    "shared",
+                    format!("'process' with {given}"),
+                    "'process' alone: redisUrl, secret and leaseTtl are for sharing through Redis",
+                ));
             }
             (Some(other), _) => {
-                let e = ConfigError {
-                    setting: "shared",
-                    value: other.to_owned(),
-                    expected: "'process': share the cache across this process's worker threads",
-                };
-                self.fail_with("ERR_COOPCACHE_INVALID_CONFIG", config_message(&e));
-                return u32::MAX;
+                return Err(invalid(
+                    "shared",
+                    other.to_owned(),
+                    "'process': share the cache across this process's worker threads",
+                ));
             }
             (None, Some(url)) => {
                 let mut shared = SharedSettings::new(url);
                 if let Some(secret) = secret {
-                    shared = shared.secret(secret.to_vec());
+                    shared = shared.secret(secret);
                 }
                 if let Some(t) = lease_ttl {
-                    match std::time::Duration::try_from_secs_f64(t) {
+                    match Duration::try_from_secs_f64(t) {
                         Ok(d) if t > 0.0 => shared.lease_ttl = d,
-                        _ => {
-                            let e = ConfigError {
-                                setting: "lease_ttl",
-                                value: t.to_string(),
-                                expected: "a number of seconds > 0",
-                            };
-                            self.fail_with("ERR_COOPCACHE_INVALID_CONFIG", config_message(&e));
-                            return u32::MAX;
-                        }
+                        _ => return Err(invalid("lease_ttl", t.to_string(), "a number of seconds > 0")),
                     }
                 }
                 Some(SharedMode::Redis(shared))
@@ -406,33 +669,35 @@ impl Native {
                 if let Some(t) = cache.shared() {
                     t.set_idle(cache.settings().cache_duration);
                 }
-                self.index_of(cache)
+                let idx = self.index_of(cache);
+                if let Some(ser) = serializer {
+                    self.serializers[idx] = ser;
+                }
+                Ok(idx as u32)
             }
-            Err(e) => {
-                self.fail_with("ERR_COOPCACHE_INVALID_CONFIG", config_message(&e));
-                u32::MAX
-            }
+            Err(e) => Err(Failure::config(&e).throw(&env)),
         }
     }
 
-    fn index_of(&mut self, cache: Cache<Key, Val>) -> u32 {
+    fn index_of(&mut self, cache: Cache<Key, Val>) -> usize {
         if let Some(i) = self.caches.iter().position(|c| c.name() == cache.name()) {
-            return i as u32;
+            return i;
         }
         self.caches.push(cache);
-        (self.caches.len() - 1) as u32
+        self.serializers.push("v8");
+        self.caches.len() - 1
     }
 
-    /// The index of the configured cache `name`, or `u32::MAX` (UNKNOWN_CACHE error).
+    /// The error for a cache name that was never configured (ERR_COOPCACHE_UNKNOWN_CACHE), or
+    /// the `TypeError` for one that is not a string.
     #[napi]
-    pub fn lookup(&mut self, name: String) -> u32 {
-        match self.registry.get(&name) {
-            Ok(c) => self.index_of(c),
-            Err(e) => {
-                self.fail_with(code_of(&e), e.to_string());
-                u32::MAX
-            }
-        }
+    pub fn unknown_cache(&self, env: Env, name: Unknown<'_>) -> Result<Unknown<'_>> {
+        let f = match cache_name(&env, &name) {
+            Ok(name) => Failure::of(CoreError::UnknownCache { name, configured: self.registry.names() }),
+            Err(f) => f,
+        };
+        // SAFETY: a value of this env, created just now.
+        Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), f.to_js(env.raw())?) })
     }
 
     /// The configured names, sorted.
@@ -441,124 +706,491 @@ impl Native {
         self.registry.names()
     }
 
-    /// The current settings: `[memoryLimit bytes, cacheDuration s, whenFull, maxConcurrency|-1]`.
-    #[napi]
-    pub fn settings(&self, cache: u32) -> Vec<String> {
+    /// The current settings, as `cache.settings` returns them.
+    #[napi(ts_return_type = "Record<string, unknown>")]
+    pub fn settings<'e>(&self, env: &'e Env, cache: u32) -> Result<Object<'e>> {
         let s = self.caches[cache as usize].settings();
-        vec![
-            s.memory_limit.resolve().unwrap_or(0).to_string(),
-            s.cache_duration.as_secs_f64().to_string(),
-            s.when_full.to_string(),
-            s.max_concurrency.map_or(-1i64, |n| n as i64).to_string(),
-        ]
+        let mut o = Object::new(env)?;
+        o.set("memoryLimit", s.memory_limit.resolve().unwrap_or(0) as f64)?;
+        o.set("cacheDuration", s.cache_duration.as_secs_f64())?;
+        o.set("whenFull", s.when_full.to_string())?;
+        o.set("maxConcurrency", s.max_concurrency.map(|n| n as f64))?;
+        Ok(o)
     }
 
-    fn key(&mut self, key: &Unknown<'_>) -> Option<Key> {
-        self.key_writer(key).map(KeyWriter::finish)
+    /// Keeps the key bytes of `hit`'s miss for `start`; returns the (negative) number `hit`
+    /// answers.
+    #[cold]
+    fn missed(&mut self, w: KeyWriter) -> i32 {
+        self.misses = self.misses % (1 << 30) + 1;
+        self.missed = Some((self.misses, w));
+        -self.misses
     }
 
-    /// The key's canonical bytes, written on the stack (a hit needs no `Key`).
-    fn key_writer(&mut self, key: &Unknown<'_>) -> Option<KeyWriter> {
-        let mut w = KeyWriter::new();
-        // SAFETY: the env and value come from napi-rs for the current call, on the JS thread.
-        match unsafe { write_key(key.value().env, key.raw(), &mut w, 0) } {
-            Ok(()) => Some(w),
-            Err(msg) => {
-                self.error = Some(("TypeError", msg));
-                None
-            }
-        }
+    fn key(&self, env: &Env, key: &Unknown<'_>) -> Result<Key> {
+        key_writer(key).map(KeyWriter::finish).map_err(|f| f.throw(env))
     }
 
-    /// The flight protocol as a plain function `begin(cache, key)`: hit, lease (slot granted
-    /// or queued), wait, or error. A raw N-API function (napi-rs's method dispatch costs more
-    /// than the whole hit), bound to this instance, which the JS side keeps alive with it.
-    #[napi(ts_return_type = "(cache: number, key: unknown) => number")]
-    pub fn begin_fn(&mut self, env: Env) -> Result<Unknown<'static>> {
-        let mut f = ptr::null_mut();
+    /// The functions of the call path, as plain N-API functions bound to this instance (which
+    /// the JS side keeps alive with them): napi-rs's method dispatch costs more than a whole
+    /// hit. `hit(cache, key)` is the hit path alone: the value's id; or on a miss a negative
+    /// number, for `start` to reuse the key's bytes; or 0 for a bad key (which `start` reports).
+    /// It never touches the call driver. `start`, `enter`,
+    /// `exit` and `computed` are the methods of the same names.
+    #[napi(
+        ts_return_type = "Record<'hit' | 'start' | 'enter' | 'exit' | 'computed', (...args: any[]) => any>"
+    )]
+    pub fn fns<'e>(&mut self, env: &'e Env) -> Result<Object<'e>> {
         let data: *mut Native = self;
-        // SAFETY: a plain N-API call on the JS thread; `data` outlives the function because the
-        // JS side holds this object for as long as it holds the function.
-        let status = unsafe {
-            sys::napi_create_function(env.raw(), c"begin".as_ptr(), 5, Some(raw_begin), data.cast(), &mut f)
-        };
-        if status != sys::Status::napi_ok {
-            return Err(Error::from_reason("coopcache: could not create the begin function"));
+        let mut o = Object::new(env)?;
+        let fns: [(&std::ffi::CStr, sys::napi_callback); 5] = [
+            (c"hit", Some(raw::hit)),
+            (c"start", Some(raw::start)),
+            (c"enter", Some(raw::enter)),
+            (c"exit", Some(raw::exit)),
+            (c"computed", Some(raw::computed)),
+        ];
+        for (name, cb) in fns {
+            let mut f = ptr::null_mut();
+            // SAFETY: a plain N-API call on the JS thread; `data` outlives the function because
+            // the JS side holds this object for as long as it holds the function.
+            ok(unsafe {
+                sys::napi_create_function(
+                    env.raw(),
+                    name.as_ptr(),
+                    name.count_bytes() as isize,
+                    cb,
+                    data.cast(),
+                    &mut f,
+                )
+            })?;
+            // SAFETY: `f` is a live value of this call's env.
+            o.set(name.to_str().unwrap_or_default(), unsafe { Unknown::from_raw_unchecked(env.raw(), f) })?;
         }
-        // SAFETY: `f` is a live value of this call's env.
-        Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), f) })
+        Ok(o)
     }
 
-    /// Like `beginFn()`'s function, as a method (for the hand-over path).
-    #[napi]
-    pub fn begin(&mut self, cache: u32, key: Unknown<'_>) -> u32 {
-        let Some(w) = self.key_writer(&key) else { return kind::ERROR };
-        self.begin_key(cache, w)
-    }
-
-    fn begin_key(&mut self, cache: u32, w: KeyWriter) -> u32 {
-        let Some(c) = self.caches.get(cache as usize) else {
-            return self.fail_with("ERR_COOPCACHE_UNKNOWN_CACHE", format!("no cache with index {cache}"));
-        };
-        // (In shared mode the core itself tells the shared tier of hits, batched.)
-        if let Some(id) = c.hit_with(w.as_bytes(), |v| v.0.id) {
-            return (id << 3) | kind::HIT;
-        }
-        match c.begin(&w.finish()) {
-            Ok(Begin::Hit(v)) => (v.0.id << 3) | kind::HIT,
-            Ok(Begin::Lease(lease)) => {
-                let slot = lease.slot();
-                let token = self.token();
-                let mut entry = LeaseEntry {
-                    lease,
-                    slot: None,
-                    permit: None,
-                    computing: None,
-                    asking: None,
-                    answer: None,
-                    remote: None,
-                };
-                let k = match slot.try_get() {
-                    Some(p) => {
-                        entry.permit = Some(p);
-                        kind::LEASE
-                    }
-                    None => {
-                        let sink = self.sink.clone();
-                        slot.on_ready(move |p| sink.push_ready(token, Ready::Slot(p)));
-                        entry.slot = Some(slot);
-                        kind::LEASE_QUEUED
-                    }
-                };
-                self.leases.insert(token, entry);
-                (token << 3) | k
+    /// Starts job `job`: a miss in `cache` of a key (its bytes) with the call's tags, made
+    /// from inside the computations of the jobs `ctx`. Returns what the JS side does next (see
+    /// [`act`]).
+    fn start(
+        &mut self,
+        job: f64,
+        cache: u32,
+        call: std::result::Result<(Vec<String>, KeyWriter), Failure>,
+        ctx: Option<Vec<f64>>,
+    ) -> Answer {
+        let mut out = Vec::new();
+        match call {
+            Err(f) => {
+                self.failures.insert(job as u64, f);
+                out.extend([job, act::ERROR + act::LAST, 0.0]);
             }
-            Ok(Begin::Wait(w)) => {
-                let token = self.token();
-                let sink = self.sink.clone();
-                w.pending().on_ready(move |c| sink.push_ready(token, Ready::Done(c)));
-                self.waiters.insert(token, w);
-                (token << 3) | kind::WAIT
+            Ok((tags, w)) => {
+                let c = &self.caches[cache as usize];
+                let call = c.call(w.finish(), &CallOptions::new().tags(tags), Caller::Blocking);
+                let shared = c.shared().is_some();
+                self.jobs.insert(
+                    job as u64,
+                    Box::new(Job {
+                        call: Some(call),
+                        call_wait: None,
+                        lead: None,
+                        lead_at: LeadAt::Ready,
+                        bytes: None,
+                        ctx: ctx.unwrap_or_default(),
+                        shared,
+                        held: false,
+                    }),
+                );
+                self.advance(job as u64, &mut out);
             }
-            Err(e) => self.fail_with(code_of(&e), e.to_string()),
+        }
+        self.output(out)
+    }
+
+    /// Steps job `id` as far as it goes without the JS side, appending what the JS side does.
+    fn advance(&mut self, id: u64, out: &mut Vec<f64>) {
+        let Some(job) = self.jobs.get(&id) else { return };
+        let frames: Vec<Frame> = job
+            .ctx
+            .iter()
+            .filter_map(|l| self.jobs.get(&(*l as u64))?.lead.as_ref().map(|l| l.frame()))
+            .collect();
+        // The call was made from inside these computations: the core's checks see them.
+        let _inside: Vec<Computing> = frames.into_iter().map(Frame::enter).collect();
+        let first = out.len();
+        let idf = id as f64;
+        let sink = &self.sink;
+        let job = self.jobs.get_mut(&id).expect("looked up above");
+        loop {
+            // The lead first: its steps end the flight the call waits for.
+            if let Some(lead) = job.lead.as_mut() {
+                let ready = match &job.lead_at {
+                    LeadAt::Ready => true,
+                    LeadAt::Waiting(p) | LeadAt::Confirming(p) => Job::ready(p),
+                    LeadAt::Js => false,
+                };
+                if ready {
+                    job.lead_at = match lead.step() {
+                        LeadStep::Wait(p) => LeadAt::Waiting(notify(sink, p, idf)),
+                        LeadStep::Confirm(p) => LeadAt::Confirming(notify(sink, p, idf)),
+                        LeadStep::Compute => {
+                            out.extend([idf, act::COMPUTE, 0.0]);
+                            LeadAt::Js
+                        }
+                        LeadStep::Decode(bytes) => {
+                            job.bytes = Some(bytes);
+                            out.extend([idf, act::DECODE, 0.0]);
+                            LeadAt::Js
+                        }
+                        LeadStep::Encode(v) => {
+                            out.extend([idf, act::ENCODE, v.0.id as f64]);
+                            LeadAt::Js
+                        }
+                        _ => {
+                            job.lead = None;
+                            LeadAt::Ready
+                        }
+                    };
+                }
+            }
+            let Some(call) = job.call.as_mut() else { break };
+            if job.call_wait.as_ref().is_some_and(|p| !Job::ready(p)) {
+                break;
+            }
+            match call.step() {
+                Step::Done(r) => {
+                    (job.call, job.call_wait) = (None, None);
+                    match r {
+                        Ok(v) => out.extend([idf, act::VALUE, v.0.id as f64]),
+                        Err(e) => match e.downcast_ref::<JsError>() {
+                            Some(j) => out.extend([idf, act::FAILED, j.0.0.id as f64]),
+                            None => {
+                                self.failures.insert(id, Failure::of(e));
+                                out.extend([idf, act::ERROR, 0.0]);
+                            }
+                        },
+                    }
+                    break;
+                }
+                Step::Wait(p) => {
+                    job.call_wait = Some(notify(sink, p, idf));
+                    break;
+                }
+                Step::Lead(lead) => {
+                    let sink = sink.clone();
+                    lead.on_abandoned(move || sink.note(Note::Abandoned(idf)));
+                    (job.lead, job.lead_at, job.call_wait) = (Some(lead), LeadAt::Ready, None);
+                }
+            }
+        }
+        self.settle(id, first, out);
+    }
+
+    /// Keeps the event loop alive for the job if it needs it, and forgets the job once it has
+    /// neither a call nor a lead (its last action, from `first` on in `out`, says so).
+    fn settle(&mut self, id: u64, first: usize, out: &mut Vec<f64>) {
+        let Some(job) = self.jobs.get_mut(&id) else { return };
+        let done = job.call.is_none() && job.lead.is_none();
+        let held = job.holds() && !done;
+        if held != job.held {
+            job.held = held;
+            match held {
+                true => self.holds += 1,
+                false => self.holds -= 1,
+            }
+        }
+        if done {
+            self.jobs.remove(&id);
+            match out.len() > first {
+                true => {
+                    let n = out.len();
+                    out[n - 2] += act::LAST;
+                }
+                false => out.extend([id as f64, act::GONE + act::LAST, 0.0]),
+            }
         }
     }
 
-    /// The stored value for `key`, without computing: HIT with its id, MISS, or ERROR.
-    #[napi]
-    pub fn get(&mut self, cache: u32, key: Unknown<'_>) -> u32 {
-        let Some(w) = self.key_writer(&key) else { return kind::ERROR };
-        match self.caches[cache as usize].get(w.as_bytes()) {
-            Some(v) => (v.0.id << 3) | kind::HIT,
-            None => kind::MISS,
+    /// Drives the jobs that callbacks queued, unless a computation's synchronous part runs now
+    /// (those steps would run inside it: the wake-up drives them later), and refs or unrefs the
+    /// wake-up for the jobs that keep the event loop alive.
+    fn output(&mut self, mut out: Vec<f64>) -> Answer {
+        while self.entered.is_empty() {
+            let notes = std::mem::take(&mut *self.sink.notes.lock());
+            if notes.is_empty() {
+                break;
+            }
+            for n in notes {
+                match n {
+                    Note::Ready(id) => self.advance(id as u64, &mut out),
+                    Note::Abandoned(id) => {
+                        // Nobody waits any more: the computation goes on in JS, unheard.
+                        if let Some(job) = self.jobs.get_mut(&(id as u64)) {
+                            (job.lead, job.lead_at, job.bytes) = (None, LeadAt::Ready, None);
+                            self.advance(id as u64, &mut out);
+                        }
+                    }
+                }
+            }
+        }
+        let want = self.holds > 0;
+        if want != self.held {
+            let tsfn = self.sink.wake.raw();
+            // SAFETY: on the JS thread of the env that created the threadsafe function.
+            let status = unsafe {
+                match want {
+                    true => sys::napi_ref_threadsafe_function(self.env, tsfn),
+                    false => sys::napi_unref_threadsafe_function(self.env, tsfn),
+                }
+            };
+            if status == sys::Status::napi_ok {
+                self.held = want;
+            }
+        }
+        match self.out {
+            Some((_, buf, cap)) if out.len() <= cap => {
+                // SAFETY: `buf` holds `cap` f64s, kept alive by the reference to its array.
+                unsafe { ptr::copy_nonoverlapping(out.as_ptr(), buf, out.len()) };
+                Either::A(out.len() as u32)
+            }
+            _ => Either::B(Float64Array::new(out)),
         }
     }
 
-    /// Removes the key's entry: 1 if one was removed, 0 if not, ERROR (4) for a bad key.
+    /// Where answers go from now on (see [`Answer`]).
     #[napi]
-    pub fn invalidate(&mut self, cache: u32, key: Unknown<'_>) -> u32 {
-        let Some(k) = self.key(&key) else { return kind::ERROR };
-        self.caches[cache as usize].invalidate(&k) as u32
+    pub fn set_output(&mut self, env: Env, buf: Unknown<'_>) -> Result<()> {
+        let (mut ty, mut len, mut data) = (0, 0usize, ptr::null_mut());
+        let mut reference = ptr::null_mut();
+        // SAFETY: plain N-API calls on the JS thread with a value of this env.
+        unsafe {
+            ok(sys::napi_get_typedarray_info(
+                env.raw(),
+                buf.raw(),
+                &mut ty,
+                &mut len,
+                &mut data,
+                ptr::null_mut(),
+                ptr::null_mut(),
+            ))?;
+            if ty != sys::TypedarrayType::float64_array {
+                return Err(Error::from_reason("coopcache: setOutput needs a Float64Array"));
+            }
+            ok(sys::napi_create_reference(env.raw(), buf.raw(), 1, &mut reference))?;
+            if let Some((old, _, _)) = self.out.take() {
+                sys::napi_delete_reference(env.raw(), old);
+            }
+        }
+        self.out = Some((reference, data.cast(), len));
+        Ok(())
+    }
+
+    /// The job's caller gives up (its `timeoutMs` passed): its call is dropped, and its lead
+    /// too while it waits for a slot or the shared tier (a waiter takes over); a computation
+    /// goes on for the others. A leader whose write the shared tier is confirming waits for
+    /// that (the tier bounds it).
+    #[napi]
+    pub fn give_up(&mut self, job: f64, ms: f64) -> Answer {
+        let id = job as u64;
+        let mut out = Vec::new();
+        if let Some(j) = self.jobs.get_mut(&id) {
+            let confirming = j.lead.is_some() && matches!(j.lead_at, LeadAt::Confirming(_));
+            if j.call.is_some() && !confirming {
+                (j.call, j.call_wait) = (None, None);
+                if matches!(j.lead_at, LeadAt::Waiting(_)) {
+                    (j.lead, j.lead_at) = (None, LeadAt::Ready);
+                }
+                let d = Duration::try_from_secs_f64(ms / 1000.0).unwrap_or_default();
+                self.failures.insert(id, Failure::of(CoreError::Timeout(d)));
+                out.extend([job, act::ERROR, 0.0]);
+                self.settle(id, 0, &mut out);
+            }
+        }
+        self.output(out)
+    }
+
+    /// The error of a job whose action was ERROR.
+    #[napi]
+    pub fn take_error(&mut self, env: Env, job: f64) -> Result<Unknown<'_>> {
+        let f = self.failures.remove(&(job as u64)).unwrap_or(Failure {
+            type_error: false,
+            code: Some("ERR_COOPCACHE_INTERNAL"),
+            message: "coopcache: no error for this call".to_owned(),
+            remote: None,
+        });
+        // SAFETY: a value of this env, created just now.
+        Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), f.to_js(env.raw())?) })
+    }
+
+    /// Marks the job's computation as running on this thread until `exit` (the synchronous
+    /// part of the user's function).
+    fn enter(&mut self, job: f64) {
+        let id = job as u64;
+        if let Some(lead) = self.jobs.get(&id).and_then(|j| j.lead.as_ref()) {
+            self.entered.push((id, lead.enter()));
+        }
+    }
+
+    /// Ends what `enter` started.
+    fn exit(&mut self, job: f64) {
+        if let Some(pos) = self.entered.iter().rposition(|(id, _)| *id == job as u64) {
+            drop(self.entered.remove(pos));
+        }
+    }
+
+    /// The job's lead, if it waits for the JS side.
+    fn lead_js(&mut self, job: f64) -> Option<&mut Lead<Key, Val>> {
+        let j = self.jobs.get_mut(&(job as u64))?;
+        match j.lead_at {
+            LeadAt::Js => {
+                j.lead_at = LeadAt::Ready;
+                j.lead.as_deref_mut()
+            }
+            _ => None,
+        }
+    }
+
+    /// Reports how the job's computation ended (see [`outcome`]): the value `value` (weighing
+    /// `weight` bytes besides its key), or the error `value`, with its type name and message
+    /// for the other processes.
+    fn computed(
+        &mut self,
+        job: f64,
+        kind: u32,
+        value: u32,
+        weight: f64,
+        failed: Option<(String, String)>,
+    ) -> Answer {
+        let v = self.val(value);
+        if let Some(lead) = self.lead_js(job) {
+            lead.computed(match (kind, failed) {
+                (outcome::NOCACHE, _) => Outcome::NoCache(v),
+                (outcome::FAILED, Some((type_name, message))) => {
+                    let error = CoreError::Computation(Arc::new(JsError(v)));
+                    Outcome::Failed { error, type_name, message }
+                }
+                _ => {
+                    debug_assert_eq!(kind, outcome::STORE);
+                    Outcome::Store { value: v, weight: bytes(weight) }
+                }
+            });
+        }
+        self.next(job)
+    }
+
+    /// The bytes from the shared tier that a DECODE action asks to deserialize.
+    #[napi]
+    pub fn payload(&mut self, job: f64) -> Option<Buffer> {
+        self.jobs.get_mut(&(job as u64))?.bytes.take().map(Into::into)
+    }
+
+    /// Reports the value `value` deserialized from the shared tier's bytes (weighing `weight`
+    /// bytes), or why they could not be (`value` 0: the value is then computed here).
+    #[napi]
+    pub fn decoded(&mut self, job: f64, value: u32, weight: f64, why: Option<String>) -> Answer {
+        let v = (value != 0).then(|| self.val(value));
+        if let Some(lead) = self.lead_js(job) {
+            lead.decoded(v.map(|v| (v, bytes(weight))).ok_or_else(|| why.unwrap_or_default()));
+        }
+        self.next(job)
+    }
+
+    /// Reports the bytes of the value an ENCODE action asked to serialize, or why it could not
+    /// be (the other processes are told so; this one keeps its value).
+    #[napi]
+    pub fn encoded(&mut self, job: f64, payload: Either<Buffer, String>) -> Answer {
+        if let Some(lead) = self.lead_js(job) {
+            lead.encoded(match payload {
+                Either::A(b) => Ok(b.to_vec()),
+                Either::B(why) => Err(why),
+            });
+        }
+        self.next(job)
+    }
+
+    /// Drives a job after the JS side reported to its lead.
+    fn next(&mut self, job: f64) -> Answer {
+        let mut out = Vec::new();
+        self.advance(job as u64, &mut out);
+        self.output(out)
+    }
+
+    /// Drives the jobs that callbacks queued (the wake-up calls this first), and re-arms the
+    /// wake-up.
+    #[napi]
+    pub fn take_ready(&mut self) -> Answer {
+        self.sink.woken.store(false, Ordering::Release);
+        self.output(Vec::new())
+    }
+
+    /// A release handle for a value the JS side put in its map.
+    fn val(&self, id: u32) -> Val {
+        Val(Arc::new(ValInner { id, sink: self.sink.clone() }))
+    }
+
+    /// Value ids the core let go of; the JS side deletes them from its map.
+    #[napi]
+    pub fn take_released(&self) -> Vec<u32> {
+        std::mem::take(&mut *self.sink.released.lock())
+    }
+
+    /// Events since the last call, as triples `[name, payload, warning]`: `full`, `evict`,
+    /// `sharedDown`, `sharedUp` and `valueRefused`, with the warning to print instead when nobody
+    /// listens (null: nothing to print).
+    #[napi(ts_return_type = "Array<unknown>")]
+    pub fn take_events<'e>(&self, env: &'e Env) -> Result<Array<'e>> {
+        let evs = std::mem::take(&mut *self.sink.events.lock());
+        let mut out = Vec::with_capacity(evs.len() * 3);
+        for e in evs {
+            let mut o = Object::new(env)?;
+            let (name, warning) = match e {
+                Event::Full { cache, bytes_used, memory_limit } => {
+                    let w = format!(
+                        "coopcache: cache {cache:?} is full ({bytes_used} of {memory_limit} bytes); \
+                         new values are returned but not stored"
+                    );
+                    o.set("cache", cache)?;
+                    o.set("bytesUsed", bytes_used as f64)?;
+                    o.set("memoryLimit", memory_limit as f64)?;
+                    ("full", Some(w))
+                }
+                Event::Evicted { cache, reason, count } => {
+                    o.set("cache", cache)?;
+                    o.set("reason", reason.as_str())?;
+                    o.set("count", count as f64)?;
+                    ("evict", None)
+                }
+                Event::SharedUp { cache } => {
+                    o.set("cache", cache)?;
+                    ("sharedUp", None)
+                }
+                Event::SharedDown { cache, reason } => warn(&mut o, "sharedDown", cache, reason)?,
+                Event::ValueRefused { cache, reason } => warn(&mut o, "valueRefused", cache, reason)?,
+                _ => continue,
+            };
+            out.push(env.create_string(name)?.to_unknown());
+            out.push(o.to_unknown());
+            out.push(match warning {
+                Some(w) => env.create_string(&w)?.to_unknown(),
+                None => Null.into_unknown(env)?,
+            });
+        }
+        Array::from_vec(env, out)
+    }
+
+    /// The stored value's id for `key`, without computing (0: none).
+    #[napi]
+    pub fn get(&self, env: Env, cache: u32, key: Unknown<'_>) -> Result<u32> {
+        let w = key_writer(&key).map_err(|f| f.throw(&env))?;
+        Ok(self.caches[cache as usize].get(w.as_bytes()).map_or(0, |v| v.0.id))
+    }
+
+    /// Removes the key's entry: true if one was removed.
+    #[napi]
+    pub fn invalidate(&self, env: Env, cache: u32, key: Unknown<'_>) -> Result<bool> {
+        Ok(self.caches[cache as usize].invalidate(&self.key(&env, &key)?))
     }
 
     /// Removes every entry stored with `tag`; returns how many.
@@ -573,295 +1205,156 @@ impl Native {
         self.caches[cache as usize].clear();
     }
 
-    /// The counters, in the order the JS side names them.
-    #[napi]
-    pub fn stats(&self, cache: u32) -> Vec<f64> {
-        self.caches[cache as usize].stats().fields().iter().map(|&(_, n)| n as f64).collect()
-    }
-
-    /// The shared tier's counters (`[remoteHits, leasesWon, leasesLost, remoteWaits, fallbacks,
-    /// rejectedValues]`), or an empty list for a cache without one.
-    #[napi]
-    pub fn shared_stats(&self, cache: u32) -> Vec<f64> {
-        let Some(t) = self.caches[cache as usize].shared() else { return Vec::new() };
-        t.stats().fields().iter().map(|&(_, n)| n as f64).collect()
-    }
-
-    /// Whether the cache has a shared tier (it was configured with a Redis URL).
-    #[napi]
-    pub fn is_shared(&self, cache: u32) -> bool {
-        self.caches.get(cache as usize).is_some_and(|c| c.shared().is_some())
-    }
-
-    /// Whether the cache's shared tier is connected now (false without one).
-    #[napi]
-    pub fn shared_up(&self, cache: u32) -> bool {
-        self.caches.get(cache as usize).and_then(|c| c.shared()).is_some_and(|t| t.is_up())
-    }
-
-    /// Asks the shared tier about a lease's key (once its slot is granted, before computing):
-    /// 0: no shared tier (compute); 1: the answer comes later as a REMOTE completion; 2: it is
-    /// here already. Either way, read it with `takeRemote(token)`.
-    #[napi]
-    pub fn ask_remote(&mut self, cache: u32, token: u32) -> u32 {
-        let Some(tier) = self.caches.get(cache as usize).and_then(|c| c.shared()).cloned() else {
-            return 0;
-        };
-        let Some(e) = self.leases.get_mut(&token) else { return 0 };
-        let pending = tier.fetch(e.lease.key());
-        if let Some(a) = pending.try_get() {
-            e.answer = Some(a);
-            return 2;
+    /// The counters as `stats()` returns them (the shared tier's too, if the cache has one).
+    #[napi(ts_return_type = "Record<string, number>")]
+    pub fn stats<'e>(&self, env: &'e Env, cache: u32) -> Result<Object<'e>> {
+        let c = &self.caches[cache as usize];
+        let mut o = Object::new(env)?;
+        for (name, n) in c.stats().fields() {
+            o.set(camel(name), n as f64)?;
         }
-        let sink = self.sink.clone();
-        pending.on_ready(move |r| sink.push_ready(token, Ready::Remote(r)));
-        e.asking = Some(pending);
-        1
-    }
-
-    /// The shared tier's answer for a lease (see [`answer`]). With COMPUTE this process holds
-    /// the key's lease in the shared tier: finish it with `publish` or `publishFail`.
-    #[napi]
-    pub fn take_remote(&mut self, token: u32) -> RemoteAnswer {
-        let mut out = RemoteAnswer {
-            kind: answer::UNAVAILABLE,
-            payload: None,
-            tags: None,
-            type_name: None,
-            message: None,
-        };
-        let Some(e) = self.leases.get_mut(&token) else { return out };
-        e.asking = None;
-        match e.answer.take() {
-            Some(Remote::Value(b)) => {
-                out.kind = answer::VALUE;
-                out.payload = Some(b.payload.into());
-                out.tags = Some(b.tags);
-            }
-            Some(Remote::NoCache(b)) => {
-                out.kind = answer::NOCACHE;
-                out.payload = Some(b.payload.into());
-            }
-            Some(Remote::Failed(err)) => {
-                out.kind = answer::FAILED;
-                out.type_name = Some(err.type_name);
-                out.message = Some(err.message);
-            }
-            Some(Remote::Compute(r)) => {
-                out.kind = answer::COMPUTE;
-                e.remote = Some(r);
-            }
-            _ => {}
-        }
-        out
-    }
-
-    fn published(&mut self, pending: Pending<bool>) -> u32 {
-        let token = self.token();
-        let sink = self.sink.clone();
-        pending.on_ready(move |ok| sink.push_ready(token, Ready::Published(ok)));
-        self.publishing.insert(token, pending);
-        token
-    }
-
-    /// Publishes what this process computed under its shared lease: the serialized value,
-    /// written to Redis (unless `nocache`) and handed to the processes waiting. Returns a token
-    /// whose PUBLISHED completion says Redis answered (0: no shared lease, nothing to wait for).
-    #[napi]
-    pub fn publish(&mut self, token: u32, payload: Buffer, tags: Option<Vec<String>>, nocache: bool) -> u32 {
-        let Some(r) = self.leases.get_mut(&token).and_then(|e| e.remote.take()) else { return 0 };
-        let blob = Blob { tags: tags.unwrap_or_default(), payload: payload.to_vec() };
-        let pending = if nocache { r.nocache(&blob) } else { r.store(&blob) };
-        self.published(pending)
-    }
-
-    /// Tells the processes waiting on this process's shared lease that the computation failed
-    /// (nothing is stored). Returns a token as `publish` does.
-    #[napi]
-    pub fn publish_fail(&mut self, token: u32, type_name: String, message: String) -> u32 {
-        let Some(r) = self.leases.get_mut(&token).and_then(|e| e.remote.take()) else { return 0 };
-        let pending = r.fail(&RemoteError { type_name, message });
-        self.published(pending)
-    }
-
-    /// Marks the lease's computation as running on this thread (recursion detection) until
-    /// `exit`; returns the flight id.
-    #[napi]
-    pub fn enter(&mut self, token: u32) -> f64 {
-        match self.leases.get_mut(&token) {
-            Some(e) => {
-                e.computing = Some(e.lease.enter());
-                e.lease.id() as f64
-            }
-            None => -1.0,
-        }
-    }
-
-    /// Ends what `enter` started.
-    #[napi]
-    pub fn exit(&mut self, token: u32) {
-        if let Some(e) = self.leases.get_mut(&token) {
-            e.computing = None;
-        }
-    }
-
-    /// The flight a waiter waits for.
-    #[napi]
-    pub fn flight_of(&self, token: u32) -> f64 {
-        self.waiters.get(&token).map_or(-1.0, |w| w.id() as f64)
-    }
-
-    /// The recursion error's message for `key` of `cache`.
-    #[napi]
-    pub fn recursion_message(&mut self, cache: u32, key: Unknown<'_>) -> String {
-        let key = self.key(&key).map_or_else(|| "(this key)".to_owned(), |k| k.to_string());
-        let name: Arc<str> = self.caches[cache as usize].name().into();
-        CoreError::Recursion { cache: name, key }.to_string()
-    }
-
-    /// Stores the value `id` (weighing `weight` bytes besides its key) with `tags`.
-    #[napi]
-    pub fn store(&mut self, token: u32, id: u32, weight: f64, tags: Option<Vec<String>>) {
-        let Some(e) = self.leases.remove(&token) else { return };
-        let tags = tags.unwrap_or_default();
-        let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
-        let v = self.val(id);
-        let weight = if weight.is_finite() && weight > 0.0 { weight as u64 } else { 0 };
-        e.lease.store_with(v, weight, &tags);
-        drop(e.permit);
-    }
-
-    /// Hands the value `id` to every waiter without storing it.
-    #[napi]
-    pub fn nocache(&mut self, token: u32, id: u32) {
-        let Some(e) = self.leases.remove(&token) else { return };
-        let v = self.val(id);
-        e.lease.nocache(v);
-        drop(e.permit);
-    }
-
-    /// Hands the error `id` to every waiter; nothing is stored.
-    #[napi]
-    pub fn fail(&mut self, token: u32, id: u32) {
-        let Some(e) = self.leases.remove(&token) else { return };
-        let v = self.val(id);
-        e.lease.fail(CoreError::Computation(Arc::new(JsError(v))));
-        drop(e.permit);
-    }
-
-    /// A caller gave up (its timeout passed): drops its waiter, or its lease while it still
-    /// waits for a slot (a waiter then takes over).
-    #[napi]
-    pub fn cancel(&mut self, token: u32) {
-        self.waiters.remove(&token);
-        let queued = self.leases.get(&token).is_some_and(|e| e.permit.is_none());
-        if queued {
-            self.leases.remove(&token);
-        }
-    }
-
-    /// A release handle for a value the JS side put in its map but never handed to the core.
-    fn val(&self, id: u32) -> Val {
-        Val(Arc::new(ValInner { id, sink: self.sink.clone() }))
-    }
-
-    /// Completions queued for the JS side, as triples `[token, what, id]` (see [`ready`]).
-    #[napi]
-    pub fn take_ready(&mut self) -> Uint32Array {
-        let items = std::mem::take(&mut *self.sink.ready.lock());
-        let mut out = Vec::with_capacity(items.len() * 3);
-        let mut later = Vec::new();
-        for (token, r) in items {
-            match r {
-                Ready::Done(c) => {
-                    let Some(w) = self.waiters.remove(&token) else { continue };
-                    match &c {
-                        Completion::Value(v) => out.extend([token, ready::VALUE, v.0.id]),
-                        Completion::Failed(e) => match e.downcast_ref::<JsError>() {
-                            Some(j) => out.extend([token, ready::FAILED, j.0.0.id]),
-                            None => {
-                                self.error = Some((code_of(e), e.to_string()));
-                                out.extend([token, ready::FAILED_OTHER, 0]);
-                            }
-                        },
-                        Completion::HandedOver => out.extend([token, ready::HANDED_OVER, 0]),
-                    }
-                    // Dropped after the JS side has read the ids (it reads them before it
-                    // drains the release queue).
-                    later.push((w, c));
-                }
-                Ready::Remote(r) => match self.leases.get_mut(&token) {
-                    Some(e) => {
-                        e.asking = None;
-                        e.answer = Some(r);
-                        out.extend([token, ready::REMOTE, 0]);
-                    }
-                    // A shared lease nobody will finish is released when dropped here.
-                    None => drop(r),
-                },
-                Ready::Published(ok) => {
-                    if self.publishing.remove(&token).is_some() {
-                        out.extend([token, ready::PUBLISHED, ok as u32]);
-                    }
-                }
-                Ready::Slot(p) => match self.leases.get_mut(&token) {
-                    Some(e) => {
-                        e.permit = Some(p);
-                        e.slot = None;
-                        out.extend([token, ready::SLOT, 0]);
-                    }
-                    // A permit for a lease cancelled meanwhile frees its slot now.
-                    None => drop(p),
-                },
+        if let Some(t) = c.shared() {
+            for (name, n) in t.stats().fields() {
+                o.set(camel(name), n as f64)?;
             }
         }
-        drop(later);
-        out.into()
+        Ok(o)
     }
 
-    /// Value ids the core let go of; the JS side deletes them from its map. Also re-arms the
-    /// wake-up.
+    /// Whether the cache's shared tier is connected now (null without one).
     #[napi]
-    pub fn take_released(&self) -> Vec<u32> {
-        self.sink.woken.store(false, Ordering::Release);
-        std::mem::take(&mut *self.sink.released.lock())
+    pub fn shared_up(&self, cache: u32) -> Option<bool> {
+        self.caches.get(cache as usize)?.shared().map(|t| t.is_up())
     }
 
-    /// Events since the last call, as `[kind, cache, a, b]` string quadruples:
-    /// `full` (bytesUsed, memoryLimit), `evict` (reason, count), `sharedDown` (reason),
-    /// `sharedUp`, or `valueRefused` (reason).
+    /// The cache's serializer: `v8` or `json`.
     #[napi]
-    pub fn take_events(&self) -> Vec<String> {
-        let evs = std::mem::take(&mut *self.sink.events.lock());
-        let mut out = Vec::with_capacity(evs.len() * 4);
-        for e in evs {
-            match e {
-                Event::Full { cache, bytes_used, memory_limit } => {
-                    out.extend(["full".into(), cache, bytes_used.to_string(), memory_limit.to_string()])
-                }
-                Event::Evicted { cache, reason, count } => {
-                    out.extend(["evict".into(), cache, reason.as_str().into(), count.to_string()])
-                }
-                Event::SharedDown { cache, reason } => {
-                    out.extend(["sharedDown".into(), cache, reason, String::new()])
-                }
-                Event::SharedUp { cache } => {
-                    out.extend(["sharedUp".into(), cache, String::new(), String::new()])
-                }
-                Event::ValueRefused { cache, reason } => {
-                    out.extend(["valueRefused".into(), cache, reason, String::new()])
-                }
-                _ => {}
-            }
-        }
-        out
+    pub fn serializer(&self, cache: u32) -> &'static str {
+        self.serializers.get(cache as usize).copied().unwrap_or("v8")
     }
 
     /// The canonical encoding of a key (for tests: it must match the other languages').
     #[napi]
-    pub fn key_bytes(&mut self, key: Unknown<'_>) -> Option<Buffer> {
-        self.key(&key).map(|k| k.as_bytes().to_vec().into())
+    pub fn key_bytes(&self, env: Env, key: Unknown<'_>) -> Result<Buffer> {
+        Ok(self.key(&env, &key)?.as_bytes().to_vec().into())
     }
+}
+
+/// A `sharedDown` or `valueRefused` event's payload, and its warning.
+fn warn(
+    o: &mut Object<'_>,
+    name: &'static str,
+    cache: String,
+    reason: String,
+) -> Result<(&'static str, Option<String>)> {
+    let w = format!("coopcache: cache {cache:?}: {name} ({reason})");
+    o.set("cache", cache)?;
+    o.set("reason", reason)?;
+    Ok((name, Some(w)))
+}
+
+/// The key's canonical bytes, or why it is not a key.
+fn key_writer(key: &Unknown<'_>) -> std::result::Result<KeyWriter, Failure> {
+    let mut w = KeyWriter::new();
+    // SAFETY: the env and value come from N-API for the current call, on the JS thread.
+    match unsafe { write_key(key.value().env, key.raw(), &mut w, 0) } {
+        Ok(()) => Ok(w),
+        Err(msg) => Err(Failure::key(msg)),
+    }
+}
+
+/// The tags of a call's options (`{ timeoutMs, tags, sizeOf }`), once their types are checked.
+fn call_tags(env: &Env, options: Option<Unknown<'_>>) -> std::result::Result<Vec<String>, Failure> {
+    let Some(options) = options else { return Ok(Vec::new()) };
+    if options.get_type().ok() != Some(ValueType::Object) {
+        return Err(Failure::type_error("coopcache: options must be an object".to_owned()));
+    }
+    let o = Object::from_raw(env.raw(), options.raw());
+    let get = |k: &str| -> std::result::Result<Option<(Unknown<'_>, ValueType)>, Failure> {
+        let v = o.get_named_property::<Unknown>(k).map_err(|e| Failure::type_error(e.reason))?;
+        Ok(match v.get_type() {
+            Ok(ValueType::Undefined | ValueType::Null) | Err(_) => None,
+            Ok(t) => Some((v, t)),
+        })
+    };
+    if let Some((v, t)) = get("timeoutMs")? {
+        // SAFETY: a value of this env; a number if `t` says so.
+        if t != ValueType::Number
+            || unsafe { f64::from_napi_value(env.raw(), v.raw()) }.map_or(true, |t| t.is_nan() || t < 0.0)
+        {
+            return Err(Failure::type_error(format!(
+                "coopcache: timeoutMs must be a number >= 0, got {}",
+                text(env, &v)
+            )));
+        }
+    }
+    let tags = match get("tags")? {
+        None => Vec::new(),
+        // SAFETY: a value of this env; the conversion checks that it is an array of strings.
+        Some((v, _)) => unsafe { Vec::<String>::from_napi_value(env.raw(), v.raw()) }.map_err(|_| {
+            clear_exception(env);
+            Failure::type_error("coopcache: tags must be an array of strings".to_owned())
+        })?,
+    };
+    if get("sizeOf")?.is_some_and(|(_, t)| t != ValueType::Function) {
+        return Err(Failure::type_error(
+            "coopcache: sizeOf must be a function (value, key) => bytes".to_owned(),
+        ));
+    }
+    Ok(tags)
+}
+
+/// Queues job `id` when `p` is ready (at once if it is), and keeps `p` to wait on.
+fn notify(sink: &Arc<Sink>, p: Pending<()>, id: f64) -> Pending<()> {
+    let sink = sink.clone();
+    p.on_ready(move |()| sink.note(Note::Ready(id)));
+    p
+}
+
+/// A weight from JS as bytes (anything but a positive finite number is 0).
+fn bytes(weight: f64) -> u64 {
+    if weight.is_finite() && weight > 0.0 { weight as u64 } else { 0 }
+}
+
+/// The type name and message of a thrown JS value, as other processes are told: an object's
+/// string `name` (else `Error`) and string `message` (else the value as a string).
+fn describe(env: &Env, e: Unknown<'_>) -> (String, String) {
+    let text = |v: Option<Unknown<'_>>| -> Option<String> {
+        let v = v?;
+        match v.get_type() {
+            Ok(ValueType::String) => v.coerce_to_string().ok()?.into_utf8().ok()?.into_owned().ok(),
+            _ => None,
+        }
+    };
+    let prop = |o: &Object<'_>, name: &str| -> Option<String> {
+        let v = o.get::<Unknown>(name);
+        if v.is_err() {
+            clear_exception(env);
+        }
+        text(v.ok().flatten())
+    };
+    let (name, message) = match e.get_type() {
+        Ok(ValueType::Object) => {
+            let o = Object::from_raw(env.raw(), e.raw());
+            (prop(&o, "name"), prop(&o, "message"))
+        }
+        _ => (None, None),
+    };
+    let message = message.or_else(|| {
+        let s = e.coerce_to_string().and_then(|s| s.into_utf8()).and_then(|s| s.into_owned());
+        if s.is_err() {
+            clear_exception(env);
+        }
+        s.ok()
+    });
+    (name.unwrap_or_else(|| "Error".to_owned()), message.unwrap_or_else(|| "(unprintable)".to_owned()))
+}
+
+/// Clears an exception a getter or `toString` threw while describing an error.
+fn clear_exception(env: &Env) {
+    let mut e = ptr::null_mut();
+    // SAFETY: a plain N-API call on the JS thread.
+    unsafe { sys::napi_get_and_clear_last_exception(env.raw(), &mut e) };
 }
 
 const MAX_DEPTH: u32 = 64;
@@ -1015,32 +1508,138 @@ fn check(status: sys::napi_status) -> std::result::Result<(), String> {
     }
 }
 
-/// `begin(cache, key)` without napi-rs's dispatch: see [`Native::begin_fn`].
-unsafe extern "C" fn raw_begin(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
-    let mut argc = 2usize;
-    let mut argv = [ptr::null_mut(); 2];
-    let mut data = ptr::null_mut();
-    let mut out = ptr::null_mut();
-    // SAFETY: N-API calls with this callback's env and info; `data` is the `Native` that created
-    // the function (see `begin_fn`), alive and not borrowed elsewhere while JS calls in here.
-    unsafe {
-        if sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), &mut data)
-            != sys::Status::napi_ok
-        {
-            return ptr::null_mut();
-        }
-        let this = &mut *(data as *mut Native);
-        let mut cache = 0u32;
-        let r = if argc < 2 || sys::napi_get_value_uint32(env, argv[0], &mut cache) != sys::Status::napi_ok {
-            this.fail_with("TypeError", "coopcache: begin(cache, key) needs a cache index and a key".into())
-        } else {
-            let mut w = KeyWriter::new();
-            match write_key(env, argv[1], &mut w, 0) {
-                Ok(()) => this.begin_key(cache, w),
-                Err(msg) => this.fail_with("TypeError", msg),
+/// The functions of [`Native::fns`]: plain N-API callbacks whose data is the `Native`.
+mod raw {
+    use super::*;
+
+    /// Runs `f` with the instance (as a pointer) and the first `N` arguments of a call from JS
+    /// (missing ones are `undefined`), throwing its error.
+    ///
+    /// # Safety
+    /// `env` and `info` come from N-API for a call of a function created by [`Native::fns`],
+    /// whose data is the `Native` that created it, alive (the JS side holds it with the
+    /// functions). `f` may turn the pointer into a reference only once it is done with what may
+    /// run JS (getters of the options or of a thrown error, a key's array elements): that JS may
+    /// call into this instance again.
+    unsafe fn method<const N: usize>(
+        env: sys::napi_env,
+        info: sys::napi_callback_info,
+        f: impl FnOnce(*mut Native, &Env, [sys::napi_value; N]) -> Result<sys::napi_value>,
+    ) -> sys::napi_value {
+        let mut argc = N;
+        let mut argv = [ptr::null_mut(); N];
+        let mut data = ptr::null_mut();
+        // SAFETY: see the function's contract.
+        unsafe {
+            if sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), &mut data)
+                != sys::Status::napi_ok
+            {
+                return ptr::null_mut();
             }
-        };
-        sys::napi_create_uint32(env, r, &mut out);
+            match f(data.cast(), &Env::from_raw(env), argv) {
+                Ok(v) => v,
+                Err(e) => {
+                    napi::JsError::from(e).throw_into(env);
+                    ptr::null_mut()
+                }
+            }
+        }
     }
-    out
+
+    /// `hit(cache, key)`: see [`Native::fns`]. (Not through `method`: this is the hit path.)
+    pub unsafe extern "C" fn hit(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+        let mut argc = 2usize;
+        let mut argv = [ptr::null_mut(); 2];
+        let mut data = ptr::null_mut();
+        let mut out = ptr::null_mut();
+        // SAFETY: as for `method`; the key is read before the instance is borrowed.
+        unsafe {
+            if sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), &mut data)
+                != sys::Status::napi_ok
+            {
+                return ptr::null_mut();
+            }
+            let mut cache = 0u32;
+            let mut w = KeyWriter::new();
+            let mut id = 0;
+            if sys::napi_get_value_uint32(env, argv[0], &mut cache) == sys::Status::napi_ok
+                && write_key(env, argv[1], &mut w, 0).is_ok()
+            {
+                let this = &mut *(data as *mut Native);
+                if let Some(c) = this.caches.get(cache as usize) {
+                    // (In shared mode the core itself tells the shared tier of hits, batched.)
+                    id = match c.hit_with(w.as_bytes(), |v| v.0.id as i32) {
+                        Some(id) => id,
+                        None => this.missed(w),
+                    };
+                }
+            }
+            sys::napi_create_int32(env, id, &mut out);
+        }
+        out
+    }
+
+    /// `start(job, cache, key, options, ctx, missed)`: see [`Native::start`].
+    pub unsafe extern "C" fn start(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+        // SAFETY: as for `method`: the options and the key are read before the instance is
+        // borrowed (but for taking `hit`'s key bytes).
+        unsafe {
+            method(env, info, |this, e, [job, cache, key, options, ctx, missed]| {
+                let tags = call_tags(e, Option::<Unknown>::from_napi_value(env, options)?);
+                let written = match (*this).missed.take() {
+                    Some((token, w)) if token == -i32::from_napi_value(env, missed)? => Ok(w),
+                    _ => key_writer(&Unknown::from_raw_unchecked(env, key)),
+                };
+                let out = (*this).start(
+                    f64::from_napi_value(env, job)?,
+                    u32::from_napi_value(env, cache)?,
+                    tags.and_then(|tags| Ok((tags, written?))),
+                    Option::<Vec<f64>>::from_napi_value(env, ctx)?,
+                );
+                ToNapiValue::to_napi_value(env, out)
+            })
+        }
+    }
+
+    /// `enter(job)`: see [`Native::enter`].
+    pub unsafe extern "C" fn enter(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+        // SAFETY: as for `method`.
+        unsafe {
+            method(env, info, |this, _, [job]| {
+                (*this).enter(f64::from_napi_value(env, job)?);
+                <()>::to_napi_value(env, ())
+            })
+        }
+    }
+
+    /// `exit(job)`: see [`Native::exit`].
+    pub unsafe extern "C" fn exit(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+        // SAFETY: as for `method`.
+        unsafe {
+            method(env, info, |this, _, [job]| {
+                (*this).exit(f64::from_napi_value(env, job)?);
+                <()>::to_napi_value(env, ())
+            })
+        }
+    }
+
+    /// `computed(job, kind, value, weight, error)`: see [`Native::computed`].
+    pub unsafe extern "C" fn computed(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+        // SAFETY: as for `method`: the error is described before the instance is borrowed.
+        unsafe {
+            method(env, info, |this, e, [job, kind, value, weight, error]| {
+                let kind = u32::from_napi_value(env, kind)?;
+                let failed =
+                    (kind == outcome::FAILED).then(|| describe(e, Unknown::from_raw_unchecked(env, error)));
+                let out = (*this).computed(
+                    f64::from_napi_value(env, job)?,
+                    kind,
+                    u32::from_napi_value(env, value)?,
+                    f64::from_napi_value(env, weight)?,
+                    failed,
+                );
+                ToNapiValue::to_napi_value(env, out)
+            })
+        }
+    }
 }

@@ -144,6 +144,47 @@ test('recursion: fn asking for its own key is ERR_COOPCACHE_RECURSION, never a d
   assert.equal(stats(name).inFlight, 0);
 });
 
+test('recursion through awaits: two computations that each ask for the other are ERR_COOPCACHE_RECURSION, not a deadlock', { timeout: 10_000 }, async () => {
+  const name = uniq('cycle');
+  configure(name);
+  // Both computations run before either asks for the other's key.
+  let started = 0;
+  let bothStarted;
+  const both = new Promise((r) => { bothStarted = r; });
+  const enter = async () => { if (++started === 2) bothStarted(); await both; };
+  const a = cached(name, 'a', async () => { await enter(); return cached(name, 'b', () => 'b from a'); });
+  const b = cached(name, 'b', async () => { await enter(); return cached(name, 'a', () => 'a from b'); });
+  const outcomes = await Promise.allSettled([a, b]);
+  for (const o of outcomes) assert.ok(o.status === 'rejected' && o.reason.code === 'ERR_COOPCACHE_RECURSION', String(o.reason));
+  assert.equal(stats(name).inFlight, 0);
+  assert.equal(await cached(name, 'a', () => 'fine'), 'fine');
+});
+
+test('after an await, a computation asks another key of its cache in its own slot (maxConcurrency 1): no deadlock', { timeout: 10_000 }, async () => {
+  const name = uniq('nestedslot');
+  configure(name, { maxConcurrency: 1 });
+  const v = await cached(name, 'outer', async () => {
+    await Promise.resolve();
+    return `${await cached(name, 'inner', async () => 'inner')}+outer`;
+  });
+  assert.equal(v, 'inner+outer');
+  assert.equal(stats(name).inFlight, 0);
+});
+
+test('a computation nobody waits for any more is abandoned: the next call computes anew', async () => {
+  const name = uniq('abandoned');
+  configure(name);
+  let release;
+  const gate = new Promise((r) => { release = r; });
+  const alone = cached(name, 'k', async () => { await gate; return 'late'; }, { timeoutMs: 1 });
+  await assert.rejects(alone, (e) => e.code === 'ERR_COOPCACHE_TIMEOUT');
+  assert.equal(stats(name).inFlight, 0);
+  const next = cached(name, 'k', () => 'fresh');
+  release();
+  assert.equal(await next, 'fresh');
+  assert.equal(get(name, 'k'), 'fresh');
+});
+
 test('memory limit 0: nothing is stored, every call computes, concurrent callers still share', async () => {
   const name = uniq('zero');
   configure(name, { memoryLimit: 0 });

@@ -1,5 +1,5 @@
 // Types of the `coopcache` package (hand-written; the addon's generated types are in
-// bindings-node/native.d.ts and are not part of the public API).
+// bindings-node/native/native.d.ts and are not part of the public API).
 import { EventEmitter } from 'node:events';
 
 /** A key: these types, and arrays of them (nested). Anything else is a `TypeError`. */
@@ -23,7 +23,7 @@ export interface Settings {
   whenFull?: 'reject' | 'evict';
   /** At most this many computations of the cache at once; further leaders queue for a slot. `null` removes a limit. Default `null` (no limit). */
   maxConcurrency?: number | null;
-  /** The size in bytes of a value. Default: a built-in estimate (strings, numbers, bigints, Buffers and typed arrays, arrays, Maps, Sets, plain objects). */
+  /** The size in bytes of a value. Default: a built-in estimate (strings, numbers, bigints, Buffers and typed arrays, arrays, Maps, Sets, plain objects; any depth, cycles counted once, at most 10,000 values visited). */
   sizeOf?: (value: any, key: Key) => number;
   /**
    * Shared mode (default: none, the cache is local): `redis://[user:password@]host:port[/db]` or `rediss://` (TLS). Each value is then

@@ -1,0 +1,438 @@
+'use strict';
+// coopcache for Node: the public face over the native addon (bindings-node/native/, built by
+// bindings-node/build.mjs; this folder, bindings-node/js/, holds only hand-written files).
+// Every rule of a call lives in the Rust core's call driver, which the addon drives; this file
+// checks arguments, runs the user's function, weighs and serializes values, settles promises and
+// emits events. Nothing here blocks the event loop.
+
+const path = require('node:path');
+const fs = require('node:fs');
+const { EventEmitter } = require('node:events');
+const { AsyncLocalStorage } = require('node:async_hooks');
+const v8 = require('node:v8');
+
+function loadNative() {
+  const dir = path.join(__dirname, '..', 'native');
+  const prefix = `coopcache.${process.platform}-${process.arch}`;
+  const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.startsWith(prefix) && f.endsWith('.node')) : [];
+  if (files.length === 0) {
+    throw new Error(
+      `coopcache: the native addon is not built (no ${prefix}*.node in ${dir}); ` +
+        'run `npm install` in the package root (it needs Rust and cargo)',
+    );
+  }
+  if (files.length > 1) {
+    // Prefer the libc this process runs on when both builds are present.
+    const musl = !process.report?.getReport?.().header?.glibcVersionRuntime;
+    files.sort((a, b) => Number(a.includes('musl') !== musl) - Number(b.includes('musl') !== musl));
+  }
+  return require(path.join(dir, files[0]));
+}
+
+const { Native } = loadNative();
+
+// How a computation ended, as `computed` is told; LAST is added to the last action of a call
+// (bindings-node/src/lib.rs, mods outcome and act).
+const STORE = 0;
+const FAILED = 1;
+const NOCACHE = 2;
+const LAST = 8;
+
+/** Values and errors the core holds, by id. The core releases an id when it lets go. */
+const values = new Map();
+let nextId = 0;
+function put(v) {
+  do nextId = (nextId + 1) & 0x7fffffff;
+  while (nextId === 0 || values.has(nextId));
+  values.set(nextId, v);
+  return nextId;
+}
+
+/** Emits `full`, `evict`, `sharedDown`, `sharedUp` and `valueRefused`. */
+const events = new EventEmitter();
+
+// Called by the addon (through a threadsafe function that keeps the process alive only while a
+// leader waits for the shared tier) when the core completed something off a call into it,
+// released values or emitted events.
+function wake() {
+  run(native.takeReady());
+  for (const id of native.takeReleased()) values.delete(id);
+  const evs = native.takeEvents(); // [name, payload, warning if nobody listens (or null)]
+  for (let i = 0; i < evs.length; i += 3) {
+    if (evs[i + 2] !== null && events.listenerCount(evs[i]) === 0) {
+      process.emitWarning(evs[i + 2], { code: evs[i] === 'full' ? 'COOPCACHE_FULL' : 'COOPCACHE_SHARED' });
+      continue;
+    }
+    try {
+      events.emit(evs[i], evs[i + 1]);
+    } catch (err) {
+      // A listener that throws does not stop the other events; its error is rethrown alone.
+      process.nextTick(() => {
+        throw err;
+      });
+    }
+  }
+}
+
+const native = new Native(wake);
+const { hit, start, enter, exit, computed: report } = native.fns(); // the call path, without napi-rs's dispatch
+const out = new Float64Array(3 * 1024); // the addon writes its answers here (see run)
+native.setOutput(out);
+
+const SERIALIZERS = {
+  v8: { encode: (v) => v8.serialize(v), decode: (b) => v8.deserialize(b) },
+  json: {
+    encode(v) {
+      const s = JSON.stringify(v);
+      if (s === undefined) throw new TypeError(`${typeof v} is not representable in JSON`);
+      return Buffer.from(s, 'utf8');
+    },
+    decode: (b) => JSON.parse(b.toString('utf8')),
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+// Caches by name
+// ---------------------------------------------------------------------------------------------
+
+/** name -> { idx, name, sizeOf, handle } */
+const byName = new Map();
+
+/** The handle of the configured cache `name`. */
+function cache(name) {
+  const c = byName.get(name);
+  if (c === undefined) throw native.unknownCache(name); // or a TypeError if the name is not a string
+  return c.handle;
+}
+
+function configure(name, options = {}) {
+  // Checks the name and every setting (of a copy: any getters run here, not in the addon).
+  const idx = native.configure(name, options !== null && typeof options === 'object' ? { ...options } : options);
+  run(native.takeReady()); // a higher maxConcurrency may have granted queued leaders their slots
+  let c = byName.get(name);
+  if (c === undefined) {
+    c = { idx, name, sizeOf: undefined };
+    c.handle = new Cache(c);
+    byName.set(name, c);
+  }
+  if (options.sizeOf !== undefined) c.sizeOf = options.sizeOf;
+  return c.handle;
+}
+
+// ---------------------------------------------------------------------------------------------
+// cached()
+// ---------------------------------------------------------------------------------------------
+
+class NoCache {
+  constructor(value) {
+    this.value = value;
+  }
+}
+
+/** Marks a value to be handed to every waiter but not stored. */
+function nocache(value) {
+  return new NoCache(value);
+}
+
+/** Calls on a miss, by number: { c, key, fn, options, resolve, reject, timer, ctx }. */
+const calls = new Map();
+let lastCall = 0;
+
+// The calls whose computations run in the current async context, for the core's recursion
+// checks through awaits. Enabled only while computations run, so hits never pay for it.
+const als = new AsyncLocalStorage();
+let computing = 0;
+
+function cached(name, key, fn, options) {
+  const c = byName.get(name);
+  return c !== undefined ? cachedOn(c, key, fn, options) : unknown(name);
+}
+
+// Apart from cached(): a closure there would cost every hit a context.
+function unknown(name) {
+  return new Promise(() => cache(name)); // rejects with its error
+}
+
+function cachedOn(c, key, fn, options) {
+  if (typeof fn !== 'function') return Promise.reject(new TypeError(`coopcache: fn must be a function, got ${typeof fn}`));
+  const id = hit(c.idx, key); // > 0: a hit; else the miss for start()
+  return id > 0 ? Promise.resolve(values.get(id)) : miss(c, key, fn, options, id);
+}
+
+function miss(c, key, fn, options, missed) {
+  return new Promise((resolve, reject) => {
+    const id = ++lastCall;
+    const ctx = computing > 0 ? als.getStore() : undefined;
+    const call = { c, key, fn, options, resolve, reject, timer: undefined, ctx };
+    calls.set(id, call);
+    const t = options?.timeoutMs;
+    if (typeof t === 'number') call.timer = setTimeout(() => run(native.giveUp(id, t)), t);
+    run(start(id, c.idx, key, options, ctx, missed)); // checks the options' types
+  });
+}
+
+// What the addon asks this file to do for a call, by action code (bindings-node/src/lib.rs,
+// mod act): settle its promise, compute, deserialize, serialize, or nothing.
+const ACTIONS = [
+  (id, call, arg) => settle(call, call.resolve, values.get(arg)),
+  (id, call, arg) => settle(call, call.reject, values.get(arg)),
+  (id, call) => settle(call, call.reject, native.takeError(id)),
+  compute,
+  decode,
+  (id, call, arg) => encode(id, call, values.get(arg)),
+  () => {},
+];
+
+/** Does what the addon asks: triples [call, action, arg], as many as the count it wrote to `out`
+ * (copied: an action may call the addon), or in an array. */
+function run(a) {
+  if (a === 0) return;
+  const r = typeof a === 'number' ? out.slice(0, a) : a;
+  for (let i = 0; i < r.length; i += 3) {
+    const call = calls.get(r[i]);
+    if (r[i + 1] >= LAST) calls.delete(r[i]);
+    ACTIONS[r[i + 1] & 7](r[i], call, r[i + 2]);
+  }
+}
+
+function settle(call, how, v) {
+  if (call.timer !== undefined) clearTimeout(call.timer);
+  how(v);
+}
+
+function isThenable(v) {
+  return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof v.then === 'function';
+}
+
+// Runs the user's function: its synchronous part inside the computation (enter), the
+// rest in an async context that knows it (als), for the core's recursion checks.
+function compute(id, call) {
+  computing++;
+  enter(id);
+  let result;
+  try {
+    result = als.run(call.ctx === undefined ? [id] : call.ctx.concat(id), call.fn);
+  } catch (e) {
+    exit(id);
+    return computed(id, call, false, e);
+  }
+  exit(id);
+  if (isThenable(result)) Promise.resolve(result).then((v) => computed(id, call, true, v), (e) => computed(id, call, false, e));
+  else computed(id, call, true, result);
+}
+
+function computed(id, call, ok, v) {
+  if (--computing === 0) als.disable();
+  let kind = !ok ? FAILED : v instanceof NoCache ? NOCACHE : STORE;
+  let w = 0;
+  if (kind === NOCACHE) v = v.value;
+  else if (kind === STORE) {
+    try {
+      w = weigh(call, v);
+    } catch (e) {
+      [kind, v] = [FAILED, e];
+    }
+  }
+  run(report(id, kind, put(v), w, v));
+}
+
+function weigh(call, v) {
+  const f = call.options?.sizeOf ?? call.c.sizeOf;
+  return f === undefined ? estimate(v) : Number(f(v, call.key));
+}
+
+// A value the shared tier has: one this process cannot read is computed here instead.
+function decode(id, call) {
+  let v;
+  let w;
+  try {
+    v = SERIALIZERS[native.serializer(call.c.idx)].decode(native.payload(id));
+    w = weigh(call, v);
+  } catch (e) {
+    return run(native.decoded(id, 0, 0, String(e)));
+  }
+  run(native.decoded(id, put(v), w));
+}
+
+// A value for the shared tier: one that cannot be serialized is kept here, and the other
+// processes are told why.
+function encode(id, call, v) {
+  const serializer = native.serializer(call.c.idx);
+  let b;
+  try {
+    b = SERIALIZERS[serializer].encode(v);
+  } catch (e) {
+    b = `the value could not be serialized (${serializer}): ${typeof e?.message === 'string' ? e.message : String(e)}`;
+  }
+  run(native.encoded(id, b)); // the bytes, or why there are none
+}
+
+// ---------------------------------------------------------------------------------------------
+// Weighing: a built-in estimate of a value's bytes (strings, Buffers, arrays, plain objects)
+// ---------------------------------------------------------------------------------------------
+
+// The walk is iterative (its own stack, no recursion), so no depth overflows the call stack, and
+// budgeted: at most MAX_NODES values are visited (the value itself, and each array element, Map
+// key and value, Set member and own property value reached); past that, a container's remaining
+// contents count only as the 8 to 24 bytes per slot its own size already includes. Every object
+// is weighed once (`seen`), so shared references and cycles are safe. The stack never holds more
+// than MAX_NODES objects. (Python's estimate recurses, so it also stops at depth 32; this one
+// needs no depth bound.)
+const MAX_NODES = 10000;
+
+function estimate(v) {
+  switch (typeof v) {
+    case 'string':
+      return 16 + v.length;
+    case 'number':
+      return 8;
+    case 'bigint':
+      return 16 + Math.ceil(v.toString(16).length / 2);
+    case 'object': {
+      if (v === null) return 0;
+      const budget = { n: 1, seen: new Set([v]), stack: [v] };
+      let total = 0;
+      while (budget.stack.length > 0) total += estimateObject(budget.stack.pop(), budget);
+      return total;
+    }
+    case 'function':
+      return 64;
+    default:
+      return 0;
+  }
+}
+
+// An object's own size and its scalar contents'; the objects it holds go on budget.stack.
+function estimateObject(v, budget) {
+  if (ArrayBuffer.isView(v)) return 64 + v.byteLength;
+  if (v instanceof ArrayBuffer) return 32 + v.byteLength;
+  let total;
+  if (Array.isArray(v)) {
+    total = 16 + 8 * v.length;
+    for (let i = 0; i < v.length && budget.n < MAX_NODES; i++) total += inner(v[i], budget);
+    return total;
+  }
+  if (v instanceof Map) {
+    total = 32 + 24 * v.size;
+    for (const [k, x] of v) {
+      if (budget.n + 1 >= MAX_NODES) break;
+      total += inner(k, budget) + inner(x, budget);
+    }
+    return total;
+  }
+  if (v instanceof Set) {
+    total = 32 + 16 * v.size;
+    for (const x of v) {
+      if (budget.n >= MAX_NODES) break;
+      total += inner(x, budget);
+    }
+    return total;
+  }
+  if (v instanceof Date) return 32;
+  total = 24;
+  for (const k in v) {
+    if (!Object.prototype.hasOwnProperty.call(v, k)) continue;
+    total += 16 + (budget.n < MAX_NODES ? inner(v[k], budget) : 0);
+  }
+  return total;
+}
+
+// One value found in a container (counted against the budget): a scalar's size, or 0 for an
+// object, which is stacked to be weighed later unless it was seen already.
+function inner(x, budget) {
+  budget.n++;
+  if (typeof x === 'object' && x !== null) {
+    if (!budget.seen.has(x)) {
+      budget.seen.add(x);
+      budget.stack.push(x);
+    }
+    return 0;
+  }
+  if (typeof x === 'string') return 16 + x.length;
+  return typeof x === 'number' ? 8 : estimate(x);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The rest of the API
+// ---------------------------------------------------------------------------------------------
+
+/** A handle on one named cache (what `configure` returns). */
+class Cache {
+  #c;
+  constructor(c) {
+    this.#c = c;
+  }
+  get name() {
+    return this.#c.name;
+  }
+  get settings() {
+    return native.settings(this.#c.idx);
+  }
+  cached(key, fn, options) {
+    return cachedOn(this.#c, key, fn, options);
+  }
+  get(key) {
+    const id = native.get(this.#c.idx, key);
+    return id === 0 ? undefined : values.get(id);
+  }
+  invalidate(key) {
+    return native.invalidate(this.#c.idx, key);
+  }
+  invalidateTag(tag) {
+    if (typeof tag !== 'string') throw new TypeError('coopcache: a tag must be a string');
+    return native.invalidateTag(this.#c.idx, tag);
+  }
+  clear() {
+    native.clear(this.#c.idx);
+  }
+  stats() {
+    return native.stats(this.#c.idx);
+  }
+  /** `true` while the shared tier is connected, `false` while it is not, `null` without one. */
+  get sharedUp() {
+    return native.sharedUp(this.#c.idx);
+  }
+  configure(options) {
+    return configure(this.#c.name, options);
+  }
+  wrap(fn, options = {}) {
+    if (typeof fn !== 'function') throw new TypeError('coopcache: wrap() needs a function');
+    const { key, ...callOptions } = options;
+    if (key !== undefined && typeof key !== 'function') {
+      throw new TypeError('coopcache: wrap() key must be a function (...args) => key');
+    }
+    const c = this.#c;
+    const fname = fn.name || 'anonymous';
+    const keyOf = key ?? ((...args) => [fname, ...args]);
+    const opts = Object.keys(callOptions).length ? callOptions : undefined;
+    return function wrapped(...args) {
+      let k;
+      try {
+        k = keyOf(...args);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+      return cachedOn(c, k, () => fn.apply(this, args), opts);
+    };
+  }
+}
+
+module.exports = {
+  configure,
+  cached,
+  nocache,
+  get: (name, key) => cache(name).get(key),
+  invalidate: (name, key) => cache(name).invalidate(key),
+  invalidateTag: (name, tag) => cache(name).invalidateTag(tag),
+  clear: (name) => cache(name).clear(),
+  stats: (name) => cache(name).stats(),
+  names: () => native.names(),
+  cache,
+  events,
+  Cache,
+  /** The package's version (one for the npm package, the Python wheel and the Rust crate). */
+  version: require('../../package.json').version,
+  /** Internal: the canonical bytes of a key (throws a TypeError for a bad key). */
+  _keyBytes: (key) => native.keyBytes(key),
+};
+module.exports.default = module.exports;

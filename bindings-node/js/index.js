@@ -262,9 +262,10 @@ function encode(id, call, v) {
   try {
     b = SERIALIZERS[serializer].encode(v);
   } catch (e) {
-    b = `the value could not be serialized (${serializer}): ${typeof e?.message === 'string' ? e.message : String(e)}`;
+    const why = typeof e?.message === 'string' ? e.message : String(e);
+    b = [typeof e?.name === 'string' ? e.name : 'Error', `the value could not be serialized (${serializer}): ${why}`];
   }
-  run(native.encoded(id, b)); // the bytes, or why there are none
+  run(native.encoded(id, b)); // the bytes, or [type name, message] of why there are none
 }
 
 // ---------------------------------------------------------------------------------------------

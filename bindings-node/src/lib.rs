@@ -19,7 +19,7 @@
 //! hand-over, recursion) is the core's. The functions of the call path skip napi-rs's method
 //! dispatch, and answer in a `Float64Array` the JS side gave once (see [`Answer`]).
 //!
-//! Waiting never blocks: a job's [`Pending`] handles are kept while it waits, and their
+//! Waiting never blocks: a job's [`Ready`] handles are kept while it waits, and their
 //! callbacks queue the job. All computations of one addon instance run on its own JS thread, so
 //! callbacks normally fire there, during a call into this module, which then drives the queued
 //! jobs before it returns; a callback that fires on another thread (the shared tier's answer)
@@ -43,7 +43,7 @@ use std::time::Duration;
 use coopcache::shared::{SharedMode, SharedSettings};
 use coopcache::{
     Cache, Call, CallOptions, Caller, Computing, ConfigError, Error as CoreError, Event, Frame, Key,
-    KeyWriter, Lead, LeadStep, MemoryLimit, Outcome, Pending, Registry, Settings, Step, WhenFull,
+    KeyWriter, Lead, LeadStep, MemoryLimit, Outcome, Ready, Registry, Settings, Step, WhenFull,
 };
 use napi::bindgen_prelude::*;
 use napi::sys;
@@ -184,9 +184,9 @@ enum LeadAt {
     /// Ready for its next step.
     Ready,
     /// Waiting for a slot or the shared tier's answer (bounded by the caller's timeout).
-    Waiting(Pending<()>),
+    Waiting(Ready),
     /// Waiting for the shared tier to confirm a write (bounded by the tier).
-    Confirming(Pending<()>),
+    Confirming(Ready),
     /// The JS side computes, decodes or encodes.
     Js,
 }
@@ -195,7 +195,7 @@ enum LeadAt {
 struct Job {
     call: Option<Call<Key, Val>>,
     /// What the call waits for (its callback queues the job).
-    call_wait: Option<Pending<()>>,
+    call_wait: Option<Ready>,
     lead: Option<Box<Lead<Key, Val>>>,
     lead_at: LeadAt,
     /// Bytes from the shared tier, until `payload` hands them to the JS side.
@@ -209,7 +209,7 @@ struct Job {
 }
 
 impl Job {
-    fn ready(p: &Pending<()>) -> bool {
+    fn ready(p: &Ready) -> bool {
         p.try_get().is_some()
     }
 
@@ -1097,10 +1097,11 @@ impl Native {
         self.next(job)
     }
 
-    /// Reports the bytes of the value an ENCODE action asked to serialize, or why it could not
-    /// be (the other processes are told so; this one keeps its value).
+    /// Reports the bytes of the value an ENCODE action asked to serialize, or the type name and
+    /// message of why it could not be (the other processes are told so; this one keeps its
+    /// value).
     #[napi]
-    pub fn encoded(&mut self, job: f64, payload: Either<Buffer, String>) -> Answer {
+    pub fn encoded(&mut self, job: f64, payload: Either<Buffer, (String, String)>) -> Answer {
         if let Some(lead) = self.lead_js(job) {
             lead.encoded(match payload {
                 Either::A(b) => Ok(b.to_vec()),
@@ -1305,7 +1306,7 @@ fn call_tags(env: &Env, options: Option<Unknown<'_>>) -> std::result::Result<Vec
 }
 
 /// Queues job `id` when `p` is ready (at once if it is), and keeps `p` to wait on.
-fn notify(sink: &Arc<Sink>, p: Pending<()>, id: f64) -> Pending<()> {
+fn notify(sink: &Arc<Sink>, p: Ready, id: f64) -> Ready {
     let sink = sink.clone();
     p.on_ready(move |()| sink.note(Note::Ready(id)));
     p

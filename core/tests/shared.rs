@@ -8,7 +8,7 @@ use coopcache::Key;
 use coopcache::shared::{Blob, Invalidation, Remote, RemoteError, SharedMode, SharedSettings, SharedTier};
 
 mod support;
-use support::redis::{Server, blob, payload, start, tier, wait};
+use support::redis::{Server, blob, payload, shared_cache, start, tier, wait};
 
 #[test]
 fn one_process_computes_the_others_wait_and_get_its_value() {
@@ -217,13 +217,6 @@ fn bad_urls_are_configuration_errors_without_the_password() {
     assert!(text.contains("redis_url") && !text.contains("hunter2"), "{text}");
     assert_eq!(coopcache::shared::redact("redis://:pw@h:1/0"), "redis://:***@h:1/0");
     assert_eq!(coopcache::shared::redact("rediss://u:pw@h"), "rediss://u:***@h");
-}
-
-fn shared_cache(s: &Server, name: &str) -> coopcache::Cache<Key, String> {
-    let settings = SharedSettings::new(s.url());
-    let c = coopcache::Cache::builder().name(name).shared(settings, coopcache::JsonCodec).build().unwrap();
-    s.until(|| c.shared().is_some_and(SharedTier::is_up));
-    c
 }
 
 #[test]

@@ -167,6 +167,16 @@ mod tier {
         SharedTier::start(name, SharedMode::Redis(settings), &local, Clock::system(), listener)
     }
 
+    #[cfg(feature = "json")]
+    /// A cache of `name` with a shared tier on the server (each stands for a process), connected.
+    pub fn shared_cache(s: &Server, name: &str) -> coopcache::Cache<coopcache::Key, String> {
+        let settings = SharedSettings::new(s.url());
+        let c =
+            coopcache::Cache::builder().name(name).shared(settings, coopcache::JsonCodec).build().unwrap();
+        s.until(|| c.shared().is_some_and(SharedTier::is_up));
+        c
+    }
+
     pub fn blob(v: &str) -> Blob {
         Blob { tags: vec![], payload: v.as_bytes().to_vec() }
     }

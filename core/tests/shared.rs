@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use coopcache::Key;
-use coopcache::shared::{Blob, Invalidation, Remote, RemoteError, SharedMode, SharedSettings, SharedTier};
+use coopcache::shared::{Blob, Invalidation, Remote, RemoteError, SharedMode, SharedSettings};
 
 mod support;
 use support::redis::{Server, blob, payload, shared_cache, start, tier, wait};

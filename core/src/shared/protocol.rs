@@ -7,6 +7,12 @@
 //!   foreseeable; members whose value expired are dropped when the tag is invalidated);
 //! * channel `coopcache:N`: completions and invalidations (one message per event).
 //!
+//! `N` is the cache's name encoded ([`encode_name`]): bytes other than ASCII letters, digits,
+//! `.`, `_` and `-` are written `%XX`, so an encoded name holds no `:`, no control byte and no
+//! character `SCAN`'s patterns give a meaning to. A cache's keys therefore all start with
+//! `coopcache:N:` and no other cache's do, whatever either name or key is. [`Names`] makes
+//! every name the tier uses in Redis, in one place.
+//!
 //! A blob is `version, flags, [HMAC-SHA256], tags, payload`. With a secret the MAC covers the
 //! key and everything after the MAC, so a value cannot be forged or moved to another key; a blob
 //! that fails the check is never handed to a deserializer.
@@ -15,6 +21,79 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::Blob;
+
+/// What a key of a cache holds: the letter after the cache's prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A value blob.
+    Value,
+    /// A lease.
+    Lease,
+    /// The set of value keys stored with a tag.
+    TagSet,
+}
+
+impl Kind {
+    fn letter(self) -> u8 {
+        match self {
+            Kind::Value => b'v',
+            Kind::Lease => b'l',
+            Kind::TagSet => b't',
+        }
+    }
+}
+
+/// A cache name as it appears in Redis: ASCII letters, digits, `.`, `_` and `-` as they are,
+/// every other byte as `%XX` (so `%` itself too). One name, one encoding, and no encoded name
+/// holds `:`, a control byte or a glob character.
+pub(crate) fn encode_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for &b in name.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The names of one cache's keys, patterns and channel in Redis: every name the tier uses
+/// there is made here (see the module docs for the layout).
+#[derive(Debug, Clone)]
+pub(crate) struct Names {
+    /// `coopcache:N`, with `N` encoded.
+    base: Vec<u8>,
+}
+
+impl Names {
+    pub(crate) fn new(cache: &str) -> Names {
+        Names { base: format!("coopcache:{}", encode_name(cache)).into_bytes() }
+    }
+
+    /// The key of this kind for `rest` (a canonical key's bytes, a tag).
+    pub(crate) fn key(&self, kind: Kind, rest: &[u8]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(self.base.len() + 3 + rest.len());
+        k.extend_from_slice(&self.base);
+        k.push(b':');
+        k.push(kind.letter());
+        k.push(b':');
+        k.extend_from_slice(rest);
+        k
+    }
+
+    /// A `SCAN` pattern matching every key of this kind of this cache, and no other cache's.
+    pub(crate) fn pattern(&self, kind: Kind) -> Vec<u8> {
+        let mut p = self.key(kind, b"");
+        p.push(b'*');
+        p
+    }
+
+    /// The cache's channel: completions and invalidations.
+    pub(crate) fn channel(&self) -> Vec<u8> {
+        self.base.clone()
+    }
+}
 
 const VERSION: u8 = 1;
 const SIGNED: u8 = 1;
@@ -259,6 +338,19 @@ return n
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_encoded_so_no_cache_reaches_another() {
+        assert_eq!(encode_name("users-v1.2_x"), "users-v1.2_x");
+        assert_eq!(encode_name("users:v:archive"), "users%3Av%3Aarchive");
+        assert_eq!(encode_name("*"), "%2A");
+        assert_eq!(encode_name("a%3A"), "a%253A");
+        assert_eq!(encode_name("a\x04é"), "a%04%C3%A9");
+        let n = Names::new("x:t:a");
+        assert_eq!(n.key(Kind::TagSet, b"b"), b"coopcache:x%3At%3Aa:t:b");
+        assert_eq!(n.pattern(Kind::Value), b"coopcache:x%3At%3Aa:v:*");
+        assert_eq!(n.channel(), b"coopcache:x%3At%3Aa");
+    }
 
     #[test]
     fn messages_round_trip() {

@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::oneshot;
 
-use super::protocol::{self, Message};
+use super::protocol::{self, Kind, Message, Names};
 use super::{
     Blob, Counters, Invalidation, InvalidationHook, LeaseKind, Remote, RemoteError, RemoteLease,
     SharedSettings, inc, redact,
@@ -35,7 +35,7 @@ type Waiters = HashMap<Vec<u8>, Vec<(u64, oneshot::Sender<Option<Message>>)>>;
 
 struct Tier {
     name: String,
-    prefix: Vec<u8>,
+    names: Names,
     channel: Vec<u8>,
     client: redis::Client,
     settings: SharedSettings,
@@ -87,11 +87,11 @@ impl RedisTier {
         listener: Option<Listener>,
     ) -> Result<RedisTier, ConfigError> {
         let client = settings.validate()?;
-        let prefix = format!("coopcache:{cache}:").into_bytes();
+        let names = Names::new(cache);
         let tier = Arc::new(Tier {
             name: cache.to_owned(),
-            channel: format!("coopcache:{cache}").into_bytes(),
-            prefix,
+            channel: names.channel(),
+            names,
             client,
             settings,
             idle_ms: AtomicU64::new(idle.as_millis().clamp(1, u64::MAX as u128) as u64),
@@ -162,8 +162,10 @@ impl RedisTier {
 
     /// Deletes the key in Redis and tells every process to drop it locally.
     pub(super) fn invalidate(&self, key: &Key) -> Pending<bool> {
-        let (vkey, msg) =
-            (self.0.key(b'v', key.as_bytes()), Message::Invalidate { key: key.as_bytes().to_vec() });
+        let (vkey, msg) = (
+            self.0.names.key(Kind::Value, key.as_bytes()),
+            Message::Invalidate { key: key.as_bytes().to_vec() },
+        );
         self.0.clone().run(move |mut c, t| async move {
             redis::cmd("DEL").arg(&vkey).query_async::<()>(&mut c).await?;
             redis::cmd("PUBLISH").arg(&t.channel).arg(msg.encode()).query_async::<()>(&mut c).await?;
@@ -173,7 +175,7 @@ impl RedisTier {
 
     /// Deletes the tag's values in Redis and tells every process to drop them locally.
     pub(super) fn invalidate_tag(&self, tag: &str) -> Pending<bool> {
-        let tkey = self.0.key(b't', tag.as_bytes());
+        let tkey = self.0.names.key(Kind::TagSet, tag.as_bytes());
         let msg = Message::InvalidateTag { tag: tag.to_owned() };
         self.0.clone().run(move |mut c, t| async move {
             redis::Script::new(protocol::INVALIDATE_TAG_SCRIPT)
@@ -188,8 +190,7 @@ impl RedisTier {
     /// Deletes every value of the cache in Redis and tells every process to clear locally.
     pub(super) fn clear(&self) -> Pending<bool> {
         self.0.clone().run(move |mut c, t| async move {
-            let mut pattern = t.key(b'v', b"");
-            pattern.push(b'*');
+            let pattern = t.names.pattern(Kind::Value);
             let mut cursor = 0u64;
             loop {
                 let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
@@ -229,9 +230,10 @@ impl LeaseState {
         let st = self.finish();
         let tier = st.tier.clone();
         let sealed = blob.seal(&st.key, tier.settings.secret.as_deref());
-        let (lkey, vkey) = (tier.key(b'l', &st.key), tier.key(b'v', &st.key));
+        let (lkey, vkey) = (tier.names.key(Kind::Lease, &st.key), tier.names.key(Kind::Value, &st.key));
         let head = protocol::done_head(&st.key);
-        let tag_keys: Vec<Vec<u8>> = blob.tags.iter().map(|t| tier.key(b't', t.as_bytes())).collect();
+        let tag_keys: Vec<Vec<u8>> =
+            blob.tags.iter().map(|t| tier.names.key(Kind::TagSet, t.as_bytes())).collect();
         let token = st.token.clone();
         let idle = tier.idle_ms.load(Relaxed);
         tier.run(move |mut c, t| async move {
@@ -275,7 +277,7 @@ impl LeaseState {
 }
 
 fn publish_outcome(tier: &Arc<Tier>, key: &[u8], token: &str, msg: Message) -> Pending<bool> {
-    let lkey = tier.key(b'l', key);
+    let lkey = tier.names.key(Kind::Lease, key);
     let token = token.to_owned();
     tier.clone().run(move |mut c, t| async move {
         let owned: i64 = redis::Script::new(protocol::PUBLISH_OUTCOME)
@@ -329,15 +331,6 @@ impl Tier {
         let mut first = self.first_attempt.subscribe();
         let _ = tokio::time::timeout(self.settings.timeout, first.wait_for(|tried| *tried)).await;
         self.conn.lock().clone()
-    }
-
-    fn key(&self, kind: u8, rest: &[u8]) -> Vec<u8> {
-        let mut k = Vec::with_capacity(self.prefix.len() + 2 + rest.len());
-        k.extend_from_slice(&self.prefix);
-        k.push(kind);
-        k.push(b':');
-        k.extend_from_slice(rest);
-        k
     }
 
     /// Runs one Redis job on the runtime with the tier's timeout; false (and the tier marked
@@ -415,7 +408,7 @@ impl Tier {
         key: Vec<u8>,
         interest: &Shared<Remote>,
     ) -> Remote {
-        let (vkey, lkey) = (self.key(b'v', &key), self.key(b'l', &key));
+        let (vkey, lkey) = (self.names.key(Kind::Value, &key), self.names.key(Kind::Lease, &key));
         let lease_ms = self.settings.lease_ttl.as_millis() as u64;
         loop {
             if interest.live() == 0 {
@@ -499,7 +492,7 @@ impl Tier {
     }
 
     fn lease(self: &Arc<Self>, key: Vec<u8>, token: String, mut conn: ConnectionManager) -> RemoteLease {
-        let (lkey, tok) = (self.key(b'l', &key), token.clone());
+        let (lkey, tok) = (self.names.key(Kind::Lease, &key), token.clone());
         let ttl = self.settings.lease_ttl;
         let renew = RUNTIME.spawn(async move {
             loop {
@@ -646,7 +639,7 @@ async fn toucher(tier: Weak<Tier>) {
         if let (false, Some(mut c)) = (keys.is_empty(), conn) {
             let mut pipe = redis::pipe();
             for k in &keys {
-                pipe.cmd("PEXPIRE").arg(t.key(b'v', k)).arg(idle).ignore();
+                pipe.cmd("PEXPIRE").arg(t.names.key(Kind::Value, k)).arg(idle).ignore();
             }
             let _ = tokio::time::timeout(t.settings.timeout, pipe.query_async::<()>(&mut c)).await;
         }

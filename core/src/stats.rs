@@ -136,8 +136,9 @@ pub enum Event {
         /// The cache's name.
         cache: String,
     },
-    /// A value in the shared tier was refused (bad signature or format) and treated as a miss;
-    /// it was never deserialized.
+    /// A value in the shared tier was refused (bad signature or format, or signed for another
+    /// cache) and treated as a miss; it was never deserialized. Also reported for a message on
+    /// the cache's channel that was dropped for the same reasons (a forged error or clear).
     ValueRefused {
         /// The cache's name.
         cache: String,

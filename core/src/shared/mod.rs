@@ -54,8 +54,10 @@ pub struct Blob {
 pub struct SharedSettings {
     /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS.
     pub url: String,
-    /// When set, every stored value is signed (HMAC-SHA256) and checked on read; a value that
-    /// fails the check is a miss and is never deserialized.
+    /// When set, every stored value is signed (HMAC-SHA256, covering the cache's name, the key
+    /// and the value) and checked on read; a value that fails the check is a miss and is never
+    /// deserialized. Every message on the cache's channel (completions, errors, invalidations,
+    /// clears) is signed and checked too: one that fails is dropped.
     pub secret: Option<Vec<u8>>,
     /// How long a computing process holds a key before another may take over, if it stops
     /// renewing (it renews every third of this while it computes). Default 10 s.
@@ -233,7 +235,8 @@ pub struct SharedStats {
     pub remote_waits: u64,
     /// Steps answered from the local tier alone because Redis was unavailable.
     pub fallbacks: u64,
-    /// Values refused because their signature or format did not check out.
+    /// Values refused (and messages on the cache's channel dropped) because their signature or
+    /// format did not check out, or because they were signed for another cache.
     pub rejected_values: u64,
 }
 

@@ -14,8 +14,16 @@
 //! every name the tier uses in Redis, in one place.
 //!
 //! A blob is `version, flags, [HMAC-SHA256], tags, payload`. With a secret the MAC covers the
-//! key and everything after the MAC, so a value cannot be forged or moved to another key; a blob
-//! that fails the check is never handed to a deserializer.
+//! cache's name, the key and everything after the MAC, so a value cannot be forged nor moved to
+//! another key or another cache; a blob that fails the check is never handed to a
+//! deserializer.
+//!
+//! With a secret, every message on the channel is signed too: `S`, an HMAC-SHA256 of the cache
+//! name and the message, then the message. A message that is not signed (or not for this
+//! cache) is dropped, so a forged `Failed` raises in no waiter and a forged `Clear` clears
+//! nothing. (A message is not bound to a moment: one that was genuinely sent can be sent
+//! again by whoever can publish on the channel.) Values and messages are signed in separate
+//! domains, so neither's MAC stands for the other.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -95,9 +103,12 @@ impl Names {
     }
 }
 
-const VERSION: u8 = 1;
+/// Version 2: the MAC covers the cache's name (version 1's did not; its blobs are misses).
+const VERSION: u8 = 2;
 const SIGNED: u8 = 1;
 const MAC_LEN: usize = 32;
+/// The first byte of a signed message.
+const SIGNED_MESSAGE: u8 = b'S';
 
 /// A message on the cache's channel.
 #[derive(Debug, Clone, PartialEq)]
@@ -155,7 +166,7 @@ fn take_bytes(b: &[u8]) -> Option<(&[u8], &[u8])> {
 }
 
 /// The head of a `Done` message: what the publish script prepends to the blob it stores.
-pub(crate) fn done_head(key: &[u8]) -> Vec<u8> {
+fn done_head(key: &[u8]) -> Vec<u8> {
     let mut out = vec![DONE];
     put_len(&mut out, key.len());
     out.extend_from_slice(key);
@@ -232,22 +243,44 @@ impl Message {
     }
 }
 
-impl Blob {
+/// Signs and checks what one cache puts in Redis (values and messages) with its secret, if it
+/// has one; without a secret it only encodes and decodes.
+pub(crate) struct Signer {
+    cache: Vec<u8>,
+    secret: Option<Vec<u8>>,
+}
+
+impl Signer {
+    pub(crate) fn new(cache: &str, secret: Option<&[u8]>) -> Signer {
+        Signer { cache: cache.as_bytes().to_vec(), secret: secret.map(<[u8]>::to_vec) }
+    }
+
+    /// HMAC-SHA256 of `parts` (each with its length, so no two lists of parts sign alike)
+    /// in `domain`, for this cache.
+    fn mac(&self, secret: &[u8], domain: &[u8], parts: &[&[u8]]) -> Hmac<Sha256> {
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("any key length");
+        for part in [domain, &self.cache[..]].iter().chain(parts) {
+            m.update(&(part.len() as u64).to_be_bytes());
+            m.update(part);
+        }
+        m
+    }
+
     /// Encodes (and with a secret, signs) the blob for `key`.
-    pub(crate) fn seal(&self, key: &[u8], secret: Option<&[u8]>) -> Vec<u8> {
-        let mut body = Vec::with_capacity(self.payload.len() + 16);
-        put_len(&mut body, self.tags.len());
-        for t in &self.tags {
+    pub(crate) fn seal(&self, key: &[u8], blob: &Blob) -> Vec<u8> {
+        let mut body = Vec::with_capacity(blob.payload.len() + 16);
+        put_len(&mut body, blob.tags.len());
+        for t in &blob.tags {
             put_len(&mut body, t.len());
             body.extend_from_slice(t.as_bytes());
         }
-        body.extend_from_slice(&self.payload);
+        body.extend_from_slice(&blob.payload);
         let mut out = Vec::with_capacity(body.len() + 2 + MAC_LEN);
         out.push(VERSION);
-        match secret {
+        match &self.secret {
             Some(s) => {
                 out.push(SIGNED);
-                out.extend_from_slice(&mac(s, key, &body));
+                out.extend_from_slice(&self.mac(s, b"value", &[key, &body]).finalize().into_bytes());
             }
             None => out.push(0),
         }
@@ -256,22 +289,18 @@ impl Blob {
     }
 
     /// Checks and decodes a blob for `key`. `Err` names why it was refused (never deserialized).
-    pub(crate) fn open(key: &[u8], b: &[u8], secret: Option<&[u8]>) -> Result<Blob, &'static str> {
+    pub(crate) fn open(&self, key: &[u8], b: &[u8]) -> Result<Blob, &'static str> {
         let [version, flags, rest @ ..] = b else { return Err("truncated") };
         if *version != VERSION {
             return Err("unknown format version");
         }
-        let body = match (*flags & SIGNED != 0, secret) {
+        let body = match (*flags & SIGNED != 0, &self.secret) {
             (true, Some(s)) => {
                 if rest.len() < MAC_LEN {
                     return Err("truncated");
                 }
                 let (tag, body) = rest.split_at(MAC_LEN);
-                let mut m = <Hmac<Sha256> as Mac>::new_from_slice(s).expect("any key length");
-                m.update(&(key.len() as u64).to_be_bytes());
-                m.update(key);
-                m.update(body);
-                m.verify_slice(tag).map_err(|_| "bad signature")?;
+                self.mac(s, b"value", &[key, body]).verify_slice(tag).map_err(|_| "bad signature")?;
                 body
             }
             (false, Some(_)) => return Err("not signed, and this cache has a secret"),
@@ -287,14 +316,51 @@ impl Blob {
         }
         Ok(Blob { tags, payload: rest.to_vec() })
     }
-}
 
-fn mac(secret: &[u8], key: &[u8], body: &[u8]) -> [u8; MAC_LEN] {
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("any key length");
-    m.update(&(key.len() as u64).to_be_bytes());
-    m.update(key);
-    m.update(body);
-    m.finalize().into_bytes().into()
+    /// A message as it goes on the channel (signed, with a secret).
+    pub(crate) fn message(&self, msg: &Message) -> Vec<u8> {
+        self.envelope(&msg.encode(), &[])
+    }
+
+    /// The head of a `Done` message for the sealed blob `sealed` of `key`: what the publish
+    /// script sends before the blob (signed for the whole message, with a secret).
+    pub(crate) fn done_head(&self, key: &[u8], sealed: &[u8]) -> Vec<u8> {
+        self.envelope(&done_head(key), sealed)
+    }
+
+    /// `head` then `tail` is the message; returns what goes before `tail` on the channel.
+    fn envelope(&self, head: &[u8], tail: &[u8]) -> Vec<u8> {
+        let Some(s) = &self.secret else { return head.to_vec() };
+        let mut m = self.mac(s, b"message", &[]);
+        m.update(&((head.len() + tail.len()) as u64).to_be_bytes());
+        m.update(head);
+        m.update(tail);
+        let mut out = Vec::with_capacity(1 + MAC_LEN + head.len());
+        out.push(SIGNED_MESSAGE);
+        out.extend_from_slice(&m.finalize().into_bytes());
+        out.extend_from_slice(head);
+        out
+    }
+
+    /// A message from the channel, checked. `Err` names why it was dropped.
+    pub(crate) fn read(&self, b: &[u8]) -> Result<Message, &'static str> {
+        let inner = match (b.first() == Some(&SIGNED_MESSAGE), &self.secret) {
+            (true, Some(s)) => {
+                if b.len() < 1 + MAC_LEN {
+                    return Err("a truncated message");
+                }
+                let (tag, inner) = b[1..].split_at(MAC_LEN);
+                self.mac(s, b"message", &[inner])
+                    .verify_slice(tag)
+                    .map_err(|_| "a message with a bad signature")?;
+                inner
+            }
+            (false, Some(_)) => return Err("a message not signed, and this cache has a secret"),
+            (true, None) => return Err("a signed message, and this cache has no secret"),
+            (false, None) => b,
+        };
+        Message::decode(inner).ok_or("a message in an unknown format")
+    }
 }
 
 /// Writes the value, clears the lease and announces it, only if `token` still owns the lease:
@@ -363,25 +429,53 @@ mod tests {
             Message::InvalidateTag { tag: "user:1".into() },
             Message::Clear,
         ];
-        for m in all {
-            assert_eq!(Message::decode(&m.encode()), Some(m));
+        for signer in [Signer::new("c", None), Signer::new("c", Some(b"secret"))] {
+            for m in all.clone() {
+                assert_eq!(signer.read(&signer.message(&m)), Ok(m));
+            }
+            let mut done = signer.done_head(b"k", &[9]);
+            done.push(9);
+            assert_eq!(signer.read(&done), Ok(Message::Done { key: b"k".to_vec(), blob: vec![9] }));
         }
-        let mut head = done_head(b"k");
-        head.extend_from_slice(&[9]);
-        assert_eq!(Message::decode(&head), Some(Message::Done { key: b"k".to_vec(), blob: vec![9] }));
     }
 
     #[test]
-    fn blobs_are_signed_for_their_key() {
+    fn messages_are_signed_for_their_cache() {
+        let (c, other) = (Signer::new("c", Some(b"secret")), Signer::new("d", Some(b"secret")));
+        let plain = Signer::new("c", None);
+        let clear = c.message(&Message::Clear);
+        assert_eq!(other.read(&clear), Err("a message with a bad signature"));
+        assert_eq!(Signer::new("c", Some(b"other")).read(&clear), Err("a message with a bad signature"));
+        assert_eq!(
+            c.read(&plain.message(&Message::Clear)),
+            Err("a message not signed, and this cache has a secret")
+        );
+        assert!(plain.read(&clear).is_err());
+        let mut tampered = c.message(&Message::Invalidate { key: b"k".to_vec() });
+        *tampered.last_mut().unwrap() ^= 1;
+        assert_eq!(c.read(&tampered), Err("a message with a bad signature"));
+        // A value's MAC does not sign a message.
+        let sealed = c.seal(b"", &Blob { tags: vec![], payload: vec![] });
+        let mut forged = vec![b'S'];
+        forged.extend_from_slice(&sealed[2..34]);
+        forged.push(b'C');
+        assert!(c.read(&forged).is_err());
+    }
+
+    #[test]
+    fn blobs_are_signed_for_their_cache_and_key() {
         let b = Blob { tags: vec!["t".into()], payload: b"payload".to_vec() };
-        let sealed = b.seal(b"k1", Some(b"secret"));
-        assert_eq!(Blob::open(b"k1", &sealed, Some(b"secret")), Ok(b.clone()));
-        assert_eq!(Blob::open(b"k2", &sealed, Some(b"secret")), Err("bad signature"));
-        assert_eq!(Blob::open(b"k1", &sealed, Some(b"other")), Err("bad signature"));
+        let c = Signer::new("public", Some(b"secret"));
+        let sealed = c.seal(b"k1", &b);
+        assert_eq!(c.open(b"k1", &sealed), Ok(b.clone()));
+        assert_eq!(c.open(b"k2", &sealed), Err("bad signature"));
+        assert_eq!(Signer::new("admin", Some(b"secret")).open(b"k1", &sealed), Err("bad signature"));
+        assert_eq!(Signer::new("public", Some(b"other")).open(b"k1", &sealed), Err("bad signature"));
         let mut tampered = sealed.clone();
         *tampered.last_mut().unwrap() ^= 1;
-        assert_eq!(Blob::open(b"k1", &tampered, Some(b"secret")), Err("bad signature"));
-        assert!(Blob::open(b"k1", &b.seal(b"k1", None), Some(b"secret")).is_err());
-        assert_eq!(Blob::open(b"k1", &b.seal(b"k1", None), None), Ok(b));
+        assert_eq!(c.open(b"k1", &tampered), Err("bad signature"));
+        let plain = Signer::new("public", None);
+        assert!(c.open(b"k1", &plain.seal(b"k1", &b)).is_err());
+        assert_eq!(plain.open(b"k1", &plain.seal(b"k1", &b)), Ok(b));
     }
 }

@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::oneshot;
 
-use super::protocol::{self, Kind, Message, Names};
+use super::protocol::{self, Kind, Message, Names, Signer};
 use super::{
     Blob, Counters, Invalidation, InvalidationHook, LeaseKind, Remote, RemoteError, RemoteLease,
     SharedSettings, inc, redact,
@@ -37,6 +37,7 @@ struct Tier {
     name: String,
     names: Names,
     channel: Vec<u8>,
+    signer: Signer,
     client: redis::Client,
     settings: SharedSettings,
     idle_ms: AtomicU64,
@@ -92,6 +93,7 @@ impl RedisTier {
             name: cache.to_owned(),
             channel: names.channel(),
             names,
+            signer: Signer::new(cache, settings.secret.as_deref()),
             client,
             settings,
             idle_ms: AtomicU64::new(idle.as_millis().clamp(1, u64::MAX as u128) as u64),
@@ -168,7 +170,11 @@ impl RedisTier {
         );
         self.0.clone().run(move |mut c, t| async move {
             redis::cmd("DEL").arg(&vkey).query_async::<()>(&mut c).await?;
-            redis::cmd("PUBLISH").arg(&t.channel).arg(msg.encode()).query_async::<()>(&mut c).await?;
+            redis::cmd("PUBLISH")
+                .arg(&t.channel)
+                .arg(t.signer.message(&msg))
+                .query_async::<()>(&mut c)
+                .await?;
             Ok(true)
         })
     }
@@ -182,7 +188,11 @@ impl RedisTier {
                 .key(&tkey)
                 .invoke_async::<i64>(&mut c)
                 .await?;
-            redis::cmd("PUBLISH").arg(&t.channel).arg(msg.encode()).query_async::<()>(&mut c).await?;
+            redis::cmd("PUBLISH")
+                .arg(&t.channel)
+                .arg(t.signer.message(&msg))
+                .query_async::<()>(&mut c)
+                .await?;
             Ok(true)
         })
     }
@@ -211,7 +221,7 @@ impl RedisTier {
             }
             redis::cmd("PUBLISH")
                 .arg(&t.channel)
-                .arg(Message::Clear.encode())
+                .arg(t.signer.message(&Message::Clear))
                 .query_async::<()>(&mut c)
                 .await?;
             Ok(true)
@@ -229,9 +239,9 @@ impl LeaseState {
     pub(super) fn store(&self, blob: &Blob) -> Pending<bool> {
         let st = self.finish();
         let tier = st.tier.clone();
-        let sealed = blob.seal(&st.key, tier.settings.secret.as_deref());
+        let sealed = tier.signer.seal(&st.key, blob);
         let (lkey, vkey) = (tier.names.key(Kind::Lease, &st.key), tier.names.key(Kind::Value, &st.key));
-        let head = protocol::done_head(&st.key);
+        let head = tier.signer.done_head(&st.key, &sealed);
         let tag_keys: Vec<Vec<u8>> =
             blob.tags.iter().map(|t| tier.names.key(Kind::TagSet, t.as_bytes())).collect();
         let token = st.token.clone();
@@ -251,7 +261,7 @@ impl LeaseState {
     /// Hands a value that is not to be stored to the waiting processes.
     pub(super) fn nocache(&self, blob: &Blob) -> Pending<bool> {
         let st = self.finish();
-        let sealed = blob.seal(&st.key, st.tier.settings.secret.as_deref());
+        let sealed = st.tier.signer.seal(&st.key, blob);
         self.outcome(Message::NoCache { key: st.key.clone(), blob: sealed })
     }
 
@@ -284,7 +294,7 @@ fn publish_outcome(tier: &Arc<Tier>, key: &[u8], token: &str, msg: Message) -> P
             .key(&lkey)
             .arg(&token)
             .arg(&t.channel)
-            .arg(msg.encode())
+            .arg(t.signer.message(&msg))
             .invoke_async(&mut c)
             .await?;
         Ok(owned == 1)
@@ -390,16 +400,20 @@ impl Tier {
     }
 
     fn open(&self, key: &[u8], blob: &[u8]) -> Option<Blob> {
-        match Blob::open(key, blob, self.settings.secret.as_deref()) {
+        match self.signer.open(key, blob) {
             Ok(b) => Some(b),
             Err(why) => {
-                inc(&self.counters.rejected_values);
-                tracing::warn!(target: "coopcache", cache = %self.name, why,
-                    "a value in the shared tier was refused and treated as a miss");
-                self.emit(Event::ValueRefused { cache: self.name.clone(), reason: why.to_owned() });
+                self.refused(why, "a value in the shared tier was refused and treated as a miss");
                 None
             }
         }
+    }
+
+    /// Counts, logs and reports a value or message that did not check out.
+    fn refused(&self, why: &str, what: &'static str) {
+        inc(&self.counters.rejected_values);
+        tracing::warn!(target: "coopcache", cache = %self.name, why, "{what}");
+        self.emit(Event::ValueRefused { cache: self.name.clone(), reason: why.to_owned() });
     }
 
     async fn fetch(
@@ -525,7 +539,10 @@ impl Tier {
     }
 
     fn dispatch(&self, payload: &[u8]) {
-        let Some(msg) = Message::decode(payload) else { return };
+        let msg = match self.signer.read(payload) {
+            Ok(msg) => msg,
+            Err(why) => return self.refused(why, "a message on the shared tier's channel was dropped"),
+        };
         if let Some(key) = msg.completion_key() {
             let waiting = self.waiters.lock().remove(key).unwrap_or_default();
             for (_, tx) in waiting {

@@ -1,5 +1,6 @@
 //! The shared tier against a real `redis-server` on loopback. Each `SharedTier` has its own
-//! connections, so two tiers with one cache name behave as two processes.
+//! leases, waits and counters, so two tiers with one cache name behave as two processes (they
+//! share this process's two connections to the server, as every cache of a process does).
 #![cfg(all(feature = "redis", feature = "json"))]
 
 use std::time::{Duration, Instant};

@@ -11,6 +11,8 @@
 //! Serialization belongs to the caller (pickle, v8, serde, JSON); this tier moves bytes, so a
 //! value crosses processes, languages and worker threads alike.
 
+#[cfg(feature = "redis")]
+mod link;
 mod process;
 #[cfg(feature = "redis")]
 mod protocol;

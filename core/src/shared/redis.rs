@@ -7,24 +7,24 @@
 //! The holder renews its lease while it computes and publishes with a script that writes only if
 //! it still owns the lease.
 //!
-//! The Redis work runs on one background runtime thread per process. When Redis is down or slow
-//! (every call has a timeout), steps answer [`Remote::Unavailable`] at once and callers go on with
-//! the local tier; one warning is logged and the tier reconnects in the background.
+//! Every Redis call goes through the cache's [`Link`], the connections the process shares with
+//! every other cache on the same Redis. When Redis is down or slow (every call has a timeout),
+//! steps answer [`Remote::Unavailable`] at once and callers go on with the local tier; one
+//! warning is logged and the link reconnects in the background.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, LazyLock, OnceLock, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use parking_lot::Mutex;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::oneshot;
 
+use super::link::{Link, Member, spawn};
 use super::protocol::{self, Kind, Message, Names, Signer};
 use super::{
     Blob, Counters, Invalidation, InvalidationHook, LeaseKind, Remote, RemoteError, RemoteLease,
-    SharedSettings, inc, redact,
+    SharedSettings, inc,
 };
 use crate::config::ConfigError;
 use crate::keys::Key;
@@ -38,13 +38,9 @@ struct Tier {
     names: Names,
     channel: Vec<u8>,
     signer: Signer,
-    client: redis::Client,
+    link: Arc<Link>,
     settings: SharedSettings,
     idle_ms: AtomicU64,
-    conn: Mutex<Option<ConnectionManager>>,
-    /// Set once the first attempt to connect has ended, either way.
-    first_attempt: tokio::sync::watch::Sender<bool>,
-    warned: AtomicBool,
     waiters: Mutex<Waiters>,
     next_waiter: AtomicU64,
     touches: Mutex<HashSet<Vec<u8>>>,
@@ -66,40 +62,25 @@ pub(super) struct LeaseState {
 #[derive(Clone)]
 pub(super) struct RedisTier(Arc<Tier>);
 
-/// One runtime thread for every shared tier of the process.
-static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
-    #[cfg(feature = "tls")]
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("coopcache-shared")
-        .enable_all()
-        .build()
-        .expect("start the coopcache shared-tier runtime")
-});
-
 impl RedisTier {
-    /// Validates the settings (a bad URL is an error now, with the password masked) and starts
-    /// connecting in the background.
+    /// Validates the settings (a bad URL is an error now, with the password masked) and joins
+    /// the process's link to that Redis (connecting it in the background if it is the first).
     pub(super) fn start(
         cache: &str,
         settings: SharedSettings,
         idle: Duration,
         listener: Option<Listener>,
     ) -> Result<RedisTier, ConfigError> {
-        let client = settings.validate()?;
+        let link = Link::get(&settings)?;
         let names = Names::new(cache);
         let tier = Arc::new(Tier {
             name: cache.to_owned(),
             channel: names.channel(),
             names,
             signer: Signer::new(cache, settings.secret.as_deref()),
-            client,
+            link,
             settings,
             idle_ms: AtomicU64::new(idle.as_millis().clamp(1, u64::MAX as u128) as u64),
-            conn: Mutex::new(None),
-            first_attempt: tokio::sync::watch::Sender::new(false),
-            warned: AtomicBool::new(false),
             waiters: Mutex::new(HashMap::new()),
             next_waiter: AtomicU64::new(0),
             touches: Mutex::new(HashSet::new()),
@@ -107,8 +88,9 @@ impl RedisTier {
             counters: Counters::default(),
             listener,
         });
-        RUNTIME.spawn(subscriber(Arc::downgrade(&tier)));
-        RUNTIME.spawn(toucher(Arc::downgrade(&tier)));
+        let member: Weak<dyn Member> = Arc::downgrade(&tier) as Weak<Tier>;
+        tier.link.join(&tier.channel, member);
+        spawn(toucher(Arc::downgrade(&tier)));
         Ok(RedisTier(tier))
     }
 
@@ -119,7 +101,7 @@ impl RedisTier {
 
     /// Whether the tier is connected (subscribed to its channel) now.
     pub(super) fn is_up(&self) -> bool {
-        self.0.conn.lock().is_some()
+        self.0.link.ready(&self.0.channel)
     }
 
     /// Sets what to do when another process invalidates (the local tier's own invalidation).
@@ -138,18 +120,16 @@ impl RedisTier {
     pub(super) fn fetch(&self, key: &Key) -> Pending<Remote> {
         let shared = Shared::new();
         let handle = shared.handle();
-        let known = self.0.conn.lock().clone();
-        if known.is_none() && self.0.tried() {
-            inc(&self.0.counters.fallbacks);
-            shared.fire(Remote::Unavailable);
+        if self.0.link.refuses_now(&self.0.channel) {
+            shared.fire(self.0.fallback());
             return handle;
         }
         let tier = self.0.clone();
         let key = key.as_bytes().to_vec();
-        RUNTIME.spawn(async move {
-            let r = match tier.connection(known).await {
-                Some(conn) => tier.clone().fetch(conn, key, &shared).await,
-                None => tier.fallback(),
+        spawn(async move {
+            let r = match tier.link.usable(&tier.channel).await {
+                true => tier.clone().fetch(key, &shared).await,
+                false => tier.fallback(),
             };
             shared.fire(r);
         });
@@ -164,17 +144,12 @@ impl RedisTier {
 
     /// Deletes the key in Redis and tells every process to drop it locally.
     pub(super) fn invalidate(&self, key: &Key) -> Pending<bool> {
-        let (vkey, msg) = (
-            self.0.names.key(Kind::Value, key.as_bytes()),
-            Message::Invalidate { key: key.as_bytes().to_vec() },
-        );
-        self.0.clone().run(move |mut c, t| async move {
+        let vkey = self.0.names.key(Kind::Value, key.as_bytes());
+        let msg = self.0.signer.message(&Message::Invalidate { key: key.as_bytes().to_vec() });
+        let channel = self.0.channel.clone();
+        self.0.clone().run(move |mut c| async move {
             redis::cmd("DEL").arg(&vkey).query_async::<()>(&mut c).await?;
-            redis::cmd("PUBLISH")
-                .arg(&t.channel)
-                .arg(t.signer.message(&msg))
-                .query_async::<()>(&mut c)
-                .await?;
+            redis::cmd("PUBLISH").arg(&channel).arg(msg).query_async::<()>(&mut c).await?;
             Ok(true)
         })
     }
@@ -182,25 +157,24 @@ impl RedisTier {
     /// Deletes the tag's values in Redis and tells every process to drop them locally.
     pub(super) fn invalidate_tag(&self, tag: &str) -> Pending<bool> {
         let tkey = self.0.names.key(Kind::TagSet, tag.as_bytes());
-        let msg = Message::InvalidateTag { tag: tag.to_owned() };
-        self.0.clone().run(move |mut c, t| async move {
+        let msg = self.0.signer.message(&Message::InvalidateTag { tag: tag.to_owned() });
+        let channel = self.0.channel.clone();
+        self.0.clone().run(move |mut c| async move {
             redis::Script::new(protocol::INVALIDATE_TAG_SCRIPT)
                 .key(&tkey)
                 .invoke_async::<i64>(&mut c)
                 .await?;
-            redis::cmd("PUBLISH")
-                .arg(&t.channel)
-                .arg(t.signer.message(&msg))
-                .query_async::<()>(&mut c)
-                .await?;
+            redis::cmd("PUBLISH").arg(&channel).arg(msg).query_async::<()>(&mut c).await?;
             Ok(true)
         })
     }
 
     /// Deletes every value of the cache in Redis and tells every process to clear locally.
     pub(super) fn clear(&self) -> Pending<bool> {
-        self.0.clone().run(move |mut c, t| async move {
-            let pattern = t.names.pattern(Kind::Value);
+        let pattern = self.0.names.pattern(Kind::Value);
+        let msg = self.0.signer.message(&Message::Clear);
+        let channel = self.0.channel.clone();
+        self.0.clone().run(move |mut c| async move {
             let mut cursor = 0u64;
             loop {
                 let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
@@ -219,11 +193,7 @@ impl RedisTier {
                 }
                 cursor = next;
             }
-            redis::cmd("PUBLISH")
-                .arg(&t.channel)
-                .arg(t.signer.message(&Message::Clear))
-                .query_async::<()>(&mut c)
-                .await?;
+            redis::cmd("PUBLISH").arg(&channel).arg(msg).query_async::<()>(&mut c).await?;
             Ok(true)
         })
     }
@@ -246,10 +216,11 @@ impl LeaseState {
             blob.tags.iter().map(|t| tier.names.key(Kind::TagSet, t.as_bytes())).collect();
         let token = st.token.clone();
         let idle = tier.idle_ms.load(Relaxed);
-        tier.run(move |mut c, t| async move {
+        let channel = tier.channel.clone();
+        tier.run(move |mut c| async move {
             let script = redis::Script::new(protocol::PUBLISH_VALUE);
             let mut call = script.key(&lkey);
-            call.key(&vkey).arg(&token).arg(&sealed).arg(idle).arg(&t.channel).arg(&head);
+            call.key(&vkey).arg(&token).arg(&sealed).arg(idle).arg(&channel).arg(&head);
             for k in &tag_keys {
                 call.arg(k);
             }
@@ -289,12 +260,13 @@ impl LeaseState {
 fn publish_outcome(tier: &Arc<Tier>, key: &[u8], token: &str, msg: Message) -> Pending<bool> {
     let lkey = tier.names.key(Kind::Lease, key);
     let token = token.to_owned();
-    tier.clone().run(move |mut c, t| async move {
+    let (channel, msg) = (tier.channel.clone(), tier.signer.message(&msg));
+    tier.clone().run(move |mut c| async move {
         let owned: i64 = redis::Script::new(protocol::PUBLISH_OUTCOME)
             .key(&lkey)
             .arg(&token)
-            .arg(&t.channel)
-            .arg(t.signer.message(&msg))
+            .arg(&channel)
+            .arg(msg)
             .invoke_async(&mut c)
             .await?;
         Ok(owned == 1)
@@ -325,67 +297,57 @@ pub(super) fn leak_reason(e: &redis::RedisError) -> &'static str {
     }
 }
 
-impl Tier {
-    /// Whether the first attempt to connect has ended (connected or not).
-    fn tried(&self) -> bool {
-        *self.first_attempt.borrow()
+impl Member for Tier {
+    fn deliver(&self, payload: &[u8]) {
+        self.dispatch(payload);
     }
 
-    /// The connection. Until the first attempt to connect ends, waits for it (bounded by the
-    /// timeout), so that a new cache's first calls use Redis instead of racing its connection:
-    /// one rule for every binding, and nobody blocks (the wait is a [`Pending`] like any other).
-    async fn connection(&self, known: Option<ConnectionManager>) -> Option<ConnectionManager> {
-        if known.is_some() {
-            return known;
+    fn release_waiters(&self) {
+        let waiting = std::mem::take(&mut *self.waiters.lock());
+        for (_, list) in waiting {
+            for (_, tx) in list {
+                let _ = tx.send(None);
+            }
         }
-        let mut first = self.first_attempt.subscribe();
-        let _ = tokio::time::timeout(self.settings.timeout, first.wait_for(|tried| *tried)).await;
-        self.conn.lock().clone()
     }
 
-    /// Runs one Redis job on the runtime with the tier's timeout; false (and the tier marked
-    /// down) if Redis failed or is not connected.
+    fn report(&self, trouble: Option<&str>) {
+        self.emit(match trouble {
+            Some(why) => Event::SharedDown { cache: self.name.clone(), reason: why.to_owned() },
+            None => Event::SharedUp { cache: self.name.clone() },
+        });
+    }
+}
+
+impl Drop for Tier {
+    fn drop(&mut self) {
+        self.link.leave(&self.channel);
+    }
+}
+
+impl Tier {
+    /// Runs one Redis job on the runtime with the link's timeout; `T::default()` (false) if
+    /// Redis failed or is not connected.
     fn run<F, Fut, T>(self: Arc<Self>, job: F) -> Pending<T>
     where
-        F: FnOnce(ConnectionManager, Arc<Tier>) -> Fut + Send + 'static,
+        F: FnOnce(redis::aio::ConnectionManager) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = redis::RedisResult<T>> + Send,
         T: Clone + Send + Default + 'static,
     {
         let shared = Shared::new();
         let handle = shared.handle();
-        let known = self.conn.lock().clone();
-        if known.is_none() && self.tried() {
+        if self.link.refuses_now(&self.channel) {
             shared.fire(T::default());
             return handle;
         }
-        RUNTIME.spawn(async move {
-            let Some(conn) = self.connection(known).await else {
-                shared.fire(T::default());
-                return;
+        spawn(async move {
+            let r = match self.link.usable(&self.channel).await {
+                true => self.link.run(job).await,
+                false => None,
             };
-            let timeout = self.settings.timeout;
-            let r = tokio::time::timeout(timeout, job(conn, self.clone())).await;
-            match r {
-                Ok(Ok(v)) => shared.fire(v),
-                Ok(Err(e)) => {
-                    self.trouble(&e.to_string());
-                    shared.fire(T::default());
-                }
-                Err(_) => {
-                    self.trouble("a call timed out");
-                    shared.fire(T::default());
-                }
-            }
+            shared.fire(r.unwrap_or_default());
         });
         handle
-    }
-
-    fn trouble(&self, why: &str) {
-        if !self.warned.swap(true, Relaxed) {
-            tracing::warn!(target: "coopcache", cache = %self.name, url = %redact(&self.settings.url), why,
-                "shared tier unavailable; calls go on with the local tier");
-            self.emit(Event::SharedDown { cache: self.name.clone(), reason: why.to_owned() });
-        }
     }
 
     fn emit(&self, event: Event) {
@@ -416,12 +378,7 @@ impl Tier {
         self.emit(Event::ValueRefused { cache: self.name.clone(), reason: why.to_owned() });
     }
 
-    async fn fetch(
-        self: Arc<Self>,
-        mut conn: ConnectionManager,
-        key: Vec<u8>,
-        interest: &Shared<Remote>,
-    ) -> Remote {
+    async fn fetch(self: Arc<Self>, key: Vec<u8>, interest: &Shared<Remote>) -> Remote {
         let (vkey, lkey) = (self.names.key(Kind::Value, &key), self.names.key(Kind::Lease, &key));
         let lease_ms = self.settings.lease_ttl.as_millis() as u64;
         loop {
@@ -434,7 +391,7 @@ impl Tier {
             let idle = self.idle_ms.load(Relaxed);
             let mut getex = redis::cmd("GETEX");
             getex.arg(&vkey).arg("PX").arg(idle);
-            let Some(found) = self.call::<Option<Vec<u8>>>(&getex, &mut conn).await else {
+            let Some(found) = self.link.call::<Option<Vec<u8>>>(&getex).await else {
                 return self.fallback();
             };
             if let Some(blob) = found.and_then(|b| self.open(&key, &b)) {
@@ -444,17 +401,17 @@ impl Tier {
             let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
             let mut set = redis::cmd("SET");
             set.arg(&lkey).arg(&token).arg("NX").arg("PX").arg(lease_ms);
-            match self.call::<Option<String>>(&set, &mut conn).await {
+            match self.link.call::<Option<String>>(&set).await {
                 None => return self.fallback(),
                 Some(Some(_)) => {
                     inc(&self.counters.leases_won);
-                    return Remote::Compute(self.lease(key.clone(), token, conn));
+                    return Remote::Compute(self.lease(key.clone(), token));
                 }
                 Some(None) => {}
             }
             inc(&self.counters.leases_lost);
             inc(&self.counters.remote_waits);
-            let pttl = match self.call::<i64>(redis::cmd("PTTL").arg(&lkey), &mut conn).await {
+            let pttl = match self.link.call::<i64>(redis::cmd("PTTL").arg(&lkey)).await {
                 Some(ms) if ms > 0 => ms as u64,
                 Some(_) => continue, // released meanwhile
                 None => return self.fallback(),
@@ -485,39 +442,25 @@ impl Tier {
         }
     }
 
-    /// One Redis command within the tier's timeout; `None` (and the tier reported in trouble) if
-    /// it failed or timed out.
-    async fn call<T: redis::FromRedisValue>(
-        &self,
-        cmd: &redis::Cmd,
-        conn: &mut ConnectionManager,
-    ) -> Option<T> {
-        match tokio::time::timeout(self.settings.timeout, cmd.query_async::<T>(conn)).await {
-            Ok(Ok(v)) => Some(v),
-            Ok(Err(e)) => {
-                self.trouble(&e.to_string());
-                None
-            }
-            Err(_) => {
-                self.trouble("a call timed out");
-                None
-            }
-        }
-    }
-
-    fn lease(self: &Arc<Self>, key: Vec<u8>, token: String, mut conn: ConnectionManager) -> RemoteLease {
+    fn lease(self: &Arc<Self>, key: Vec<u8>, token: String) -> RemoteLease {
         let (lkey, tok) = (self.names.key(Kind::Lease, &key), token.clone());
         let ttl = self.settings.lease_ttl;
-        let renew = RUNTIME.spawn(async move {
+        let link = self.link.clone();
+        let renew = spawn(async move {
             loop {
                 tokio::time::sleep(ttl / 3).await;
-                let r = redis::Script::new(protocol::RENEW)
-                    .key(&lkey)
-                    .arg(&tok)
-                    .arg(ttl.as_millis() as u64)
-                    .invoke_async::<i64>(&mut conn)
+                let (lkey, tok) = (&lkey, &tok);
+                let r = link
+                    .run(|mut c| async move {
+                        redis::Script::new(protocol::RENEW)
+                            .key(lkey)
+                            .arg(tok)
+                            .arg(ttl.as_millis() as u64)
+                            .invoke_async::<i64>(&mut c)
+                            .await
+                    })
                     .await;
-                if matches!(r, Ok(0)) {
+                if r == Some(0) {
                     return; // lost the lease: another process took over after it expired
                 }
             }
@@ -559,19 +502,6 @@ impl Tier {
             }
         }
     }
-
-    /// The connection is gone: stop answering from Redis and release every remote wait.
-    fn down(&self, why: &str) {
-        *self.conn.lock() = None;
-        self.first_attempt.send_replace(true);
-        self.trouble(why);
-        let waiting = std::mem::take(&mut *self.waiters.lock());
-        for (_, list) in waiting {
-            for (_, tx) in list {
-                let _ = tx.send(None);
-            }
-        }
-    }
 }
 
 struct Unlisten<'a>(&'a Tier, &'a [u8], u64);
@@ -588,63 +518,6 @@ impl Drop for Unlisten<'_> {
     }
 }
 
-/// Keeps the tier connected and subscribed, dispatching messages; reconnects with backoff.
-async fn subscriber(tier: Weak<Tier>) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let Some(t) = tier.upgrade() else { return };
-        let timeout = t.settings.timeout;
-        let connected = tokio::time::timeout(timeout, async {
-            let cfg = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(timeout))
-                .set_response_timeout(Some(timeout))
-                .set_number_of_retries(1);
-            let cm = ConnectionManager::new_with_config(t.client.clone(), cfg).await?;
-            let mut ps = t.client.get_async_pubsub().await?;
-            ps.subscribe(&t.channel).await?;
-            Ok::<_, redis::RedisError>((cm, ps))
-        })
-        .await;
-        match connected {
-            Ok(Ok((cm, mut ps))) => {
-                *t.conn.lock() = Some(cm);
-                t.first_attempt.send_replace(true);
-                if t.warned.swap(false, Relaxed) {
-                    tracing::info!(target: "coopcache", cache = %t.name, "shared tier reconnected");
-                    t.emit(Event::SharedUp { cache: t.name.clone() });
-                }
-                backoff = Duration::from_millis(100);
-                drop(t);
-                let mut messages = ps.on_message();
-                loop {
-                    tokio::select! {
-                        m = messages.next() => match m {
-                            Some(m) => match tier.upgrade() {
-                                Some(t) => t.dispatch(m.get_payload_bytes()),
-                                None => return,
-                            },
-                            None => break,
-                        },
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {
-                            if tier.strong_count() == 0 {
-                                return;
-                            }
-                        }
-                    }
-                }
-                match tier.upgrade() {
-                    Some(t) => t.down("the connection to Redis was lost"),
-                    None => return,
-                }
-            }
-            Ok(Err(e)) => t.down(&e.to_string()),
-            Err(_) => t.down("connecting timed out"),
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
-    }
-}
-
 /// Sends the batched touches: each key's idle TTL refreshed at most once per tenth of it.
 async fn toucher(tier: Weak<Tier>) {
     loop {
@@ -652,13 +525,13 @@ async fn toucher(tier: Weak<Tier>) {
         let idle = t.idle_ms.load(Relaxed);
         let period = Duration::from_millis((idle / 10).max(50));
         let keys: Vec<Vec<u8>> = t.touches.lock().drain().collect();
-        let conn = t.conn.lock().clone();
-        if let (false, Some(mut c)) = (keys.is_empty(), conn) {
+        if !keys.is_empty() && t.link.ready(&t.channel) {
             let mut pipe = redis::pipe();
             for k in &keys {
                 pipe.cmd("PEXPIRE").arg(t.names.key(Kind::Value, k)).arg(idle).ignore();
             }
-            let _ = tokio::time::timeout(t.settings.timeout, pipe.query_async::<()>(&mut c)).await;
+            let pipe = &pipe;
+            let _ = t.link.run(|mut c| async move { pipe.query_async::<()>(&mut c).await }).await;
         }
         drop(t);
         tokio::time::sleep(period).await;

@@ -123,15 +123,16 @@ pub enum Event {
         /// The byte limit.
         memory_limit: u64,
     },
-    /// The shared tier became unreachable (or slow): calls go on with the local tier. Reported
-    /// once, and again only after it was back.
+    /// The shared tier became unreachable (or slow: a call timed out): calls go on with the
+    /// local tier, and callers waiting for another process's computation stop waiting.
+    /// Reported once, and again only after [`Event::SharedUp`].
     SharedDown {
         /// The cache's name.
         cache: String,
         /// What failed (the Redis URL's password is never in it).
         reason: String,
     },
-    /// The shared tier is reachable again.
+    /// The shared tier is reachable again and answers in time (after [`Event::SharedDown`]).
     SharedUp {
         /// The cache's name.
         cache: String,

@@ -4,13 +4,24 @@
 //! on the one subscriber.
 //!
 //! Every Redis call of the shared tier goes through here ([`Link::run`] bounds it with the
-//! timeout and reports trouble), and so does the tier's health: the connection lost, found
-//! again, reported to each cache on the link.
+//! timeout and reports trouble), and so does the tier's health, reported to each cache on the
+//! link:
+//!
+//! * The link is *up* while it is connected, its subscriber too, and Redis answers in time.
+//!   A call that times out or loses its connection marks it *down* at once (a reply that is an
+//!   error, such as OOM, does not: Redis is there); so does the subscriber's connection
+//!   ending. Each cache on it is told ([`Member::report`]: `SharedDown`), and every remote
+//!   wait ends at once ([`Member::release_waiters`]): its callers go on with the local tier.
+//! * While it is down, no call waits on it: the tier answers at once. The subscriber probes
+//!   Redis (`PING`) every heartbeat; the first call that succeeds marks it up again, and each
+//!   cache is told (`SharedUp`). A later outage is reported again, as the first was.
+//! * While a cache waits for another process's completion, the subscriber pings Redis every
+//!   heartbeat too, so a stalled Redis is noticed while nothing else calls it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, LazyLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use parking_lot::Mutex;
@@ -58,8 +69,11 @@ pub(super) trait Member: Send + Sync {
     /// The subscriber lost its connection: messages may have been missed, so nobody may go on
     /// waiting for one.
     fn release_waiters(&self);
-    /// The tier is in trouble (`Some(why)`) or fine again (`None`): tell the cache's listener.
+    /// The tier is down (`Some(why)`) or up again (`None`): tell the cache's listener, once
+    /// per change (the link may say it again).
     fn report(&self, trouble: Option<&str>);
+    /// Whether a caller of the cache waits for another process's completion now.
+    fn waiting(&self) -> bool;
 }
 
 struct Channel {
@@ -89,7 +103,14 @@ pub(super) struct Link {
     changes: tokio::sync::watch::Sender<u64>,
     /// Set once the first attempt to connect has ended, either way.
     tried: AtomicBool,
-    warned: AtomicBool,
+    /// Redis answered the last call in time (or a probe since); false after a timeout or a
+    /// lost connection.
+    responsive: AtomicBool,
+    /// Whether the link is reported down (to every cache on it); changed under this lock, so
+    /// reports of one change reach every cache before the next change's.
+    down: Mutex<bool>,
+    /// When a reply that was an error (not a timeout) was last logged.
+    last_error: Mutex<Option<Instant>>,
     /// Tells the subscriber to start over (a subscription failed on its connection).
     reconnect: tokio::sync::Notify,
 }
@@ -114,7 +135,9 @@ impl Link {
             subs: Mutex::new(Subs::default()),
             changes: tokio::sync::watch::Sender::new(0),
             tried: AtomicBool::new(false),
-            warned: AtomicBool::new(false),
+            responsive: AtomicBool::new(true),
+            down: Mutex::new(false),
+            last_error: Mutex::new(None),
             reconnect: tokio::sync::Notify::new(),
         });
         links.insert(key, Arc::downgrade(&link));
@@ -132,7 +155,20 @@ impl Link {
                 .entry(channel.to_vec())
                 .or_insert_with(|| Channel { members: Vec::new(), subscribed: false });
             ch.members.retain(|m| m.strong_count() > 0);
-            ch.members.push(member);
+            ch.members.push(member.clone());
+            if *self.down.lock() {
+                // A cache that joins a link reported down is told so too (on the runtime: not
+                // while it is being built), unless the link is up again by then.
+                let link = Arc::downgrade(self);
+                spawn(async move {
+                    if let (Some(l), Some(m)) = (link.upgrade(), member.upgrade()) {
+                        let down = l.down.lock();
+                        if *down {
+                            m.report(Some("the shared tier is down"));
+                        }
+                    }
+                });
+            }
             if ch.subscribed || ch.members.len() > 1 {
                 return; // subscribed, or being subscribed
             }
@@ -172,9 +208,15 @@ impl Link {
         }
     }
 
-    /// Whether calls can go to Redis and the channel's messages arrive.
+    /// Whether calls can go to Redis and the channel's messages arrive: the link is up and the
+    /// channel subscribed.
     pub(super) fn ready(&self, channel: &[u8]) -> bool {
-        self.conn.lock().is_some() && self.subs.lock().channels.get(channel).is_some_and(|c| c.subscribed)
+        self.healthy() && self.subs.lock().channels.get(channel).is_some_and(|c| c.subscribed)
+    }
+
+    /// Connected (commands and subscriber) and answering in time.
+    fn healthy(&self) -> bool {
+        self.responsive.load(Relaxed) && self.conn.lock().is_some()
     }
 
     /// Whether waiting could change [`Link::ready`]: false once the first attempt to connect
@@ -204,23 +246,40 @@ impl Link {
         !self.ready(channel) && !self.settling(channel)
     }
 
-    /// Runs one Redis job within the timeout: its result, or `None` (and the trouble reported)
-    /// if Redis failed, timed out or is not connected.
+    /// Runs one Redis job within the timeout: its result, or `None` if Redis failed, timed out
+    /// or is not connected. A timeout or a lost connection marks the link down; a success
+    /// marks it up (if it was down only for want of answers).
     pub(super) async fn run<F, Fut, T>(&self, job: F) -> Option<T>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        let conn = self.conn.lock().clone()?;
+        self.attempt(job).await.ok()
+    }
+
+    /// [`Link::run`], keeping the error: `Err(None)` for a timeout or no connection.
+    pub(super) async fn attempt<F, Fut, T>(&self, job: F) -> Result<T, Option<redis::RedisError>>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let conn = self.conn.lock().clone().ok_or(None)?;
         match tokio::time::timeout(self.timeout, job(conn)).await {
-            Ok(Ok(v)) => Some(v),
+            Ok(Ok(v)) => {
+                self.answered();
+                Ok(v)
+            }
+            Ok(Err(e)) if unreachable(&e) => {
+                self.unanswered(&e.to_string());
+                Err(Some(e))
+            }
             Ok(Err(e)) => {
-                self.trouble(&e.to_string());
-                None
+                self.refused(&e);
+                Err(Some(e))
             }
             Err(_) => {
-                self.trouble("a call timed out");
-                None
+                self.unanswered("a call timed out");
+                Err(None)
             }
         }
     }
@@ -250,15 +309,67 @@ impl Link {
         self.changed();
     }
 
-    /// Reports trouble once (until the link is connected again).
-    fn trouble(&self, why: &str) {
-        if !self.warned.swap(true, Relaxed) {
+    /// Redis answered: if it was down only for want of answers, it is up again.
+    fn answered(&self) {
+        if !self.responsive.swap(true, Relaxed) {
+            self.check("");
+        }
+    }
+
+    /// A call timed out or lost its connection: the link is down until Redis answers again.
+    fn unanswered(&self, why: &str) {
+        self.responsive.store(false, Relaxed);
+        self.check(why);
+    }
+
+    /// Redis answered with an error (OOM, a wrong type...): it is there, so the link stays up;
+    /// the call's caller falls back. Logged at most every 10 s.
+    fn refused(&self, e: &redis::RedisError) {
+        let mut last = self.last_error.lock();
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            *last = Some(Instant::now());
+            tracing::warn!(target: "coopcache", url = %self.url, error = %e,
+                "a shared-tier call failed; its callers go on with the local tier");
+        }
+    }
+
+    /// Reports a change of health to every cache on the link (see the module docs): down, with
+    /// every remote wait released, or up again.
+    fn check(&self, why: &str) {
+        let mut down = self.down.lock();
+        let healthy = self.healthy();
+        if !healthy && !*down && self.tried.load(Relaxed) {
+            *down = true;
             tracing::warn!(target: "coopcache", url = %self.url, why,
                 "shared tier unavailable; calls go on with the local tier");
             for m in self.members() {
                 m.report(Some(why));
+                m.release_waiters();
+            }
+        } else if healthy && *down {
+            *down = false;
+            tracing::info!(target: "coopcache", url = %self.url, "shared tier back");
+            for m in self.members() {
+                m.report(None);
             }
         }
+        drop(down);
+        self.changed();
+    }
+
+    /// Whether a cache on the link waits for another process's completion now.
+    fn waiting(&self) -> bool {
+        self.members().iter().any(|m| m.waiting())
+    }
+
+    /// One `PING` within the timeout on each connection: whether the subscriber is dead while
+    /// Redis answers (it must be replaced). The command connection's answer marks the link up
+    /// or down as any call's does.
+    async fn subscriber_dead(&self, sink: &mut PubSubSink) -> bool {
+        let pinged =
+            self.run(|mut c| async move { redis::cmd("PING").query_async::<()>(&mut c).await }).await;
+        let sub = tokio::time::timeout(self.timeout, sink.ping::<redis::Value>()).await;
+        pinged.is_some() && !matches!(sub, Ok(Ok(_)))
     }
 
     fn connected(&self, cm: ConnectionManager, sink: PubSubSink) -> Vec<Vec<u8>> {
@@ -270,13 +381,8 @@ impl Link {
 
     fn up(&self) {
         self.tried.store(true, Relaxed);
-        self.changed();
-        if self.warned.swap(false, Relaxed) {
-            tracing::info!(target: "coopcache", url = %self.url, "shared tier reconnected");
-            for m in self.members() {
-                m.report(None);
-            }
-        }
+        self.responsive.store(true, Relaxed);
+        self.check("");
     }
 
     /// The subscriber's connection is gone (or never came): stop answering from Redis and
@@ -291,11 +397,7 @@ impl Link {
             }
         }
         self.tried.store(true, Relaxed);
-        self.changed();
-        self.trouble(why);
-        for m in self.members() {
-            m.release_waiters();
-        }
+        self.check(why);
     }
 
     fn deliver(&self, channel: &[u8], payload: &[u8]) {
@@ -318,6 +420,17 @@ fn unused(link: &Arc<Link>) -> bool {
         links.remove(&link.key);
     }
     unused
+}
+
+/// Whether an error means Redis did not answer (the connection is gone or could not be made),
+/// as opposed to an answer that is an error.
+fn unreachable(e: &redis::RedisError) -> bool {
+    e.is_timeout() || e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal()
+}
+
+/// How often the subscriber probes Redis while the link is down or a cache waits on it.
+fn heartbeat(timeout: Duration) -> Duration {
+    timeout.clamp(Duration::from_millis(100), Duration::from_secs(1))
 }
 
 fn link_timeout(link: &Weak<Link>) -> Duration {
@@ -361,9 +474,16 @@ async fn subscriber(link: Weak<Link>) {
                                     None => break gone,
                                 },
                                 _ = l.reconnect.notified() => break "a subscription failed",
-                                _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                                _ = tokio::time::sleep(heartbeat(timeout)) => {
                                     if unused(&l) {
                                         return;
+                                    }
+                                    // Down for want of answers, or a cache waits on the link:
+                                    // is Redis there? A subscriber that does not answer while
+                                    // Redis does is replaced.
+                                    let probe = !l.responsive.load(Relaxed) || l.waiting();
+                                    if probe && l.subscriber_dead(&mut sink).await {
+                                        break "the subscriber stopped answering";
                                     }
                                 }
                             }

@@ -384,7 +384,9 @@ impl SharedTier {
         }
     }
 
-    /// Whether the tier is connected now (always, in process).
+    /// Whether the tier is up now: connected, subscribed to the cache's channel, and answering
+    /// in time (false from the first call that timed out until Redis answers again; always
+    /// true in process).
     pub fn is_up(&self) -> bool {
         match &self.0 {
             #[cfg(feature = "redis")]

@@ -47,6 +47,8 @@ struct Tier {
     on_invalidation: OnceLock<InvalidationHook>,
     counters: Counters,
     listener: Option<Listener>,
+    /// Whether the listener was last told the tier is down.
+    reported_down: AtomicBool,
 }
 
 /// This process's lease on a key in Redis, renewed in the background until finished or dropped.
@@ -87,6 +89,7 @@ impl RedisTier {
             on_invalidation: OnceLock::new(),
             counters: Counters::default(),
             listener,
+            reported_down: AtomicBool::new(false),
         });
         let member: Weak<dyn Member> = Arc::downgrade(&tier) as Weak<Tier>;
         tier.link.join(&tier.channel, member);
@@ -99,7 +102,7 @@ impl RedisTier {
         &self.0.settings.url
     }
 
-    /// Whether the tier is connected (subscribed to its channel) now.
+    /// Whether the tier is up: the link up and the cache's channel subscribed.
     pub(super) fn is_up(&self) -> bool {
         self.0.link.ready(&self.0.channel)
     }
@@ -312,10 +315,18 @@ impl Member for Tier {
     }
 
     fn report(&self, trouble: Option<&str>) {
+        let down = trouble.is_some();
+        if self.reported_down.swap(down, Relaxed) == down {
+            return; // told already
+        }
         self.emit(match trouble {
             Some(why) => Event::SharedDown { cache: self.name.clone(), reason: why.to_owned() },
             None => Event::SharedUp { cache: self.name.clone() },
         });
+    }
+
+    fn waiting(&self) -> bool {
+        !self.waiters.lock().is_empty()
     }
 }
 
@@ -327,7 +338,9 @@ impl Drop for Tier {
 
 impl Tier {
     /// Runs one Redis job on the runtime with the link's timeout; `T::default()` (false) if
-    /// Redis failed or is not connected.
+    /// Redis failed or is not connected. While the link is down the answer is at once, and the
+    /// job is still tried in the background (a lease's release, an invalidation: Redis may be
+    /// back).
     fn run<F, Fut, T>(self: Arc<Self>, job: F) -> Pending<T>
     where
         F: FnOnce(redis::aio::ConnectionManager) -> Fut + Send + 'static,
@@ -338,6 +351,7 @@ impl Tier {
         let handle = shared.handle();
         if self.link.refuses_now(&self.channel) {
             shared.fire(T::default());
+            spawn(async move { self.link.run(job).await });
             return handle;
         }
         spawn(async move {
@@ -416,6 +430,10 @@ impl Tier {
                 Some(_) => continue, // released meanwhile
                 None => return self.fallback(),
             };
+            if !self.link.ready(&self.channel) {
+                // Down since this wait was registered: its release may have come before.
+                return self.fallback();
+            }
             // Wait for the holder's message; if none comes before its lease runs out, it died:
             // look again (and take the lease).
             match tokio::time::timeout(Duration::from_millis(pttl + 5), rx).await {

@@ -165,9 +165,10 @@ fn take_bytes(b: &[u8]) -> Option<(&[u8], &[u8])> {
     (rest.len() >= n).then(|| rest.split_at(n))
 }
 
-/// The head of a `Done` message: what the publish script prepends to the blob it stores.
-fn done_head(key: &[u8]) -> Vec<u8> {
-    let mut out = vec![DONE];
+/// The head of a `Done` (or `NoCache`) message: what the publish script prepends to the
+/// blob it stores (or could not store).
+fn value_head(kind: u8, key: &[u8]) -> Vec<u8> {
+    let mut out = vec![kind];
     put_len(&mut out, key.len());
     out.extend_from_slice(key);
     out
@@ -325,7 +326,13 @@ impl Signer {
     /// The head of a `Done` message for the sealed blob `sealed` of `key`: what the publish
     /// script sends before the blob (signed for the whole message, with a secret).
     pub(crate) fn done_head(&self, key: &[u8], sealed: &[u8]) -> Vec<u8> {
-        self.envelope(&done_head(key), sealed)
+        self.envelope(&value_head(DONE, key), sealed)
+    }
+
+    /// The head of a `NoCache` message for the sealed blob `sealed` of `key`: what the publish
+    /// script sends before the blob when Redis refuses to store it.
+    pub(crate) fn nocache_head(&self, key: &[u8], sealed: &[u8]) -> Vec<u8> {
+        self.envelope(&value_head(NOCACHE, key), sealed)
     }
 
     /// `head` then `tail` is the message; returns what goes before `tail` on the channel.
@@ -364,15 +371,27 @@ impl Signer {
 }
 
 /// Writes the value, clears the lease and announces it, only if `token` still owns the lease:
-/// a holder that lost its lease never overwrites a newer value.
-/// KEYS: lease, value. ARGV: token, blob, idle ms, channel, message head, tag set keys...
+/// a holder that lost its lease never overwrites a newer value. If Redis refuses a write (OOM
+/// under `noeviction`, a tag key of another type), nothing more is written, the lease is
+/// cleared all the same and the value announced as not stored, so the waiting processes get it
+/// at once; the refusal is returned. The tag sets are written first: a value is never stored
+/// without the tag sets that let its tags' invalidation find it.
+/// KEYS: lease, value, tag sets... ARGV: token, blob, idle ms, channel, `Done` head, `NoCache`
+/// head. Returns 1 (written), 0 (not the owner) or the refusal's error text.
 pub(crate) const PUBLISH_VALUE: &str = r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
-redis.call('DEL', KEYS[1])
-for i = 6, #ARGV do
-  redis.call('SADD', ARGV[i], KEYS[2])
+local function refused(r)
+  redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', ARGV[4], ARGV[6] .. ARGV[2])
+  return r.err
 end
+for i = 3, #KEYS do
+  local r = redis.pcall('SADD', KEYS[i], KEYS[2])
+  if type(r) == 'table' and r.err then return refused(r) end
+end
+local r = redis.pcall('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+if type(r) == 'table' and r.err then return refused(r) end
+redis.call('DEL', KEYS[1])
 redis.call('PUBLISH', ARGV[4], ARGV[5] .. ARGV[2])
 return 1
 "#;

@@ -209,26 +209,43 @@ impl RedisTier {
 impl LeaseState {
     /// Writes the value (if this process still owns the lease: a holder that lost it never
     /// overwrites a newer value) and hands it to the processes waiting. True if written.
+    ///
+    /// Any failure to publish ends the lease at once, so the other processes' waiters do not
+    /// wait it out: a write Redis refuses is announced as not stored (they get the value), and
+    /// a publish that failed, timed out or was never sent is followed by the lease's release.
     pub(super) fn store(&self, blob: &Blob) -> Pending<bool> {
         let st = self.finish();
         let tier = st.tier.clone();
         let sealed = tier.signer.seal(&st.key, blob);
         let (lkey, vkey) = (tier.names.key(Kind::Lease, &st.key), tier.names.key(Kind::Value, &st.key));
-        let head = tier.signer.done_head(&st.key, &sealed);
+        let done = tier.signer.done_head(&st.key, &sealed);
+        let nocache = tier.signer.nocache_head(&st.key, &sealed);
         let tag_keys: Vec<Vec<u8>> =
             blob.tags.iter().map(|t| tier.names.key(Kind::TagSet, t.as_bytes())).collect();
-        let token = st.token.clone();
         let idle = tier.idle_ms.load(Relaxed);
         let channel = tier.channel.clone();
+        let release = ReleaseUnlessPublished(Some((tier.clone(), st.key.clone(), st.token.clone())));
         tier.run(move |mut c| async move {
+            let mut release = release;
+            let Some((tier, _, token)) = &release.0 else { unreachable!("armed until published") };
+            let name = tier.name.clone();
             let script = redis::Script::new(protocol::PUBLISH_VALUE);
             let mut call = script.key(&lkey);
-            call.key(&vkey).arg(&token).arg(&sealed).arg(idle).arg(&channel).arg(&head);
+            call.key(&vkey);
             for k in &tag_keys {
-                call.arg(k);
+                call.key(k);
             }
-            let owned: i64 = call.invoke_async(&mut c).await?;
-            Ok(owned == 1)
+            call.arg(token).arg(&sealed).arg(idle).arg(&channel).arg(&done).arg(&nocache);
+            let answer = call.invoke_async::<redis::Value>(&mut c).await?;
+            release.0 = None; // the script ended the lease, whatever it answered
+            match answer {
+                redis::Value::Int(n) => Ok(n == 1),
+                refusal => {
+                    tracing::warn!(target: "coopcache", cache = %name, ?refusal,
+                        "Redis refused to store a value; the processes waiting got it, not stored");
+                    Ok(false)
+                }
+            }
         })
     }
 
@@ -274,6 +291,17 @@ fn publish_outcome(tier: &Arc<Tier>, key: &[u8], token: &str, msg: Message) -> P
             .await?;
         Ok(owned == 1)
     })
+}
+
+/// Releases a lease when dropped armed: a publish that failed, timed out or never ran.
+struct ReleaseUnlessPublished(Option<(Arc<Tier>, Vec<u8>, String)>);
+
+impl Drop for ReleaseUnlessPublished {
+    fn drop(&mut self) {
+        if let Some((tier, key, token)) = self.0.take() {
+            drop(publish_outcome(&tier, &key, &token, Message::Released { key: key.clone() }));
+        }
+    }
 }
 
 impl Drop for LeaseState {

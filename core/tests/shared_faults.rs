@@ -208,9 +208,13 @@ fn signatures_cover_the_cache_name_and_the_control_messages() {
     let Remote::Compute(lease) = wait(&a.fetch(&f)) else { panic!("a computes") };
     let waiting = b.fetch(&f);
     s.until(|| b.stats().remote_waits == 1);
-    // A `Failed` in the unsigned format: kind, key, type name, message.
+    // The holder's `Failed` as a cache without a secret sends it: kind, key, the lease's
+    // token, type name, message. Only the signature is missing.
+    let token = s.cli_bytes(&[b"GET", &rkey("admin", 'l', f.as_bytes())]);
     let mut forged = vec![b'E', f.as_bytes().len() as u8];
     forged.extend_from_slice(f.as_bytes());
+    forged.push(token.len() as u8);
+    forged.extend_from_slice(token.as_bytes());
     forged.push(10);
     forged.extend_from_slice(b"ValueErrorforged");
     assert_ne!(s.cli_bytes(&[b"PUBLISH", b"coopcache:admin", &forged]), "0");
@@ -250,6 +254,31 @@ fn an_invalidation_during_a_computation_wins_over_its_publish() {
     assert!(wait_bool(b.clear()));
     assert!(!wait_bool(lease.store(&blob("stale"))), "written over a clear");
     assert_eq!(read(&s, "f6", &kc), "compute");
+}
+
+/// Item 6: after an invalidation of a key (or a clear) that reached Redis while the key was
+/// being computed, a process asking for the key computes it afresh instead of waiting for the
+/// stale computation; a process that was already waiting gets that computation's value, not
+/// stored (as on the local tier).
+#[test]
+fn after_an_invalidation_the_next_caller_computes_afresh_and_earlier_waiters_get_the_old_value() {
+    let s = Server::start();
+    let (a, b, c) = (tier(&s, "f6t", |_| {}), tier(&s, "f6t", |_| {}), tier(&s, "f6t", |_| {}));
+    for (i, invalidate) in [|t: &SharedTier, k: &Key| t.invalidate(k), |t: &SharedTier, _: &Key| t.clear()]
+        .into_iter()
+        .enumerate()
+    {
+        let k = Key::from(i as i64);
+        let Remote::Compute(old) = wait(&a.fetch(&k)) else { panic!("a computes") };
+        let waiting = b.fetch(&k);
+        s.until(|| b.stats().remote_waits == i as u64 + 1);
+        assert!(wait_bool(invalidate(&c, &k)));
+        let Remote::Compute(fresh) = wait(&c.fetch(&k)) else { panic!("c waits for the stale computation") };
+        assert!(!wait_bool(old.store(&blob("old"))));
+        assert_eq!(payload(wait(&waiting)), "nocache", "b, waiting before, gets the old value unstored");
+        assert!(wait_bool(fresh.store(&blob("fresh"))));
+        assert_eq!(read(&s, "f6t", &k), "fresh");
+    }
 }
 
 /// Item 6, through caches: the computing process's callers still get their value; Redis does

@@ -5,7 +5,18 @@
 //! * `coopcache:N:l:k`: the lease, holding its owner's random token, with the lease TTL;
 //! * `coopcache:N:t:TAG`: a set of the value keys stored with that tag (no TTL: tags are few and
 //!   foreseeable; members whose value expired are dropped when the tag is invalidated);
+//! * `coopcache:N:e:`: the cache's epoch, a counter that every tag invalidation and every clear
+//!   moves on; `coopcache:N:h:TAG`, the epoch of the tag's last invalidation, and
+//!   `coopcache:N:c:`, the epoch of the last clear (no TTL: one per tag, one per cache);
 //! * channel `coopcache:N`: completions and invalidations (one message per event).
+//!
+//! A lease's value is its owner's token: a random part, `:`, and the epoch when it was taken.
+//! An invalidation wins over a computation that was running when it reached Redis: the key's
+//! invalidation marks the key's lease (appending `!`), so its holder no longer owns it; a tag's
+//! invalidation or a clear records an epoch later than the lease's. The publish script then
+//! does not write the value (it still reaches the callers that were waiting for it, unstored),
+//! and a caller that arrives after the invalidation takes a marked lease, or one taken before
+//! the last clear, over and computes afresh.
 //!
 //! `N` is the cache's name encoded ([`encode_name`]): bytes other than ASCII letters, digits,
 //! `.`, `_` and `-` are written `%XX`, so an encoded name holds no `:`, no control byte and no
@@ -39,6 +50,12 @@ pub(crate) enum Kind {
     Lease,
     /// The set of value keys stored with a tag.
     TagSet,
+    /// The cache's epoch: a counter every tag invalidation and every clear moves on.
+    Epoch,
+    /// The epoch of a tag's last invalidation.
+    TagEpoch,
+    /// The epoch of the cache's last clear.
+    Cleared,
 }
 
 impl Kind {
@@ -47,6 +64,9 @@ impl Kind {
             Kind::Value => b'v',
             Kind::Lease => b'l',
             Kind::TagSet => b't',
+            Kind::Epoch => b'e',
+            Kind::TagEpoch => b'h',
+            Kind::Cleared => b'c',
         }
     }
 }
@@ -110,17 +130,19 @@ const MAC_LEN: usize = 32;
 /// The first byte of a signed message.
 const SIGNED_MESSAGE: u8 = b'S';
 
-/// A message on the cache's channel.
+/// A message on the cache's channel. A completion names the key and the lease it ends (its
+/// holder's token, the lease key's value), so a process waits for the computation it found
+/// running, and no other's.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Message {
     /// The value was written; the blob travels with the message so waiters need no GET.
-    Done { key: Vec<u8>, blob: Vec<u8> },
+    Done { key: Vec<u8>, token: Vec<u8>, blob: Vec<u8> },
     /// A value handed out but not stored.
-    NoCache { key: Vec<u8>, blob: Vec<u8> },
+    NoCache { key: Vec<u8>, token: Vec<u8>, blob: Vec<u8> },
     /// The computation failed: the error's type name and message.
-    Failed { key: Vec<u8>, type_name: String, message: String },
+    Failed { key: Vec<u8>, token: Vec<u8>, type_name: String, message: String },
     /// The lease holder gave up without a result: take the lease.
-    Released { key: Vec<u8> },
+    Released { key: Vec<u8>, token: Vec<u8> },
     /// Drop the key from every local tier.
     Invalidate { key: Vec<u8> },
     /// Drop the tag's entries from every local tier.
@@ -167,10 +189,12 @@ fn take_bytes(b: &[u8]) -> Option<(&[u8], &[u8])> {
 
 /// The head of a `Done` (or `NoCache`) message: what the publish script prepends to the
 /// blob it stores (or could not store).
-fn value_head(kind: u8, key: &[u8]) -> Vec<u8> {
+fn value_head(kind: u8, key: &[u8], token: &[u8]) -> Vec<u8> {
     let mut out = vec![kind];
     put_len(&mut out, key.len());
     out.extend_from_slice(key);
+    put_len(&mut out, token.len());
+    out.extend_from_slice(token);
     out
 }
 
@@ -184,16 +208,16 @@ impl Message {
             out
         };
         match self {
-            Message::Done { key, blob } => with_key(DONE, key, blob),
-            Message::NoCache { key, blob } => with_key(NOCACHE, key, blob),
-            Message::Failed { key, type_name, message } => {
-                let mut rest = Vec::new();
-                put_len(&mut rest, type_name.len());
-                rest.extend_from_slice(type_name.as_bytes());
-                rest.extend_from_slice(message.as_bytes());
-                with_key(FAILED, key, &rest)
+            Message::Done { key, token, blob } => [value_head(DONE, key, token), blob.clone()].concat(),
+            Message::NoCache { key, token, blob } => [value_head(NOCACHE, key, token), blob.clone()].concat(),
+            Message::Failed { key, token, type_name, message } => {
+                let mut out = value_head(FAILED, key, token);
+                put_len(&mut out, type_name.len());
+                out.extend_from_slice(type_name.as_bytes());
+                out.extend_from_slice(message.as_bytes());
+                out
             }
-            Message::Released { key } => with_key(RELEASED, key, &[]),
+            Message::Released { key, token } => value_head(RELEASED, key, token),
             Message::Invalidate { key } => with_key(INVALIDATE, key, &[]),
             Message::InvalidateTag { tag } => {
                 let mut out = vec![INVALIDATE_TAG];
@@ -210,35 +234,40 @@ impl Message {
             INVALIDATE_TAG => {
                 return Some(Message::InvalidateTag { tag: String::from_utf8(rest.to_vec()).ok()? });
             }
-            CLEAR => return Some(Message::Clear),
+            CLEAR => return (rest.is_empty()).then_some(Message::Clear),
             _ => {}
         }
         let (key, rest) = take_bytes(rest)?;
         let key = key.to_vec();
+        if kind == INVALIDATE {
+            return rest.is_empty().then_some(Message::Invalidate { key });
+        }
+        let (token, rest) = take_bytes(rest)?;
+        let token = token.to_vec();
         Some(match kind {
-            DONE => Message::Done { key, blob: rest.to_vec() },
-            NOCACHE => Message::NoCache { key, blob: rest.to_vec() },
+            DONE => Message::Done { key, token, blob: rest.to_vec() },
+            NOCACHE => Message::NoCache { key, token, blob: rest.to_vec() },
             FAILED => {
                 let (name, msg) = take_bytes(rest)?;
                 Message::Failed {
                     key,
+                    token,
                     type_name: String::from_utf8_lossy(name).into_owned(),
                     message: String::from_utf8_lossy(msg).into_owned(),
                 }
             }
-            RELEASED => Message::Released { key },
-            INVALIDATE => Message::Invalidate { key },
+            RELEASED if rest.is_empty() => Message::Released { key, token },
             _ => return None,
         })
     }
 
-    /// The key a completion message is about.
-    pub(crate) fn completion_key(&self) -> Option<&[u8]> {
+    /// The key and the lease a completion message is about.
+    pub(crate) fn completion(&self) -> Option<(&[u8], &[u8])> {
         match self {
-            Message::Done { key, .. }
-            | Message::NoCache { key, .. }
-            | Message::Failed { key, .. }
-            | Message::Released { key } => Some(key),
+            Message::Done { key, token, .. }
+            | Message::NoCache { key, token, .. }
+            | Message::Failed { key, token, .. }
+            | Message::Released { key, token } => Some((key, token)),
             _ => None,
         }
     }
@@ -325,14 +354,14 @@ impl Signer {
 
     /// The head of a `Done` message for the sealed blob `sealed` of `key`: what the publish
     /// script sends before the blob (signed for the whole message, with a secret).
-    pub(crate) fn done_head(&self, key: &[u8], sealed: &[u8]) -> Vec<u8> {
-        self.envelope(&value_head(DONE, key), sealed)
+    pub(crate) fn done_head(&self, key: &[u8], token: &[u8], sealed: &[u8]) -> Vec<u8> {
+        self.envelope(&value_head(DONE, key, token), sealed)
     }
 
     /// The head of a `NoCache` message for the sealed blob `sealed` of `key`: what the publish
     /// script sends before the blob when Redis refuses to store it.
-    pub(crate) fn nocache_head(&self, key: &[u8], sealed: &[u8]) -> Vec<u8> {
-        self.envelope(&value_head(NOCACHE, key), sealed)
+    pub(crate) fn nocache_head(&self, key: &[u8], token: &[u8], sealed: &[u8]) -> Vec<u8> {
+        self.envelope(&value_head(NOCACHE, key, token), sealed)
     }
 
     /// `head` then `tail` is the message; returns what goes before `tail` on the channel.
@@ -370,39 +399,76 @@ impl Signer {
     }
 }
 
-/// Writes the value, clears the lease and announces it, only if `token` still owns the lease:
-/// a holder that lost its lease never overwrites a newer value. If Redis refuses a write (OOM
-/// under `noeviction`, a tag key of another type), nothing more is written, the lease is
-/// cleared all the same and the value announced as not stored, so the waiting processes get it
-/// at once; the refusal is returned. The tag sets are written first: a value is never stored
-/// without the tag sets that let its tags' invalidation find it.
-/// KEYS: lease, value, tag sets... ARGV: token, blob, idle ms, channel, `Done` head, `NoCache`
-/// head. Returns 1 (written), 0 (not the owner) or the refusal's error text.
-pub(crate) const PUBLISH_VALUE: &str = r#"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-local function refused(r)
-  redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', ARGV[4], ARGV[6] .. ARGV[2])
-  return r.err
+/// Takes the key's lease for this process: free, or stale (taken before the key's
+/// invalidation or before a clear: a caller arriving after either starts a computation of its
+/// own, as on the local tier). The lease's value is the owner's token: a random part, `:`, and
+/// the cache's epoch when it was taken.
+/// KEYS: lease, epoch, cleared. ARGV: random part, lease ms.
+/// Returns `{1, token}` (taken) or `{0, PTTL, holder's token}`.
+pub(crate) const TAKE_LEASE: &str = r#"
+local mine = ARGV[1] .. ':' .. (redis.call('GET', KEYS[2]) or '0')
+if redis.call('SET', KEYS[1], mine, 'NX', 'PX', ARGV[2]) then return {1, mine} end
+local held = redis.call('GET', KEYS[1])
+local snap = tonumber(string.match(held, ':(%d+)$'))
+local cleared = tonumber(redis.call('GET', KEYS[3]) or '0')
+if string.sub(held, -1) == '!' or (snap and snap < cleared) then
+  redis.call('SET', KEYS[1], mine, 'PX', ARGV[2])
+  return {1, mine}
 end
-for i = 3, #KEYS do
-  local r = redis.pcall('SADD', KEYS[i], KEYS[2])
-  if type(r) == 'table' and r.err then return refused(r) end
+return {0, redis.call('PTTL', KEYS[1]), held}
+"#;
+
+/// Writes the value, clears the lease and announces it, only if `token` still owns the lease
+/// and nothing invalidated the value since the lease was taken: not its key (its lease is then
+/// marked, so the token no longer owns it), not one of its tags, not a clear. A holder that
+/// lost its lease never overwrites a newer value. A value that is not written is announced as
+/// not stored to the processes waiting for this lease, which get it all the same, as this
+/// process's own callers do.
+///
+/// If Redis refuses a write (OOM under `noeviction`, a tag key of another type), nothing more
+/// is written, the lease is cleared all the same and the value announced as not stored, so the
+/// waiting processes get it at once; the refusal is returned. The tag sets are written first:
+/// a value is never stored without the tag sets that let its tags' invalidation find it.
+///
+/// KEYS: lease, value, cleared, then each tag's set and then each tag's epoch. ARGV: token,
+/// blob, idle ms, channel, `Done` head, `NoCache` head. Returns 1 (written), 0 (not written:
+/// not the owner, or invalidated) or the refusal's error text.
+pub(crate) const PUBLISH_VALUE: &str = r#"
+local held = redis.call('GET', KEYS[1])
+local snap = tonumber(string.match(ARGV[1], ':(%d+)$')) or 0
+local fresh = held == ARGV[1] and tonumber(redis.call('GET', KEYS[3]) or '0') <= snap
+local tags = (#KEYS - 3) / 2
+for i = 1, tags do
+  if fresh and tonumber(redis.call('GET', KEYS[3 + tags + i]) or '0') > snap then fresh = false end
+end
+local function unstored(r)
+  if held == ARGV[1] or held == ARGV[1] .. '!' then redis.call('DEL', KEYS[1]) end
+  redis.call('PUBLISH', ARGV[4], ARGV[6] .. ARGV[2])
+  return r
+end
+if not fresh then return unstored(0) end
+for i = 1, tags do
+  local r = redis.pcall('SADD', KEYS[3 + i], KEYS[2])
+  if type(r) == 'table' and r.err then return unstored(r.err) end
 end
 local r = redis.pcall('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
-if type(r) == 'table' and r.err then return refused(r) end
+if type(r) == 'table' and r.err then return unstored(r.err) end
 redis.call('DEL', KEYS[1])
 redis.call('PUBLISH', ARGV[4], ARGV[5] .. ARGV[2])
 return 1
 "#;
 
-/// Clears the lease and announces an outcome that is not stored (nocache, error, release),
-/// if `token` still owns the lease. KEYS: lease. ARGV: token, channel, message.
+/// Announces an outcome that is not stored (nocache, error, release) to the processes waiting
+/// for this lease, and clears the lease if `token` still owns it (or owned it until the key's
+/// invalidation marked it). KEYS: lease. ARGV: token, channel, message. Returns 1 if it owned
+/// the lease.
 pub(crate) const PUBLISH_OUTCOME: &str = r#"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
+local held = redis.call('GET', KEYS[1])
+local owned = held == ARGV[1]
+if owned or held == ARGV[1] .. '!' then redis.call('DEL', KEYS[1]) end
 redis.call('PUBLISH', ARGV[2], ARGV[3])
-return 1
+if owned then return 1 end
+return 0
 "#;
 
 /// Extends the lease if `token` still owns it. KEYS: lease. ARGV: token, ttl ms.
@@ -411,13 +477,39 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 "#;
 
-/// Deletes a tag's values and the tag set. KEYS: tag set. Returns how many values went.
+/// Deletes a key's value, marks its lease (if any) as taken before this invalidation (its
+/// holder no longer owns it, and the next caller takes it over), and announces it.
+/// KEYS: value, lease. ARGV: channel, message.
+pub(crate) const INVALIDATE_KEY_SCRIPT: &str = r#"
+redis.call('DEL', KEYS[1])
+local held = redis.call('GET', KEYS[2])
+if held and string.sub(held, -1) ~= '!' then redis.call('SET', KEYS[2], held .. '!', 'KEEPTTL') end
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return 1
+"#;
+
+/// Moves the cache's epoch on and records it as the tag's, so a computation whose lease was
+/// taken before does not store a value with that tag; deletes the tag's values and its set,
+/// and announces it. KEYS: tag set, epoch, tag's epoch. ARGV: channel, message. Returns how
+/// many values went.
 pub(crate) const INVALIDATE_TAG_SCRIPT: &str = r#"
+local epoch = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[3], epoch)
 local members = redis.call('SMEMBERS', KEYS[1])
 local n = 0
 for _, k in ipairs(members) do n = n + redis.call('DEL', k) end
 redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[1], ARGV[2])
 return n
+"#;
+
+/// Moves the cache's epoch on and records it as the last clear's, so no computation whose
+/// lease was taken before stores its value (the values themselves are deleted after, by
+/// `SCAN`). KEYS: epoch, cleared.
+pub(crate) const CLEAR_SCRIPT: &str = r#"
+local epoch = redis.call('INCR', KEYS[1])
+redis.call('SET', KEYS[2], epoch)
+return epoch
 "#;
 
 #[cfg(test)]
@@ -440,10 +532,15 @@ mod tests {
     #[test]
     fn messages_round_trip() {
         let all = [
-            Message::Done { key: b"k".to_vec(), blob: vec![1, 2] },
-            Message::NoCache { key: vec![0; 200], blob: vec![] },
-            Message::Failed { key: b"k".to_vec(), type_name: "ValueError".into(), message: "bad".into() },
-            Message::Released { key: b"k".to_vec() },
+            Message::Done { key: b"k".to_vec(), token: b"t:1".to_vec(), blob: vec![1, 2] },
+            Message::NoCache { key: vec![0; 200], token: vec![], blob: vec![] },
+            Message::Failed {
+                key: b"k".to_vec(),
+                token: b"t".to_vec(),
+                type_name: "ValueError".into(),
+                message: "bad".into(),
+            },
+            Message::Released { key: b"k".to_vec(), token: b"t".to_vec() },
             Message::Invalidate { key: b"k".to_vec() },
             Message::InvalidateTag { tag: "user:1".into() },
             Message::Clear,
@@ -452,9 +549,14 @@ mod tests {
             for m in all.clone() {
                 assert_eq!(signer.read(&signer.message(&m)), Ok(m));
             }
-            let mut done = signer.done_head(b"k", &[9]);
+            let mut done = signer.done_head(b"k", b"t", &[9]);
             done.push(9);
-            assert_eq!(signer.read(&done), Ok(Message::Done { key: b"k".to_vec(), blob: vec![9] }));
+            let want = Message::Done { key: b"k".to_vec(), token: b"t".to_vec(), blob: vec![9] };
+            assert_eq!(signer.read(&done), Ok(want));
+            let mut nocache = signer.nocache_head(b"k", b"t", &[]);
+            nocache.extend_from_slice(&[]);
+            let want = Message::NoCache { key: b"k".to_vec(), token: b"t".to_vec(), blob: vec![] };
+            assert_eq!(signer.read(&nocache), Ok(want));
         }
     }
 

@@ -18,7 +18,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio::sync::oneshot;
+use tokio::sync::mpsc;
 
 use super::link::{Link, Member, spawn};
 use super::protocol::{self, Kind, Message, Names, Signer};
@@ -31,7 +31,9 @@ use crate::keys::Key;
 use crate::stats::{Event, Listener};
 use crate::wait::{Pending, Shared};
 
-type Waiters = HashMap<Vec<u8>, Vec<(u64, oneshot::Sender<Option<Message>>)>>;
+/// The callers waiting for another process's completion, by key: each gets every completion
+/// of the key (and picks its lease's), or `None` when the link goes down.
+type Waiters = HashMap<Vec<u8>, Vec<(u64, mpsc::UnboundedSender<Option<Message>>)>>;
 
 struct Tier {
     name: String,
@@ -145,39 +147,61 @@ impl RedisTier {
         self.0.touches.lock().insert(key.as_bytes().to_vec());
     }
 
-    /// Deletes the key in Redis and tells every process to drop it locally.
+    /// Deletes the key in Redis and tells every process to drop it locally. A computation of
+    /// the key running now does not store its value (see the protocol's docs).
     pub(super) fn invalidate(&self, key: &Key) -> Pending<bool> {
-        let vkey = self.0.names.key(Kind::Value, key.as_bytes());
-        let msg = self.0.signer.message(&Message::Invalidate { key: key.as_bytes().to_vec() });
-        let channel = self.0.channel.clone();
-        self.0.clone().run(move |mut c| async move {
-            redis::cmd("DEL").arg(&vkey).query_async::<()>(&mut c).await?;
-            redis::cmd("PUBLISH").arg(&channel).arg(msg).query_async::<()>(&mut c).await?;
+        let t = &self.0;
+        let (vkey, lkey) =
+            (t.names.key(Kind::Value, key.as_bytes()), t.names.key(Kind::Lease, key.as_bytes()));
+        let msg = t.signer.message(&Message::Invalidate { key: key.as_bytes().to_vec() });
+        let channel = t.channel.clone();
+        t.clone().run(move |mut c| async move {
+            redis::Script::new(protocol::INVALIDATE_KEY_SCRIPT)
+                .key(&vkey)
+                .key(&lkey)
+                .arg(&channel)
+                .arg(msg)
+                .invoke_async::<()>(&mut c)
+                .await?;
             Ok(true)
         })
     }
 
-    /// Deletes the tag's values in Redis and tells every process to drop them locally.
+    /// Deletes the tag's values in Redis and tells every process to drop them locally. A
+    /// computation running now does not store a value with this tag.
     pub(super) fn invalidate_tag(&self, tag: &str) -> Pending<bool> {
-        let tkey = self.0.names.key(Kind::TagSet, tag.as_bytes());
-        let msg = self.0.signer.message(&Message::InvalidateTag { tag: tag.to_owned() });
-        let channel = self.0.channel.clone();
-        self.0.clone().run(move |mut c| async move {
+        let t = &self.0;
+        let tkey = t.names.key(Kind::TagSet, tag.as_bytes());
+        let (epoch, tag_epoch) = (t.names.key(Kind::Epoch, b""), t.names.key(Kind::TagEpoch, tag.as_bytes()));
+        let msg = t.signer.message(&Message::InvalidateTag { tag: tag.to_owned() });
+        let channel = t.channel.clone();
+        t.clone().run(move |mut c| async move {
             redis::Script::new(protocol::INVALIDATE_TAG_SCRIPT)
                 .key(&tkey)
+                .key(&epoch)
+                .key(&tag_epoch)
+                .arg(&channel)
+                .arg(msg)
                 .invoke_async::<i64>(&mut c)
                 .await?;
-            redis::cmd("PUBLISH").arg(&channel).arg(msg).query_async::<()>(&mut c).await?;
             Ok(true)
         })
     }
 
-    /// Deletes every value of the cache in Redis and tells every process to clear locally.
+    /// Deletes every value of the cache in Redis and tells every process to clear locally. No
+    /// computation running now stores its value.
     pub(super) fn clear(&self) -> Pending<bool> {
-        let pattern = self.0.names.pattern(Kind::Value);
-        let msg = self.0.signer.message(&Message::Clear);
-        let channel = self.0.channel.clone();
-        self.0.clone().run(move |mut c| async move {
+        let t = &self.0;
+        let pattern = t.names.pattern(Kind::Value);
+        let (epoch, cleared) = (t.names.key(Kind::Epoch, b""), t.names.key(Kind::Cleared, b""));
+        let msg = t.signer.message(&Message::Clear);
+        let channel = t.channel.clone();
+        t.clone().run(move |mut c| async move {
+            redis::Script::new(protocol::CLEAR_SCRIPT)
+                .key(&epoch)
+                .key(&cleared)
+                .invoke_async::<i64>(&mut c)
+                .await?;
             let mut cursor = 0u64;
             loop {
                 let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
@@ -218,10 +242,14 @@ impl LeaseState {
         let tier = st.tier.clone();
         let sealed = tier.signer.seal(&st.key, blob);
         let (lkey, vkey) = (tier.names.key(Kind::Lease, &st.key), tier.names.key(Kind::Value, &st.key));
-        let done = tier.signer.done_head(&st.key, &sealed);
-        let nocache = tier.signer.nocache_head(&st.key, &sealed);
-        let tag_keys: Vec<Vec<u8>> =
-            blob.tags.iter().map(|t| tier.names.key(Kind::TagSet, t.as_bytes())).collect();
+        let done = tier.signer.done_head(&st.key, st.token.as_bytes(), &sealed);
+        let nocache = tier.signer.nocache_head(&st.key, st.token.as_bytes(), &sealed);
+        let cleared = tier.names.key(Kind::Cleared, b"");
+        let tag_keys: Vec<Vec<u8>> = [Kind::TagSet, Kind::TagEpoch]
+            .into_iter()
+            .flat_map(|kind| blob.tags.iter().map(move |t| (kind, t)))
+            .map(|(kind, t)| tier.names.key(kind, t.as_bytes()))
+            .collect();
         let idle = tier.idle_ms.load(Relaxed);
         let channel = tier.channel.clone();
         let release = ReleaseUnlessPublished(Some((tier.clone(), st.key.clone(), st.token.clone())));
@@ -231,7 +259,7 @@ impl LeaseState {
             let name = tier.name.clone();
             let script = redis::Script::new(protocol::PUBLISH_VALUE);
             let mut call = script.key(&lkey);
-            call.key(&vkey);
+            call.key(&vkey).key(&cleared);
             for k in &tag_keys {
                 call.key(k);
             }
@@ -253,7 +281,11 @@ impl LeaseState {
     pub(super) fn nocache(&self, blob: &Blob) -> Pending<bool> {
         let st = self.finish();
         let sealed = st.tier.signer.seal(&st.key, blob);
-        self.outcome(Message::NoCache { key: st.key.clone(), blob: sealed })
+        self.outcome(Message::NoCache {
+            key: st.key.clone(),
+            token: st.token.clone().into_bytes(),
+            blob: sealed,
+        })
     }
 
     /// Hands an error to the waiting processes; nothing is stored.
@@ -261,6 +293,7 @@ impl LeaseState {
         let st = self.finish();
         self.outcome(Message::Failed {
             key: st.key.clone(),
+            token: st.token.clone().into_bytes(),
             type_name: error.type_name.clone(),
             message: error.message.clone(),
         })
@@ -299,7 +332,8 @@ struct ReleaseUnlessPublished(Option<(Arc<Tier>, Vec<u8>, String)>);
 impl Drop for ReleaseUnlessPublished {
     fn drop(&mut self) {
         if let Some((tier, key, token)) = self.0.take() {
-            drop(publish_outcome(&tier, &key, &token, Message::Released { key: key.clone() }));
+            let released = Message::Released { key: key.clone(), token: token.clone().into_bytes() };
+            drop(publish_outcome(&tier, &key, &token, released));
         }
     }
 }
@@ -308,12 +342,9 @@ impl Drop for LeaseState {
     fn drop(&mut self) {
         self.renew.abort();
         if !self.finished.load(Relaxed) {
-            drop(publish_outcome(
-                &self.tier,
-                &self.key,
-                &self.token,
-                Message::Released { key: self.key.clone() },
-            ));
+            let released =
+                Message::Released { key: self.key.clone(), token: self.token.clone().into_bytes() };
+            drop(publish_outcome(&self.tier, &self.key, &self.token, released));
         }
     }
 }
@@ -422,13 +453,14 @@ impl Tier {
 
     async fn fetch(self: Arc<Self>, key: Vec<u8>, interest: &Shared<Remote>) -> Remote {
         let (vkey, lkey) = (self.names.key(Kind::Value, &key), self.names.key(Kind::Lease, &key));
+        let (epoch, cleared) = (self.names.key(Kind::Epoch, b""), self.names.key(Kind::Cleared, b""));
         let lease_ms = self.settings.lease_ttl.as_millis() as u64;
         loop {
             if interest.live() == 0 {
                 return Remote::Unavailable; // nobody is waiting for this answer any more
             }
             // Listen before looking, so a completion between the two is not missed.
-            let (id, rx) = self.listen(&key);
+            let (id, mut rx) = self.listen(&key);
             let _unlisten = Unlisten(&self, &key, id);
             let idle = self.idle_ms.load(Relaxed);
             let mut getex = redis::cmd("GETEX");
@@ -440,50 +472,74 @@ impl Tier {
                 inc(&self.counters.remote_hits);
                 return Remote::Value(blob);
             }
-            let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-            let mut set = redis::cmd("SET");
-            set.arg(&lkey).arg(&token).arg("NX").arg("PX").arg(lease_ms);
-            match self.link.call::<Option<String>>(&set).await {
+            let random = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+            let (lkey, epoch, cleared, random) = (&lkey, &epoch, &cleared, &random);
+            let taken = self
+                .link
+                .run(|mut c| async move {
+                    redis::Script::new(protocol::TAKE_LEASE)
+                        .key(lkey)
+                        .key(epoch)
+                        .key(cleared)
+                        .arg(random)
+                        .arg(lease_ms)
+                        .invoke_async::<Vec<redis::Value>>(&mut c)
+                        .await
+                })
+                .await;
+            let (pttl, holder) = match taken.as_deref() {
                 None => return self.fallback(),
-                Some(Some(_)) => {
+                Some([redis::Value::Int(1), token]) => {
+                    let Ok(token) = redis::from_redis_value_ref::<String>(token) else {
+                        return self.fallback();
+                    };
                     inc(&self.counters.leases_won);
                     return Remote::Compute(self.lease(key.clone(), token));
                 }
-                Some(None) => {}
-            }
+                Some([_, redis::Value::Int(ms), holder]) if *ms > 0 => {
+                    match redis::from_redis_value_ref::<Vec<u8>>(holder) {
+                        Ok(holder) => (*ms as u64, holder),
+                        Err(_) => return self.fallback(),
+                    }
+                }
+                Some(_) => continue, // expiring now: look again
+            };
             inc(&self.counters.leases_lost);
             inc(&self.counters.remote_waits);
-            let pttl = match self.link.call::<i64>(redis::cmd("PTTL").arg(&lkey)).await {
-                Some(ms) if ms > 0 => ms as u64,
-                Some(_) => continue, // released meanwhile
-                None => return self.fallback(),
-            };
             if !self.link.ready(&self.channel) {
                 // Down since this wait was registered: its release may have come before.
                 return self.fallback();
             }
-            // Wait for the holder's message; if none comes before its lease runs out, it died:
-            // look again (and take the lease).
-            match tokio::time::timeout(Duration::from_millis(pttl + 5), rx).await {
-                Ok(Ok(Some(msg))) => match msg {
-                    Message::Done { blob, .. } => {
-                        if let Some(blob) = self.open(&key, &blob) {
-                            inc(&self.counters.remote_hits);
-                            return Remote::Value(blob);
+            // Wait for the holder's completion; if none comes before its lease runs out, it
+            // died: look again (and take the lease).
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(pttl + 5);
+            loop {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(Some(msg))) => match msg {
+                        Message::Done { token, .. }
+                        | Message::NoCache { token, .. }
+                        | Message::Failed { token, .. }
+                        | Message::Released { token, .. }
+                            if token != holder => {} // another lease's
+                        Message::Done { blob, .. } => match self.open(&key, &blob) {
+                            Some(blob) => {
+                                inc(&self.counters.remote_hits);
+                                return Remote::Value(blob);
+                            }
+                            None => break,
+                        },
+                        Message::NoCache { blob, .. } => match self.open(&key, &blob) {
+                            Some(blob) => return Remote::NoCache(blob),
+                            None => break,
+                        },
+                        Message::Failed { type_name, message, .. } => {
+                            return Remote::Failed(RemoteError { type_name, message });
                         }
-                    }
-                    Message::NoCache { blob, .. } => {
-                        if let Some(blob) = self.open(&key, &blob) {
-                            return Remote::NoCache(blob);
-                        }
-                    }
-                    Message::Failed { type_name, message, .. } => {
-                        return Remote::Failed(RemoteError { type_name, message });
-                    }
-                    _ => {}
-                },
-                Ok(Ok(None)) => return self.fallback(), // the connection went down
-                Ok(Err(_)) | Err(_) => {}
+                        _ => break, // released: take the lease
+                    },
+                    Ok(Some(None)) => return self.fallback(), // the link went down
+                    Ok(None) | Err(_) => break,
+                }
             }
         }
     }
@@ -520,8 +576,8 @@ impl Tier {
         })))
     }
 
-    fn listen(&self, key: &[u8]) -> (u64, oneshot::Receiver<Option<Message>>) {
-        let (tx, rx) = oneshot::channel();
+    fn listen(&self, key: &[u8]) -> (u64, mpsc::UnboundedReceiver<Option<Message>>) {
+        let (tx, rx) = mpsc::unbounded_channel();
         let id = self.next_waiter.fetch_add(1, Relaxed);
         self.waiters.lock().entry(key.to_vec()).or_default().push((id, tx));
         (id, rx)
@@ -532,10 +588,11 @@ impl Tier {
             Ok(msg) => msg,
             Err(why) => return self.refused(why, "a message on the shared tier's channel was dropped"),
         };
-        if let Some(key) = msg.completion_key() {
-            let waiting = self.waiters.lock().remove(key).unwrap_or_default();
-            for (_, tx) in waiting {
-                let _ = tx.send(Some(msg.clone()));
+        if let Some((key, _)) = msg.completion() {
+            if let Some(waiting) = self.waiters.lock().get(key) {
+                for (_, tx) in waiting {
+                    let _ = tx.send(Some(msg.clone()));
+                }
             }
             return;
         }

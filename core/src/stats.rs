@@ -21,9 +21,12 @@ pub struct Stats {
     pub hits: u64,
     /// Calls that found no fresh value (they computed or waited).
     pub misses: u64,
-    /// Computations started: leases taken by this cache's callers. With a shared tier, a
-    /// leader that the shared tier answers (another process or worker computed) counts here
-    /// too; the shared tier's `leases_won` counts the leaders that ran the function.
+    /// Computations that ran here: leaders whose function this cache's callers ran. With a
+    /// shared tier, a leader that the shared tier answered (a value from Redis, another
+    /// process's or worker's completion) ran nothing and is not counted: the shared tier's
+    /// `remote_hits` counts those. Summed over every process, it is how often the function
+    /// ran. (A lease taken with [`crate::Cache::begin`], which bindings may drive themselves,
+    /// counts when it is taken.)
     pub computations: u64,
     /// Calls that waited for another caller's computation instead of computing.
     pub coalesced: u64,

@@ -15,7 +15,9 @@ use coopcache::shared::{Invalidation, Remote, SharedSettings, SharedTier};
 use coopcache::{Event, Key, Listener};
 
 mod support;
-use support::redis::{Server, blob, payload, shared_cache, start_with, tagged, tier, until, wait, wait_bool};
+use support::redis::{
+    Certs, Server, blob, payload, shared_cache, start, start_with, tagged, tier, until, wait, wait_bool,
+};
 use support::{Gate, within};
 
 /// Well under every lease TTL these tests use: a waiter answered within this was woken, not
@@ -305,6 +307,91 @@ fn the_callers_get_a_value_whose_write_an_invalidation_refused() {
     assert_eq!(support::finish("the computing caller", leader), "old");
     let late = shared_cache(&s, "f6c");
     assert_eq!(late.get_or_compute(k, || "new".to_string()), "new", "Redis kept the pre-invalidation value");
+}
+
+/// Item 7: the TLS settings are checked when the cache is configured, each error naming its
+/// setting: `#insecure` (refused: certificates are always checked), files that are missing,
+/// not PEM, a key that is not the certificate's, a certificate without its key, TLS files
+/// with a `redis://` URL.
+#[test]
+fn tls_settings_are_checked_at_configure_time() {
+    let certs = Certs::make("configure");
+    let tls = "rediss://127.0.0.1:1";
+    let setting =
+        |settings: SharedSettings| start("t", settings, Duration::from_secs(1)).err().map(|e| e.setting);
+    let e = start("t", SharedSettings::new("rediss://:pw@127.0.0.1:1/#insecure"), Duration::from_secs(1))
+        .err()
+        .expect("#insecure refused at configure time");
+    assert_eq!(e.setting, "redis_url");
+    assert!(e.to_string().contains("#insecure") && !e.to_string().contains("pw"), "{e}");
+
+    let (ca, cert, key) = (certs.path("ca.pem"), certs.path("client.pem"), certs.path("client.key"));
+    let garbage = certs.path("garbage.pem");
+    std::fs::write(&garbage, "not a PEM file").unwrap();
+    let missing = certs.path("missing.pem");
+    assert_eq!(setting(SharedSettings::new(tls).tls_ca_file(&missing)), Some("tls_ca_file"));
+    assert_eq!(setting(SharedSettings::new(tls).tls_ca_file(&garbage)), Some("tls_ca_file"));
+    assert_eq!(
+        setting(SharedSettings::new(tls).tls_ca_file(&ca).tls_client_cert(&garbage, &key)),
+        Some("tls_cert_file")
+    );
+    assert_eq!(setting(SharedSettings::new(tls).tls_client_cert(&cert, &missing)), Some("tls_key_file"));
+    assert_eq!(setting(SharedSettings::new(tls).tls_client_cert(&cert, &garbage)), Some("tls_key_file"));
+    let not_its_key = certs.path("server.key");
+    assert_eq!(setting(SharedSettings::new(tls).tls_client_cert(&cert, &not_its_key)), Some("tls_key_file"));
+    let mut alone = SharedSettings::new(tls);
+    alone.tls_cert_file = Some(cert.clone());
+    assert_eq!(setting(alone), Some("tls_key_file"));
+    assert_eq!(setting(SharedSettings::new("redis://127.0.0.1:1").tls_ca_file(&ca)), Some("tls_ca_file"));
+    assert_eq!(setting(SharedSettings::new(tls).tls_ca_file(&ca).tls_client_cert(&cert, &key)), None);
+    let text = format!("{:?}", SharedSettings::new(tls).tls_client_cert(&cert, &key));
+    assert!(text.contains("client.key"), "the paths are shown: {text}");
+}
+
+/// Item 7: a real TLS server with a private CA: trusted through `tls_ca_file` (not without
+/// it), and with mutual TLS, reached only with the client certificate.
+#[test]
+fn tls_with_a_private_ca_and_a_client_certificate() {
+    let certs = Certs::make("connect");
+    let (ca, cert, key) = (certs.path("ca.pem"), certs.path("client.pem"), certs.path("client.key"));
+    let reported = |settings: SharedSettings| {
+        let events = Arc::new(Mutex::new(Vec::<String>::new()));
+        let log = events.clone();
+        let listener: Listener = Arc::new(move |e: &Event| match e {
+            Event::SharedDown { reason, .. } => log.lock().unwrap().push(format!("down: {reason}")),
+            Event::SharedUp { .. } => log.lock().unwrap().push("up".into()),
+            _ => {}
+        });
+        let t = start_with("tls", settings, Duration::from_secs(60), Some(listener)).unwrap();
+        until("the first attempt to connect ends", || t.is_up() || !events.lock().unwrap().is_empty());
+        (t, events)
+    };
+    let roundtrip = |a: &SharedTier, b: &SharedTier, k: &str| {
+        store(a, &Key::from(k), "over TLS", &[]);
+        assert_eq!(payload(wait(&b.fetch(&Key::from(k)))), "over TLS");
+    };
+
+    let s = Server::tls(&certs, false);
+    let with_ca = || SharedSettings::new(s.url()).tls_ca_file(&ca);
+    let (a, _) = reported(with_ca());
+    // Another timeout: connections of its own.
+    let (b, _) = reported(with_ca().timeout(Duration::from_millis(900)));
+    assert!(a.is_up() && b.is_up(), "a CA file lets the tier trust the server");
+    roundtrip(&a, &b, "k");
+    let (untrusted, events) = reported(SharedSettings::new(s.url()));
+    assert!(!untrusted.is_up(), "the system's roots do not trust the test CA");
+    assert!(events.lock().unwrap()[0].starts_with("down"), "{:?}", events.lock().unwrap());
+
+    let m = Server::tls(&certs, true);
+    let (no_cert, events) = reported(SharedSettings::new(m.url()).tls_ca_file(&ca));
+    assert!(!no_cert.is_up(), "a server that requires a client certificate refuses a client without one");
+    assert!(events.lock().unwrap()[0].starts_with("down"), "{:?}", events.lock().unwrap());
+    let mtls = || SharedSettings::new(m.url()).tls_ca_file(&ca).tls_client_cert(&cert, &key);
+    let (a, _) = reported(mtls());
+    let (b, _) = reported(mtls().timeout(Duration::from_millis(900)));
+    assert!(a.is_up() && b.is_up(), "mutual TLS");
+    roundtrip(&a, &b, "m");
+    assert_eq!(m.cli(&["DBSIZE"]), "1");
 }
 
 /// Item 8: `computations` counts the computations that ran here; a value from Redis (or from

@@ -57,6 +57,8 @@ where
 struct LinkKey {
     url: String,
     timeout: Duration,
+    /// The TLS files: CA, client certificate, client key.
+    tls: [Option<std::path::PathBuf>; 3],
 }
 
 /// The links of the process; a link lives while a cache uses it.
@@ -120,7 +122,15 @@ impl Link {
     /// with every cache that uses the same.
     pub(super) fn get(settings: &SharedSettings) -> Result<Arc<Link>, ConfigError> {
         let client = settings.validate()?;
-        let key = LinkKey { url: settings.url.clone(), timeout: settings.timeout };
+        let key = LinkKey {
+            url: settings.url.clone(),
+            timeout: settings.timeout,
+            tls: [
+                settings.tls_ca_file.clone(),
+                settings.tls_cert_file.clone(),
+                settings.tls_key_file.clone(),
+            ],
+        };
         let mut links = LINKS.lock();
         links.retain(|_, l| l.strong_count() > 0);
         if let Some(link) = links.get(&key).and_then(Weak::upgrade) {
@@ -500,4 +510,76 @@ async fn subscriber(link: Weak<Link>) {
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
     }
+}
+
+/// The client for a `rediss://` URL with these TLS files (a CA to trust instead of the
+/// system's roots; a client certificate and its key), each read and checked now: an error
+/// names the setting whose file is unreadable, not PEM, or (the key) not the certificate's.
+#[cfg(feature = "tls")]
+pub(super) fn tls_client(
+    url: &str,
+    ca: Option<&std::path::Path>,
+    client: Option<(&std::path::Path, &std::path::Path)>,
+) -> Result<redis::Client, ConfigError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let read = |setting: &'static str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|_| ConfigError::new(setting, path.display(), "a readable PEM file"))
+    };
+    let certs =
+        |setting: &'static str, path: &std::path::Path, pem: &[u8]| match CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(certs) if !certs.is_empty() => Ok(certs),
+            _ => Err(ConfigError::new(setting, path.display(), "a PEM file of one or more certificates")),
+        };
+    let root_cert = match ca {
+        Some(path) => {
+            let pem = read("tls_ca_file", path)?;
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in certs("tls_ca_file", path, &pem)? {
+                roots.add(cert).map_err(|_| {
+                    ConfigError::new("tls_ca_file", path.display(), "a PEM file of CA certificates")
+                })?;
+            }
+            Some(pem)
+        }
+        None => None,
+    };
+    let client_tls = match client {
+        Some((cert_path, key_path)) => {
+            let (cert, key) = (read("tls_cert_file", cert_path)?, read("tls_key_file", key_path)?);
+            let chain = certs("tls_cert_file", cert_path, &cert)?;
+            let bad_key = || {
+                ConfigError::new(
+                    "tls_key_file",
+                    key_path.display(),
+                    "a PEM private key (PKCS#8, PKCS#1 or SEC1) that is tls_cert_file's",
+                )
+            };
+            let der = PrivateKeyDer::from_pem_slice(&key).map_err(|_| bad_key())?;
+            let provider = rustls::crypto::ring::default_provider();
+            rustls::sign::CertifiedKey::from_der(chain, der, &provider).map_err(|_| bad_key())?;
+            Some(redis::ClientTlsConfig { client_cert: cert, client_key: key })
+        }
+        None => None,
+    };
+    redis::Client::build_with_tls(url, redis::TlsCertificates { client_tls, root_cert })
+        .map_err(|e| ConfigError::new("redis_url", redact(url), super::redis::leak_reason(&e)))
+}
+
+/// Without the `tls` feature there is no `rediss://`, so no TLS file either.
+#[cfg(not(feature = "tls"))]
+pub(super) fn tls_client(
+    _url: &str,
+    ca: Option<&std::path::Path>,
+    client: Option<(&std::path::Path, &std::path::Path)>,
+) -> Result<redis::Client, ConfigError> {
+    let (setting, path) = match (ca, client) {
+        (Some(ca), _) => ("tls_ca_file", ca),
+        (None, Some((cert, _))) => ("tls_cert_file", cert),
+        (None, None) => unreachable!("called with a TLS file"),
+    };
+    Err(ConfigError::new(setting, path.display(), "coopcache built with its tls feature"))
 }

@@ -2,6 +2,7 @@
 //! the Redis test files share (`tests/shared.rs`, `tests/shared_faults.rs`).
 
 use std::net::TcpListener;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,8 @@ pub struct Server {
     pub port: u16,
     child: Child,
     args: Vec<String>,
+    /// `redis-cli`'s TLS arguments, for a server that speaks TLS only.
+    cli_tls: Vec<String>,
 }
 
 /// A free loopback port (bound and released: the server takes it next).
@@ -28,36 +31,83 @@ impl Server {
         Server::with(port, &[])
     }
 
-    /// A server on `port` with more arguments; with `--port 0` among them (TLS only), `port`
-    /// is the TLS port and the server is reached through it alone.
+    /// A server on `port` with more arguments.
     pub fn with(port: u16, extra: &[&str]) -> Server {
-        let mut args: Vec<String> = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        if !extra.contains(&"--port") {
-            args.extend(["--port".to_owned(), port.to_string()]);
-        }
+        let mut args: Vec<String> =
+            ["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
         args.extend(extra.iter().map(|s| s.to_string()));
+        Server::run(port, args, Vec::new())
+    }
+
+    /// A server that speaks TLS only, with `certs`' server certificate; with `clients`, it
+    /// requires a client certificate signed by `certs`' CA (mutual TLS).
+    pub fn tls(certs: &Certs, clients: bool) -> Server {
+        let port = free_port();
+        let path = |f: &str| certs.path(f).display().to_string();
+        let args: Vec<String> = [
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--tls-cert-file",
+            &path("server.pem"),
+            "--tls-key-file",
+            &path("server.key"),
+            "--tls-ca-cert-file",
+            &path("ca.pem"),
+            "--tls-auth-clients",
+            if clients { "yes" } else { "no" },
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let cli = [
+            "--tls",
+            "--cacert",
+            &path("ca.pem"),
+            "--cert",
+            &path("client.pem"),
+            "--key",
+            &path("client.key"),
+        ];
+        Server::run(port, args, cli.iter().map(|s| s.to_string()).collect())
+    }
+
+    fn run(port: u16, args: Vec<String>, cli_tls: Vec<String>) -> Server {
         let child = Command::new("redis-server")
             .args(&args)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server on the PATH (.ci/run installs it)");
-        let s = Server { port, child, args };
-        if !extra.contains(&"--port") {
-            s.until(|| s.cli(&["PING"]) == "PONG");
-        }
+        let s = Server { port, child, args, cli_tls };
+        s.until(|| s.cli(&["PING"]) == "PONG");
         s
     }
 
+    /// `redis://127.0.0.1:PORT`, or `rediss://` for a TLS server.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.cli_tls.is_empty() { "redis" } else { "rediss" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
-    /// `redis-cli` on the server's (plain) port; its output, trimmed.
+    /// `redis-cli` on the server; its output, trimmed.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli").arg("-p").arg(self.port.to_string()).args(args).output().unwrap();
+        let out = Command::new("redis-cli")
+            .args(&self.cli_tls)
+            .arg("-p")
+            .arg(self.port.to_string())
+            .args(args)
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
@@ -65,7 +115,7 @@ impl Server {
     pub fn cli_bytes(&self, args: &[&[u8]]) -> String {
         use std::os::unix::ffi::OsStrExt;
         let mut c = Command::new("redis-cli");
-        c.arg("-p").arg(self.port.to_string());
+        c.args(&self.cli_tls).arg("-p").arg(self.port.to_string());
         for a in args {
             c.arg(std::ffi::OsStr::from_bytes(a));
         }
@@ -113,6 +163,86 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A directory of its own with a test CA (`ca.pem`, `ca.key`), a server certificate for
+/// 127.0.0.1 (`server.pem`, `server.key`) and a client certificate (`client.pem`,
+/// `client.key`) it signed, made with `openssl`; removed when dropped.
+pub struct Certs {
+    dir: PathBuf,
+}
+
+impl Certs {
+    pub fn make(name: &str) -> Certs {
+        let dir = std::env::temp_dir().join(format!("coopcache-tls-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let certs = Certs { dir };
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl").current_dir(&certs.dir).args(args).output().expect("openssl");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let key = ["-newkey", "rsa:2048", "-nodes", "-days", "1"];
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &key,
+                &["-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=coopcache test CA"],
+            ]
+            .concat(),
+        );
+        for (who, ext) in [
+            ("server", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"),
+            ("client", "extendedKeyUsage=clientAuth\n"),
+        ] {
+            std::fs::write(certs.path(&format!("{who}.ext")), ext).unwrap();
+            let csr = format!("{who}.csr");
+            openssl(&[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{who}.key"),
+                "-out",
+                &csr,
+                "-subj",
+                &format!("/CN={who}"),
+            ]);
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "1",
+                "-out",
+                &format!("{who}.pem"),
+                "-extfile",
+                &format!("{who}.ext"),
+            ]);
+        }
+        certs
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for Certs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -446,3 +446,21 @@ fn caches_on_one_redis_share_two_connections() {
     assert_eq!(ours.len(), 2, "this process's connections:\n{}", ours.join("\n"));
     within("dropping the tiers", move || drop(tiers));
 }
+
+/// Item 9: a cache whose channel goes (its last cache dropped) and comes back at once is
+/// subscribed again: its completions arrive.
+#[test]
+fn a_channel_that_goes_and_comes_back_is_subscribed() {
+    let s = Server::start();
+    for i in 0..20 {
+        drop(tier(&s, "again", |_| {}));
+        let (a, b) = (tier(&s, "again", |_| {}), tier(&s, "again", |_| {}));
+        let key = Key::from(i as i64);
+        let Remote::Compute(lease) = wait(&a.fetch(&key)) else { panic!("a computes") };
+        let waiting = b.fetch(&key);
+        s.until(|| b.stats().remote_waits == 1);
+        assert!(wait_bool(lease.store(&blob("v"))));
+        let answer = waiting.wait_timeout(AT_ONCE).expect("the completion arrived");
+        assert_eq!(payload(answer), "v", "round {i}");
+    }
+}

@@ -78,6 +78,13 @@ pub(super) trait Member: Send + Sync {
     fn waiting(&self) -> bool;
 }
 
+/// A change of the subscriber's channels, queued in the order the channels came and went (so a
+/// channel that goes and comes back ends subscribed) and sent by one task.
+enum SubOp {
+    Subscribe(Vec<u8>),
+    Unsubscribe(Vec<u8>),
+}
+
 struct Channel {
     members: Vec<Weak<dyn Member>>,
     /// The subscriber has confirmed the subscription (since it last connected).
@@ -115,6 +122,8 @@ pub(super) struct Link {
     last_error: Mutex<Option<Instant>>,
     /// Tells the subscriber to start over (a subscription failed on its connection).
     reconnect: tokio::sync::Notify,
+    /// Subscriptions to send, in order (see [`SubOp`]).
+    ops: tokio::sync::mpsc::UnboundedSender<SubOp>,
 }
 
 impl Link {
@@ -136,6 +145,7 @@ impl Link {
         if let Some(link) = links.get(&key).and_then(Weak::upgrade) {
             return Ok(link);
         }
+        let (ops, queued) = tokio::sync::mpsc::unbounded_channel();
         let link = Arc::new(Link {
             key: key.clone(),
             client,
@@ -149,49 +159,38 @@ impl Link {
             down: Mutex::new(false),
             last_error: Mutex::new(None),
             reconnect: tokio::sync::Notify::new(),
+            ops,
         });
         links.insert(key, Arc::downgrade(&link));
         spawn(subscriber(Arc::downgrade(&link)));
+        spawn(subscriptions(Arc::downgrade(&link), queued));
         Ok(link)
     }
 
     /// Adds a cache to its channel (subscribing to it if it is the channel's first).
     pub(super) fn join(self: &Arc<Self>, channel: &[u8], member: Weak<dyn Member>) {
-        let sink = {
+        {
             let mut subs = self.subs.lock();
-            let sink = subs.sink.clone();
+            let new = !subs.channels.contains_key(channel);
             let ch = subs
                 .channels
                 .entry(channel.to_vec())
                 .or_insert_with(|| Channel { members: Vec::new(), subscribed: false });
             ch.members.retain(|m| m.strong_count() > 0);
             ch.members.push(member.clone());
-            if *self.down.lock() {
-                // A cache that joins a link reported down is told so too (on the runtime: not
-                // while it is being built), unless the link is up again by then.
-                let link = Arc::downgrade(self);
-                spawn(async move {
-                    if let (Some(l), Some(m)) = (link.upgrade(), member.upgrade()) {
-                        let down = l.down.lock();
-                        if *down {
-                            m.report(Some("the shared tier is down"));
-                        }
-                    }
-                });
+            if new {
+                let _ = self.ops.send(SubOp::Subscribe(channel.to_vec()));
             }
-            if ch.subscribed || ch.members.len() > 1 {
-                return; // subscribed, or being subscribed
-            }
-            sink
-        };
-        if let Some(mut sink) = sink {
-            let (link, channel) = (Arc::downgrade(self), channel.to_vec());
+        }
+        if *self.down.lock() {
+            // A cache that joins a link reported down is told so too (on the runtime: not while
+            // it is being built), unless the link is up again by then.
+            let link = Arc::downgrade(self);
             spawn(async move {
-                let r = tokio::time::timeout(link_timeout(&link), sink.subscribe(&channel)).await;
-                if let Some(l) = link.upgrade() {
-                    match r {
-                        Ok(Ok(())) => l.subscribed(&[channel]),
-                        Ok(Err(_)) | Err(_) => l.reconnect.notify_one(),
+                if let (Some(l), Some(m)) = (link.upgrade(), member.upgrade()) {
+                    let down = l.down.lock();
+                    if *down {
+                        m.report(Some("the shared tier is down"));
                     }
                 }
             });
@@ -200,21 +199,12 @@ impl Link {
 
     /// Removes the caches that are gone from `channel`, unsubscribing if none is left.
     pub(super) fn leave(&self, channel: &[u8]) {
-        let sink = {
-            let mut subs = self.subs.lock();
-            let Some(ch) = subs.channels.get_mut(channel) else { return };
-            ch.members.retain(|m| m.strong_count() > 0);
-            if !ch.members.is_empty() {
-                return;
-            }
+        let mut subs = self.subs.lock();
+        let Some(ch) = subs.channels.get_mut(channel) else { return };
+        ch.members.retain(|m| m.strong_count() > 0);
+        if ch.members.is_empty() {
             subs.channels.remove(channel);
-            subs.sink.clone()
-        };
-        if let Some(mut sink) = sink {
-            let (timeout, channel) = (self.timeout, channel.to_vec());
-            spawn(async move {
-                let _ = tokio::time::timeout(timeout, sink.unsubscribe(&channel)).await;
-            });
+            let _ = self.ops.send(SubOp::Unsubscribe(channel.to_vec()));
         }
     }
 
@@ -421,6 +411,32 @@ impl Link {
     }
 }
 
+/// Sends the subscriptions that channels coming and going ask for, in order, on the
+/// subscriber's connection (while it has none, there is nothing to send: it subscribes every
+/// channel there is when it connects). A subscription that fails makes the subscriber start
+/// over.
+async fn subscriptions(link: Weak<Link>, mut queued: tokio::sync::mpsc::UnboundedReceiver<SubOp>) {
+    while let Some(op) = queued.recv().await {
+        let Some(l) = link.upgrade() else { return };
+        let Some(mut sink) = l.subs.lock().sink.clone() else { continue };
+        match op {
+            SubOp::Subscribe(channel) => {
+                match tokio::time::timeout(l.timeout, sink.subscribe(&channel)).await {
+                    Ok(Ok(())) => l.subscribed(&[channel]),
+                    Ok(Err(_)) | Err(_) => l.reconnect.notify_one(),
+                }
+            }
+            SubOp::Unsubscribe(channel) => {
+                // Back meanwhile: its subscription is queued after this.
+                if let Some(ch) = l.subs.lock().channels.get_mut(&channel) {
+                    ch.subscribed = false;
+                }
+                let _ = tokio::time::timeout(l.timeout, sink.unsubscribe(&channel)).await;
+            }
+        }
+    }
+}
+
 /// Whether no cache uses the link any more (only its subscriber holds it); if so, it is
 /// taken out of the process's links, so no cache finds it afterwards.
 fn unused(link: &Arc<Link>) -> bool {
@@ -441,10 +457,6 @@ fn unreachable(e: &redis::RedisError) -> bool {
 /// How often the subscriber probes Redis while the link is down or a cache waits on it.
 fn heartbeat(timeout: Duration) -> Duration {
     timeout.clamp(Duration::from_millis(100), Duration::from_secs(1))
-}
-
-fn link_timeout(link: &Weak<Link>) -> Duration {
-    link.upgrade().map_or(Duration::ZERO, |l| l.timeout)
 }
 
 /// Keeps the link connected and its channels subscribed, delivering their messages;

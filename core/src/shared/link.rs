@@ -68,7 +68,7 @@ static LINKS: LazyLock<Mutex<HashMap<LinkKey, Weak<Link>>>> = LazyLock::new(|| M
 pub(super) trait Member: Send + Sync {
     /// A message on the cache's channel.
     fn deliver(&self, payload: &[u8]);
-    /// The subscriber lost its connection: messages may have been missed, so nobody may go on
+    /// The link went down: a completion may never arrive (or arrive late), so nobody may go on
     /// waiting for one.
     fn release_waiters(&self);
     /// The tier is down (`Some(why)`) or up again (`None`): tell the cache's listener, once

@@ -1,11 +1,13 @@
 //! The shared tier on Redis: one computation per key across processes and machines.
 //!
 //! On a local miss the local leader asks [`RedisTier::fetch`], which reads the value
-//! (`GETEX .. PX`, refreshing the idle TTL), or takes the key's lease (`SET NX PX` with a random
-//! owner token) so this process computes, or waits for the lease holder's completion message on
-//! pub/sub (no polling; if the holder dies, its lease expires and the wait ends with a retry).
-//! The holder renews its lease while it computes and publishes with a script that writes only if
-//! it still owns the lease.
+//! (`GETEX .. PX`, refreshing the idle TTL), or takes the key's lease (a script: `SET NX PX`
+//! with an owner token, or the take-over of a lease an invalidation made stale) so this
+//! process computes, or waits for that lease's completion message on pub/sub (no polling; if
+//! the holder dies, its lease expires and the wait ends with a retry). The holder renews its
+//! lease while it computes and publishes with a script that writes only if it still owns the
+//! lease and no invalidation overtook it (see the protocol's docs); a publish that fails ends
+//! the lease all the same.
 //!
 //! Every Redis call goes through the cache's [`Link`], the connections the process shares with
 //! every other cache on the same Redis. When Redis is down or slow (every call has a timeout),

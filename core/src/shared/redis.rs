@@ -498,9 +498,10 @@ impl Tier {
                     inc(&self.counters.leases_won);
                     return Remote::Compute(self.lease(key.clone(), token));
                 }
-                Some([_, redis::Value::Int(ms), holder]) if *ms > 0 => {
+                // A lease without a TTL (not one of ours) is waited on for a lease TTL.
+                Some([_, redis::Value::Int(ms @ (1.. | -1)), holder]) => {
                     match redis::from_redis_value_ref::<Vec<u8>>(holder) {
-                        Ok(holder) => (*ms as u64, holder),
+                        Ok(holder) => (if *ms > 0 { *ms as u64 } else { lease_ms }, holder),
                         Err(_) => return self.fallback(),
                     }
                 }

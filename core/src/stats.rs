@@ -21,9 +21,12 @@ pub struct Stats {
     pub hits: u64,
     /// Calls that found no fresh value (they computed or waited).
     pub misses: u64,
-    /// Computations started: leases taken by this cache's callers. With a shared tier, a
-    /// leader that the shared tier answers (another process or worker computed) counts here
-    /// too; the shared tier's `leases_won` counts the leaders that ran the function.
+    /// Computations that ran here: leaders whose function this cache's callers ran. With a
+    /// shared tier, a leader that the shared tier answered (a value from Redis, another
+    /// process's or worker's completion) ran nothing and is not counted: the shared tier's
+    /// `remote_hits` counts those. Summed over every process, it is how often the function
+    /// ran. (A lease taken with [`crate::Cache::begin`], which bindings may drive themselves,
+    /// counts when it is taken.)
     pub computations: u64,
     /// Calls that waited for another caller's computation instead of computing.
     pub coalesced: u64,
@@ -123,21 +126,23 @@ pub enum Event {
         /// The byte limit.
         memory_limit: u64,
     },
-    /// The shared tier became unreachable (or slow): calls go on with the local tier. Reported
-    /// once, and again only after it was back.
+    /// The shared tier became unreachable (or slow: a call timed out): calls go on with the
+    /// local tier, and callers waiting for another process's computation stop waiting.
+    /// Reported once, and again only after [`Event::SharedUp`].
     SharedDown {
         /// The cache's name.
         cache: String,
         /// What failed (the Redis URL's password is never in it).
         reason: String,
     },
-    /// The shared tier is reachable again.
+    /// The shared tier is reachable again and answers in time (after [`Event::SharedDown`]).
     SharedUp {
         /// The cache's name.
         cache: String,
     },
-    /// A value in the shared tier was refused (bad signature or format) and treated as a miss;
-    /// it was never deserialized.
+    /// A value in the shared tier was refused (bad signature or format, or signed for another
+    /// cache) and treated as a miss; it was never deserialized. Also reported for a message on
+    /// the cache's channel that was dropped for the same reasons (a forged error or clear).
     ValueRefused {
         /// The cache's name.
         cache: String,

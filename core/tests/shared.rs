@@ -1,100 +1,15 @@
 //! The shared tier against a real `redis-server` on loopback. Each `SharedTier` has its own
-//! connections, so two tiers with one cache name behave as two processes.
+//! leases, waits and counters, so two tiers with one cache name behave as two processes (they
+//! share this process's two connections to the server, as every cache of a process does).
 #![cfg(all(feature = "redis", feature = "json"))]
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use coopcache::shared::{Blob, Invalidation, Remote, RemoteError, SharedMode, SharedSettings, SharedTier};
-use coopcache::{Clock, Key, Pending, Settings};
+use coopcache::Key;
+use coopcache::shared::{Blob, Invalidation, Remote, RemoteError, SharedMode, SharedSettings};
 
-struct Server {
-    port: u16,
-    child: Child,
-}
-
-impl Server {
-    fn start() -> Server {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        Server::on(port)
-    }
-
-    fn on(port: u16) -> Server {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server on the PATH (.ci/run installs it)");
-        let s = Server { port, child };
-        s.until(|| s.cli(&["PING"]) == "PONG");
-        s
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli").arg("-p").arg(self.port.to_string()).args(args).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-
-    /// Waits for a condition (the bound only stops a broken test).
-    fn until(&self, mut cond: impl FnMut() -> bool) {
-        let end = Instant::now() + Duration::from_secs(20);
-        while !cond() {
-            assert!(Instant::now() < end, "condition not reached");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn stop(mut self) -> u16 {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.port
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn tier(s: &Server, name: &str, f: impl FnOnce(&mut SharedSettings)) -> SharedTier {
-    let mut settings = SharedSettings::new(s.url());
-    f(&mut settings);
-    let t = start(name, settings, Duration::from_secs(60)).unwrap();
-    s.until(|| t.is_up());
-    t
-}
-
-/// A Redis tier for a cache whose idle duration is `idle`.
-fn start(name: &str, settings: SharedSettings, idle: Duration) -> Result<SharedTier, coopcache::ConfigError> {
-    let local = Settings::default().cache_duration(idle);
-    SharedTier::start(name, SharedMode::Redis(settings), &local, Clock::system(), None)
-}
-
-fn blob(v: &str) -> Blob {
-    Blob { tags: vec![], payload: v.as_bytes().to_vec() }
-}
-
-fn wait(p: &Pending<Remote>) -> Remote {
-    p.wait_timeout(Duration::from_secs(20)).expect("an answer")
-}
-
-fn payload(r: Remote) -> String {
-    match r {
-        Remote::Value(b) => String::from_utf8(b.payload).unwrap(),
-        Remote::NoCache(_) => "nocache".into(),
-        Remote::Failed(e) => format!("failed {e}"),
-        Remote::Compute(_) => "compute".into(),
-        Remote::Unavailable => "unavailable".into(),
-        _ => unreachable!("an answer this test does not know"),
-    }
-}
+mod support;
+use support::redis::{Server, blob, payload, shared_cache, start, tier, wait};
 
 #[test]
 fn one_process_computes_the_others_wait_and_get_its_value() {
@@ -303,13 +218,6 @@ fn bad_urls_are_configuration_errors_without_the_password() {
     assert!(text.contains("redis_url") && !text.contains("hunter2"), "{text}");
     assert_eq!(coopcache::shared::redact("redis://:pw@h:1/0"), "redis://:***@h:1/0");
     assert_eq!(coopcache::shared::redact("rediss://u:pw@h"), "rediss://u:***@h");
-}
-
-fn shared_cache(s: &Server, name: &str) -> coopcache::Cache<Key, String> {
-    let settings = SharedSettings::new(s.url());
-    let c = coopcache::Cache::builder().name(name).shared(settings, coopcache::JsonCodec).build().unwrap();
-    s.until(|| c.shared().is_some_and(SharedTier::is_up));
-    c
 }
 
 #[test]

@@ -154,6 +154,9 @@ pub struct Lead<K, V> {
     serializes: bool,
     lease: Option<Lease<K, V>>,
     permit: Option<Permit>,
+    /// Whether the computation has been handed out ([`LeadStep::Compute`]): it counts in
+    /// [`crate::Stats::computations`] then, once.
+    ran: bool,
     #[cfg(feature = "shared")]
     remote: Option<crate::shared::RemoteLease>,
     /// The computation's outcome while the shared tier is told of it.
@@ -275,6 +278,7 @@ where
             serializes: call.serializes,
             lease: Some(lease),
             permit: None,
+            ran: false,
             #[cfg(feature = "shared")]
             remote: None,
             #[cfg(feature = "shared")]
@@ -366,6 +370,9 @@ where
                     return step;
                 }
                 LeadState::Computing => {
+                    if !std::mem::replace(&mut self.ran, true) {
+                        self.lease().count_computation();
+                    }
                     self.state = LeadState::Computing;
                     return LeadStep::Compute;
                 }

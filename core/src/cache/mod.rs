@@ -364,13 +364,15 @@ where
     /// on the caller who is computing it. Fails only with [`Error::Recursion`]. The caller is
     /// taken to block its thread while it waits, and the tags of its value to be unknown (any
     /// `invalidate_tag` during the computation keeps it from being stored); see
-    /// [`Cache::begin_with`].
+    /// [`Cache::begin_with`]. A lease taken here counts in [`crate::Stats::computations`] at
+    /// once (its holder computes, as far as the cache can tell); [`Cache::call`] counts only
+    /// the computations that run.
     pub fn begin<Q>(&self, key: &Q) -> Result<Begin<K, V>, Error>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        self.local.begin(key, None, Caller::Blocking)
+        counted(self.local.begin(key, None, Caller::Blocking))
     }
 
     /// Like [`Cache::begin`], declaring the tags the value will be stored with (only an
@@ -381,7 +383,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        self.local.begin(key, Some(tags), caller)
+        counted(self.local.begin(key, Some(tags), caller))
     }
 
     /// The stored value, without computing; counts as activity (resets the idle clock). The key
@@ -692,4 +694,16 @@ where
         }
         Err(("coopcache::SerializeError".to_owned(), "no shared tier".to_owned()))
     }
+}
+
+/// A lease handed out by [`Cache::begin`] counts as a computation when it is taken.
+fn counted<K, V>(begun: Result<Begin<K, V>, Error>) -> Result<Begin<K, V>, Error>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    if let Ok(Begin::Lease(lease)) = &begun {
+        lease.count_computation();
+    }
+    begun
 }

@@ -266,7 +266,6 @@ where
                     });
                     let key = key.to_owned();
                     shard.side().0.insert(key.clone(), flight.clone());
-                    Counters::add(&self.store.counters.computations, 1);
                     self.in_flight.fetch_add(1, Relaxed);
                     Ok(Begin::Lease(Lease {
                         cache: self.clone(),
@@ -592,6 +591,12 @@ where
             true => Slots::unlimited(),
             false => self.cache.slots.acquire(),
         }
+    }
+
+    /// Counts the computation in [`Stats::computations`]: its function runs here (call it
+    /// once; a leader answered by the shared tier ran nothing).
+    pub(crate) fn count_computation(&self) {
+        Counters::add(&self.cache.store.counters.computations, 1);
     }
 
     /// Stores the value (weighed by the cache's weigher) and hands it to every waiter.

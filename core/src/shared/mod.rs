@@ -11,12 +11,16 @@
 //! Serialization belongs to the caller (pickle, v8, serde, JSON); this tier moves bytes, so a
 //! value crosses processes, languages and worker threads alike.
 
+#[cfg(feature = "redis")]
+mod link;
 mod process;
 #[cfg(feature = "redis")]
 mod protocol;
 #[cfg(feature = "redis")]
 mod redis;
 
+#[cfg(feature = "redis")]
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,6 +51,14 @@ pub struct Blob {
 ///     .lease_ttl(Duration::from_secs(30));
 /// assert!(s.validate().is_ok());
 /// assert!(!format!("{s:?}").contains("long random"), "the secret is never printed");
+///
+/// // TLS with a private CA, and a client certificate for a server that requires one: the
+/// // files are read and checked when the cache is configured.
+/// let tls = SharedSettings::new("rediss://redis.internal:6380")
+///     .tls_ca_file("/etc/coopcache/ca.pem")
+///     .tls_client_cert("/etc/coopcache/client.pem", "/etc/coopcache/client.key");
+/// # #[cfg(feature = "tls")]
+/// assert_eq!(tls.validate().unwrap_err().setting, "tls_ca_file", "no such file here");
 /// ```
 #[cfg(feature = "redis")]
 #[derive(Clone)]
@@ -54,14 +66,26 @@ pub struct Blob {
 pub struct SharedSettings {
     /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS.
     pub url: String,
-    /// When set, every stored value is signed (HMAC-SHA256) and checked on read; a value that
-    /// fails the check is a miss and is never deserialized.
+    /// When set, every stored value is signed (HMAC-SHA256, covering the cache's name, the key
+    /// and the value) and checked on read; a value that fails the check is a miss and is never
+    /// deserialized. Every message on the cache's channel (completions, errors, invalidations,
+    /// clears) is signed and checked too: one that fails is dropped.
     pub secret: Option<Vec<u8>>,
     /// How long a computing process holds a key before another may take over, if it stops
     /// renewing (it renews every third of this while it computes). Default 10 s.
     pub lease_ttl: Duration,
     /// The bound on every Redis call. Default 1 s.
     pub timeout: Duration,
+    /// With `rediss://`: a PEM file of the certificate authorities that sign the server's
+    /// certificate, trusted instead of the system's roots (a private CA). Certificates are
+    /// always checked: a `#insecure` URL is refused.
+    pub tls_ca_file: Option<PathBuf>,
+    /// With `rediss://`: this client's certificate (PEM, the chain from the client's own
+    /// certificate up), for servers that require one (mutual TLS: `tls-auth-clients yes`).
+    /// Given with [`SharedSettings::tls_key_file`].
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1) of [`SharedSettings::tls_cert_file`].
+    pub tls_key_file: Option<PathBuf>,
 }
 
 #[cfg(feature = "redis")]
@@ -72,6 +96,9 @@ impl Default for SharedSettings {
             secret: None,
             lease_ttl: Duration::from_secs(10),
             timeout: Duration::from_secs(1),
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -101,18 +128,76 @@ impl SharedSettings {
         self
     }
 
-    /// Checks the settings without connecting: the URL (an error names it with the password
-    /// masked) and the lease TTL.
+    /// With the server's certificate checked against the certificate authorities in this PEM
+    /// file (see [`SharedSettings::tls_ca_file`]).
+    pub fn tls_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls_ca_file = Some(path.into());
+        self
+    }
+
+    /// With this client certificate and its private key, both PEM files, for a server that
+    /// requires one (see [`SharedSettings::tls_cert_file`]).
+    pub fn tls_client_cert(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.tls_cert_file = Some(cert.into());
+        self.tls_key_file = Some(key.into());
+        self
+    }
+
+    /// Checks the settings without connecting, and returns the client they make: the URL (an
+    /// error names it with the password masked; `#insecure` is refused), the lease TTL, and
+    /// the TLS files (readable and parseable, a key that matches its certificate; an error
+    /// names the setting). Only a `rediss://` URL takes TLS files.
     pub fn validate(&self) -> Result<::redis::Client, ConfigError> {
-        let client = ::redis::Client::open(self.url.as_str()).map_err(|e| ConfigError {
-            setting: "redis_url",
-            value: redact(&self.url),
-            expected: redis::leak_reason(&e),
-        })?;
+        let bad_url = |expected| ConfigError { setting: "redis_url", value: redact(&self.url), expected };
+        let client = ::redis::Client::open(self.url.as_str()).map_err(|e| bad_url(redis::leak_reason(&e)))?;
+        let tls = match client.get_connection_info().addr() {
+            ::redis::ConnectionAddr::TcpTls { insecure: true, .. } => {
+                return Err(bad_url(
+                    "a rediss:// URL without #insecure (the server's certificate is always checked; \
+                     give a private CA with tls_ca_file)",
+                ));
+            }
+            ::redis::ConnectionAddr::TcpTls { .. } => true,
+            _ => false,
+        };
         if self.lease_ttl < Duration::from_millis(10) {
             return Err(ConfigError::new("lease_ttl", format!("{:?}", self.lease_ttl), "at least 10 ms"));
         }
-        Ok(client)
+        let files = [
+            ("tls_ca_file", &self.tls_ca_file),
+            ("tls_cert_file", &self.tls_cert_file),
+            ("tls_key_file", &self.tls_key_file),
+        ];
+        let Some((setting, Some(path))) = files.iter().find(|(_, f)| f.is_some()) else { return Ok(client) };
+        if !tls {
+            return Err(ConfigError::new(
+                setting,
+                path.display(),
+                "a rediss:// redis_url (TLS files are for TLS)",
+            ));
+        }
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "tls_key_file",
+                    "none",
+                    "the key of tls_cert_file, given with it",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "tls_cert_file",
+                    "none",
+                    "the certificate of tls_key_file, given with it",
+                ));
+            }
+            _ => {}
+        }
+        link::tls_client(
+            &self.url,
+            self.tls_ca_file.as_deref(),
+            self.tls_cert_file.as_deref().zip(self.tls_key_file.as_deref()),
+        )
     }
 }
 
@@ -124,6 +209,9 @@ impl std::fmt::Debug for SharedSettings {
             .field("secret", &self.secret.as_ref().map(|_| "***"))
             .field("lease_ttl", &self.lease_ttl)
             .field("timeout", &self.timeout)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_key_file", &self.tls_key_file)
             .finish()
     }
 }
@@ -233,7 +321,8 @@ pub struct SharedStats {
     pub remote_waits: u64,
     /// Steps answered from the local tier alone because Redis was unavailable.
     pub fallbacks: u64,
-    /// Values refused because their signature or format did not check out.
+    /// Values refused (and messages on the cache's channel dropped) because their signature or
+    /// format did not check out, or because they were signed for another cache.
     pub rejected_values: u64,
 }
 
@@ -379,7 +468,9 @@ impl SharedTier {
         }
     }
 
-    /// Whether the tier is connected now (always, in process).
+    /// Whether the tier is up now: connected, subscribed to the cache's channel, and answering
+    /// in time (false from the first call that timed out until Redis answers again; always
+    /// true in process).
     pub fn is_up(&self) -> bool {
         match &self.0 {
             #[cfg(feature = "redis")]

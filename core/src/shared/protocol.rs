@@ -5,32 +5,144 @@
 //! * `coopcache:N:l:k`: the lease, holding its owner's random token, with the lease TTL;
 //! * `coopcache:N:t:TAG`: a set of the value keys stored with that tag (no TTL: tags are few and
 //!   foreseeable; members whose value expired are dropped when the tag is invalidated);
+//! * `coopcache:N:e:`: the cache's epoch, a counter that every tag invalidation and every clear
+//!   moves on; `coopcache:N:h:TAG`, the epoch of the tag's last invalidation, and
+//!   `coopcache:N:c:`, the epoch of the last clear (no TTL: one per tag, one per cache);
 //! * channel `coopcache:N`: completions and invalidations (one message per event).
 //!
+//! A lease's value is its owner's token: a random part, `:`, and the epoch when it was taken.
+//! An invalidation wins over a computation that was running when it reached Redis: the key's
+//! invalidation marks the key's lease (appending `!`), so its holder no longer owns it; a tag's
+//! invalidation or a clear records an epoch later than the lease's. The publish script then
+//! does not write the value (it still reaches the callers that were waiting for it, unstored),
+//! and a caller that arrives after the invalidation takes a marked lease, or one taken before
+//! the last clear, over and computes afresh.
+//!
+//! `N` is the cache's name encoded ([`encode_name`]): bytes other than ASCII letters, digits,
+//! `.`, `_` and `-` are written `%XX`, so an encoded name holds no `:`, no control byte and no
+//! character `SCAN`'s patterns give a meaning to. A cache's keys therefore all start with
+//! `coopcache:N:` and no other cache's do, whatever either name or key is. [`Names`] makes
+//! every name the tier uses in Redis, in one place.
+//!
 //! A blob is `version, flags, [HMAC-SHA256], tags, payload`. With a secret the MAC covers the
-//! key and everything after the MAC, so a value cannot be forged or moved to another key; a blob
-//! that fails the check is never handed to a deserializer.
+//! cache's name, the key and everything after the MAC, so a value cannot be forged nor moved to
+//! another key or another cache; a blob that fails the check is never handed to a
+//! deserializer.
+//!
+//! With a secret, every message on the channel is signed too: `S`, an HMAC-SHA256 of the cache
+//! name and the message, then the message. A message that is not signed (or not for this
+//! cache) is dropped, so a forged `Failed` raises in no waiter and a forged `Clear` clears
+//! nothing. (A message is not bound to a moment: one that was genuinely sent can be sent
+//! again by whoever can publish on the channel.) Values and messages are signed in separate
+//! domains, so neither's MAC stands for the other.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::Blob;
 
-const VERSION: u8 = 1;
+/// What a key of a cache holds: the letter after the cache's prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A value blob.
+    Value,
+    /// A lease.
+    Lease,
+    /// The set of value keys stored with a tag.
+    TagSet,
+    /// The cache's epoch: a counter every tag invalidation and every clear moves on.
+    Epoch,
+    /// The epoch of a tag's last invalidation.
+    TagEpoch,
+    /// The epoch of the cache's last clear.
+    Cleared,
+}
+
+impl Kind {
+    fn letter(self) -> u8 {
+        match self {
+            Kind::Value => b'v',
+            Kind::Lease => b'l',
+            Kind::TagSet => b't',
+            Kind::Epoch => b'e',
+            Kind::TagEpoch => b'h',
+            Kind::Cleared => b'c',
+        }
+    }
+}
+
+/// A cache name as it appears in Redis: ASCII letters, digits, `.`, `_` and `-` as they are,
+/// every other byte as `%XX` (so `%` itself too). One name, one encoding, and no encoded name
+/// holds `:`, a control byte or a glob character.
+pub(crate) fn encode_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for &b in name.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The names of one cache's keys, patterns and channel in Redis: every name the tier uses
+/// there is made here (see the module docs for the layout).
+#[derive(Debug, Clone)]
+pub(crate) struct Names {
+    /// `coopcache:N`, with `N` encoded.
+    base: Vec<u8>,
+}
+
+impl Names {
+    pub(crate) fn new(cache: &str) -> Names {
+        Names { base: format!("coopcache:{}", encode_name(cache)).into_bytes() }
+    }
+
+    /// The key of this kind for `rest` (a canonical key's bytes, a tag).
+    pub(crate) fn key(&self, kind: Kind, rest: &[u8]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(self.base.len() + 3 + rest.len());
+        k.extend_from_slice(&self.base);
+        k.push(b':');
+        k.push(kind.letter());
+        k.push(b':');
+        k.extend_from_slice(rest);
+        k
+    }
+
+    /// A `SCAN` pattern matching every key of this kind of this cache, and no other cache's.
+    pub(crate) fn pattern(&self, kind: Kind) -> Vec<u8> {
+        let mut p = self.key(kind, b"");
+        p.push(b'*');
+        p
+    }
+
+    /// The cache's channel: completions and invalidations.
+    pub(crate) fn channel(&self) -> Vec<u8> {
+        self.base.clone()
+    }
+}
+
+/// Version 2: the MAC covers the cache's name (version 1's did not; its blobs are misses).
+const VERSION: u8 = 2;
 const SIGNED: u8 = 1;
 const MAC_LEN: usize = 32;
+/// The first byte of a signed message.
+const SIGNED_MESSAGE: u8 = b'S';
 
-/// A message on the cache's channel.
+/// A message on the cache's channel. A completion names the key and the lease it ends (its
+/// holder's token, the lease key's value), so a process waits for the computation it found
+/// running, and no other's.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Message {
     /// The value was written; the blob travels with the message so waiters need no GET.
-    Done { key: Vec<u8>, blob: Vec<u8> },
+    Done { key: Vec<u8>, token: Vec<u8>, blob: Vec<u8> },
     /// A value handed out but not stored.
-    NoCache { key: Vec<u8>, blob: Vec<u8> },
+    NoCache { key: Vec<u8>, token: Vec<u8>, blob: Vec<u8> },
     /// The computation failed: the error's type name and message.
-    Failed { key: Vec<u8>, type_name: String, message: String },
+    Failed { key: Vec<u8>, token: Vec<u8>, type_name: String, message: String },
     /// The lease holder gave up without a result: take the lease.
-    Released { key: Vec<u8> },
+    Released { key: Vec<u8>, token: Vec<u8> },
     /// Drop the key from every local tier.
     Invalidate { key: Vec<u8> },
     /// Drop the tag's entries from every local tier.
@@ -75,11 +187,14 @@ fn take_bytes(b: &[u8]) -> Option<(&[u8], &[u8])> {
     (rest.len() >= n).then(|| rest.split_at(n))
 }
 
-/// The head of a `Done` message: what the publish script prepends to the blob it stores.
-pub(crate) fn done_head(key: &[u8]) -> Vec<u8> {
-    let mut out = vec![DONE];
+/// The head of a `Done` (or `NoCache`) message: what the publish script prepends to the
+/// blob it stores (or could not store).
+fn value_head(kind: u8, key: &[u8], token: &[u8]) -> Vec<u8> {
+    let mut out = vec![kind];
     put_len(&mut out, key.len());
     out.extend_from_slice(key);
+    put_len(&mut out, token.len());
+    out.extend_from_slice(token);
     out
 }
 
@@ -93,16 +208,16 @@ impl Message {
             out
         };
         match self {
-            Message::Done { key, blob } => with_key(DONE, key, blob),
-            Message::NoCache { key, blob } => with_key(NOCACHE, key, blob),
-            Message::Failed { key, type_name, message } => {
-                let mut rest = Vec::new();
-                put_len(&mut rest, type_name.len());
-                rest.extend_from_slice(type_name.as_bytes());
-                rest.extend_from_slice(message.as_bytes());
-                with_key(FAILED, key, &rest)
+            Message::Done { key, token, blob } => [value_head(DONE, key, token), blob.clone()].concat(),
+            Message::NoCache { key, token, blob } => [value_head(NOCACHE, key, token), blob.clone()].concat(),
+            Message::Failed { key, token, type_name, message } => {
+                let mut out = value_head(FAILED, key, token);
+                put_len(&mut out, type_name.len());
+                out.extend_from_slice(type_name.as_bytes());
+                out.extend_from_slice(message.as_bytes());
+                out
             }
-            Message::Released { key } => with_key(RELEASED, key, &[]),
+            Message::Released { key, token } => value_head(RELEASED, key, token),
             Message::Invalidate { key } => with_key(INVALIDATE, key, &[]),
             Message::InvalidateTag { tag } => {
                 let mut out = vec![INVALIDATE_TAG];
@@ -119,56 +234,83 @@ impl Message {
             INVALIDATE_TAG => {
                 return Some(Message::InvalidateTag { tag: String::from_utf8(rest.to_vec()).ok()? });
             }
-            CLEAR => return Some(Message::Clear),
+            CLEAR => return (rest.is_empty()).then_some(Message::Clear),
             _ => {}
         }
         let (key, rest) = take_bytes(rest)?;
         let key = key.to_vec();
+        if kind == INVALIDATE {
+            return rest.is_empty().then_some(Message::Invalidate { key });
+        }
+        let (token, rest) = take_bytes(rest)?;
+        let token = token.to_vec();
         Some(match kind {
-            DONE => Message::Done { key, blob: rest.to_vec() },
-            NOCACHE => Message::NoCache { key, blob: rest.to_vec() },
+            DONE => Message::Done { key, token, blob: rest.to_vec() },
+            NOCACHE => Message::NoCache { key, token, blob: rest.to_vec() },
             FAILED => {
                 let (name, msg) = take_bytes(rest)?;
                 Message::Failed {
                     key,
+                    token,
                     type_name: String::from_utf8_lossy(name).into_owned(),
                     message: String::from_utf8_lossy(msg).into_owned(),
                 }
             }
-            RELEASED => Message::Released { key },
-            INVALIDATE => Message::Invalidate { key },
+            RELEASED if rest.is_empty() => Message::Released { key, token },
             _ => return None,
         })
     }
 
-    /// The key a completion message is about.
-    pub(crate) fn completion_key(&self) -> Option<&[u8]> {
+    /// The key and the lease a completion message is about.
+    pub(crate) fn completion(&self) -> Option<(&[u8], &[u8])> {
         match self {
-            Message::Done { key, .. }
-            | Message::NoCache { key, .. }
-            | Message::Failed { key, .. }
-            | Message::Released { key } => Some(key),
+            Message::Done { key, token, .. }
+            | Message::NoCache { key, token, .. }
+            | Message::Failed { key, token, .. }
+            | Message::Released { key, token } => Some((key, token)),
             _ => None,
         }
     }
 }
 
-impl Blob {
+/// Signs and checks what one cache puts in Redis (values and messages) with its secret, if it
+/// has one; without a secret it only encodes and decodes.
+pub(crate) struct Signer {
+    cache: Vec<u8>,
+    secret: Option<Vec<u8>>,
+}
+
+impl Signer {
+    pub(crate) fn new(cache: &str, secret: Option<&[u8]>) -> Signer {
+        Signer { cache: cache.as_bytes().to_vec(), secret: secret.map(<[u8]>::to_vec) }
+    }
+
+    /// HMAC-SHA256 of `parts` (each with its length, so no two lists of parts sign alike)
+    /// in `domain`, for this cache.
+    fn mac(&self, secret: &[u8], domain: &[u8], parts: &[&[u8]]) -> Hmac<Sha256> {
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("any key length");
+        for part in [domain, &self.cache[..]].iter().chain(parts) {
+            m.update(&(part.len() as u64).to_be_bytes());
+            m.update(part);
+        }
+        m
+    }
+
     /// Encodes (and with a secret, signs) the blob for `key`.
-    pub(crate) fn seal(&self, key: &[u8], secret: Option<&[u8]>) -> Vec<u8> {
-        let mut body = Vec::with_capacity(self.payload.len() + 16);
-        put_len(&mut body, self.tags.len());
-        for t in &self.tags {
+    pub(crate) fn seal(&self, key: &[u8], blob: &Blob) -> Vec<u8> {
+        let mut body = Vec::with_capacity(blob.payload.len() + 16);
+        put_len(&mut body, blob.tags.len());
+        for t in &blob.tags {
             put_len(&mut body, t.len());
             body.extend_from_slice(t.as_bytes());
         }
-        body.extend_from_slice(&self.payload);
+        body.extend_from_slice(&blob.payload);
         let mut out = Vec::with_capacity(body.len() + 2 + MAC_LEN);
         out.push(VERSION);
-        match secret {
+        match &self.secret {
             Some(s) => {
                 out.push(SIGNED);
-                out.extend_from_slice(&mac(s, key, &body));
+                out.extend_from_slice(&self.mac(s, b"value", &[key, &body]).finalize().into_bytes());
             }
             None => out.push(0),
         }
@@ -177,22 +319,18 @@ impl Blob {
     }
 
     /// Checks and decodes a blob for `key`. `Err` names why it was refused (never deserialized).
-    pub(crate) fn open(key: &[u8], b: &[u8], secret: Option<&[u8]>) -> Result<Blob, &'static str> {
+    pub(crate) fn open(&self, key: &[u8], b: &[u8]) -> Result<Blob, &'static str> {
         let [version, flags, rest @ ..] = b else { return Err("truncated") };
         if *version != VERSION {
             return Err("unknown format version");
         }
-        let body = match (*flags & SIGNED != 0, secret) {
+        let body = match (*flags & SIGNED != 0, &self.secret) {
             (true, Some(s)) => {
                 if rest.len() < MAC_LEN {
                     return Err("truncated");
                 }
                 let (tag, body) = rest.split_at(MAC_LEN);
-                let mut m = <Hmac<Sha256> as Mac>::new_from_slice(s).expect("any key length");
-                m.update(&(key.len() as u64).to_be_bytes());
-                m.update(key);
-                m.update(body);
-                m.verify_slice(tag).map_err(|_| "bad signature")?;
+                self.mac(s, b"value", &[key, body]).verify_slice(tag).map_err(|_| "bad signature")?;
                 body
             }
             (false, Some(_)) => return Err("not signed, and this cache has a secret"),
@@ -208,37 +346,129 @@ impl Blob {
         }
         Ok(Blob { tags, payload: rest.to_vec() })
     }
+
+    /// A message as it goes on the channel (signed, with a secret).
+    pub(crate) fn message(&self, msg: &Message) -> Vec<u8> {
+        self.envelope(&msg.encode(), &[])
+    }
+
+    /// The head of a `Done` message for the sealed blob `sealed` of `key`: what the publish
+    /// script sends before the blob (signed for the whole message, with a secret).
+    pub(crate) fn done_head(&self, key: &[u8], token: &[u8], sealed: &[u8]) -> Vec<u8> {
+        self.envelope(&value_head(DONE, key, token), sealed)
+    }
+
+    /// The head of a `NoCache` message for the sealed blob `sealed` of `key`: what the publish
+    /// script sends before the blob when Redis refuses to store it.
+    pub(crate) fn nocache_head(&self, key: &[u8], token: &[u8], sealed: &[u8]) -> Vec<u8> {
+        self.envelope(&value_head(NOCACHE, key, token), sealed)
+    }
+
+    /// `head` then `tail` is the message; returns what goes before `tail` on the channel.
+    fn envelope(&self, head: &[u8], tail: &[u8]) -> Vec<u8> {
+        let Some(s) = &self.secret else { return head.to_vec() };
+        let mut m = self.mac(s, b"message", &[]);
+        m.update(&((head.len() + tail.len()) as u64).to_be_bytes());
+        m.update(head);
+        m.update(tail);
+        let mut out = Vec::with_capacity(1 + MAC_LEN + head.len());
+        out.push(SIGNED_MESSAGE);
+        out.extend_from_slice(&m.finalize().into_bytes());
+        out.extend_from_slice(head);
+        out
+    }
+
+    /// A message from the channel, checked. `Err` names why it was dropped.
+    pub(crate) fn read(&self, b: &[u8]) -> Result<Message, &'static str> {
+        let inner = match (b.first() == Some(&SIGNED_MESSAGE), &self.secret) {
+            (true, Some(s)) => {
+                if b.len() < 1 + MAC_LEN {
+                    return Err("a truncated message");
+                }
+                let (tag, inner) = b[1..].split_at(MAC_LEN);
+                self.mac(s, b"message", &[inner])
+                    .verify_slice(tag)
+                    .map_err(|_| "a message with a bad signature")?;
+                inner
+            }
+            (false, Some(_)) => return Err("a message not signed, and this cache has a secret"),
+            (true, None) => return Err("a signed message, and this cache has no secret"),
+            (false, None) => b,
+        };
+        Message::decode(inner).ok_or("a message in an unknown format")
+    }
 }
 
-fn mac(secret: &[u8], key: &[u8], body: &[u8]) -> [u8; MAC_LEN] {
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("any key length");
-    m.update(&(key.len() as u64).to_be_bytes());
-    m.update(key);
-    m.update(body);
-    m.finalize().into_bytes().into()
-}
-
-/// Writes the value, clears the lease and announces it, only if `token` still owns the lease:
-/// a holder that lost its lease never overwrites a newer value.
-/// KEYS: lease, value. ARGV: token, blob, idle ms, channel, message head, tag set keys...
-pub(crate) const PUBLISH_VALUE: &str = r#"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
-redis.call('DEL', KEYS[1])
-for i = 6, #ARGV do
-  redis.call('SADD', ARGV[i], KEYS[2])
+/// Takes the key's lease for this process: free, or stale (taken before the key's
+/// invalidation or before a clear: a caller arriving after either starts a computation of its
+/// own, as on the local tier). The lease's value is the owner's token: a random part, `:`, and
+/// the cache's epoch when it was taken.
+/// KEYS: lease, epoch, cleared. ARGV: random part, lease ms.
+/// Returns `{1, token}` (taken) or `{0, PTTL, holder's token}`.
+pub(crate) const TAKE_LEASE: &str = r#"
+local mine = ARGV[1] .. ':' .. (redis.call('GET', KEYS[2]) or '0')
+if redis.call('SET', KEYS[1], mine, 'NX', 'PX', ARGV[2]) then return {1, mine} end
+local held = redis.call('GET', KEYS[1])
+local snap = tonumber(string.match(held, ':(%d+)$'))
+local cleared = tonumber(redis.call('GET', KEYS[3]) or '0')
+if string.sub(held, -1) == '!' or (snap and snap < cleared) then
+  redis.call('SET', KEYS[1], mine, 'PX', ARGV[2])
+  return {1, mine}
 end
+return {0, redis.call('PTTL', KEYS[1]), held}
+"#;
+
+/// Writes the value, clears the lease and announces it, only if `token` still owns the lease
+/// and nothing invalidated the value since the lease was taken: not its key (its lease is then
+/// marked, so the token no longer owns it), not one of its tags, not a clear. A holder that
+/// lost its lease never overwrites a newer value. A value that is not written is announced as
+/// not stored to the processes waiting for this lease, which get it all the same, as this
+/// process's own callers do.
+///
+/// If Redis refuses a write (OOM under `noeviction`, a tag key of another type), nothing more
+/// is written, the lease is cleared all the same and the value announced as not stored, so the
+/// waiting processes get it at once; the refusal is returned. The tag sets are written first:
+/// a value is never stored without the tag sets that let its tags' invalidation find it.
+///
+/// KEYS: lease, value, cleared, then each tag's set and then each tag's epoch. ARGV: token,
+/// blob, idle ms, channel, `Done` head, `NoCache` head. Returns 1 (written), 0 (not written:
+/// not the owner, or invalidated) or the refusal's error text.
+pub(crate) const PUBLISH_VALUE: &str = r#"
+local held = redis.call('GET', KEYS[1])
+local snap = tonumber(string.match(ARGV[1], ':(%d+)$')) or 0
+local fresh = held == ARGV[1] and tonumber(redis.call('GET', KEYS[3]) or '0') <= snap
+local tags = (#KEYS - 3) / 2
+for i = 1, tags do
+  if fresh and tonumber(redis.call('GET', KEYS[3 + tags + i]) or '0') > snap then fresh = false end
+end
+local function unstored(r)
+  if held == ARGV[1] or held == ARGV[1] .. '!' then redis.call('DEL', KEYS[1]) end
+  redis.call('PUBLISH', ARGV[4], ARGV[6] .. ARGV[2])
+  return r
+end
+if not fresh then return unstored(0) end
+for i = 1, tags do
+  local r = redis.pcall('SADD', KEYS[3 + i], KEYS[2])
+  if type(r) == 'table' and r.err then return unstored(r.err) end
+end
+local r = redis.pcall('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+if type(r) == 'table' and r.err then return unstored(r.err) end
+redis.call('DEL', KEYS[1])
 redis.call('PUBLISH', ARGV[4], ARGV[5] .. ARGV[2])
 return 1
 "#;
 
-/// Clears the lease and announces an outcome that is not stored (nocache, error, release),
-/// if `token` still owns the lease. KEYS: lease. ARGV: token, channel, message.
+/// Announces an outcome that is not stored (nocache, error, release) to the processes waiting
+/// for this lease, and clears the lease if `token` still owns it (or owned it until the key's
+/// invalidation marked it). KEYS: lease. ARGV: token, channel, message. Returns 1 if it owned
+/// the lease.
 pub(crate) const PUBLISH_OUTCOME: &str = r#"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
+local held = redis.call('GET', KEYS[1])
+local owned = held == ARGV[1]
+if owned or held == ARGV[1] .. '!' then redis.call('DEL', KEYS[1]) end
 redis.call('PUBLISH', ARGV[2], ARGV[3])
-return 1
+if owned then return 1 end
+return 0
 "#;
 
 /// Extends the lease if `token` still owns it. KEYS: lease. ARGV: token, ttl ms.
@@ -247,13 +477,39 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 "#;
 
-/// Deletes a tag's values and the tag set. KEYS: tag set. Returns how many values went.
+/// Deletes a key's value, marks its lease (if any) as taken before this invalidation (its
+/// holder no longer owns it, and the next caller takes it over), and announces it.
+/// KEYS: value, lease. ARGV: channel, message.
+pub(crate) const INVALIDATE_KEY_SCRIPT: &str = r#"
+redis.call('DEL', KEYS[1])
+local held = redis.call('GET', KEYS[2])
+if held and string.sub(held, -1) ~= '!' then redis.call('SET', KEYS[2], held .. '!', 'KEEPTTL') end
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return 1
+"#;
+
+/// Moves the cache's epoch on and records it as the tag's, so a computation whose lease was
+/// taken before does not store a value with that tag; deletes the tag's values and its set,
+/// and announces it. KEYS: tag set, epoch, tag's epoch. ARGV: channel, message. Returns how
+/// many values went.
 pub(crate) const INVALIDATE_TAG_SCRIPT: &str = r#"
+local epoch = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[3], epoch)
 local members = redis.call('SMEMBERS', KEYS[1])
 local n = 0
 for _, k in ipairs(members) do n = n + redis.call('DEL', k) end
 redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[1], ARGV[2])
 return n
+"#;
+
+/// Moves the cache's epoch on and records it as the last clear's, so no computation whose
+/// lease was taken before stores its value (the values themselves are deleted after, by
+/// `SCAN`). KEYS: epoch, cleared.
+pub(crate) const CLEAR_SCRIPT: &str = r#"
+local epoch = redis.call('INCR', KEYS[1])
+redis.call('SET', KEYS[2], epoch)
+return epoch
 "#;
 
 #[cfg(test)]
@@ -261,35 +517,86 @@ mod tests {
     use super::*;
 
     #[test]
+    fn names_are_encoded_so_no_cache_reaches_another() {
+        assert_eq!(encode_name("users-v1.2_x"), "users-v1.2_x");
+        assert_eq!(encode_name("users:v:archive"), "users%3Av%3Aarchive");
+        assert_eq!(encode_name("*"), "%2A");
+        assert_eq!(encode_name("a%3A"), "a%253A");
+        assert_eq!(encode_name("a\x04é"), "a%04%C3%A9");
+        let n = Names::new("x:t:a");
+        assert_eq!(n.key(Kind::TagSet, b"b"), b"coopcache:x%3At%3Aa:t:b");
+        assert_eq!(n.pattern(Kind::Value), b"coopcache:x%3At%3Aa:v:*");
+        assert_eq!(n.channel(), b"coopcache:x%3At%3Aa");
+    }
+
+    #[test]
     fn messages_round_trip() {
         let all = [
-            Message::Done { key: b"k".to_vec(), blob: vec![1, 2] },
-            Message::NoCache { key: vec![0; 200], blob: vec![] },
-            Message::Failed { key: b"k".to_vec(), type_name: "ValueError".into(), message: "bad".into() },
-            Message::Released { key: b"k".to_vec() },
+            Message::Done { key: b"k".to_vec(), token: b"t:1".to_vec(), blob: vec![1, 2] },
+            Message::NoCache { key: vec![0; 200], token: vec![], blob: vec![] },
+            Message::Failed {
+                key: b"k".to_vec(),
+                token: b"t".to_vec(),
+                type_name: "ValueError".into(),
+                message: "bad".into(),
+            },
+            Message::Released { key: b"k".to_vec(), token: b"t".to_vec() },
             Message::Invalidate { key: b"k".to_vec() },
             Message::InvalidateTag { tag: "user:1".into() },
             Message::Clear,
         ];
-        for m in all {
-            assert_eq!(Message::decode(&m.encode()), Some(m));
+        for signer in [Signer::new("c", None), Signer::new("c", Some(b"secret"))] {
+            for m in all.clone() {
+                assert_eq!(signer.read(&signer.message(&m)), Ok(m));
+            }
+            let mut done = signer.done_head(b"k", b"t", &[9]);
+            done.push(9);
+            let want = Message::Done { key: b"k".to_vec(), token: b"t".to_vec(), blob: vec![9] };
+            assert_eq!(signer.read(&done), Ok(want));
+            let mut nocache = signer.nocache_head(b"k", b"t", &[]);
+            nocache.extend_from_slice(&[]);
+            let want = Message::NoCache { key: b"k".to_vec(), token: b"t".to_vec(), blob: vec![] };
+            assert_eq!(signer.read(&nocache), Ok(want));
         }
-        let mut head = done_head(b"k");
-        head.extend_from_slice(&[9]);
-        assert_eq!(Message::decode(&head), Some(Message::Done { key: b"k".to_vec(), blob: vec![9] }));
     }
 
     #[test]
-    fn blobs_are_signed_for_their_key() {
+    fn messages_are_signed_for_their_cache() {
+        let (c, other) = (Signer::new("c", Some(b"secret")), Signer::new("d", Some(b"secret")));
+        let plain = Signer::new("c", None);
+        let clear = c.message(&Message::Clear);
+        assert_eq!(other.read(&clear), Err("a message with a bad signature"));
+        assert_eq!(Signer::new("c", Some(b"other")).read(&clear), Err("a message with a bad signature"));
+        assert_eq!(
+            c.read(&plain.message(&Message::Clear)),
+            Err("a message not signed, and this cache has a secret")
+        );
+        assert!(plain.read(&clear).is_err());
+        let mut tampered = c.message(&Message::Invalidate { key: b"k".to_vec() });
+        *tampered.last_mut().unwrap() ^= 1;
+        assert_eq!(c.read(&tampered), Err("a message with a bad signature"));
+        // A value's MAC does not sign a message.
+        let sealed = c.seal(b"", &Blob { tags: vec![], payload: vec![] });
+        let mut forged = vec![b'S'];
+        forged.extend_from_slice(&sealed[2..34]);
+        forged.push(b'C');
+        assert!(c.read(&forged).is_err());
+    }
+
+    #[test]
+    fn blobs_are_signed_for_their_cache_and_key() {
         let b = Blob { tags: vec!["t".into()], payload: b"payload".to_vec() };
-        let sealed = b.seal(b"k1", Some(b"secret"));
-        assert_eq!(Blob::open(b"k1", &sealed, Some(b"secret")), Ok(b.clone()));
-        assert_eq!(Blob::open(b"k2", &sealed, Some(b"secret")), Err("bad signature"));
-        assert_eq!(Blob::open(b"k1", &sealed, Some(b"other")), Err("bad signature"));
+        let c = Signer::new("public", Some(b"secret"));
+        let sealed = c.seal(b"k1", &b);
+        assert_eq!(c.open(b"k1", &sealed), Ok(b.clone()));
+        assert_eq!(c.open(b"k2", &sealed), Err("bad signature"));
+        assert_eq!(Signer::new("admin", Some(b"secret")).open(b"k1", &sealed), Err("bad signature"));
+        assert_eq!(Signer::new("public", Some(b"other")).open(b"k1", &sealed), Err("bad signature"));
         let mut tampered = sealed.clone();
         *tampered.last_mut().unwrap() ^= 1;
-        assert_eq!(Blob::open(b"k1", &tampered, Some(b"secret")), Err("bad signature"));
-        assert!(Blob::open(b"k1", &b.seal(b"k1", None), Some(b"secret")).is_err());
-        assert_eq!(Blob::open(b"k1", &b.seal(b"k1", None), None), Ok(b));
+        assert_eq!(c.open(b"k1", &tampered), Err("bad signature"));
+        let plain = Signer::new("public", None);
+        assert!(c.open(b"k1", &plain.seal(b"k1", &b)).is_err());
+        assert_eq!(plain.open(b"k1", &plain.seal(b"k1", &b)), Ok(b));
     }
 }

@@ -1,55 +1,58 @@
 //! The shared tier on Redis: one computation per key across processes and machines.
 //!
 //! On a local miss the local leader asks [`RedisTier::fetch`], which reads the value
-//! (`GETEX .. PX`, refreshing the idle TTL), or takes the key's lease (`SET NX PX` with a random
-//! owner token) so this process computes, or waits for the lease holder's completion message on
-//! pub/sub (no polling; if the holder dies, its lease expires and the wait ends with a retry).
-//! The holder renews its lease while it computes and publishes with a script that writes only if
-//! it still owns the lease.
+//! (`GETEX .. PX`, refreshing the idle TTL), or takes the key's lease (a script: `SET NX PX`
+//! with an owner token, or the take-over of a lease an invalidation made stale) so this
+//! process computes, or waits for that lease's completion message on pub/sub (no polling; if
+//! the holder dies, its lease expires and the wait ends with a retry). The holder renews its
+//! lease while it computes and publishes with a script that writes only if it still owns the
+//! lease and no invalidation overtook it (see the protocol's docs); a publish that fails ends
+//! the lease all the same.
 //!
-//! The Redis work runs on one background runtime thread per process. When Redis is down or slow
-//! (every call has a timeout), steps answer [`Remote::Unavailable`] at once and callers go on with
-//! the local tier; one warning is logged and the tier reconnects in the background.
+//! Every Redis call goes through the cache's [`Link`], the connections the process shares with
+//! every other cache on the same Redis. When Redis is down or slow (every call has a timeout),
+//! steps answer [`Remote::Unavailable`] at once and callers go on with the local tier; one
+//! warning is logged and the link reconnects in the background.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, LazyLock, OnceLock, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use parking_lot::Mutex;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::oneshot;
+use tokio::sync::mpsc;
 
-use super::protocol::{self, Message};
+use super::link::{Link, Member, spawn};
+use super::protocol::{self, Kind, Message, Names, Signer};
 use super::{
     Blob, Counters, Invalidation, InvalidationHook, LeaseKind, Remote, RemoteError, RemoteLease,
-    SharedSettings, inc, redact,
+    SharedSettings, inc,
 };
 use crate::config::ConfigError;
 use crate::keys::Key;
 use crate::stats::{Event, Listener};
 use crate::wait::{Pending, Shared};
 
-type Waiters = HashMap<Vec<u8>, Vec<(u64, oneshot::Sender<Option<Message>>)>>;
+/// The callers waiting for another process's completion, by key: each gets every completion
+/// of the key (and picks its lease's), or `None` when the link goes down.
+type Waiters = HashMap<Vec<u8>, Vec<(u64, mpsc::UnboundedSender<Option<Message>>)>>;
 
 struct Tier {
     name: String,
-    prefix: Vec<u8>,
+    names: Names,
     channel: Vec<u8>,
-    client: redis::Client,
+    signer: Signer,
+    link: Arc<Link>,
     settings: SharedSettings,
     idle_ms: AtomicU64,
-    conn: Mutex<Option<ConnectionManager>>,
-    /// Set once the first attempt to connect has ended, either way.
-    first_attempt: tokio::sync::watch::Sender<bool>,
-    warned: AtomicBool,
     waiters: Mutex<Waiters>,
     next_waiter: AtomicU64,
     touches: Mutex<HashSet<Vec<u8>>>,
     on_invalidation: OnceLock<InvalidationHook>,
     counters: Counters,
     listener: Option<Listener>,
+    /// Whether the listener was last told the tier is down.
+    reported_down: AtomicBool,
 }
 
 /// This process's lease on a key in Redis, renewed in the background until finished or dropped.
@@ -65,48 +68,36 @@ pub(super) struct LeaseState {
 #[derive(Clone)]
 pub(super) struct RedisTier(Arc<Tier>);
 
-/// One runtime thread for every shared tier of the process.
-static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
-    #[cfg(feature = "tls")]
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("coopcache-shared")
-        .enable_all()
-        .build()
-        .expect("start the coopcache shared-tier runtime")
-});
-
 impl RedisTier {
-    /// Validates the settings (a bad URL is an error now, with the password masked) and starts
-    /// connecting in the background.
+    /// Validates the settings (a bad URL is an error now, with the password masked) and joins
+    /// the process's link to that Redis (connecting it in the background if it is the first).
     pub(super) fn start(
         cache: &str,
         settings: SharedSettings,
         idle: Duration,
         listener: Option<Listener>,
     ) -> Result<RedisTier, ConfigError> {
-        let client = settings.validate()?;
-        let prefix = format!("coopcache:{cache}:").into_bytes();
+        let link = Link::get(&settings)?;
+        let names = Names::new(cache);
         let tier = Arc::new(Tier {
             name: cache.to_owned(),
-            channel: format!("coopcache:{cache}").into_bytes(),
-            prefix,
-            client,
+            channel: names.channel(),
+            names,
+            signer: Signer::new(cache, settings.secret.as_deref()),
+            link,
             settings,
             idle_ms: AtomicU64::new(idle.as_millis().clamp(1, u64::MAX as u128) as u64),
-            conn: Mutex::new(None),
-            first_attempt: tokio::sync::watch::Sender::new(false),
-            warned: AtomicBool::new(false),
             waiters: Mutex::new(HashMap::new()),
             next_waiter: AtomicU64::new(0),
             touches: Mutex::new(HashSet::new()),
             on_invalidation: OnceLock::new(),
             counters: Counters::default(),
             listener,
+            reported_down: AtomicBool::new(false),
         });
-        RUNTIME.spawn(subscriber(Arc::downgrade(&tier)));
-        RUNTIME.spawn(toucher(Arc::downgrade(&tier)));
+        let member: Weak<dyn Member> = Arc::downgrade(&tier) as Weak<Tier>;
+        tier.link.join(&tier.channel, member);
+        spawn(toucher(Arc::downgrade(&tier)));
         Ok(RedisTier(tier))
     }
 
@@ -115,9 +106,9 @@ impl RedisTier {
         &self.0.settings.url
     }
 
-    /// Whether the tier is connected (subscribed to its channel) now.
+    /// Whether the tier is up: the link up and the cache's channel subscribed.
     pub(super) fn is_up(&self) -> bool {
-        self.0.conn.lock().is_some()
+        self.0.link.ready(&self.0.channel)
     }
 
     /// Sets what to do when another process invalidates (the local tier's own invalidation).
@@ -136,18 +127,16 @@ impl RedisTier {
     pub(super) fn fetch(&self, key: &Key) -> Pending<Remote> {
         let shared = Shared::new();
         let handle = shared.handle();
-        let known = self.0.conn.lock().clone();
-        if known.is_none() && self.0.tried() {
-            inc(&self.0.counters.fallbacks);
-            shared.fire(Remote::Unavailable);
+        if self.0.link.refuses_now(&self.0.channel) {
+            shared.fire(self.0.fallback());
             return handle;
         }
         let tier = self.0.clone();
         let key = key.as_bytes().to_vec();
-        RUNTIME.spawn(async move {
-            let r = match tier.connection(known).await {
-                Some(conn) => tier.clone().fetch(conn, key, &shared).await,
-                None => tier.fallback(),
+        spawn(async move {
+            let r = match tier.link.usable(&tier.channel).await {
+                true => tier.clone().fetch(key, &shared).await,
+                false => tier.fallback(),
             };
             shared.fire(r);
         });
@@ -160,36 +149,61 @@ impl RedisTier {
         self.0.touches.lock().insert(key.as_bytes().to_vec());
     }
 
-    /// Deletes the key in Redis and tells every process to drop it locally.
+    /// Deletes the key in Redis and tells every process to drop it locally. A computation of
+    /// the key running now does not store its value (see the protocol's docs).
     pub(super) fn invalidate(&self, key: &Key) -> Pending<bool> {
-        let (vkey, msg) =
-            (self.0.key(b'v', key.as_bytes()), Message::Invalidate { key: key.as_bytes().to_vec() });
-        self.0.clone().run(move |mut c, t| async move {
-            redis::cmd("DEL").arg(&vkey).query_async::<()>(&mut c).await?;
-            redis::cmd("PUBLISH").arg(&t.channel).arg(msg.encode()).query_async::<()>(&mut c).await?;
+        let t = &self.0;
+        let (vkey, lkey) =
+            (t.names.key(Kind::Value, key.as_bytes()), t.names.key(Kind::Lease, key.as_bytes()));
+        let msg = t.signer.message(&Message::Invalidate { key: key.as_bytes().to_vec() });
+        let channel = t.channel.clone();
+        t.clone().run(move |mut c| async move {
+            redis::Script::new(protocol::INVALIDATE_KEY_SCRIPT)
+                .key(&vkey)
+                .key(&lkey)
+                .arg(&channel)
+                .arg(msg)
+                .invoke_async::<()>(&mut c)
+                .await?;
             Ok(true)
         })
     }
 
-    /// Deletes the tag's values in Redis and tells every process to drop them locally.
+    /// Deletes the tag's values in Redis and tells every process to drop them locally. A
+    /// computation running now does not store a value with this tag.
     pub(super) fn invalidate_tag(&self, tag: &str) -> Pending<bool> {
-        let tkey = self.0.key(b't', tag.as_bytes());
-        let msg = Message::InvalidateTag { tag: tag.to_owned() };
-        self.0.clone().run(move |mut c, t| async move {
+        let t = &self.0;
+        let tkey = t.names.key(Kind::TagSet, tag.as_bytes());
+        let (epoch, tag_epoch) = (t.names.key(Kind::Epoch, b""), t.names.key(Kind::TagEpoch, tag.as_bytes()));
+        let msg = t.signer.message(&Message::InvalidateTag { tag: tag.to_owned() });
+        let channel = t.channel.clone();
+        t.clone().run(move |mut c| async move {
             redis::Script::new(protocol::INVALIDATE_TAG_SCRIPT)
                 .key(&tkey)
+                .key(&epoch)
+                .key(&tag_epoch)
+                .arg(&channel)
+                .arg(msg)
                 .invoke_async::<i64>(&mut c)
                 .await?;
-            redis::cmd("PUBLISH").arg(&t.channel).arg(msg.encode()).query_async::<()>(&mut c).await?;
             Ok(true)
         })
     }
 
-    /// Deletes every value of the cache in Redis and tells every process to clear locally.
+    /// Deletes every value of the cache in Redis and tells every process to clear locally. No
+    /// computation running now stores its value.
     pub(super) fn clear(&self) -> Pending<bool> {
-        self.0.clone().run(move |mut c, t| async move {
-            let mut pattern = t.key(b'v', b"");
-            pattern.push(b'*');
+        let t = &self.0;
+        let pattern = t.names.pattern(Kind::Value);
+        let (epoch, cleared) = (t.names.key(Kind::Epoch, b""), t.names.key(Kind::Cleared, b""));
+        let msg = t.signer.message(&Message::Clear);
+        let channel = t.channel.clone();
+        t.clone().run(move |mut c| async move {
+            redis::Script::new(protocol::CLEAR_SCRIPT)
+                .key(&epoch)
+                .key(&cleared)
+                .invoke_async::<i64>(&mut c)
+                .await?;
             let mut cursor = 0u64;
             loop {
                 let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
@@ -208,11 +222,7 @@ impl RedisTier {
                 }
                 cursor = next;
             }
-            redis::cmd("PUBLISH")
-                .arg(&t.channel)
-                .arg(Message::Clear.encode())
-                .query_async::<()>(&mut c)
-                .await?;
+            redis::cmd("PUBLISH").arg(&channel).arg(msg).query_async::<()>(&mut c).await?;
             Ok(true)
         })
     }
@@ -225,32 +235,59 @@ impl RedisTier {
 impl LeaseState {
     /// Writes the value (if this process still owns the lease: a holder that lost it never
     /// overwrites a newer value) and hands it to the processes waiting. True if written.
+    ///
+    /// Any failure to publish ends the lease at once, so the other processes' waiters do not
+    /// wait it out: a write Redis refuses is announced as not stored (they get the value), and
+    /// a publish that failed, timed out or was never sent is followed by the lease's release.
     pub(super) fn store(&self, blob: &Blob) -> Pending<bool> {
         let st = self.finish();
         let tier = st.tier.clone();
-        let sealed = blob.seal(&st.key, tier.settings.secret.as_deref());
-        let (lkey, vkey) = (tier.key(b'l', &st.key), tier.key(b'v', &st.key));
-        let head = protocol::done_head(&st.key);
-        let tag_keys: Vec<Vec<u8>> = blob.tags.iter().map(|t| tier.key(b't', t.as_bytes())).collect();
-        let token = st.token.clone();
+        let sealed = tier.signer.seal(&st.key, blob);
+        let (lkey, vkey) = (tier.names.key(Kind::Lease, &st.key), tier.names.key(Kind::Value, &st.key));
+        let done = tier.signer.done_head(&st.key, st.token.as_bytes(), &sealed);
+        let nocache = tier.signer.nocache_head(&st.key, st.token.as_bytes(), &sealed);
+        let cleared = tier.names.key(Kind::Cleared, b"");
+        let tag_keys: Vec<Vec<u8>> = [Kind::TagSet, Kind::TagEpoch]
+            .into_iter()
+            .flat_map(|kind| blob.tags.iter().map(move |t| (kind, t)))
+            .map(|(kind, t)| tier.names.key(kind, t.as_bytes()))
+            .collect();
         let idle = tier.idle_ms.load(Relaxed);
-        tier.run(move |mut c, t| async move {
+        let channel = tier.channel.clone();
+        let release = ReleaseUnlessPublished(Some((tier.clone(), st.key.clone(), st.token.clone())));
+        tier.run(move |mut c| async move {
+            let mut release = release;
+            let Some((tier, _, token)) = &release.0 else { unreachable!("armed until published") };
+            let name = tier.name.clone();
             let script = redis::Script::new(protocol::PUBLISH_VALUE);
             let mut call = script.key(&lkey);
-            call.key(&vkey).arg(&token).arg(&sealed).arg(idle).arg(&t.channel).arg(&head);
+            call.key(&vkey).key(&cleared);
             for k in &tag_keys {
-                call.arg(k);
+                call.key(k);
             }
-            let owned: i64 = call.invoke_async(&mut c).await?;
-            Ok(owned == 1)
+            call.arg(token).arg(&sealed).arg(idle).arg(&channel).arg(&done).arg(&nocache);
+            let answer = call.invoke_async::<redis::Value>(&mut c).await?;
+            release.0 = None; // the script ended the lease, whatever it answered
+            match answer {
+                redis::Value::Int(n) => Ok(n == 1),
+                refusal => {
+                    tracing::warn!(target: "coopcache", cache = %name, ?refusal,
+                        "Redis refused to store a value; the processes waiting got it, not stored");
+                    Ok(false)
+                }
+            }
         })
     }
 
     /// Hands a value that is not to be stored to the waiting processes.
     pub(super) fn nocache(&self, blob: &Blob) -> Pending<bool> {
         let st = self.finish();
-        let sealed = blob.seal(&st.key, st.tier.settings.secret.as_deref());
-        self.outcome(Message::NoCache { key: st.key.clone(), blob: sealed })
+        let sealed = st.tier.signer.seal(&st.key, blob);
+        self.outcome(Message::NoCache {
+            key: st.key.clone(),
+            token: st.token.clone().into_bytes(),
+            blob: sealed,
+        })
     }
 
     /// Hands an error to the waiting processes; nothing is stored.
@@ -258,6 +295,7 @@ impl LeaseState {
         let st = self.finish();
         self.outcome(Message::Failed {
             key: st.key.clone(),
+            token: st.token.clone().into_bytes(),
             type_name: error.type_name.clone(),
             message: error.message.clone(),
         })
@@ -275,30 +313,40 @@ impl LeaseState {
 }
 
 fn publish_outcome(tier: &Arc<Tier>, key: &[u8], token: &str, msg: Message) -> Pending<bool> {
-    let lkey = tier.key(b'l', key);
+    let lkey = tier.names.key(Kind::Lease, key);
     let token = token.to_owned();
-    tier.clone().run(move |mut c, t| async move {
+    let (channel, msg) = (tier.channel.clone(), tier.signer.message(&msg));
+    tier.clone().run(move |mut c| async move {
         let owned: i64 = redis::Script::new(protocol::PUBLISH_OUTCOME)
             .key(&lkey)
             .arg(&token)
-            .arg(&t.channel)
-            .arg(msg.encode())
+            .arg(&channel)
+            .arg(msg)
             .invoke_async(&mut c)
             .await?;
         Ok(owned == 1)
     })
 }
 
+/// Releases a lease when dropped armed: a publish that failed, timed out or never ran.
+struct ReleaseUnlessPublished(Option<(Arc<Tier>, Vec<u8>, String)>);
+
+impl Drop for ReleaseUnlessPublished {
+    fn drop(&mut self) {
+        if let Some((tier, key, token)) = self.0.take() {
+            let released = Message::Released { key: key.clone(), token: token.clone().into_bytes() };
+            drop(publish_outcome(&tier, &key, &token, released));
+        }
+    }
+}
+
 impl Drop for LeaseState {
     fn drop(&mut self) {
         self.renew.abort();
         if !self.finished.load(Relaxed) {
-            drop(publish_outcome(
-                &self.tier,
-                &self.key,
-                &self.token,
-                Message::Released { key: self.key.clone() },
-            ));
+            let released =
+                Message::Released { key: self.key.clone(), token: self.token.clone().into_bytes() };
+            drop(publish_outcome(&self.tier, &self.key, &self.token, released));
         }
     }
 }
@@ -313,76 +361,68 @@ pub(super) fn leak_reason(e: &redis::RedisError) -> &'static str {
     }
 }
 
-impl Tier {
-    /// Whether the first attempt to connect has ended (connected or not).
-    fn tried(&self) -> bool {
-        *self.first_attempt.borrow()
+impl Member for Tier {
+    fn deliver(&self, payload: &[u8]) {
+        self.dispatch(payload);
     }
 
-    /// The connection. Until the first attempt to connect ends, waits for it (bounded by the
-    /// timeout), so that a new cache's first calls use Redis instead of racing its connection:
-    /// one rule for every binding, and nobody blocks (the wait is a [`Pending`] like any other).
-    async fn connection(&self, known: Option<ConnectionManager>) -> Option<ConnectionManager> {
-        if known.is_some() {
-            return known;
+    fn release_waiters(&self) {
+        let waiting = std::mem::take(&mut *self.waiters.lock());
+        for (_, list) in waiting {
+            for (_, tx) in list {
+                let _ = tx.send(None);
+            }
         }
-        let mut first = self.first_attempt.subscribe();
-        let _ = tokio::time::timeout(self.settings.timeout, first.wait_for(|tried| *tried)).await;
-        self.conn.lock().clone()
     }
 
-    fn key(&self, kind: u8, rest: &[u8]) -> Vec<u8> {
-        let mut k = Vec::with_capacity(self.prefix.len() + 2 + rest.len());
-        k.extend_from_slice(&self.prefix);
-        k.push(kind);
-        k.push(b':');
-        k.extend_from_slice(rest);
-        k
+    fn report(&self, trouble: Option<&str>) {
+        let down = trouble.is_some();
+        if self.reported_down.swap(down, Relaxed) == down {
+            return; // told already
+        }
+        self.emit(match trouble {
+            Some(why) => Event::SharedDown { cache: self.name.clone(), reason: why.to_owned() },
+            None => Event::SharedUp { cache: self.name.clone() },
+        });
     }
 
-    /// Runs one Redis job on the runtime with the tier's timeout; false (and the tier marked
-    /// down) if Redis failed or is not connected.
+    fn waiting(&self) -> bool {
+        !self.waiters.lock().is_empty()
+    }
+}
+
+impl Drop for Tier {
+    fn drop(&mut self) {
+        self.link.leave(&self.channel);
+    }
+}
+
+impl Tier {
+    /// Runs one Redis job on the runtime with the link's timeout; `T::default()` (false) if
+    /// Redis failed or is not connected. While the link is down the answer is at once, and the
+    /// job is still tried in the background (a lease's release, an invalidation: Redis may be
+    /// back).
     fn run<F, Fut, T>(self: Arc<Self>, job: F) -> Pending<T>
     where
-        F: FnOnce(ConnectionManager, Arc<Tier>) -> Fut + Send + 'static,
+        F: FnOnce(redis::aio::ConnectionManager) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = redis::RedisResult<T>> + Send,
         T: Clone + Send + Default + 'static,
     {
         let shared = Shared::new();
         let handle = shared.handle();
-        let known = self.conn.lock().clone();
-        if known.is_none() && self.tried() {
+        if self.link.refuses_now(&self.channel) {
             shared.fire(T::default());
+            spawn(async move { self.link.run(job).await });
             return handle;
         }
-        RUNTIME.spawn(async move {
-            let Some(conn) = self.connection(known).await else {
-                shared.fire(T::default());
-                return;
+        spawn(async move {
+            let r = match self.link.usable(&self.channel).await {
+                true => self.link.run(job).await,
+                false => None,
             };
-            let timeout = self.settings.timeout;
-            let r = tokio::time::timeout(timeout, job(conn, self.clone())).await;
-            match r {
-                Ok(Ok(v)) => shared.fire(v),
-                Ok(Err(e)) => {
-                    self.trouble(&e.to_string());
-                    shared.fire(T::default());
-                }
-                Err(_) => {
-                    self.trouble("a call timed out");
-                    shared.fire(T::default());
-                }
-            }
+            shared.fire(r.unwrap_or_default());
         });
         handle
-    }
-
-    fn trouble(&self, why: &str) {
-        if !self.warned.swap(true, Relaxed) {
-            tracing::warn!(target: "coopcache", cache = %self.name, url = %redact(&self.settings.url), why,
-                "shared tier unavailable; calls go on with the local tier");
-            self.emit(Event::SharedDown { cache: self.name.clone(), reason: why.to_owned() });
-        }
     }
 
     fn emit(&self, event: Event) {
@@ -397,120 +437,135 @@ impl Tier {
     }
 
     fn open(&self, key: &[u8], blob: &[u8]) -> Option<Blob> {
-        match Blob::open(key, blob, self.settings.secret.as_deref()) {
+        match self.signer.open(key, blob) {
             Ok(b) => Some(b),
             Err(why) => {
-                inc(&self.counters.rejected_values);
-                tracing::warn!(target: "coopcache", cache = %self.name, why,
-                    "a value in the shared tier was refused and treated as a miss");
-                self.emit(Event::ValueRefused { cache: self.name.clone(), reason: why.to_owned() });
+                self.refused(why, "a value in the shared tier was refused and treated as a miss");
                 None
             }
         }
     }
 
-    async fn fetch(
-        self: Arc<Self>,
-        mut conn: ConnectionManager,
-        key: Vec<u8>,
-        interest: &Shared<Remote>,
-    ) -> Remote {
-        let (vkey, lkey) = (self.key(b'v', &key), self.key(b'l', &key));
+    /// Counts, logs and reports a value or message that did not check out.
+    fn refused(&self, why: &str, what: &'static str) {
+        inc(&self.counters.rejected_values);
+        tracing::warn!(target: "coopcache", cache = %self.name, why, "{what}");
+        self.emit(Event::ValueRefused { cache: self.name.clone(), reason: why.to_owned() });
+    }
+
+    async fn fetch(self: Arc<Self>, key: Vec<u8>, interest: &Shared<Remote>) -> Remote {
+        let (vkey, lkey) = (self.names.key(Kind::Value, &key), self.names.key(Kind::Lease, &key));
+        let (epoch, cleared) = (self.names.key(Kind::Epoch, b""), self.names.key(Kind::Cleared, b""));
         let lease_ms = self.settings.lease_ttl.as_millis() as u64;
         loop {
             if interest.live() == 0 {
                 return Remote::Unavailable; // nobody is waiting for this answer any more
             }
             // Listen before looking, so a completion between the two is not missed.
-            let (id, rx) = self.listen(&key);
+            let (id, mut rx) = self.listen(&key);
             let _unlisten = Unlisten(&self, &key, id);
             let idle = self.idle_ms.load(Relaxed);
             let mut getex = redis::cmd("GETEX");
             getex.arg(&vkey).arg("PX").arg(idle);
-            let Some(found) = self.call::<Option<Vec<u8>>>(&getex, &mut conn).await else {
+            let Some(found) = self.link.call::<Option<Vec<u8>>>(&getex).await else {
                 return self.fallback();
             };
             if let Some(blob) = found.and_then(|b| self.open(&key, &b)) {
                 inc(&self.counters.remote_hits);
                 return Remote::Value(blob);
             }
-            let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-            let mut set = redis::cmd("SET");
-            set.arg(&lkey).arg(&token).arg("NX").arg("PX").arg(lease_ms);
-            match self.call::<Option<String>>(&set, &mut conn).await {
+            let random = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+            let (lkey, epoch, cleared, random) = (&lkey, &epoch, &cleared, &random);
+            let taken = self
+                .link
+                .run(|mut c| async move {
+                    redis::Script::new(protocol::TAKE_LEASE)
+                        .key(lkey)
+                        .key(epoch)
+                        .key(cleared)
+                        .arg(random)
+                        .arg(lease_ms)
+                        .invoke_async::<Vec<redis::Value>>(&mut c)
+                        .await
+                })
+                .await;
+            let (pttl, holder) = match taken.as_deref() {
                 None => return self.fallback(),
-                Some(Some(_)) => {
+                Some([redis::Value::Int(1), token]) => {
+                    let Ok(token) = redis::from_redis_value_ref::<String>(token) else {
+                        return self.fallback();
+                    };
                     inc(&self.counters.leases_won);
-                    return Remote::Compute(self.lease(key.clone(), token, conn));
+                    return Remote::Compute(self.lease(key.clone(), token));
                 }
-                Some(None) => {}
-            }
+                // A lease without a TTL (not one of ours) is waited on for a lease TTL.
+                Some([_, redis::Value::Int(ms @ (1.. | -1)), holder]) => {
+                    match redis::from_redis_value_ref::<Vec<u8>>(holder) {
+                        Ok(holder) => (if *ms > 0 { *ms as u64 } else { lease_ms }, holder),
+                        Err(_) => return self.fallback(),
+                    }
+                }
+                Some(_) => continue, // expiring now: look again
+            };
             inc(&self.counters.leases_lost);
             inc(&self.counters.remote_waits);
-            let pttl = match self.call::<i64>(redis::cmd("PTTL").arg(&lkey), &mut conn).await {
-                Some(ms) if ms > 0 => ms as u64,
-                Some(_) => continue, // released meanwhile
-                None => return self.fallback(),
-            };
-            // Wait for the holder's message; if none comes before its lease runs out, it died:
-            // look again (and take the lease).
-            match tokio::time::timeout(Duration::from_millis(pttl + 5), rx).await {
-                Ok(Ok(Some(msg))) => match msg {
-                    Message::Done { blob, .. } => {
-                        if let Some(blob) = self.open(&key, &blob) {
-                            inc(&self.counters.remote_hits);
-                            return Remote::Value(blob);
+            if !self.link.ready(&self.channel) {
+                // Down since this wait was registered: its release may have come before.
+                return self.fallback();
+            }
+            // Wait for the holder's completion; if none comes before its lease runs out, it
+            // died: look again (and take the lease).
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(pttl + 5);
+            loop {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(Some(msg))) => match msg {
+                        Message::Done { token, .. }
+                        | Message::NoCache { token, .. }
+                        | Message::Failed { token, .. }
+                        | Message::Released { token, .. }
+                            if token != holder => {} // another lease's
+                        Message::Done { blob, .. } => match self.open(&key, &blob) {
+                            Some(blob) => {
+                                inc(&self.counters.remote_hits);
+                                return Remote::Value(blob);
+                            }
+                            None => break,
+                        },
+                        Message::NoCache { blob, .. } => match self.open(&key, &blob) {
+                            Some(blob) => return Remote::NoCache(blob),
+                            None => break,
+                        },
+                        Message::Failed { type_name, message, .. } => {
+                            return Remote::Failed(RemoteError { type_name, message });
                         }
-                    }
-                    Message::NoCache { blob, .. } => {
-                        if let Some(blob) = self.open(&key, &blob) {
-                            return Remote::NoCache(blob);
-                        }
-                    }
-                    Message::Failed { type_name, message, .. } => {
-                        return Remote::Failed(RemoteError { type_name, message });
-                    }
-                    _ => {}
-                },
-                Ok(Ok(None)) => return self.fallback(), // the connection went down
-                Ok(Err(_)) | Err(_) => {}
+                        _ => break, // released: take the lease
+                    },
+                    Ok(Some(None)) => return self.fallback(), // the link went down
+                    Ok(None) | Err(_) => break,
+                }
             }
         }
     }
 
-    /// One Redis command within the tier's timeout; `None` (and the tier reported in trouble) if
-    /// it failed or timed out.
-    async fn call<T: redis::FromRedisValue>(
-        &self,
-        cmd: &redis::Cmd,
-        conn: &mut ConnectionManager,
-    ) -> Option<T> {
-        match tokio::time::timeout(self.settings.timeout, cmd.query_async::<T>(conn)).await {
-            Ok(Ok(v)) => Some(v),
-            Ok(Err(e)) => {
-                self.trouble(&e.to_string());
-                None
-            }
-            Err(_) => {
-                self.trouble("a call timed out");
-                None
-            }
-        }
-    }
-
-    fn lease(self: &Arc<Self>, key: Vec<u8>, token: String, mut conn: ConnectionManager) -> RemoteLease {
-        let (lkey, tok) = (self.key(b'l', &key), token.clone());
+    fn lease(self: &Arc<Self>, key: Vec<u8>, token: String) -> RemoteLease {
+        let (lkey, tok) = (self.names.key(Kind::Lease, &key), token.clone());
         let ttl = self.settings.lease_ttl;
-        let renew = RUNTIME.spawn(async move {
+        let link = self.link.clone();
+        let renew = spawn(async move {
             loop {
                 tokio::time::sleep(ttl / 3).await;
-                let r = redis::Script::new(protocol::RENEW)
-                    .key(&lkey)
-                    .arg(&tok)
-                    .arg(ttl.as_millis() as u64)
-                    .invoke_async::<i64>(&mut conn)
+                let (lkey, tok) = (&lkey, &tok);
+                let r = link
+                    .run(|mut c| async move {
+                        redis::Script::new(protocol::RENEW)
+                            .key(lkey)
+                            .arg(tok)
+                            .arg(ttl.as_millis() as u64)
+                            .invoke_async::<i64>(&mut c)
+                            .await
+                    })
                     .await;
-                if matches!(r, Ok(0)) {
+                if r == Some(0) {
                     return; // lost the lease: another process took over after it expired
                 }
             }
@@ -524,19 +579,23 @@ impl Tier {
         })))
     }
 
-    fn listen(&self, key: &[u8]) -> (u64, oneshot::Receiver<Option<Message>>) {
-        let (tx, rx) = oneshot::channel();
+    fn listen(&self, key: &[u8]) -> (u64, mpsc::UnboundedReceiver<Option<Message>>) {
+        let (tx, rx) = mpsc::unbounded_channel();
         let id = self.next_waiter.fetch_add(1, Relaxed);
         self.waiters.lock().entry(key.to_vec()).or_default().push((id, tx));
         (id, rx)
     }
 
     fn dispatch(&self, payload: &[u8]) {
-        let Some(msg) = Message::decode(payload) else { return };
-        if let Some(key) = msg.completion_key() {
-            let waiting = self.waiters.lock().remove(key).unwrap_or_default();
-            for (_, tx) in waiting {
-                let _ = tx.send(Some(msg.clone()));
+        let msg = match self.signer.read(payload) {
+            Ok(msg) => msg,
+            Err(why) => return self.refused(why, "a message on the shared tier's channel was dropped"),
+        };
+        if let Some((key, _)) = msg.completion() {
+            if let Some(waiting) = self.waiters.lock().get(key) {
+                for (_, tx) in waiting {
+                    let _ = tx.send(Some(msg.clone()));
+                }
             }
             return;
         }
@@ -546,19 +605,6 @@ impl Tier {
                 Message::InvalidateTag { tag } => f(Invalidation::Tag(tag)),
                 Message::Clear => f(Invalidation::All),
                 _ => {}
-            }
-        }
-    }
-
-    /// The connection is gone: stop answering from Redis and release every remote wait.
-    fn down(&self, why: &str) {
-        *self.conn.lock() = None;
-        self.first_attempt.send_replace(true);
-        self.trouble(why);
-        let waiting = std::mem::take(&mut *self.waiters.lock());
-        for (_, list) in waiting {
-            for (_, tx) in list {
-                let _ = tx.send(None);
             }
         }
     }
@@ -578,63 +624,6 @@ impl Drop for Unlisten<'_> {
     }
 }
 
-/// Keeps the tier connected and subscribed, dispatching messages; reconnects with backoff.
-async fn subscriber(tier: Weak<Tier>) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let Some(t) = tier.upgrade() else { return };
-        let timeout = t.settings.timeout;
-        let connected = tokio::time::timeout(timeout, async {
-            let cfg = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(timeout))
-                .set_response_timeout(Some(timeout))
-                .set_number_of_retries(1);
-            let cm = ConnectionManager::new_with_config(t.client.clone(), cfg).await?;
-            let mut ps = t.client.get_async_pubsub().await?;
-            ps.subscribe(&t.channel).await?;
-            Ok::<_, redis::RedisError>((cm, ps))
-        })
-        .await;
-        match connected {
-            Ok(Ok((cm, mut ps))) => {
-                *t.conn.lock() = Some(cm);
-                t.first_attempt.send_replace(true);
-                if t.warned.swap(false, Relaxed) {
-                    tracing::info!(target: "coopcache", cache = %t.name, "shared tier reconnected");
-                    t.emit(Event::SharedUp { cache: t.name.clone() });
-                }
-                backoff = Duration::from_millis(100);
-                drop(t);
-                let mut messages = ps.on_message();
-                loop {
-                    tokio::select! {
-                        m = messages.next() => match m {
-                            Some(m) => match tier.upgrade() {
-                                Some(t) => t.dispatch(m.get_payload_bytes()),
-                                None => return,
-                            },
-                            None => break,
-                        },
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {
-                            if tier.strong_count() == 0 {
-                                return;
-                            }
-                        }
-                    }
-                }
-                match tier.upgrade() {
-                    Some(t) => t.down("the connection to Redis was lost"),
-                    None => return,
-                }
-            }
-            Ok(Err(e)) => t.down(&e.to_string()),
-            Err(_) => t.down("connecting timed out"),
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
-    }
-}
-
 /// Sends the batched touches: each key's idle TTL refreshed at most once per tenth of it.
 async fn toucher(tier: Weak<Tier>) {
     loop {
@@ -642,13 +631,13 @@ async fn toucher(tier: Weak<Tier>) {
         let idle = t.idle_ms.load(Relaxed);
         let period = Duration::from_millis((idle / 10).max(50));
         let keys: Vec<Vec<u8>> = t.touches.lock().drain().collect();
-        let conn = t.conn.lock().clone();
-        if let (false, Some(mut c)) = (keys.is_empty(), conn) {
+        if !keys.is_empty() && t.link.ready(&t.channel) {
             let mut pipe = redis::pipe();
             for k in &keys {
-                pipe.cmd("PEXPIRE").arg(t.key(b'v', k)).arg(idle).ignore();
+                pipe.cmd("PEXPIRE").arg(t.names.key(Kind::Value, k)).arg(idle).ignore();
             }
-            let _ = tokio::time::timeout(t.settings.timeout, pipe.query_async::<()>(&mut c)).await;
+            let pipe = &pipe;
+            let _ = t.link.run(|mut c| async move { pipe.query_async::<()>(&mut c).await }).await;
         }
         drop(t);
         tokio::time::sleep(period).await;

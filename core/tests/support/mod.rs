@@ -1,7 +1,9 @@
 //! Helpers the fault tests share: callers on threads of their own with a bound that turns a
 //! hang into a failure, conditions polled with a bound, and gates computations wait on.
-//! Each test file uses some of them.
+//! Each test file uses some of them; `redis` starts a `redis-server` of the test's own.
 #![allow(dead_code)]
+
+pub mod redis;
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};

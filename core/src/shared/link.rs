@@ -1,0 +1,597 @@
+//! A process's connections to one Redis, shared by every cache of the process that uses it:
+//! one command connection and one subscriber connection per Redis URL and connection settings
+//! (TLS files, timeout), whatever the number of caches. Each cache's channel is a subscription
+//! on the one subscriber.
+//!
+//! Every Redis call of the shared tier goes through here ([`Link::run`] bounds it with the
+//! timeout and reports trouble), and so does the tier's health, reported to each cache on the
+//! link:
+//!
+//! * The link is *up* while it is connected, its subscriber too, and Redis answers in time.
+//!   A call that times out or loses its connection marks it *down* at once (a reply that is an
+//!   error, such as OOM, does not: Redis is there); so does the subscriber's connection
+//!   ending. Each cache on it is told ([`Member::report`]: `SharedDown`), and every remote
+//!   wait ends at once ([`Member::release_waiters`]): its callers go on with the local tier.
+//! * While it is down, no call waits on it: the tier answers at once. The subscriber probes
+//!   Redis (`PING`) every heartbeat; the first call that succeeds marks it up again, and each
+//!   cache is told (`SharedUp`). A later outage is reported again, as the first was.
+//! * While a cache waits for another process's completion, the subscriber pings Redis every
+//!   heartbeat too, so a stalled Redis is noticed while nothing else calls it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, LazyLock, Weak};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
+
+use super::{SharedSettings, redact};
+use crate::config::ConfigError;
+
+/// One runtime thread for every shared tier of the process.
+static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    #[cfg(feature = "tls")]
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("coopcache-shared")
+        .enable_all()
+        .build()
+        .expect("start the coopcache shared-tier runtime")
+});
+
+/// Runs `f` on the shared tier's runtime.
+pub(super) fn spawn<F>(f: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    RUNTIME.spawn(f)
+}
+
+/// What makes two caches' connections the same: the URL and every setting that changes a
+/// connection.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct LinkKey {
+    url: String,
+    timeout: Duration,
+    /// The TLS files: CA, client certificate, client key.
+    tls: [Option<std::path::PathBuf>; 3],
+}
+
+/// The links of the process; a link lives while a cache uses it.
+static LINKS: LazyLock<Mutex<HashMap<LinkKey, Weak<Link>>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// A cache on a link: what the link tells it.
+pub(super) trait Member: Send + Sync {
+    /// A message on the cache's channel.
+    fn deliver(&self, payload: &[u8]);
+    /// The link went down: a completion may never arrive (or arrive late), so nobody may go on
+    /// waiting for one.
+    fn release_waiters(&self);
+    /// The tier is down (`Some(why)`) or up again (`None`): tell the cache's listener, once
+    /// per change (the link may say it again).
+    fn report(&self, trouble: Option<&str>);
+    /// Whether a caller of the cache waits for another process's completion now.
+    fn waiting(&self) -> bool;
+}
+
+/// A change of the subscriber's channels, queued in the order the channels came and went (so a
+/// channel that goes and comes back ends subscribed) and sent by one task.
+enum SubOp {
+    Subscribe(Vec<u8>),
+    Unsubscribe(Vec<u8>),
+}
+
+struct Channel {
+    members: Vec<Weak<dyn Member>>,
+    /// The subscriber has confirmed the subscription (since it last connected).
+    subscribed: bool,
+}
+
+#[derive(Default)]
+struct Subs {
+    /// The subscriber's sink, while it is connected.
+    sink: Option<PubSubSink>,
+    channels: HashMap<Vec<u8>, Channel>,
+}
+
+/// The connections to one Redis; see the module docs.
+pub(super) struct Link {
+    key: LinkKey,
+    client: redis::Client,
+    /// The URL with its password masked.
+    url: String,
+    timeout: Duration,
+    conn: Mutex<Option<ConnectionManager>>,
+    subs: Mutex<Subs>,
+    /// Bumped at every change of the connection or of a subscription, for callers waiting for
+    /// the first attempt to end.
+    changes: tokio::sync::watch::Sender<u64>,
+    /// Set once the first attempt to connect has ended, either way.
+    tried: AtomicBool,
+    /// Redis answered the last call in time (or a probe since); false after a timeout or a
+    /// lost connection.
+    responsive: AtomicBool,
+    /// Whether the link is reported down (to every cache on it); changed under this lock, so
+    /// reports of one change reach every cache before the next change's.
+    down: Mutex<bool>,
+    /// When a reply that was an error (not a timeout) was last logged.
+    last_error: Mutex<Option<Instant>>,
+    /// Tells the subscriber to start over (a subscription failed on its connection).
+    reconnect: tokio::sync::Notify,
+    /// Subscriptions to send, in order (see [`SubOp`]).
+    ops: tokio::sync::mpsc::UnboundedSender<SubOp>,
+}
+
+impl Link {
+    /// The process's link for these settings (checked first: a bad URL is an error now), shared
+    /// with every cache that uses the same.
+    pub(super) fn get(settings: &SharedSettings) -> Result<Arc<Link>, ConfigError> {
+        let client = settings.validate()?;
+        let key = LinkKey {
+            url: settings.url.clone(),
+            timeout: settings.timeout,
+            tls: [
+                settings.tls_ca_file.clone(),
+                settings.tls_cert_file.clone(),
+                settings.tls_key_file.clone(),
+            ],
+        };
+        let mut links = LINKS.lock();
+        links.retain(|_, l| l.strong_count() > 0);
+        if let Some(link) = links.get(&key).and_then(Weak::upgrade) {
+            return Ok(link);
+        }
+        let (ops, queued) = tokio::sync::mpsc::unbounded_channel();
+        let link = Arc::new(Link {
+            key: key.clone(),
+            client,
+            url: redact(&settings.url),
+            timeout: settings.timeout,
+            conn: Mutex::new(None),
+            subs: Mutex::new(Subs::default()),
+            changes: tokio::sync::watch::Sender::new(0),
+            tried: AtomicBool::new(false),
+            responsive: AtomicBool::new(true),
+            down: Mutex::new(false),
+            last_error: Mutex::new(None),
+            reconnect: tokio::sync::Notify::new(),
+            ops,
+        });
+        links.insert(key, Arc::downgrade(&link));
+        spawn(subscriber(Arc::downgrade(&link)));
+        spawn(subscriptions(Arc::downgrade(&link), queued));
+        Ok(link)
+    }
+
+    /// Adds a cache to its channel (subscribing to it if it is the channel's first).
+    pub(super) fn join(self: &Arc<Self>, channel: &[u8], member: Weak<dyn Member>) {
+        {
+            let mut subs = self.subs.lock();
+            let new = !subs.channels.contains_key(channel);
+            let ch = subs
+                .channels
+                .entry(channel.to_vec())
+                .or_insert_with(|| Channel { members: Vec::new(), subscribed: false });
+            ch.members.retain(|m| m.strong_count() > 0);
+            ch.members.push(member.clone());
+            if new {
+                let _ = self.ops.send(SubOp::Subscribe(channel.to_vec()));
+            }
+        }
+        if *self.down.lock() {
+            // A cache that joins a link reported down is told so too (on the runtime: not while
+            // it is being built), unless the link is up again by then.
+            let link = Arc::downgrade(self);
+            spawn(async move {
+                if let (Some(l), Some(m)) = (link.upgrade(), member.upgrade()) {
+                    let down = l.down.lock();
+                    if *down {
+                        m.report(Some("the shared tier is down"));
+                    }
+                }
+            });
+        }
+    }
+
+    /// Removes the caches that are gone from `channel`, unsubscribing if none is left.
+    pub(super) fn leave(&self, channel: &[u8]) {
+        let mut subs = self.subs.lock();
+        let Some(ch) = subs.channels.get_mut(channel) else { return };
+        ch.members.retain(|m| m.strong_count() > 0);
+        if ch.members.is_empty() {
+            subs.channels.remove(channel);
+            let _ = self.ops.send(SubOp::Unsubscribe(channel.to_vec()));
+        }
+    }
+
+    /// Whether calls can go to Redis and the channel's messages arrive: the link is up and the
+    /// channel subscribed.
+    pub(super) fn ready(&self, channel: &[u8]) -> bool {
+        self.healthy() && self.subs.lock().channels.get(channel).is_some_and(|c| c.subscribed)
+    }
+
+    /// Connected (commands and subscriber) and answering in time.
+    fn healthy(&self) -> bool {
+        self.responsive.load(Relaxed) && self.conn.lock().is_some()
+    }
+
+    /// Whether waiting could change [`Link::ready`]: false once the first attempt to connect
+    /// has ended and the channel is subscribed or the link is down.
+    fn settling(&self, channel: &[u8]) -> bool {
+        if !self.tried.load(Relaxed) {
+            return true;
+        }
+        let subs = self.subs.lock();
+        subs.sink.is_some() && subs.channels.get(channel).is_some_and(|c| !c.subscribed)
+    }
+
+    /// Waits (bounded by the timeout) until the link has settled for `channel`; then whether
+    /// it is ready. A new cache's first calls use Redis instead of racing its connection.
+    pub(super) async fn usable(&self, channel: &[u8]) -> bool {
+        if self.ready(channel) {
+            return true;
+        }
+        let mut changes = self.changes.subscribe();
+        let _ = tokio::time::timeout(self.timeout, changes.wait_for(|_| !self.settling(channel))).await;
+        self.ready(channel)
+    }
+
+    /// Whether calls would go to Redis now, without waiting: false (answer at once) once the
+    /// first attempt has ended without a usable connection.
+    pub(super) fn refuses_now(&self, channel: &[u8]) -> bool {
+        !self.ready(channel) && !self.settling(channel)
+    }
+
+    /// Runs one Redis job within the timeout: its result, or `None` if Redis failed, timed out
+    /// or is not connected. A timeout or a lost connection marks the link down; a success
+    /// marks it up (if it was down only for want of answers).
+    pub(super) async fn run<F, Fut, T>(&self, job: F) -> Option<T>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        self.attempt(job).await.ok()
+    }
+
+    /// [`Link::run`], keeping the error: `Err(None)` for a timeout or no connection.
+    pub(super) async fn attempt<F, Fut, T>(&self, job: F) -> Result<T, Option<redis::RedisError>>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let conn = self.conn.lock().clone().ok_or(None)?;
+        match tokio::time::timeout(self.timeout, job(conn)).await {
+            Ok(Ok(v)) => {
+                self.answered();
+                Ok(v)
+            }
+            Ok(Err(e)) if unreachable(&e) => {
+                self.unanswered(&e.to_string());
+                Err(Some(e))
+            }
+            Ok(Err(e)) => {
+                self.refused(&e);
+                Err(Some(e))
+            }
+            Err(_) => {
+                self.unanswered("a call timed out");
+                Err(None)
+            }
+        }
+    }
+
+    /// One command within the timeout (see [`Link::run`]).
+    pub(super) async fn call<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Option<T> {
+        self.run(|mut c| async move { cmd.query_async::<T>(&mut c).await }).await
+    }
+
+    fn members(&self) -> Vec<Arc<dyn Member>> {
+        let subs = self.subs.lock();
+        subs.channels.values().flat_map(|c| c.members.iter().filter_map(Weak::upgrade)).collect()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    fn subscribed(&self, channels: &[Vec<u8>]) {
+        let mut subs = self.subs.lock();
+        for c in channels {
+            if let Some(ch) = subs.channels.get_mut(c) {
+                ch.subscribed = true;
+            }
+        }
+        drop(subs);
+        self.changed();
+    }
+
+    /// Redis answered: if it was down only for want of answers, it is up again.
+    fn answered(&self) {
+        if !self.responsive.swap(true, Relaxed) {
+            self.check("");
+        }
+    }
+
+    /// A call timed out or lost its connection: the link is down until Redis answers again.
+    fn unanswered(&self, why: &str) {
+        self.responsive.store(false, Relaxed);
+        self.check(why);
+    }
+
+    /// Redis answered with an error (OOM, a wrong type...): it is there, so the link stays up;
+    /// the call's caller falls back. Logged at most every 10 s.
+    fn refused(&self, e: &redis::RedisError) {
+        let mut last = self.last_error.lock();
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            *last = Some(Instant::now());
+            tracing::warn!(target: "coopcache", url = %self.url, error = %e,
+                "a shared-tier call failed; its callers go on with the local tier");
+        }
+    }
+
+    /// Reports a change of health to every cache on the link (see the module docs): down, with
+    /// every remote wait released, or up again.
+    fn check(&self, why: &str) {
+        let mut down = self.down.lock();
+        let healthy = self.healthy();
+        if !healthy && !*down && self.tried.load(Relaxed) {
+            *down = true;
+            tracing::warn!(target: "coopcache", url = %self.url, why,
+                "shared tier unavailable; calls go on with the local tier");
+            for m in self.members() {
+                m.report(Some(why));
+                m.release_waiters();
+            }
+        } else if healthy && *down {
+            *down = false;
+            tracing::info!(target: "coopcache", url = %self.url, "shared tier back");
+            for m in self.members() {
+                m.report(None);
+            }
+        }
+        drop(down);
+        self.changed();
+    }
+
+    /// Whether a cache on the link waits for another process's completion now.
+    fn waiting(&self) -> bool {
+        self.members().iter().any(|m| m.waiting())
+    }
+
+    /// One `PING` within the timeout on each connection: whether the subscriber is dead while
+    /// Redis answers (it must be replaced). The command connection's answer marks the link up
+    /// or down as any call's does.
+    async fn subscriber_dead(&self, sink: &mut PubSubSink) -> bool {
+        let pinged =
+            self.run(|mut c| async move { redis::cmd("PING").query_async::<()>(&mut c).await }).await;
+        let sub = tokio::time::timeout(self.timeout, sink.ping::<redis::Value>()).await;
+        pinged.is_some() && !matches!(sub, Ok(Ok(_)))
+    }
+
+    fn connected(&self, cm: ConnectionManager, sink: PubSubSink) -> Vec<Vec<u8>> {
+        *self.conn.lock() = Some(cm);
+        let mut subs = self.subs.lock();
+        subs.sink = Some(sink);
+        subs.channels.keys().cloned().collect()
+    }
+
+    fn up(&self) {
+        self.tried.store(true, Relaxed);
+        self.responsive.store(true, Relaxed);
+        self.check("");
+    }
+
+    /// The subscriber's connection is gone (or never came): stop answering from Redis and
+    /// release every remote wait.
+    fn lost(&self, why: &str) {
+        *self.conn.lock() = None;
+        {
+            let mut subs = self.subs.lock();
+            subs.sink = None;
+            for ch in subs.channels.values_mut() {
+                ch.subscribed = false;
+            }
+        }
+        self.tried.store(true, Relaxed);
+        self.check(why);
+    }
+
+    fn deliver(&self, channel: &[u8], payload: &[u8]) {
+        let members: Vec<Arc<dyn Member>> = match self.subs.lock().channels.get(channel) {
+            Some(ch) => ch.members.iter().filter_map(Weak::upgrade).collect(),
+            None => return,
+        };
+        for m in members {
+            m.deliver(payload);
+        }
+    }
+}
+
+/// Sends the subscriptions that channels coming and going ask for, in order, on the
+/// subscriber's connection (while it has none, there is nothing to send: it subscribes every
+/// channel there is when it connects). A subscription that fails makes the subscriber start
+/// over.
+async fn subscriptions(link: Weak<Link>, mut queued: tokio::sync::mpsc::UnboundedReceiver<SubOp>) {
+    while let Some(op) = queued.recv().await {
+        let Some(l) = link.upgrade() else { return };
+        let Some(mut sink) = l.subs.lock().sink.clone() else { continue };
+        match op {
+            SubOp::Subscribe(channel) => {
+                match tokio::time::timeout(l.timeout, sink.subscribe(&channel)).await {
+                    Ok(Ok(())) => l.subscribed(&[channel]),
+                    Ok(Err(_)) | Err(_) => l.reconnect.notify_one(),
+                }
+            }
+            SubOp::Unsubscribe(channel) => {
+                // Back meanwhile: its subscription is queued after this.
+                if let Some(ch) = l.subs.lock().channels.get_mut(&channel) {
+                    ch.subscribed = false;
+                }
+                let _ = tokio::time::timeout(l.timeout, sink.unsubscribe(&channel)).await;
+            }
+        }
+    }
+}
+
+/// Whether no cache uses the link any more (only its subscriber holds it); if so, it is
+/// taken out of the process's links, so no cache finds it afterwards.
+fn unused(link: &Arc<Link>) -> bool {
+    let mut links = LINKS.lock();
+    let unused = Arc::strong_count(link) == 1;
+    if unused {
+        links.remove(&link.key);
+    }
+    unused
+}
+
+/// Whether an error means Redis did not answer (the connection is gone or could not be made),
+/// as opposed to an answer that is an error.
+fn unreachable(e: &redis::RedisError) -> bool {
+    e.is_timeout() || e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal()
+}
+
+/// How often the subscriber probes Redis while the link is down or a cache waits on it.
+fn heartbeat(timeout: Duration) -> Duration {
+    timeout.clamp(Duration::from_millis(100), Duration::from_secs(1))
+}
+
+/// Keeps the link connected and its channels subscribed, delivering their messages;
+/// reconnects with backoff.
+async fn subscriber(link: Weak<Link>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let Some(l) = link.upgrade() else { return };
+        let timeout = l.timeout;
+        let connected = tokio::time::timeout(timeout, async {
+            let cfg = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(timeout))
+                .set_response_timeout(Some(timeout))
+                .set_number_of_retries(1);
+            let cm = ConnectionManager::new_with_config(l.client.clone(), cfg).await?;
+            let (sink, stream) = l.client.get_async_pubsub().await?.split();
+            Ok::<_, redis::RedisError>((cm, sink, stream))
+        })
+        .await;
+        match connected {
+            Ok(Ok((cm, mut sink, mut stream))) => {
+                let channels = l.connected(cm, sink.clone());
+                let subscribed = match channels.is_empty() {
+                    true => Ok(Ok(())),
+                    false => tokio::time::timeout(timeout, sink.subscribe(&channels)).await,
+                };
+                match subscribed {
+                    Ok(Ok(())) => {
+                        l.subscribed(&channels);
+                        l.up();
+                        backoff = Duration::from_millis(100);
+                        let gone = "the connection to Redis was lost";
+                        let why = loop {
+                            tokio::select! {
+                                m = stream.next() => match m {
+                                    Some(m) => l.deliver(m.get_channel_name().as_bytes(), m.get_payload_bytes()),
+                                    None => break gone,
+                                },
+                                _ = l.reconnect.notified() => break "a subscription failed",
+                                _ = tokio::time::sleep(heartbeat(timeout)) => {
+                                    if unused(&l) {
+                                        return;
+                                    }
+                                    // Down for want of answers, or a cache waits on the link:
+                                    // is Redis there? A subscriber that does not answer while
+                                    // Redis does is replaced.
+                                    let probe = !l.responsive.load(Relaxed) || l.waiting();
+                                    if probe && l.subscriber_dead(&mut sink).await {
+                                        break "the subscriber stopped answering";
+                                    }
+                                }
+                            }
+                        };
+                        l.lost(why);
+                    }
+                    Ok(Err(e)) => l.lost(&e.to_string()),
+                    Err(_) => l.lost("subscribing timed out"),
+                }
+            }
+            Ok(Err(e)) => l.lost(&e.to_string()),
+            Err(_) => l.lost("connecting timed out"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// The client for a `rediss://` URL with these TLS files (a CA to trust instead of the
+/// system's roots; a client certificate and its key), each read and checked now: an error
+/// names the setting whose file is unreadable, not PEM, or (the key) not the certificate's.
+#[cfg(feature = "tls")]
+pub(super) fn tls_client(
+    url: &str,
+    ca: Option<&std::path::Path>,
+    client: Option<(&std::path::Path, &std::path::Path)>,
+) -> Result<redis::Client, ConfigError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let read = |setting: &'static str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|_| ConfigError::new(setting, path.display(), "a readable PEM file"))
+    };
+    let certs =
+        |setting: &'static str, path: &std::path::Path, pem: &[u8]| match CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(certs) if !certs.is_empty() => Ok(certs),
+            _ => Err(ConfigError::new(setting, path.display(), "a PEM file of one or more certificates")),
+        };
+    let root_cert = match ca {
+        Some(path) => {
+            let pem = read("tls_ca_file", path)?;
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in certs("tls_ca_file", path, &pem)? {
+                roots.add(cert).map_err(|_| {
+                    ConfigError::new("tls_ca_file", path.display(), "a PEM file of CA certificates")
+                })?;
+            }
+            Some(pem)
+        }
+        None => None,
+    };
+    let client_tls = match client {
+        Some((cert_path, key_path)) => {
+            let (cert, key) = (read("tls_cert_file", cert_path)?, read("tls_key_file", key_path)?);
+            let chain = certs("tls_cert_file", cert_path, &cert)?;
+            let bad_key = || {
+                ConfigError::new(
+                    "tls_key_file",
+                    key_path.display(),
+                    "a PEM private key (PKCS#8, PKCS#1 or SEC1) that is tls_cert_file's",
+                )
+            };
+            let der = PrivateKeyDer::from_pem_slice(&key).map_err(|_| bad_key())?;
+            let provider = rustls::crypto::ring::default_provider();
+            rustls::sign::CertifiedKey::from_der(chain, der, &provider).map_err(|_| bad_key())?;
+            Some(redis::ClientTlsConfig { client_cert: cert, client_key: key })
+        }
+        None => None,
+    };
+    redis::Client::build_with_tls(url, redis::TlsCertificates { client_tls, root_cert })
+        .map_err(|e| ConfigError::new("redis_url", redact(url), super::redis::leak_reason(&e)))
+}
+
+/// Without the `tls` feature there is no `rediss://`, so no TLS file either.
+#[cfg(not(feature = "tls"))]
+pub(super) fn tls_client(
+    _url: &str,
+    ca: Option<&std::path::Path>,
+    client: Option<(&std::path::Path, &std::path::Path)>,
+) -> Result<redis::Client, ConfigError> {
+    let (setting, path) = match (ca, client) {
+        (Some(ca), _) => ("tls_ca_file", ca),
+        (None, Some((cert, _))) => ("tls_cert_file", cert),
+        (None, None) => unreachable!("called with a TLS file"),
+    };
+    Err(ConfigError::new(setting, path.display(), "coopcache built with its tls feature"))
+}

@@ -493,9 +493,13 @@ where
             let remote = self.remote.as_ref().expect("encoding for a remote lease");
             let tags = self.tags.clone();
             let written = match (bytes, &self.outcome) {
-                (Ok(payload), Some(Outcome::NoCache(_))) => remote.nocache(&crate::shared::Blob { tags, payload }),
+                (Ok(payload), Some(Outcome::NoCache(_))) => {
+                    remote.nocache(&crate::shared::Blob { tags, payload })
+                }
                 (Ok(payload), _) => remote.store(&crate::shared::Blob { tags, payload }),
-                (Err((type_name, message)), _) => remote.fail(&crate::shared::RemoteError { type_name, message }),
+                (Err((type_name, message)), _) => {
+                    remote.fail(&crate::shared::RemoteError { type_name, message })
+                }
             };
             self.state = LeadState::Publishing(written);
             return;

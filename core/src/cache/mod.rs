@@ -464,7 +464,7 @@ where
     }
 
     /// The general sync form: options (timeout, tags), and a computation that may fail or
-    /// return [`nocache`].
+    /// return [`Computed::NoCache`] (a value handed to the callers, not stored).
     pub fn compute<E>(
         &self,
         key: K,

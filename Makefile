@@ -32,8 +32,9 @@ python-env: ## a virtualenv with the package and the test tools installed
 test-python: python-env ## the Python package's tests (pytest, mypy --strict on the stubs)
 	bash tests/python/run.sh $(PY)
 
-node-env: ## npm install at the root (builds the addon from source)
+node-env: ## npm install at the root, then the addon's build from source (npm run build: needs Rust)
 	npm install --no-audit --no-fund
+	npm run -s build
 
 test-node: node-env ## the Node package's tests (node --test, tsc --strict on the types)
 	bash tests/node/run.sh

@@ -5,7 +5,8 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 
 .PHONY: help test test-rust test-models check-models test-python test-node test-cross bench bench-rust bench-python bench-node bench-shared \
-        demo demo-rust demo-python demo-node demo-shared test-examples bench-charts lint python-env node-env test-readme
+        demo demo-rust demo-python demo-node demo-shared test-examples bench-charts lint python-env node-env test-readme \
+        dist test-dist
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -83,6 +84,12 @@ bench-charts: ## PNG charts (docs/bench/*.png) from the JSON of the last runs in
 
 bench-shared: python-env ## shared mode: a shared-tier hit vs a raw GET, a cross-process stampede vs dogpile.cache
 	bash bench/shared/run.sh $(PY)
+
+dist: node-env ## wheel, sdist, npm tarballs and crate for this machine into dist/, each checked (release/dist.sh)
+	bash release/dist.sh
+
+test-dist: ## install dist/'s artifacts into clean environments without Rust and run the suites there
+	bash release/test_dist.sh
 
 lint: ## rustfmt, clippy, ruff, tsc
 	cargo fmt --all --check

@@ -97,5 +97,5 @@ lint: ## rustfmt, clippy, ruff, tsc
 	for f in '' shared json redis $(RUST_FEATURES) shuttle; do \
 	  cargo clippy -p coopcache --all-targets --features "$$f" -- -D warnings || exit 1; done
 	RUSTDOCFLAGS='-D warnings' cargo doc -p coopcache --no-deps --features $(RUST_FEATURES)
-	$(PY) -m ruff check bindings-python/python tests/python tests/cross tests/test_*.py examples bench
+	$(PY) -m ruff check bindings-python/python bindings-python/build_backend.py tests/python tests/cross tests/test_*.py examples bench
 	npx tsc --noEmit -p tests/node

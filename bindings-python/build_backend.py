@@ -12,6 +12,7 @@ import shutil
 from typing import Any, List, Mapping, Optional
 
 import maturin
+
 # The hooks that need no check of their own: pip asks for the build requirements first.
 from maturin import (  # noqa: F401
     build_editable,

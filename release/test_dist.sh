@@ -30,7 +30,7 @@ timed() {
 }
 
 version=$(node -p "require('./package.json').version")
-wheel=$(ls "$DIST"/coopcache-"$version"-cp39-abi3-manylinux_2_17_x86_64*.whl)
+wheel=$(ls "$DIST"/coopcache-"$version"-cp39-abi3-*manylinux_2_17_x86_64*.whl)
 sdist="$DIST/coopcache-$version.tar.gz"
 main_tgz="$DIST/coopcache-$version.tgz"
 platform_tgz="$DIST/coopcache-linux-x64-gnu-$version.tgz"

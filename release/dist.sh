@@ -41,10 +41,13 @@ say "Python sdist"
 maturin sdist --out "$OUT"
 sdist=$(ls "$OUT"/coopcache-*.tar.gz)
 # It must hold what a build from it needs: both crates it builds, the lock file, the backend.
+listing=$(mktemp)
+tar -tzf "$sdist" > "$listing"
 for f in Cargo.lock pyproject.toml bindings-python/Cargo.toml bindings-python/build_backend.py core/Cargo.toml \
     core/src/lib.rs bindings-python/python/coopcache/__init__.py; do
-    tar -tzf "$sdist" | grep -qx "coopcache-[^/]*/$f" || { echo "release/dist.sh: $sdist lacks $f" >&2; exit 1; }
+    grep -qx "coopcache-[^/]*/$f" "$listing" || { echo "release/dist.sh: $sdist lacks $f" >&2; exit 1; }
 done
+rm "$listing"
 
 say "npm packages (main, linux-x64-gnu)"
 # The addon a contributor's `npm run build` makes: a release build, the one the tests load.

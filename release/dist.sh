@@ -24,10 +24,13 @@ export PATH="$DIST_VENV/bin:$PATH"
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
+target_dir=$(cargo metadata --no-deps --format-version 1 | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 
 say "Python wheel (abi3, manylinux_2_17 x86_64, linked with zig)"
-maturin build --release --zig --target x86_64-unknown-linux-gnu --compatibility manylinux_2_17 \
-    --out "$OUT" --quiet
+# A target folder of its own: the napi CLI builds for the same triple with another linker, and
+# sharing one would make each build redo the other's.
+CARGO_TARGET_DIR="$target_dir/wheel-zig" maturin build --release --zig --target x86_64-unknown-linux-gnu \
+    --compatibility manylinux_2_17 --out "$OUT" --quiet
 wheel=$(ls "$OUT"/coopcache-*-cp39-abi3-*manylinux_2_17_x86_64*.whl)
 auditwheel show "$wheel" | tee "$OUT/auditwheel.txt"
 # (auditwheel wraps its lines to the terminal's width)
@@ -56,7 +59,6 @@ node bindings-node/pack.mjs "$OUT"
 
 say "crate (cargo package, cargo publish --dry-run)"
 cargo package -p coopcache --quiet ${CARGO_PACKAGE_FLAGS:-}
-target_dir=$(cargo metadata --no-deps --format-version 1 | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 cp "$target_dir/package/coopcache-$(node -p "require('./package.json').version").crate" "$OUT/"
 cargo publish -p coopcache --dry-run --quiet ${CARGO_PACKAGE_FLAGS:-}
 

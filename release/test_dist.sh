@@ -45,13 +45,16 @@ NO_RUST_PATH=${NO_RUST_PATH%:}
 norust() { env -u CARGO -u RUSTC -u RUSTUP_HOME -u CARGO_HOME PATH="$NO_RUST_PATH" "$@"; }
 norust sh -c '! command -v cargo && ! command -v rustc' >/dev/null || { echo "cargo is still on the PATH" >&2; exit 1; }
 
-# An interpreter of CPython X.Y: pythonX.Y on the PATH, else pyenv's.
+# An interpreter of CPython X.Y that runs: pyenv's (its shims on the PATH fail for a version that
+# is not selected), else pythonX.Y on the PATH.
 find_python() {
     local v=$1 p
-    p=$(command -v "python$v" || true)
-    [[ -n "$p" ]] || p=$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$v".*/bin/"python$v" 2>/dev/null | sort -V | tail -1)
-    [[ -n "$p" ]] || { echo "release/test_dist.sh: no CPython $v (pythonX.Y on the PATH or under pyenv)" >&2; return 1; }
-    echo "$p"
+    for p in $(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$v".*/bin/"python$v" 2>/dev/null | sort -rV) \
+        $(command -v "python$v"); do
+        "$p" -c '' 2>/dev/null && { echo "$p"; return; }
+    done
+    echo "release/test_dist.sh: no CPython $v (pyenv's, or python$v on the PATH)" >&2
+    return 1
 }
 
 for v in 3.9 3.13; do

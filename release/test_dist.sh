@@ -72,7 +72,7 @@ done
 say "Python sdist: without Rust, one line that says what to install"
 venv="$WORK/sdist-norust"
 python3 -m venv "$venv"
-if norust "$venv/bin/python" -m pip install --disable-pip-version-check "$sdist" > "$WORK/sdist.log" 2>&1; then
+if norust "$venv/bin/python" -m pip install --no-cache-dir --disable-pip-version-check "$sdist" > "$WORK/sdist.log" 2>&1; then
     echo "release/test_dist.sh: the sdist installed without Rust" >&2
     exit 1
 fi
@@ -88,7 +88,7 @@ venv="$WORK/sdist"
 python3 -m venv "$venv"
 # The workspace's target folder, as the wheel's build left it: the dependencies are compiled once
 # per CI run, not twice (so this time is a warm source build; a cold one takes minutes).
-timed "pip install sdist (source build, warm cargo)" env CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}" "$venv/bin/python" -m pip install -q --disable-pip-version-check "$sdist"
+timed "pip install sdist (source build, warm cargo)" env CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}" "$venv/bin/python" -m pip install -q --no-cache-dir --disable-pip-version-check "$sdist"
 (cd "$WORK" && "$venv/bin/python" -c 'import coopcache; coopcache.configure("c"); print("sdist build:", coopcache.cached("c", 1, lambda: "ok"))')
 
 say "Node runtimes (release/runtimes.json)"

@@ -5,7 +5,8 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 
 .PHONY: help test test-rust test-models check-models test-python test-node test-cross bench bench-rust bench-python bench-node bench-shared \
-        demo demo-rust demo-python demo-node demo-shared test-examples bench-charts lint python-env node-env test-readme
+        demo demo-rust demo-python demo-node demo-shared test-examples bench-charts lint python-env node-env test-readme \
+        dist test-dist
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -32,8 +33,9 @@ python-env: ## a virtualenv with the package and the test tools installed
 test-python: python-env ## the Python package's tests (pytest, mypy --strict on the stubs)
 	bash tests/python/run.sh $(PY)
 
-node-env: ## npm install at the root (builds the addon from source)
+node-env: ## npm install at the root, then the addon's build from source (npm run build: needs Rust)
 	npm install --no-audit --no-fund
+	npm run -s build
 
 test-node: node-env ## the Node package's tests (node --test, tsc --strict on the types)
 	bash tests/node/run.sh
@@ -83,11 +85,17 @@ bench-charts: ## PNG charts (docs/bench/*.png) from the JSON of the last runs in
 bench-shared: python-env ## shared mode: a shared-tier hit vs a raw GET, a cross-process stampede vs dogpile.cache
 	bash bench/shared/run.sh $(PY)
 
+dist: node-env ## wheel, sdist, npm tarballs and crate for this machine into dist/, each checked (release/dist.sh)
+	bash release/dist.sh
+
+test-dist: ## install dist/'s artifacts into clean environments without Rust and run the suites there
+	bash release/test_dist.sh
+
 lint: ## rustfmt, clippy, ruff, tsc
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	for f in '' shared json redis $(RUST_FEATURES) shuttle; do \
 	  cargo clippy -p coopcache --all-targets --features "$$f" -- -D warnings || exit 1; done
 	RUSTDOCFLAGS='-D warnings' cargo doc -p coopcache --no-deps --features $(RUST_FEATURES)
-	$(PY) -m ruff check bindings-python/python tests/python tests/cross tests/test_*.py examples bench
+	$(PY) -m ruff check bindings-python/python bindings-python/build_backend.py tests/python tests/cross tests/test_*.py examples bench
 	npx tsc --noEmit -p tests/node

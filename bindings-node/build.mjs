@@ -1,6 +1,7 @@
-// Builds the native addon into bindings-node/native/ (`npm install` and `npm run build` run this).
-// That folder holds only generated files (gitignored); the hand-written JS and types are in
-// bindings-node/js/. Plain JS that runs on Node 18. Where the napi-rs CLI can run (installed, and
+// Builds the native addon from source into bindings-node/native/ (`npm run build` in a checkout;
+// contributors only: users get a prebuilt addon, the platform package, and npm never runs this).
+// That folder holds only generated files (gitignored, never packed); the hand-written JS and types
+// are in bindings-node/js/. Plain JS that runs on Node 18. Where the napi-rs CLI can run (installed, and
 // Node within its engines: ^20.17, ^22.13 or >= 23.5), the CLI builds. Elsewhere (Node 18) the
 // fallback does the part of the CLI's work this package needs: `cargo build --release` of the
 // crate, then a copy of the cdylib to the name js/index.js looks for, the CLI's
@@ -22,6 +23,16 @@ function run(cmd, args) {
   if (r.status !== 0) process.exit(r.status ?? 1);
 }
 
+// Without Rust the build cannot start: say so in one line, with what to install.
+const cargo = spawnSync(process.env.CARGO || 'cargo', ['--version'], { stdio: 'ignore' });
+if (cargo.error || cargo.status !== 0) {
+  console.error(
+    'bindings-node/build.mjs: building the addon from source needs Rust 1.85+ (cargo is not on the PATH): ' +
+      'install it with rustup (https://rustup.rs); to use coopcache, `npm install coopcache` needs no Rust',
+  );
+  process.exit(1);
+}
+
 const [major, minor] = process.versions.node.split('.').map(Number);
 const nodeFitsCli =
   (major === 20 && minor >= 17) ||
@@ -40,6 +51,8 @@ if (nodeFitsCli && cli) {
   run(process.execPath, [
     cli, 'build', '--platform', '--release', '--no-js', '--dts', 'native.d.ts',
     '--manifest-path', 'bindings-node/Cargo.toml', '--output-dir', path.relative(root, out),
+    // The release's cross builds add theirs (`npm run build -- --target T --cross-compile`).
+    ...process.argv.slice(2),
   ]);
   process.exit(0);
 }
@@ -47,7 +60,9 @@ if (nodeFitsCli && cli) {
 // The fallback. These triples are package.json's napi.targets, with the CLI's names for them.
 const NAMES = {
   'x86_64-unknown-linux-gnu': 'linux-x64-gnu',
+  'x86_64-unknown-linux-musl': 'linux-x64-musl',
   'aarch64-unknown-linux-gnu': 'linux-arm64-gnu',
+  'aarch64-unknown-linux-musl': 'linux-arm64-musl',
   'x86_64-apple-darwin': 'darwin-x64',
   'aarch64-apple-darwin': 'darwin-arm64',
   'x86_64-pc-windows-msvc': 'win32-x64-msvc',

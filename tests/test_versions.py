@@ -1,7 +1,7 @@
-"""One version for the Rust crate, the Python wheel and the npm package, everywhere it is written
-and at run time: Cargo.toml's workspace version is the source; the wheel takes it from Cargo
-(maturin), `coopcache.__version__` and Node's `version` export report it, and CHANGELOG.md's
-latest version heading is it.
+"""One version for the Rust crate, the Python wheel and the npm packages (the main one and each
+platform's addon package), everywhere it is written and at run time: Cargo.toml's workspace
+version is the source; the wheel takes it from Cargo (maturin), `coopcache.__version__` and
+Node's `version` export report it, and CHANGELOG.md's latest version heading is it.
 """
 
 from __future__ import annotations
@@ -67,6 +67,15 @@ def test_npm_package_and_lock_have_the_version() -> None:
     lock = json.loads((ROOT / "package-lock.json").read_text(encoding="utf-8"))
     assert lock["version"] == v
     assert lock["packages"][""]["version"] == v
+
+
+def test_npm_platform_packages_have_the_version() -> None:
+    v = version()
+    manifests = sorted((ROOT / "bindings-node" / "npm").glob("*/package.json"))
+    assert len(manifests) == 7, [str(m) for m in manifests]
+    for m in manifests:
+        package = json.loads(m.read_text(encoding="utf-8"))
+        assert package["version"] == v, f"{m.relative_to(ROOT)}: {package['version']} != {v}"
 
 
 def node_says(tmp: Path, filename: str, code: str) -> str:

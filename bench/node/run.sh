@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The anchor benchmark (../shared/bench/node) with coopcache as a contender.
-# Usage (after `npm install` at the repository root): bash bench/node/run.sh [anchors.mjs options]
+# Usage (after `npm install && npm run build` at the repository root): bash bench/node/run.sh [anchors.mjs options]
 # e.g.   bash bench/node/run.sh --only hit,stampede,memory
 # Writes the tables to bench/results/node.md and every figure to bench/results/node.json
 # (`make bench-charts` draws docs/bench/node.png from it; a --json option of yours wins).
@@ -13,7 +13,7 @@ if [ ! -f "$HARNESS/anchors.mjs" ]; then
     exit 2
 fi
 if ! ls "$ROOT"/bindings-node/native/coopcache.*.node >/dev/null 2>&1; then
-    echo "the addon is not built: run \`npm install\` at $ROOT first" >&2
+    echo "the addon is not built: run \`npm install && npm run build\` at $ROOT first" >&2
     exit 2
 fi
 WORK="$(mktemp -d)"

@@ -1,35 +1,16 @@
 'use strict';
-// coopcache for Node: the public face over the native addon (bindings-node/native/, built by
-// bindings-node/build.mjs; this folder, bindings-node/js/, holds only hand-written files).
+// coopcache for Node: the public face over the native addon (the platform's prebuilt package, or
+// a checkout's build in bindings-node/native/: load.js finds it). This folder, bindings-node/js/,
+// holds only hand-written files.
 // Every rule of a call lives in the Rust core's call driver, which the addon drives; this file
 // checks arguments, runs the user's function, weighs and serializes values, settles promises and
 // emits events. Nothing here blocks the event loop.
 
-const path = require('node:path');
-const fs = require('node:fs');
 const { EventEmitter } = require('node:events');
 const { AsyncLocalStorage } = require('node:async_hooks');
 const v8 = require('node:v8');
 
-function loadNative() {
-  const dir = path.join(__dirname, '..', 'native');
-  const prefix = `coopcache.${process.platform}-${process.arch}`;
-  const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.startsWith(prefix) && f.endsWith('.node')) : [];
-  if (files.length === 0) {
-    throw new Error(
-      `coopcache: the native addon is not built (no ${prefix}*.node in ${dir}); ` +
-        'run `npm install` in the package root (it needs Rust and cargo)',
-    );
-  }
-  if (files.length > 1) {
-    // Prefer the libc this process runs on when both builds are present.
-    const musl = !process.report?.getReport?.().header?.glibcVersionRuntime;
-    files.sort((a, b) => Number(a.includes('musl') !== musl) - Number(b.includes('musl') !== musl));
-  }
-  return require(path.join(dir, files[0]));
-}
-
-const { Native } = loadNative();
+const { Native } = require('./load.js').load();
 
 // How a computation ended, as `computed` is told; LAST is added to the last action of a call
 // (bindings-node/src/lib.rs, mods outcome and act).

@@ -1,7 +1,7 @@
 // Shared mode: 4 processes x 100 callers on one cold key, computed once across all of them.
 // Needs a Redis server: node examples/node/shared.mjs [REDIS_URL]
 // (default: $REDIS_URL, else redis://127.0.0.1:6379)
-// (run from the repository root after `npm install`; the cache name is fresh on every run).
+// (run from the repository root after `npm install && npm run build`; the cache name is fresh on every run).
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';

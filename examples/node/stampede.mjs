@@ -1,7 +1,7 @@
 // The Node part of `make demo`: 10,000 concurrent calls (promises) on one cold key; the value is
 // computed once. Prints how many times it was computed, the wall time and the cache's stats (as
 // the Rust and Python demos do).
-// Run from the repository root after `npm install`: node examples/node/stampede.mjs
+// Run from the repository root after `npm install && npm run build`: node examples/node/stampede.mjs
 import { configure, cached, stats } from 'coopcache';
 
 const CALLERS = 10_000;

@@ -4,7 +4,7 @@
 // A node:http server answers GET /users/<id> from a (simulated, slow) database, with the query
 // wrapped in coopcache. The script starts the server on a free port, fires 50 concurrent
 // requests at /users/42, shows that the database was queried once, and exits.
-// Run from the repository root after `npm install`: node examples/node/web_handler.mjs
+// Run from the repository root after `npm install && npm run build`: node examples/node/web_handler.mjs
 import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { configure, cached, stats } from 'coopcache';

@@ -1,7 +1,7 @@
 // worker_threads sharing one cache without Redis: `shared: 'process'`.
 // Four workers each get 250 concurrent requests for the same cold report; it is built once for
 // the whole process, and every worker gets its own copy (through the v8 serializer).
-// Run from the repository root after `npm install`: node examples/node/workers.mjs
+// Run from the repository root after `npm install && npm run build`: node examples/node/workers.mjs
 import { Worker, isMainThread, parentPort, threadId } from 'node:worker_threads';
 import { configure, cached, stats } from 'coopcache';
 

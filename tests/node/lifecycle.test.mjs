@@ -3,15 +3,15 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
-import path from 'node:path';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import * as esm from 'coopcache';
 import { configure, cached, get, clear, invalidate, stats } from 'coopcache';
 import { uniq, sleep, until } from './helpers.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+// The package's entry as this suite resolves it (a checkout's, or an installed one's), for child
+// processes and workers.
+const ENTRY = createRequire(import.meta.url).resolve('coopcache');
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc');
 
@@ -76,7 +76,7 @@ test('worker threads load the addon and keep their own caches', async () => {
   await cached(name, 'k', () => 'main');
   const code = `
     const { parentPort, workerData } = require('node:worker_threads');
-    const { configure, cached, get, stats } = require(workerData.root);
+    const { configure, cached, get, stats } = require(workerData.entry);
     (async () => {
       const name = workerData.name;
       let seen;
@@ -89,7 +89,7 @@ test('worker threads load the addon and keep their own caches', async () => {
     })();
   `;
   const results = await Promise.all([1, 2].map(() => new Promise((resolve, reject) => {
-    const w = new Worker(code, { eval: true, workerData: { root: ROOT, name } });
+    const w = new Worker(code, { eval: true, workerData: { entry: ENTRY, name } });
     let msg;
     w.on('message', (m) => { msg = m; });
     w.on('error', reject);
@@ -103,7 +103,7 @@ test('worker threads load the addon and keep their own caches', async () => {
 
 test('the process exits on its own after use', () => {
   const script = `
-    const { configure, cached, events, nocache } = require(${JSON.stringify(ROOT)});
+    const { configure, cached, events, nocache } = require(${JSON.stringify(ENTRY)});
     events.on('evict', () => {});
     (async () => {
       configure('exit', { cacheDuration: 0.05, memoryLimit: 1000, whenFull: 'evict', maxConcurrency: 2 });

@@ -3,12 +3,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import path from 'node:path';
+import { createRequire } from 'node:module';
 import { configure, cached, stats } from 'coopcache';
 import { uniq } from './helpers.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+// The package's entry as this suite resolves it (a checkout's, or an installed one's).
+const ENTRY = createRequire(import.meta.url).resolve('coopcache');
 
 /** `[[[...[]...]]]`, `depth` arrays deep (as JSON.parse gives for a deep array read from Redis). */
 function nested(depth) {
@@ -75,7 +75,7 @@ test('the estimate visits every value of a small value and at most 10,000 of a l
 test('a cyclic value is weighed without hanging and stored', () => {
   // In a child process, so that a hang is a failed test rather than a stuck suite.
   const script = `
-    const { configure, cached, stats } = require(${JSON.stringify(ROOT)});
+    const { configure, cached, stats } = require(${JSON.stringify(ENTRY)});
     (async () => {
       configure('cyclic');
       const a = { name: 'a' };

@@ -16,10 +16,10 @@ function loadNative() {
   const prefix = `coopcache.${process.platform}-${process.arch}`;
   const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.startsWith(prefix) && f.endsWith('.node')) : [];
   if (files.length === 0) {
-    throw new Error(
+    const message =
       `coopcache: the native addon is not built (no ${prefix}*.node in ${dir}); ` +
-        'run `npm install` in the package root (it needs Rust and cargo)',
-    );
+      'run `npm install` in the package root (it needs Rust and cargo)';
+    throw Object.assign(new Error(message), { code: 'ERR_COOPCACHE_NOT_BUILT' });
   }
   if (files.length > 1) {
     // Prefer the libc this process runs on when both builds are present.
@@ -30,6 +30,11 @@ function loadNative() {
 }
 
 const { Native } = loadNative();
+
+/** A bad argument: a TypeError with the stable code of the addon's (ERR_COOPCACHE_INVALID_ARGUMENT). */
+function badArgument(message) {
+  return Object.assign(new TypeError(`coopcache: ${message}`), { code: 'ERR_COOPCACHE_INVALID_ARGUMENT' });
+}
 
 // How a computation ended, as `computed` is told; LAST is added to the last action of a call
 // (bindings-node/src/lib.rs, mods outcome and act).
@@ -154,7 +159,7 @@ function unknown(name) {
 }
 
 function cachedOn(c, key, fn, options) {
-  if (typeof fn !== 'function') return Promise.reject(new TypeError(`coopcache: fn must be a function, got ${typeof fn}`));
+  if (typeof fn !== 'function') return Promise.reject(badArgument(`fn must be a function, got ${typeof fn}`));
   const id = hit(c.idx, key); // > 0: a hit; else the miss for start()
   return id > 0 ? Promise.resolve(values.get(id)) : miss(c, key, fn, options, id);
 }
@@ -380,7 +385,7 @@ class Cache {
     return native.invalidate(this.#c.idx, key);
   }
   invalidateTag(tag) {
-    if (typeof tag !== 'string') throw new TypeError('coopcache: a tag must be a string');
+    if (typeof tag !== 'string') throw badArgument(`a tag must be a string, got ${typeof tag}`);
     return native.invalidateTag(this.#c.idx, tag);
   }
   clear() {
@@ -397,10 +402,10 @@ class Cache {
     return configure(this.#c.name, options);
   }
   wrap(fn, options = {}) {
-    if (typeof fn !== 'function') throw new TypeError('coopcache: wrap() needs a function');
+    if (typeof fn !== 'function') throw badArgument(`wrap() needs a function, got ${typeof fn}`);
     const { key, ...callOptions } = options;
     if (key !== undefined && typeof key !== 'function') {
-      throw new TypeError('coopcache: wrap() key must be a function (...args) => key');
+      throw badArgument(`wrap() key must be a function (...args) => key, got ${typeof key}`);
     }
     const c = this.#c;
     const fname = fn.name || 'anonymous';

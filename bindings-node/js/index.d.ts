@@ -7,8 +7,8 @@ export type Key = string | number | bigint | boolean | null | Uint8Array | reado
 
 /**
  * The settings of `configure(name, settings)`. Every one is optional: on a new cache an omitted
- * setting takes its default, on an existing one it keeps its current value. A bad or unknown setting throws
- * at once (`ERR_COOPCACHE_INVALID_CONFIG`).
+ * setting takes its default, on an existing one it keeps its current value. A bad or unknown
+ * setting throws at once (`ERR_COOPCACHE_INVALID_CONFIG`).
  */
 export interface Settings {
   /**

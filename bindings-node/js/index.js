@@ -411,6 +411,7 @@ class Cache {
     const fname = fn.name || 'anonymous';
     const keyOf = key ?? ((...args) => [fname, ...args]);
     const opts = Object.keys(callOptions).length ? callOptions : undefined;
+    if (opts !== undefined) native.checkOptions(opts); // bad options fail here, not at each call
     return function wrapped(...args) {
       let k;
       try {

@@ -564,6 +564,12 @@ impl Native {
         Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), f.to_js(env.raw())?) })
     }
 
+    /// Checks a call's options (`wrap` checks its options when wrapping, not at each call).
+    #[napi]
+    pub fn check_options(&self, env: Env, options: Unknown<'_>) -> Result<()> {
+        call_tags(&env, Some(options)).map(drop).map_err(|f| f.throw(&env))
+    }
+
     /// The configured names, sorted.
     #[napi]
     pub fn names(&self) -> Vec<String> {

@@ -32,6 +32,7 @@ test('unknown call options are errors naming the option and the known ones', asy
     e.message === "cached() got an unexpected option 'timeout' (options: timeoutMs, tags, sizeOf)";
   await assert.rejects(cached(name, 'k', () => 1, { timeout: 1 }), check);
   await assert.rejects(c.cached('k2', () => 1, { timeout: 1 }), check);
+  assert.throws(() => c.wrap(() => 1, { key: () => 'w', timeout: 1 }), check); // when wrapping
   // Nothing was stored: the key still computes.
   assert.equal(await cached(name, 'k', () => 2), 2);
 });

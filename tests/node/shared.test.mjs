@@ -292,6 +292,9 @@ test('Redis stopped: calls go on with the local tier, sharedDown; restarted: the
     } finally {
       await again.stop();
     }
+    // Stopped again: the tier goes down again, heard here rather than printed after the test.
+    const downs = () => seen.filter(([k, n]) => k === 'down' && n === name).length;
+    assert.ok(await until(() => downs() === 2), 'sharedDown again');
   } finally {
     events.off('sharedDown', onDown);
     events.off('sharedUp', onUp);

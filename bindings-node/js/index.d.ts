@@ -7,8 +7,8 @@ export type Key = string | number | bigint | boolean | null | Uint8Array | reado
 
 /**
  * The settings of `configure(name, settings)`. Every one is optional: on a new cache an omitted
- * setting takes its default, on an existing one it keeps its current value. A bad setting throws
- * at once (`ERR_COOPCACHE_INVALID_CONFIG`).
+ * setting takes its default, on an existing one it keeps its current value. A bad or unknown
+ * setting throws at once (`ERR_COOPCACHE_INVALID_CONFIG`).
  */
 export interface Settings {
   /**
@@ -122,6 +122,9 @@ export type ErrorCode =
   | 'ERR_COOPCACHE_INVALID_CONFIG'
   | 'ERR_COOPCACHE_RECURSION'
   | 'ERR_COOPCACHE_INVALID_KEY'
+  | 'ERR_COOPCACHE_INVALID_OPTION'
+  | 'ERR_COOPCACHE_INVALID_ARGUMENT'
+  | 'ERR_COOPCACHE_NOT_BUILT'
   | 'ERR_COOPCACHE_REMOTE';
 
 /** An error thrown by coopcache itself (errors thrown by `fn` reach the callers as they were thrown). */

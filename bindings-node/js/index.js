@@ -12,6 +12,11 @@ const v8 = require('node:v8');
 
 const { Native } = require('./load.js').load();
 
+/** A bad argument: a TypeError with the stable code of the addon's (ERR_COOPCACHE_INVALID_ARGUMENT). */
+function badArgument(message) {
+  return Object.assign(new TypeError(`coopcache: ${message}`), { code: 'ERR_COOPCACHE_INVALID_ARGUMENT' });
+}
+
 // How a computation ended, as `computed` is told; LAST is added to the last action of a call
 // (bindings-node/src/lib.rs, mods outcome and act).
 const STORE = 0;
@@ -135,7 +140,7 @@ function unknown(name) {
 }
 
 function cachedOn(c, key, fn, options) {
-  if (typeof fn !== 'function') return Promise.reject(new TypeError(`coopcache: fn must be a function, got ${typeof fn}`));
+  if (typeof fn !== 'function') return Promise.reject(badArgument(`fn must be a function, got ${typeof fn}`));
   const id = hit(c.idx, key); // > 0: a hit; else the miss for start()
   return id > 0 ? Promise.resolve(values.get(id)) : miss(c, key, fn, options, id);
 }
@@ -361,7 +366,7 @@ class Cache {
     return native.invalidate(this.#c.idx, key);
   }
   invalidateTag(tag) {
-    if (typeof tag !== 'string') throw new TypeError('coopcache: a tag must be a string');
+    if (typeof tag !== 'string') throw badArgument(`a tag must be a string, got ${typeof tag}`);
     return native.invalidateTag(this.#c.idx, tag);
   }
   clear() {
@@ -378,15 +383,16 @@ class Cache {
     return configure(this.#c.name, options);
   }
   wrap(fn, options = {}) {
-    if (typeof fn !== 'function') throw new TypeError('coopcache: wrap() needs a function');
+    if (typeof fn !== 'function') throw badArgument(`wrap() needs a function, got ${typeof fn}`);
     const { key, ...callOptions } = options;
     if (key !== undefined && typeof key !== 'function') {
-      throw new TypeError('coopcache: wrap() key must be a function (...args) => key');
+      throw badArgument(`wrap() key must be a function (...args) => key, got ${typeof key}`);
     }
     const c = this.#c;
     const fname = fn.name || 'anonymous';
     const keyOf = key ?? ((...args) => [fname, ...args]);
     const opts = Object.keys(callOptions).length ? callOptions : undefined;
+    if (opts !== undefined) native.checkOptions(opts); // bad options fail here, not at each call
     return function wrapped(...args) {
       let k;
       try {

@@ -50,6 +50,11 @@ function notFound(err, request) {
   return err?.code === 'MODULE_NOT_FOUND' && String(err.message).includes(`'${request}'`);
 }
 
+/** No addon this process can load: an Error with the stable code ERR_COOPCACHE_NOT_BUILT. */
+function notBuilt(message) {
+  return Object.assign(new Error(`coopcache: ${message}`), { code: 'ERR_COOPCACHE_NOT_BUILT' });
+}
+
 function load() {
   const platform = platformName();
   const pkg = `coopcache-${platform}`;
@@ -57,17 +62,17 @@ function load() {
     return require(pkg);
   } catch (err) {
     // Installed but unloadable (another Node ABI, a damaged file): say so, not "not found".
-    if (!notFound(err, pkg)) throw new Error(`coopcache: ${pkg} is installed but its addon did not load: ${err.message}`);
+    if (!notFound(err, pkg)) throw notBuilt(`${pkg} is installed but its addon did not load: ${err.message}`);
   }
   const local = path.join(__dirname, '..', 'native', `coopcache.${platform}.node`);
   if (fs.existsSync(local)) return require(local);
   const { version } = require('../../package.json');
   const build = 'or build it in a checkout of the repository with Rust installed (`npm install && npm run build`)';
   if (!PREBUILT.includes(platform)) {
-    throw new Error(`coopcache: no prebuilt addon for ${platform} (prebuilt: ${PREBUILT.join(', ')}); ${build.slice(3)}`);
+    throw notBuilt(`no prebuilt addon for ${platform} (prebuilt: ${PREBUILT.join(', ')}); ${build.slice(3)}`);
   }
-  throw new Error(
-    `coopcache: the prebuilt addon for ${platform}, the optional dependency ${pkg}, is not installed ` +
+  throw notBuilt(
+    `the prebuilt addon for ${platform}, the optional dependency ${pkg}, is not installed ` +
       '(npm skips it with --omit=optional, or with a lockfile made on another platform): ' +
       `run \`npm install ${pkg}@${version}\`, ${build}`,
   );

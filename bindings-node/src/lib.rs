@@ -40,10 +40,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use coopcache::options::{self, Arg, ErrorKind, OptionError, Style, Value};
 use coopcache::shared::{SharedMode, SharedSettings};
 use coopcache::{
-    Cache, Call, CallOptions, Caller, Computing, ConfigError, Error as CoreError, Event, Frame, Key,
-    KeyWriter, Lead, LeadStep, MemoryLimit, Outcome, Ready, Registry, Settings, Step, WhenFull,
+    Cache, Call, CallOptions, Caller, Computing, Error as CoreError, Event, Frame, Key, KeyWriter, Lead,
+    LeadStep, Level, Outcome, Ready, Registry, Step,
 };
 use napi::bindgen_prelude::*;
 use napi::sys;
@@ -225,7 +226,7 @@ impl Job {
 /// process's error.
 struct Failure {
     type_error: bool,
-    code: Option<&'static str>,
+    code: &'static str,
     message: String,
     remote: Option<String>,
 }
@@ -240,7 +241,6 @@ impl Failure {
             CoreError::Remote { .. } => "ERR_COOPCACHE_REMOTE",
             _ => "ERR_COOPCACHE_COMPUTATION",
         };
-        let code = Some(code);
         match e {
             CoreError::Remote { type_name, message } => {
                 Failure { type_error: false, code, message, remote: Some(type_name) }
@@ -250,28 +250,17 @@ impl Failure {
     }
 
     fn key(message: String) -> Failure {
-        Failure { type_error: true, code: Some("ERR_COOPCACHE_INVALID_KEY"), message, remote: None }
+        Failure { type_error: true, code: "ERR_COOPCACHE_INVALID_KEY", message, remote: None }
     }
 
-    /// A bad argument: a `TypeError` without a code.
-    fn type_error(message: String) -> Failure {
-        Failure { type_error: true, code: None, message, remote: None }
-    }
-
-    fn config(e: &ConfigError) -> Failure {
-        Failure::invalid(config_message(e))
-    }
-
-    fn invalid(message: String) -> Failure {
-        Failure { type_error: false, code: Some("ERR_COOPCACHE_INVALID_CONFIG"), message, remote: None }
+    /// An option or argument the core refused.
+    fn option(e: OptionError) -> Failure {
+        Failure { type_error: e.kind == ErrorKind::Type, code: e.code, message: e.message, remote: None }
     }
 
     /// The JS error object.
     fn to_js(&self, env: sys::napi_env) -> Result<sys::napi_value> {
-        let code = match self.code {
-            Some(c) => string(env, c)?,
-            None => ptr::null_mut(),
-        };
+        let code = string(env, self.code)?;
         let msg = string(env, &self.message)?;
         let mut e = ptr::null_mut();
         // SAFETY: plain N-API calls on the JS thread with values of this env.
@@ -314,157 +303,91 @@ fn string(env: sys::napi_env, s: &str) -> Result<sys::napi_value> {
     Ok(v)
 }
 
-/// A setting's name as Node spells it.
-fn node_setting(s: &str) -> &str {
-    match s {
-        "memory_limit" => "memoryLimit",
-        "cache_duration" => "cacheDuration",
-        "when_full" => "whenFull",
-        "max_concurrency" => "maxConcurrency",
-        "redis_url" => "redisUrl",
-        "lease_ttl" => "leaseTtl",
-        other => other,
-    }
-}
-
-fn config_message(e: &ConfigError) -> String {
-    format!("invalid {}: {} (expected {})", node_setting(e.setting), e.value, e.expected)
-}
-
-/// A counter's name as Node spells it (`bytes_used` → `bytesUsed`).
-fn camel(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut upper = false;
-    for c in name.chars() {
-        match c {
-            '_' => upper = true,
-            c if upper => {
-                out.push(c.to_ascii_uppercase());
-                upper = false;
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// The settings `configure` was given (absent: keep the current value), type-checked.
-struct ConfigureArgs {
-    memory_limit: Option<f64>,
-    cache_duration: Option<f64>,
-    when_full: Option<String>,
-    /// `Some(None)`: `null`, no limit.
-    max_concurrency: Option<Option<f64>>,
-    /// Shared mode: the Redis URL (only when first configuring the cache, or the same again).
-    redis_url: Option<String>,
-    serializer: Option<&'static str>,
-    /// Shared mode: the signing secret's bytes.
-    secret: Option<Vec<u8>>,
-    /// Shared mode: the lease TTL in seconds.
-    lease_ttl: Option<f64>,
-    /// `"process"`: share the cache across this process's worker threads, without Redis.
-    shared: Option<String>,
-}
-
-impl ConfigureArgs {
-    /// Reads the options object of `configure`, checking each setting's type (its value is
-    /// checked with the others when the settings are applied).
-    fn read(env: &Env, options: &Unknown<'_>) -> std::result::Result<Self, Failure> {
-        if options.get_type().ok() != Some(ValueType::Object) {
-            return Err(Failure::invalid("invalid options: expected an object".to_owned()));
-        }
-        let o = Object::from_raw(env.raw(), options.raw());
-        let get = |k: &str| -> std::result::Result<Option<(Unknown<'_>, ValueType)>, Failure> {
-            let v = o.get_named_property::<Unknown>(k).map_err(|e| Failure::invalid(e.reason))?;
-            Ok(match v.get_type() {
-                Ok(ValueType::Undefined) | Err(_) => None,
-                Ok(t) => Some((v, t)),
-            })
-        };
-        let wrong = |k: &str, v: &Unknown<'_>, expected: &str| {
-            Failure::invalid(format!("invalid {k}: {} (expected {expected})", text(env, v)))
-        };
-        let typed = |k: &str, want: ValueType, expected: &str| match get(k)? {
-            None => Ok(None),
-            Some((v, t)) if t == want => Ok(Some(v)),
-            Some((v, _)) => Err(wrong(k, &v, expected)),
-        };
-        // SAFETY (the conversions below): values of this env, of the type just checked.
-        let number = |v: Unknown<'_>| unsafe { f64::from_napi_value(env.raw(), v.raw()) }.unwrap_or(f64::NAN);
-        let string = |v: Unknown<'_>| text(env, &v);
-        let memory_limit =
-            typed("memoryLimit", ValueType::Number, "a number of bytes >= 0, or a fraction in (0, 1]")?;
-        let cache_duration = typed("cacheDuration", ValueType::Number, "a number of seconds >= 0")?;
-        let when_full = typed("whenFull", ValueType::String, "\"reject\" or \"evict\"")?;
-        let max_concurrency = match get("maxConcurrency")? {
-            None => None,
-            Some((_, ValueType::Null)) => Some(None),
-            Some((v, ValueType::Number)) => Some(Some(number(v))),
-            Some((v, _)) => {
-                return Err(wrong("maxConcurrency", &v, "a whole number >= 1, or null for no limit"));
-            }
-        };
-        if get("sizeOf")?.is_some_and(|(_, t)| t != ValueType::Function) {
-            return Err(Failure::invalid(
-                "invalid sizeOf: expected a function (value, key) => bytes".to_owned(),
-            ));
-        }
-        let redis_url = typed("redisUrl", ValueType::String, "").map_err(|_| {
-            Failure::invalid("invalid redisUrl: expected a redis:// or rediss:// URL string".to_owned())
-        })?;
-        let serializer = match get("serializer")? {
-            None => None,
-            Some((v, _)) => match text(env, &v).as_str() {
-                "v8" => Some("v8"),
-                "json" => Some("json"),
-                _ => return Err(wrong("serializer", &v, "\"v8\" or \"json\"")),
-            },
-        };
-        let shared = typed(
-            "shared",
-            ValueType::String,
-            "'process': share the cache across this process's worker threads",
-        )?;
-        let lease_ttl = match get("leaseTtl")? {
-            None => None,
-            Some((v, ValueType::Number)) if number(v) > 0.0 => Some(number(v)),
-            Some((v, _)) => return Err(wrong("leaseTtl", &v, "a number of seconds > 0")),
-        };
-        let secret = match get("secret")? {
-            None => None,
-            Some((v, ValueType::String)) => Some(text(env, &v).into_bytes()),
-            // SAFETY: a value of this env; the conversion checks that it is a Uint8Array.
-            Some((v, _)) => match unsafe { Uint8Array::from_napi_value(env.raw(), v.raw()) } {
-                Ok(b) => Some(b.to_vec()),
-                Err(_) => {
-                    return Err(Failure::invalid("invalid secret: expected a string or a Buffer".to_owned()));
-                }
-            },
-        };
-        Ok(ConfigureArgs {
-            memory_limit: memory_limit.map(number),
-            cache_duration: cache_duration.map(number),
-            when_full: when_full.map(string),
-            max_concurrency,
-            redis_url: redis_url.map(string),
-            serializer,
-            secret,
-            lease_ttl,
-            shared: shared.map(string),
-        })
-    }
-}
-
 /// A cache name: a string.
 fn cache_name(env: &Env, v: &Unknown<'_>) -> std::result::Result<String, Failure> {
-    match v.get_type() {
-        Ok(ValueType::String) => Ok(text(env, v)),
-        Ok(t) => Err(Failure::type_error(format!(
-            "coopcache: a cache name must be a string, got {}",
-            js_typeof(t)
-        ))),
-        Err(e) => Err(Failure::type_error(e.reason)),
+    let arg = js_arg(env, v, 0);
+    options::cache_name(&arg, Style::Node).map(str::to_owned).map_err(Failure::option)
+}
+
+/// A JS value as the core's option checks see it, with its type (`typeof`, but `null`,
+/// `array` and `Uint8Array`). No JS runs but the getters of an object's options.
+fn js_arg(env: &Env, v: &Unknown<'_>, depth: u32) -> Arg {
+    let (e, raw) = (env.raw(), v.raw());
+    // SAFETY (the conversions below): values of this env, of the type just checked.
+    let (value, name) = match v.get_type().unwrap_or(ValueType::Unknown) {
+        ValueType::Null => (Value::None, "null"),
+        ValueType::Boolean => {
+            (Value::Bool(unsafe { bool::from_napi_value(e, raw) }.unwrap_or(false)), "boolean")
+        }
+        ValueType::Number => {
+            let n = unsafe { f64::from_napi_value(e, raw) }.unwrap_or(f64::NAN);
+            let whole = n.is_finite() && n.fract() == 0.0 && n.abs() < 9.0e15;
+            (if whole { Value::Int(n as i128) } else { Value::Float(n) }, "number")
+        }
+        ValueType::String => (Value::Str(text(env, v)), "string"),
+        ValueType::Function => (Value::Func, "function"),
+        ValueType::Object => {
+            let mut is = false;
+            if unsafe { sys::napi_is_array(e, raw, &mut is) } == sys::Status::napi_ok
+                && is
+                && depth < MAX_DEPTH
+            {
+                let items = unsafe { Vec::<Unknown>::from_napi_value(e, raw) }.unwrap_or_default();
+                (Value::List(items.iter().map(|i| js_arg(env, i, depth + 1)).collect()), "array")
+            } else if let Ok(b) = unsafe { Uint8Array::from_napi_value(e, raw) } {
+                (Value::Bytes(b.to_vec()), "Uint8Array")
+            } else {
+                clear_exception(env);
+                (Value::Other, "object")
+            }
+        }
+        t => (Value::Other, js_typeof(t)),
+    };
+    Arg::new(value, name)
+}
+
+/// An options object's own enumerable properties (undefined ones left out: not given).
+fn js_options(
+    env: &Env,
+    v: &Unknown<'_>,
+    code: &'static str,
+) -> std::result::Result<Vec<(String, Arg)>, Failure> {
+    if v.get_type().ok() != Some(ValueType::Object) {
+        let e = OptionError::invalid(
+            ErrorKind::Type,
+            code,
+            "options",
+            &js_arg(env, v, 0),
+            Style::Node,
+            "an object",
+        );
+        return Err(Failure::option(e));
     }
+    let o = Object::from_raw(env.raw(), v.raw());
+    let mut keys = ptr::null_mut();
+    // SAFETY: a plain N-API call on the JS thread with a value of this env.
+    let status = unsafe {
+        sys::napi_get_all_property_names(
+            env.raw(),
+            v.raw(),
+            sys::KeyCollectionMode::own_only,
+            sys::KeyFilter::enumerable | sys::KeyFilter::skip_symbols,
+            sys::KeyConversion::numbers_to_strings,
+            &mut keys,
+        )
+    };
+    let failed = |reason: String| Failure { type_error: true, code, message: reason, remote: None };
+    ok(status).map_err(|e| failed(e.reason))?;
+    // SAFETY: the array N-API just made, of strings.
+    let keys = unsafe { Vec::<String>::from_napi_value(env.raw(), keys) }.map_err(|e| failed(e.reason))?;
+    let mut out = Vec::with_capacity(keys.len());
+    for k in keys {
+        let v = o.get_named_property::<Unknown>(&k).map_err(|e| failed(e.reason))?;
+        if v.get_type().ok() != Some(ValueType::Undefined) {
+            out.push((k, js_arg(env, &v, 0)));
+        }
+    }
+    Ok(out)
 }
 
 /// What JS's `typeof` says of a value of type `t`.
@@ -569,97 +492,38 @@ impl Native {
     #[napi]
     pub fn configure(&mut self, env: Env, name: Unknown<'_>, options: Unknown<'_>) -> Result<u32> {
         let name = cache_name(&env, &name).map_err(|f| f.throw(&env))?;
-        let ConfigureArgs {
-            memory_limit,
-            cache_duration,
-            when_full,
-            max_concurrency,
-            redis_url,
-            serializer,
-            secret,
-            lease_ttl,
-            shared,
-        } = ConfigureArgs::read(&env, &options).map_err(|f| f.throw(&env))?;
-        if let (Ok(c), Some(want)) = (self.registry.get(&name), serializer) {
+        let given = js_options(&env, &options, options::INVALID_CONFIG).map_err(|f| f.throw(&env))?;
+        let base = self.registry.get(&name).map(|c| c.settings()).unwrap_or_default();
+        let o = options::configure(base, &given, Style::Node).map_err(|e| Failure::option(e).throw(&env))?;
+        if let (Ok(c), Some(want)) = (self.registry.get(&name), o.serializer) {
             let idx = self.index_of(c.clone());
             let had = self.serializers[idx];
             if c.shared().is_some() && want != had {
-                let f = Failure::invalid(format!(
-                    "invalid serializer: {want} (expected the one the shared cache was first configured with, \"{had}\")"
-                ));
+                let f = Failure::option(OptionError {
+                    kind: ErrorKind::Value,
+                    code: options::INVALID_CONFIG,
+                    message: format!(
+                        "invalid serializer: {want} (expected the one the shared cache was first configured with, \"{had}\")"
+                    ),
+                });
                 return Err(f.throw(&env));
             }
         }
-        let invalid = |setting, value: String, expected| {
-            Failure::config(&ConfigError { setting, value, expected }).throw(&env)
-        };
-        let mut s = self.registry.get(&name).map(|c| c.settings()).unwrap_or_default();
-        let r: std::result::Result<(), ConfigError> = (|| {
-            if let Some(n) = memory_limit {
-                s.memory_limit = MemoryLimit::from_number(n, !(n.is_finite() && n.fract() == 0.0))?;
-            }
-            if let Some(d) = cache_duration {
-                s.cache_duration = Settings::duration_from_secs(d)?;
-            }
-            if let Some(w) = &when_full {
-                s.when_full = w.parse::<WhenFull>()?;
-            }
-            if let Some(max_concurrency) = max_concurrency {
-                s.max_concurrency = match max_concurrency {
-                    None => None,
-                    Some(n) if n >= 1.0 && n.fract() == 0.0 && n <= usize::MAX as f64 => Some(n as usize),
-                    Some(n) => {
-                        return Err(ConfigError {
-                            setting: "max_concurrency",
-                            value: n.to_string(),
-                            expected: "a whole number >= 1, or null for no limit",
-                        });
-                    }
-                };
-            }
-            s.validate()
-        })();
-        if let Err(e) = r {
-            return Err(Failure::config(&e).throw(&env));
-        }
-        let mode = match (shared.as_deref(), redis_url) {
-            (None, None) => None,
-            (Some("process"), None) if secret.is_none() && lease_ttl.is_none() => Some(SharedMode::Process),
-            (Some("process"), url) => {
-                let given = if url.is_some() {
-                    "redisUrl"
-                } else if secret.is_some() {
-                    "secret"
-                } else {
-                    "leaseTtl"
-                };
-                return Err(invalid(
-                    "shared",
-                    format!("'process' with {given}"),
-                    "'process' alone: redisUrl, secret and leaseTtl are for sharing through Redis",
-                ));
-            }
-            (Some(other), _) => {
-                return Err(invalid(
-                    "shared",
-                    other.to_owned(),
-                    "'process': share the cache across this process's worker threads",
-                ));
-            }
-            (None, Some(url)) => {
+        let mode = match (o.process, o.redis_url) {
+            (true, _) => Some(SharedMode::Process),
+            (false, None) => None,
+            (false, Some(url)) => {
                 let mut shared = SharedSettings::new(url);
-                if let Some(secret) = secret {
+                if let Some(secret) = o.secret {
                     shared = shared.secret(secret);
                 }
-                if let Some(t) = lease_ttl {
-                    match Duration::try_from_secs_f64(t) {
-                        Ok(d) if t > 0.0 => shared.lease_ttl = d,
-                        _ => return Err(invalid("lease_ttl", t.to_string(), "a number of seconds > 0")),
-                    }
+                if let Some(t) = o.lease_ttl {
+                    shared.lease_ttl = t;
                 }
                 Some(SharedMode::Redis(shared))
             }
         };
+        let s = o.settings;
         let configured = match mode {
             None => self.registry.configure(&name, s),
             Some(mode) => self.registry.configure_shared(&name, s, Some(mode)),
@@ -670,12 +534,12 @@ impl Native {
                     t.set_idle(cache.settings().cache_duration);
                 }
                 let idx = self.index_of(cache);
-                if let Some(ser) = serializer {
+                if let Some(ser) = o.serializer {
                     self.serializers[idx] = ser;
                 }
                 Ok(idx as u32)
             }
-            Err(e) => Err(Failure::config(&e).throw(&env)),
+            Err(e) => Err(Failure::option(OptionError::config(&e, Style::Node)).throw(&env)),
         }
     }
 
@@ -698,6 +562,12 @@ impl Native {
         };
         // SAFETY: a value of this env, created just now.
         Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), f.to_js(env.raw())?) })
+    }
+
+    /// Checks a call's options (`wrap` checks its options when wrapping, not at each call).
+    #[napi]
+    pub fn check_options(&self, env: Env, options: Unknown<'_>) -> Result<()> {
+        call_tags(&env, Some(options)).map(drop).map_err(|f| f.throw(&env))
     }
 
     /// The configured names, sorted.
@@ -1016,7 +886,7 @@ impl Native {
     pub fn take_error(&mut self, env: Env, job: f64) -> Result<Unknown<'_>> {
         let f = self.failures.remove(&(job as u64)).unwrap_or(Failure {
             type_error: false,
-            code: Some("ERR_COOPCACHE_INTERNAL"),
+            code: "ERR_COOPCACHE_INTERNAL",
             message: "coopcache: no error for this call".to_owned(),
             remote: None,
         });
@@ -1146,29 +1016,34 @@ impl Native {
         let mut out = Vec::with_capacity(evs.len() * 3);
         for e in evs {
             let mut o = Object::new(env)?;
-            let (name, warning) = match e {
+            let warning = (e.level() == Level::Warning).then(|| e.message());
+            let name = match e {
                 Event::Full { cache, bytes_used, memory_limit } => {
-                    let w = format!(
-                        "coopcache: cache {cache:?} is full ({bytes_used} of {memory_limit} bytes); \
-                         new values are returned but not stored"
-                    );
                     o.set("cache", cache)?;
                     o.set("bytesUsed", bytes_used as f64)?;
                     o.set("memoryLimit", memory_limit as f64)?;
-                    ("full", Some(w))
+                    "full"
                 }
                 Event::Evicted { cache, reason, count } => {
                     o.set("cache", cache)?;
                     o.set("reason", reason.as_str())?;
                     o.set("count", count as f64)?;
-                    ("evict", None)
+                    "evict"
                 }
                 Event::SharedUp { cache } => {
                     o.set("cache", cache)?;
-                    ("sharedUp", None)
+                    "sharedUp"
                 }
-                Event::SharedDown { cache, reason } => warn(&mut o, "sharedDown", cache, reason)?,
-                Event::ValueRefused { cache, reason } => warn(&mut o, "valueRefused", cache, reason)?,
+                Event::SharedDown { cache, reason } => {
+                    o.set("cache", cache)?;
+                    o.set("reason", reason)?;
+                    "sharedDown"
+                }
+                Event::ValueRefused { cache, reason } => {
+                    o.set("cache", cache)?;
+                    o.set("reason", reason)?;
+                    "valueRefused"
+                }
                 _ => continue,
             };
             out.push(env.create_string(name)?.to_unknown());
@@ -1212,11 +1087,11 @@ impl Native {
         let c = &self.caches[cache as usize];
         let mut o = Object::new(env)?;
         for (name, n) in c.stats().fields() {
-            o.set(camel(name), n as f64)?;
+            o.set(Style::Node.name(name), n as f64)?;
         }
         if let Some(t) = c.shared() {
             for (name, n) in t.stats().fields() {
-                o.set(camel(name), n as f64)?;
+                o.set(Style::Node.name(name), n as f64)?;
             }
         }
         Ok(o)
@@ -1241,19 +1116,6 @@ impl Native {
     }
 }
 
-/// A `sharedDown` or `valueRefused` event's payload, and its warning.
-fn warn(
-    o: &mut Object<'_>,
-    name: &'static str,
-    cache: String,
-    reason: String,
-) -> Result<(&'static str, Option<String>)> {
-    let w = format!("coopcache: cache {cache:?}: {name} ({reason})");
-    o.set("cache", cache)?;
-    o.set("reason", reason)?;
-    Ok((name, Some(w)))
-}
-
 /// The key's canonical bytes, or why it is not a key.
 fn key_writer(key: &Unknown<'_>) -> std::result::Result<KeyWriter, Failure> {
     let mut w = KeyWriter::new();
@@ -1264,45 +1126,11 @@ fn key_writer(key: &Unknown<'_>) -> std::result::Result<KeyWriter, Failure> {
     }
 }
 
-/// The tags of a call's options (`{ timeoutMs, tags, sizeOf }`), once their types are checked.
+/// The tags of a call's options (`{ timeoutMs, tags, sizeOf }`), once the core checked them.
 fn call_tags(env: &Env, options: Option<Unknown<'_>>) -> std::result::Result<Vec<String>, Failure> {
     let Some(options) = options else { return Ok(Vec::new()) };
-    if options.get_type().ok() != Some(ValueType::Object) {
-        return Err(Failure::type_error("coopcache: options must be an object".to_owned()));
-    }
-    let o = Object::from_raw(env.raw(), options.raw());
-    let get = |k: &str| -> std::result::Result<Option<(Unknown<'_>, ValueType)>, Failure> {
-        let v = o.get_named_property::<Unknown>(k).map_err(|e| Failure::type_error(e.reason))?;
-        Ok(match v.get_type() {
-            Ok(ValueType::Undefined | ValueType::Null) | Err(_) => None,
-            Ok(t) => Some((v, t)),
-        })
-    };
-    if let Some((v, t)) = get("timeoutMs")? {
-        // SAFETY: a value of this env; a number if `t` says so.
-        if t != ValueType::Number
-            || unsafe { f64::from_napi_value(env.raw(), v.raw()) }.map_or(true, |t| t.is_nan() || t < 0.0)
-        {
-            return Err(Failure::type_error(format!(
-                "coopcache: timeoutMs must be a number >= 0, got {}",
-                text(env, &v)
-            )));
-        }
-    }
-    let tags = match get("tags")? {
-        None => Vec::new(),
-        // SAFETY: a value of this env; the conversion checks that it is an array of strings.
-        Some((v, _)) => unsafe { Vec::<String>::from_napi_value(env.raw(), v.raw()) }.map_err(|_| {
-            clear_exception(env);
-            Failure::type_error("coopcache: tags must be an array of strings".to_owned())
-        })?,
-    };
-    if get("sizeOf")?.is_some_and(|(_, t)| t != ValueType::Function) {
-        return Err(Failure::type_error(
-            "coopcache: sizeOf must be a function (value, key) => bytes".to_owned(),
-        ));
-    }
-    Ok(tags)
+    let given = js_options(env, &options, options::INVALID_OPTION)?;
+    options::call(&given, Style::Node).map(|c| c.tags).map_err(Failure::option)
 }
 
 /// Queues job `id` when `p` is ready (at once if it is), and keeps `p` to wait on.

@@ -8,17 +8,18 @@
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use coopcache::options::{self, Style};
 use coopcache::{
     CallOptions, Caller, Computing, Error as CoreError, Key, KeyWriter, LeadStep, Outcome, Ready, Step,
 };
-use pyo3::exceptions::{PyBaseException, PyRuntimeError, PyTimeoutError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyBaseException, PyRuntimeError, PyTimeoutError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyString, PyTuple};
+use pyo3::types::{PyDict, PyTuple};
 
 use crate::convert::{estimate, write_key};
 use crate::shared::{self, Codec};
-use crate::{COMPUTING_VAR, CoreCache, PyErrBox, PyValue, lookup, to_pyerr};
+use crate::{COMPUTING_VAR, CoreCache, PyErrBox, PyValue, arg, lookup, option_err, to_pyerr};
 
 type CoreCall = coopcache::Call<Key, PyValue>;
 type CoreLead = coopcache::Lead<Key, PyValue>;
@@ -33,41 +34,24 @@ pub(crate) struct Options {
 }
 
 impl Options {
-    pub(crate) fn parse(timeout: Option<f64>, tags: Option<&Bound<'_, PyAny>>) -> PyResult<Options> {
-        let timeout = match timeout {
-            None => None,
-            Some(t) if t >= 0.0 && t.is_finite() => Some(Duration::from_secs_f64(t)),
-            Some(t) if t == f64::INFINITY => None,
-            Some(t) => {
-                return Err(PyValueError::new_err(format!(
-                    "invalid timeout: {t} (expected seconds >= 0, or None)"
-                )));
+    /// The core checks the options (a timeout in seconds, tags a list of str).
+    pub(crate) fn parse(
+        timeout: Option<&Bound<'_, PyAny>>,
+        tags: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Options> {
+        let mut given = Vec::new();
+        for (k, v) in [("timeout", timeout), ("tags", tags)] {
+            if let Some(v) = v {
+                given.push((k.to_owned(), arg(v)?));
             }
-        };
-        Ok(Options { timeout, tags: parse_tags(tags)? })
+        }
+        let c = options::call(&given, Style::Python).map_err(option_err)?;
+        Ok(Options { timeout: c.timeout, tags: c.tags })
     }
 
     fn call_options(&self) -> CallOptions {
         CallOptions::new().tags(self.tags.iter().cloned())
     }
-}
-
-fn parse_tags(tags: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
-    let Some(tags) = tags.filter(|t| !t.is_none()) else { return Ok(Vec::new()) };
-    if tags.cast::<PyString>().is_ok() {
-        return Err(PyTypeError::new_err("tags must be a list of str (got a single str; wrap it in a list)"));
-    }
-    let mut out = Vec::new();
-    for t in tags.try_iter()? {
-        let t = t?;
-        out.push(t.extract::<String>().map_err(|_| {
-            PyTypeError::new_err(format!(
-                "tags must be str, got {}",
-                t.get_type().name().map(|n| n.to_string()).unwrap_or_default()
-            ))
-        })?);
-    }
-    Ok(out)
 }
 
 /// Waits until `ready` is ready without holding the GIL, in slices, checking for signals
@@ -577,7 +561,7 @@ impl CachedFunction {
         prefix: String,
         key: Option<Py<PyAny>>,
         weigher: Option<Py<PyAny>>,
-        timeout: Option<f64>,
+        timeout: Option<&Bound<'_, PyAny>>,
         tags: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let mut pk = KeyWriter::new();

@@ -11,26 +11,14 @@ mod shared;
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, LazyLock};
-use std::time::Duration;
 
+use coopcache::options::{self, Arg, ErrorKind, OptionError, Style, Value};
 use coopcache::shared::{SharedMode, SharedSettings};
-
-use coopcache::{
-    Clock, ConfigError, Error as CoreError, Event, Key, MemoryLimit, Registry, Settings, WhenFull,
-};
-use pyo3::exceptions::{
-    PyKeyError, PyRecursionError, PyRuntimeError, PyTimeoutError, PyTypeError, PyValueError,
-};
+use coopcache::{Clock, ConfigError, Error as CoreError, Event, Key, Level, Registry};
+use pyo3::exceptions::{PyRecursionError, PyRuntimeError, PyTimeoutError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt};
-
-pyo3::create_exception!(
-    _native,
-    UnknownCacheError,
-    PyKeyError,
-    "No cache of that name was configured (a KeyError); the message lists the configured names."
-);
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyString};
 pyo3::create_exception!(
     _native,
     CacheRecursionError,
@@ -110,15 +98,59 @@ pub(crate) fn to_pyerr(py: Python<'_>, e: &CoreError) -> PyErr {
     match e {
         CoreError::Timeout(_) => PyTimeoutError::new_err(e.to_string()),
         CoreError::Recursion { .. } => CacheRecursionError::new_err(e.to_string()),
-        CoreError::UnknownCache { .. } => UnknownCacheError::new_err(e.to_string()),
-        CoreError::Config(_) => PyValueError::new_err(e.to_string()),
+        CoreError::UnknownCache { .. } => unknown_cache(py, e),
+        CoreError::Config(c) => config_err(c),
         CoreError::Remote { type_name, message } => shared::remote_error(py, type_name, message),
         _ => PyRuntimeError::new_err(e.to_string()),
     }
 }
 
-fn config_err(e: ConfigError) -> PyErr {
-    PyValueError::new_err(e.to_string())
+fn config_err(e: &ConfigError) -> PyErr {
+    option_err(OptionError::config(e, Style::Python))
+}
+
+/// The exception for an option the core refused: `TypeError` or `ValueError`.
+pub(crate) fn option_err(e: OptionError) -> PyErr {
+    match e.kind {
+        ErrorKind::Type => PyTypeError::new_err(e.message),
+        _ => PyValueError::new_err(e.message),
+    }
+}
+
+/// `coopcache.UnknownCacheError` (defined in Python: a `KeyError` whose message is not quoted).
+fn unknown_cache(py: Python<'_>, e: &CoreError) -> PyErr {
+    static CLASS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    match CLASS.import(py, "coopcache._errors", "UnknownCacheError").and_then(|c| c.call1((e.to_string(),))) {
+        Ok(err) => PyErr::from_value(err),
+        Err(err) => err,
+    }
+}
+
+/// A Python value as the core's option checks see it, with its type's name.
+pub(crate) fn arg(v: &Bound<'_, PyAny>) -> PyResult<Arg> {
+    let value = if v.is_none() {
+        Value::None
+    } else if let Ok(b) = v.cast::<PyBool>() {
+        Value::Bool(b.is_true())
+    } else if v.cast::<PyInt>().is_ok() {
+        // Beyond i128 (or f64): no setting accepts it, and the message shows it as a float.
+        v.extract().map(Value::Int).unwrap_or_else(|_| Value::Float(v.extract().unwrap_or(f64::INFINITY)))
+    } else if let Ok(f) = v.cast::<PyFloat>() {
+        Value::Float(f.value())
+    } else if let Ok(s) = v.cast::<PyString>() {
+        Value::Str(s.to_cow()?.into_owned())
+    } else if let Ok(b) = v.cast::<PyBytes>() {
+        Value::Bytes(b.as_bytes().to_vec())
+    } else if v.is_callable() {
+        Value::Func
+    } else if v.cast::<PyDict>().is_ok() {
+        Value::Other
+    } else if let Ok(items) = v.try_iter() {
+        Value::List(items.map(|i| arg(&i?)).collect::<PyResult<_>>()?)
+    } else {
+        Value::Other
+    };
+    Ok(Arg::new(value, v.get_type().name()?.to_string()))
 }
 
 /// Set at interpreter exit: events are no longer forwarded to `logging`.
@@ -141,194 +173,19 @@ fn forward_event(event: &Event) {
     }
     let _ = Python::try_attach(|py| {
         let Some(logger) = LOGGER.get(py) else { return };
-        let (level, msg) = match event {
-            Event::Full { cache, bytes_used, memory_limit } => (
-                "warning",
-                format!(
-                    "coopcache: cache {cache:?} is full ({bytes_used} of {memory_limit} bytes); \
-                     new values are returned but not stored"
-                ),
-            ),
-            Event::Evicted { cache, reason, count } => {
-                ("debug", format!("coopcache: cache {cache:?} evicted {count} entries ({})", reason.as_str()))
-            }
-            Event::SharedDown { cache, reason } => (
-                "warning",
-                format!(
-                    "coopcache: the shared tier of cache {cache:?} is unavailable ({reason}); \
-                     calls go on with the local tier"
-                ),
-            ),
-            Event::SharedUp { cache } => {
-                ("info", format!("coopcache: the shared tier of cache {cache:?} is back"))
-            }
-            Event::ValueRefused { cache, reason } => (
-                "warning",
-                format!(
-                    "coopcache: a value of cache {cache:?} in the shared tier was refused ({reason}) \
-                     and treated as a miss; it was not deserialized"
-                ),
-            ),
-            other => ("debug", format!("coopcache: {other:?}")),
+        let level = match event.level() {
+            Level::Warning => "warning",
+            Level::Info => "info",
+            _ => "debug",
         };
-        if let Err(e) = logger.call_method1(py, level, (msg,)) {
+        if let Err(e) = logger.call_method1(py, level, (event.message(),)) {
             e.write_unraisable(py, None);
         }
     });
 }
 
 pub(crate) fn lookup(name: &str) -> PyResult<CoreCache> {
-    REGISTRY.get(name).map_err(|e| UnknownCacheError::new_err(e.to_string()))
-}
-
-/// The shared-mode options of `configure` (None: omitted).
-#[derive(Default)]
-struct SharedOptions {
-    redis_url: Option<String>,
-    serializer: Option<shared::Serializer>,
-    secret: Option<Vec<u8>>,
-    lease_ttl: Option<Duration>,
-}
-
-fn parse_shared(o: &mut SharedOptions, k: &str, v: &Bound<'_, PyAny>) -> PyResult<()> {
-    match k {
-        "redis_url" => {
-            if !v.is_none() {
-                o.redis_url = Some(v.extract().map_err(|_| PyTypeError::new_err("redis_url must be a str"))?);
-            }
-        }
-        "serializer" => {
-            if !v.is_none() {
-                let s: String = v
-                    .extract()
-                    .map_err(|_| PyTypeError::new_err("serializer must be \"pickle\" or \"json\""))?;
-                o.serializer = Some(shared::Serializer::parse(&s)?);
-            }
-        }
-        "secret" => {
-            if let Ok(b) = v.cast::<PyBytes>() {
-                o.secret = Some(b.as_bytes().to_vec());
-            } else if let Ok(s) = v.extract::<String>() {
-                o.secret = Some(s.into_bytes());
-            } else if !v.is_none() {
-                return Err(PyTypeError::new_err("secret must be a str or bytes"));
-            }
-            if o.secret.as_ref().is_some_and(|s| s.is_empty()) {
-                return Err(PyValueError::new_err("secret must not be empty"));
-            }
-        }
-        "lease_ttl" => {
-            if !v.is_none() {
-                if v.cast::<PyBool>().is_ok() || !(v.cast::<PyInt>().is_ok() || v.cast::<PyFloat>().is_ok()) {
-                    return Err(PyTypeError::new_err(format!(
-                        "lease_ttl must be a number of seconds, not {}",
-                        v.get_type().name()?
-                    )));
-                }
-                let secs: f64 = v.extract()?;
-                if !(secs.is_finite() && secs > 0.0) {
-                    return Err(PyValueError::new_err(format!(
-                        "invalid lease_ttl: {secs} (expected a number of seconds > 0)"
-                    )));
-                }
-                o.lease_ttl = Some(Duration::from_secs_f64(secs));
-            }
-        }
-        _ => unreachable!("only shared options"),
-    }
-    Ok(())
-}
-
-fn parse_settings(
-    mut s: Settings,
-    options: Option<&Bound<'_, PyDict>>,
-) -> PyResult<(Settings, SharedOptions)> {
-    let mut sh = SharedOptions::default();
-    let Some(options) = options else { return Ok((s, sh)) };
-    let mut memory_limit = None;
-    let mut cache_duration = None;
-    let mut when_full: Option<String> = None;
-    let mut max_concurrency = None;
-    for (k, v) in options.iter() {
-        match k.extract::<String>()?.as_str() {
-            "memory_limit" => memory_limit = Some(v),
-            "cache_duration" => cache_duration = Some(v),
-            "when_full" => when_full = if v.is_none() { None } else { Some(v.extract()?) },
-            // None is meaningful here: it removes the limit.
-            "max_concurrency" => {
-                if v.is_none() {
-                    s.max_concurrency = None;
-                } else {
-                    max_concurrency = Some(v);
-                }
-            }
-            k @ ("redis_url" | "serializer" | "secret" | "lease_ttl") => parse_shared(&mut sh, k, &v)?,
-            other => {
-                return Err(PyTypeError::new_err(format!(
-                    "configure() got an unexpected option '{other}' (options: memory_limit, \
-                     cache_duration, when_full, max_concurrency, redis_url, serializer, secret, \
-                     lease_ttl)"
-                )));
-            }
-        }
-    }
-    let (memory_limit, cache_duration, max_concurrency) =
-        (memory_limit.as_ref(), cache_duration.as_ref(), max_concurrency.as_ref());
-    let when_full = when_full.as_deref();
-    if let Some(m) = memory_limit.filter(|m| !m.is_none()) {
-        if m.cast::<PyBool>().is_ok() {
-            return Err(PyTypeError::new_err(
-                "memory_limit must be a number of bytes or a fraction, not a bool",
-            ));
-        }
-        s.memory_limit = if let Ok(i) = m.cast::<PyInt>() {
-            match i.extract::<u64>() {
-                Ok(b) => MemoryLimit::Bytes(b),
-                Err(_) => {
-                    let f: f64 = i.extract().unwrap_or(-1.0);
-                    MemoryLimit::from_number(if f >= 0.0 { f64::INFINITY } else { f }, false)
-                        .map_err(config_err)?
-                }
-            }
-        } else if let Ok(f) = m.cast::<PyFloat>() {
-            MemoryLimit::from_number(f.value(), true).map_err(config_err)?
-        } else {
-            return Err(PyTypeError::new_err(format!(
-                "memory_limit must be a number of bytes or a fraction of the machine's memory, not {}",
-                m.get_type().name()?
-            )));
-        };
-    }
-    if let Some(d) = cache_duration.filter(|d| !d.is_none()) {
-        if d.cast::<PyBool>().is_ok() || !(d.cast::<PyInt>().is_ok() || d.cast::<PyFloat>().is_ok()) {
-            return Err(PyTypeError::new_err(format!(
-                "cache_duration must be a number of seconds, not {}",
-                d.get_type().name()?
-            )));
-        }
-        let secs: f64 = d.extract()?;
-        s.cache_duration = Settings::duration_from_secs(secs).map_err(config_err)?;
-    }
-    if let Some(w) = when_full {
-        s.when_full = w.parse::<WhenFull>().map_err(config_err)?;
-    }
-    if let Some(c) = max_concurrency.filter(|c| !c.is_none()) {
-        if c.cast::<PyBool>().is_ok() || c.cast::<PyInt>().is_err() {
-            return Err(PyTypeError::new_err(format!(
-                "max_concurrency must be an int >= 1 or None, not {}",
-                c.get_type().name()?
-            )));
-        }
-        let n: i64 = c.extract()?;
-        if n < 1 {
-            return Err(PyValueError::new_err(format!(
-                "invalid max_concurrency: {n} (expected a number >= 1, or None for no limit)"
-            )));
-        }
-        s.max_concurrency = Some(n as usize);
-    }
-    s.validate().map_err(config_err)?;
-    Ok((s, sh))
+    REGISTRY.get(name).map_err(|e| Python::attach(|py| unknown_cache(py, &e)))
 }
 
 /// Creates the cache `name`, or updates its settings in place (entries are kept), and returns
@@ -352,13 +209,20 @@ fn parse_settings(
 /// Raises `ValueError` (a bad value) or `TypeError` (a wrong type or an unknown option) at once.
 #[pyfunction]
 #[pyo3(signature = (name, **options))]
-fn configure(name: &str, options: Option<&Bound<'_, PyDict>>) -> PyResult<Cache> {
+fn configure(name: &Bound<'_, PyAny>, options: Option<&Bound<'_, PyDict>>) -> PyResult<Cache> {
+    let name = arg(name)?;
+    let name = options::cache_name(&name, Style::Python).map_err(option_err)?;
     let existing = REGISTRY.get(name).ok();
     let base = existing.as_ref().map(|c| c.settings()).unwrap_or_default();
-    let (settings, sh) = parse_settings(base, options)?;
+    let given = match options {
+        Some(o) => o.iter().map(|(k, v)| Ok((k.extract::<String>()?, arg(&v)?))).collect::<PyResult<_>>()?,
+        None => Vec::new(),
+    };
+    let sh = options::configure(base, &given, Style::Python).map_err(option_err)?;
     let current = shared::conf_of(name);
     let has_tier = existing.as_ref().is_some_and(|c| c.shared().is_some());
-    let serializer = sh.serializer.or(current.map(|c| c.serializer)).unwrap_or(shared::Serializer::Pickle);
+    let serializer = sh.serializer.map(shared::Serializer::of).or(current.map(|c| c.serializer));
+    let serializer = serializer.unwrap_or(shared::Serializer::Pickle);
     // The secret of an existing tier is the one it was created with (shared settings are fixed).
     let signed = if has_tier { current.is_some_and(|c| c.signed) } else { sh.secret.is_some() };
     let wants_tier = sh.redis_url.is_some() || has_tier;
@@ -369,7 +233,7 @@ fn configure(name: &str, options: Option<&Bound<'_, PyDict>>) -> PyResult<Cache>
         ));
     }
     let inner = match sh.redis_url {
-        None => REGISTRY.configure(name, settings).map_err(config_err)?,
+        None => REGISTRY.configure(name, sh.settings).map_err(|e| config_err(&e))?,
         Some(url) => {
             let mut ss = SharedSettings::new(url);
             if let Some(secret) = sh.secret {
@@ -379,7 +243,8 @@ fn configure(name: &str, options: Option<&Bound<'_, PyDict>>) -> PyResult<Cache>
                 ss.lease_ttl = t;
             }
             // A new tier connects in the background; its first calls wait (bounded) for that.
-            REGISTRY.configure_shared(name, settings, Some(SharedMode::Redis(ss))).map_err(config_err)?
+            let mode = Some(SharedMode::Redis(ss));
+            REGISTRY.configure_shared(name, sh.settings, mode).map_err(|e| config_err(&e))?
         }
     };
     if inner.shared().is_some() {
@@ -463,7 +328,7 @@ impl Cache {
         py: Python<'_>,
         key: Option<&Bound<'_, PyAny>>,
         func: Option<&Bound<'_, PyAny>>,
-        timeout: Option<f64>,
+        timeout: Option<&Bound<'_, PyAny>>,
         tags: Option<&Bound<'_, PyAny>>,
         weigher: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
@@ -487,7 +352,7 @@ impl Cache {
         py: Python<'_>,
         key: &Bound<'_, PyAny>,
         func: &Bound<'_, PyAny>,
-        timeout: Option<f64>,
+        timeout: Option<&Bound<'_, PyAny>>,
         tags: Option<&Bound<'_, PyAny>>,
         weigher: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
@@ -505,7 +370,7 @@ impl Cache {
         &self,
         py: Python<'_>,
         key: &Bound<'_, PyAny>,
-        timeout: Option<f64>,
+        timeout: Option<&Bound<'_, PyAny>>,
         tags: Option<&Bound<'_, PyAny>>,
         weigher: Option<Py<PyAny>>,
     ) -> PyResult<(u8, Py<PyAny>)> {
@@ -546,7 +411,7 @@ fn cached(
     name: &str,
     key: &Bound<'_, PyAny>,
     func: &Bound<'_, PyAny>,
-    timeout: Option<f64>,
+    timeout: Option<&Bound<'_, PyAny>>,
     tags: Option<&Bound<'_, PyAny>>,
     weigher: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Py<PyAny>> {
@@ -634,7 +499,6 @@ fn _shutdown() {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
-    m.add("UnknownCacheError", py.get_type::<UnknownCacheError>())?;
     m.add("CacheRecursionError", py.get_type::<CacheRecursionError>())?;
     m.add("ENTRY_OVERHEAD", coopcache::ENTRY_OVERHEAD)?;
     m.add_class::<Cache>()?;

@@ -59,6 +59,8 @@
 //!    canonical key encoding), `stats` (counters, events), `wait` (the one-shot [`Pending`]),
 //!    `weigh` (default entry weights), `sync` (locks and atomics, swapped for the model
 //!    checker's in tests).
+//!    `options` (the bindings' options, checked once for Python and Node: names in each
+//!    language's spelling, values with their types in messages) sits on `config`.
 //! 2. **`expiry`**: the process-wide sweeper and the thread that tells listeners what it
 //!    reclaimed.
 //! 3. **`store`**: sharded tables, byte accounting, eviction, the expiry wheel and tags. It
@@ -100,6 +102,7 @@ mod error;
 mod expiry;
 mod flight;
 mod keys;
+pub mod options;
 mod registry;
 #[cfg(feature = "shared")]
 mod remote;
@@ -126,7 +129,7 @@ pub use registry::Registry;
 pub use remote::Codec;
 #[cfg(feature = "json")]
 pub use remote::JsonCodec;
-pub use stats::{Event, EvictionReason, Listener, Stats};
+pub use stats::{Event, EvictionReason, Level, Listener, Stats};
 pub use store::ENTRY_OVERHEAD;
 pub use wait::{Pending, Ready};
 pub use weigh::Weigh;

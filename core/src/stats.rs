@@ -160,6 +160,56 @@ pub enum Event {
     },
 }
 
+/// How loud an [`Event`] is: the level a binding logs it at (Python's `logging`), and whether
+/// Node prints it as a warning when nobody listens (`Warning`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Routine (evictions).
+    Debug,
+    /// Good news (the shared tier is back).
+    Info,
+    /// Something a user should look at (full, the shared tier down, a refused value).
+    Warning,
+}
+
+impl Event {
+    /// How loud the event is.
+    pub fn level(&self) -> Level {
+        match self {
+            Event::Full { .. } | Event::SharedDown { .. } | Event::ValueRefused { .. } => Level::Warning,
+            Event::SharedUp { .. } => Level::Info,
+            Event::Evicted { .. } => Level::Debug,
+        }
+    }
+
+    /// The message both bindings log or print for the event.
+    ///
+    /// ```
+    /// let e = coopcache::Event::SharedUp { cache: "users".into() };
+    /// assert_eq!(e.message(), "coopcache: the shared tier of cache \"users\" is back");
+    /// ```
+    pub fn message(&self) -> String {
+        match self {
+            Event::Full { cache, bytes_used, memory_limit } => format!(
+                "coopcache: cache {cache:?} is full ({bytes_used} of {memory_limit} bytes); new values are \
+                 returned but not stored"
+            ),
+            Event::Evicted { cache, reason, count } => {
+                format!("coopcache: cache {cache:?} evicted {count} entries ({})", reason.as_str())
+            }
+            Event::SharedDown { cache, reason } => format!(
+                "coopcache: the shared tier of cache {cache:?} is unavailable ({reason}); calls go on with the \
+                 local tier"
+            ),
+            Event::SharedUp { cache } => format!("coopcache: the shared tier of cache {cache:?} is back"),
+            Event::ValueRefused { cache, reason } => format!(
+                "coopcache: a value of cache {cache:?} in the shared tier was refused ({reason}) and treated \
+                 as a miss; it was not deserialized"
+            ),
+        }
+    }
+}
+
 /// A function told about every [`Event`]. It runs on whichever thread caused the event (a
 /// thread of its own for the background sweeper's idle evictions, so a slow listener never
 /// holds up expiry) and must not call back into the same cache. A listener that panics is

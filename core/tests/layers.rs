@@ -12,6 +12,7 @@ const LAYERS: &[&str] = &[
     "clock",
     "config",
     "error",
+    "options",
     "weigh",
     "keys",
     "stats",

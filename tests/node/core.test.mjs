@@ -187,17 +187,26 @@ test('a computation nobody waits for any more is abandoned: the next call comput
 
 test('memory limit 0: nothing is stored, every call computes, concurrent callers still share', async () => {
   const name = uniq('zero');
-  configure(name, { memoryLimit: 0 });
-  let runs = 0;
-  const fn = async () => { runs++; await sleep(10); return 'v'; };
-  await Promise.all(Array.from({ length: 20 }, () => cached(name, 'k', fn)));
-  assert.equal(runs, 1);
-  await cached(name, 'k', fn);
-  assert.equal(runs, 2);
-  const s = stats(name);
-  assert.equal(s.entries, 0);
-  assert.equal(s.bytesUsed, 0);
-  assert.equal(s.memoryLimit, 0);
+  const fulls = [];
+  const onFull = (e) => { if (e.cache === name) fulls.push(e); };
+  events.on('full', onFull); // heard, not printed as a warning
+  try {
+    configure(name, { memoryLimit: 0 });
+    let runs = 0;
+    const fn = async () => { runs++; await sleep(10); return 'v'; };
+    await Promise.all(Array.from({ length: 20 }, () => cached(name, 'k', fn)));
+    assert.equal(runs, 1);
+    await cached(name, 'k', fn);
+    assert.equal(runs, 2);
+    const s = stats(name);
+    assert.equal(s.entries, 0);
+    assert.equal(s.bytesUsed, 0);
+    assert.equal(s.memoryLimit, 0);
+    assert.ok(await until(() => fulls.length > 0));
+    assert.deepEqual(fulls[0], { cache: name, bytesUsed: 0, memoryLimit: 0 });
+  } finally {
+    events.off('full', onFull);
+  }
 });
 
 test('reject mode: new values returned but not stored, stored ones kept; full event once', async () => {

@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import * as esm from 'coopcache';
-import { configure, cached, get, clear, invalidate, stats } from 'coopcache';
+import { configure, cached, get, clear, invalidate, stats, events } from 'coopcache';
 import { uniq, sleep, until } from './helpers.mjs';
 
 // The package's entry as this suite resolves it (a checkout's, or an installed one's), for child
@@ -55,6 +55,9 @@ test('values are released when they expire', async () => {
 
 test('values not stored (memory limit 0) and failed computations are released', async () => {
   const name = uniq('release0');
+  const fulls = [];
+  const onFull = (e) => { if (e.cache === name) fulls.push(e); };
+  events.on('full', onFull); // heard, not printed as a warning
   configure(name, { memoryLimit: 0 });
   let collected = 0;
   const registry = new FinalizationRegistry(() => { collected++; });
@@ -68,6 +71,8 @@ test('values not stored (memory limit 0) and failed computations are released', 
   })();
   assert.ok(await until(async () => { gc(); await sleep(5); return collected === 2; }, 10000, 10));
   assert.equal(stats(name).entries, 0);
+  assert.ok(await until(() => fulls.length > 0));
+  events.off('full', onFull);
 });
 
 test('worker threads load the addon and keep their own caches', async () => {

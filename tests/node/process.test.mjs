@@ -66,8 +66,8 @@ test("4 worker_threads on one cold key with shared: 'process' compute it once", 
 test("shared: 'process' is checked when configuring", () => {
   const bad = (opts, re) =>
     assert.throws(() => configure(uniq('proc-bad'), opts), (e) => e.code === 'ERR_COOPCACHE_INVALID_CONFIG' && re.test(e.message));
-  bad({ shared: 'redis' }, /shared: redis \(expected 'process'/);
-  bad({ shared: true }, /shared: true \(expected 'process'/);
+  bad({ shared: 'redis' }, /invalid shared: "redis" \(string\); expected 'process'/);
+  bad({ shared: true }, /invalid shared: true \(boolean\); expected 'process'/);
   bad({ shared: 'process', redisUrl: 'redis://127.0.0.1:1' }, /shared: 'process' with redisUrl/);
   bad({ shared: 'process', secret: 's' }, /shared: 'process' with secret/);
   const name = uniq('proc-local');

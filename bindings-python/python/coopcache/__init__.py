@@ -22,12 +22,11 @@ from importlib import metadata as _metadata
 
 from . import _native
 from ._decorator import _COMPUTING, cached, cached_async
-from ._errors import RemoteError
+from ._errors import RemoteError, UnknownCacheError
 from ._native import (
     Cache,
     CacheRecursionError,
     NoCache,
-    UnknownCacheError,
     clear,
     configure,
     get,

@@ -112,6 +112,11 @@ def cached(
     tags=...)``) for plain and ``async def`` functions: the key is the function's module and
     qualified name plus its arguments, or whatever ``key(*args, **kwargs)`` returns.
     """
+    if callable(name) and key is _MISSING and fn is None:
+        raise TypeError(
+            f"@coopcache.cached needs the cache's name: write @coopcache.cached(\"cache-name\") "
+            f"above {_prefix(name)} (got the function itself)"
+        )
     if fn is not None:
         if key is _MISSING:
             raise TypeError("cached(name, key, fn): the key is missing")

@@ -17,3 +17,11 @@ class RemoteError(Exception):
 
     def __str__(self) -> str:
         return f"{self.type_name}: {self.message}"
+
+
+class UnknownCacheError(KeyError):
+    """No cache of that name was configured (a ``KeyError``); the message lists the configured
+    names. ``str(e)`` is the message itself (a plain ``KeyError`` would quote it)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()

@@ -24,9 +24,6 @@ Key = Any
 
 ENTRY_OVERHEAD: int
 
-class UnknownCacheError(KeyError):
-    """No cache of that name was configured; the message lists the configured names."""
-
 class CacheRecursionError(RecursionError):
     """A computation asked for its own key of its own cache."""
 

@@ -246,7 +246,7 @@ pub(crate) fn run_sync<'py>(
 ) -> PyResult<Py<PyAny>> {
     let deadline = opts.timeout.and_then(|t| Instant::now().checked_add(t));
     let frames = context_frames(py);
-    let on_loop = runs_loop(py)?;
+    let _on_loop = runs_loop(py)?; // for the whole call: every wait of it blocks the loop
     let mut call = cache.call(key, &opts.call_options(), Caller::Blocking);
     let mut func = Some(func);
     loop {

@@ -49,8 +49,8 @@ test-examples: python-env node-env ## every example, run as a user would (the Re
 	cargo build -q --release -p coopcache --features $(RUST_FEATURES) --example shared_demo
 	$(PY) -m pytest -q -p no:cacheprovider tests/test_examples.py
 
-test-readme: python-env node-env ## every README snippet runs as written; one version everywhere; docstrings and TSDoc
-	$(PY) -m pytest -q -p no:cacheprovider tests/test_readme.py tests/test_versions.py tests/test_docstrings.py tests/test_msrv.py
+test-readme: python-env node-env ## every README snippet runs as written and type-checks (mypy --strict, pyright); one version everywhere; docstrings and TSDoc
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_readme.py tests/test_typing.py tests/test_versions.py tests/test_docstrings.py tests/test_msrv.py
 
 demo: demo-rust demo-python demo-node demo-shared ## a cold-key stampede in Rust, Python and Node (and across processes, with Redis)
 

@@ -58,8 +58,12 @@ export interface CallOptions {
 
 /** The options of `cache.wrap(fn, options)`: those of every call, and how a call's key is made. */
 export interface WrapOptions<A extends unknown[]> extends CallOptions {
-  /** The key of a call. Default: `[fn.name, ...args]` (give anonymous functions a `key`). */
-  key?: (...args: A) => Key;
+  /**
+   * The key of a call (called with the wrapped function's `this`). Default: `[fn.name, ...args]`,
+   * which `wrap` refuses for an anonymous function or a second function of a name already
+   * wrapped in the cache, and which a call as a method (`this` set) rejects: give those a `key`.
+   */
+  key?: (this: any, ...args: A) => Key;
 }
 
 /** The counters of a cache, as `stats(name)` returns them (counts since the cache was configured). */
@@ -231,7 +235,8 @@ export declare class Cache {
   configure(settings: Settings): Cache;
   /**
    * A memoized `fn`: each call's value is `cached` under `options.key(...args)` (default
-   * `[fn.name, ...args]`), with the other options of every call.
+   * `[fn.name, ...args]`), with the other options of every call. A generator function is
+   * refused (its result can be iterated once).
    */
   wrap<A extends unknown[], T>(
     fn: (...args: A) => Computed<T> | PromiseLike<Computed<T>>,

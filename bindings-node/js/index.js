@@ -146,6 +146,12 @@ function cachedOn(c, key, fn, options) {
 }
 
 function miss(c, key, fn, options, missed) {
+  if (isGeneratorFunction(fn)) {
+    return Promise.reject(badArgument(
+      `fn ${fn.name || '(anonymous)'} is a generator function: its result can be iterated once, ` +
+      'so it cannot be cached; give a function that returns an array of its items instead',
+    ));
+  }
   return new Promise((resolve, reject) => {
     const id = ++lastCall;
     const ctx = computing > 0 ? als.getStore() : undefined;
@@ -210,6 +216,9 @@ function compute(id, call) {
 function computed(id, call, ok, v) {
   if (--computing === 0) als.disable();
   let kind = !ok ? FAILED : v instanceof NoCache ? NOCACHE : STORE;
+  if (kind === STORE && isGenerator(v)) {
+    [kind, v] = [FAILED, badArgument('the function returned a generator, which can be iterated once; return an array of its items to cache them')];
+  }
   let w = 0;
   if (kind === NOCACHE) v = v.value;
   else if (kind === STORE) {
@@ -340,6 +349,60 @@ function inner(x, budget) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// wrap(): what a default key can name
+// ---------------------------------------------------------------------------------------------
+
+/** A generator's result is an iterator, consumed once: cached, the second caller would get it
+ * exhausted. */
+function isGeneratorFunction(fn) {
+  const tag = fn[Symbol.toStringTag];
+  return tag === 'GeneratorFunction' || tag === 'AsyncGeneratorFunction';
+}
+
+function isGenerator(v) {
+  if (v === null || typeof v !== 'object') return false;
+  const tag = v[Symbol.toStringTag];
+  return tag === 'Generator' || tag === 'AsyncGenerator';
+}
+
+function refuseGenerator(fn, where) {
+  if (isGeneratorFunction(fn)) {
+    throw badArgument(
+      `${where} got the generator function ${fn.name || '(anonymous)'}: its result can be iterated ` +
+      'once, so it cannot be cached; cache a function that returns an array of its items instead',
+    );
+  }
+}
+
+/** cache -> (name -> WeakRef of the function wrapped under that default key name). */
+const named = new WeakMap();
+
+/** The default key is [fn.name, ...args]: the name must be this function's alone in the cache
+ * (and stable across processes), so an anonymous function, or a second function of a name
+ * already taken (two `load`s, bound methods of two instances), is refused: `key` names the
+ * call instead. */
+function claimName(c, fn) {
+  const fname = fn.name;
+  if (typeof fname !== 'string' || fname === '') {
+    throw badArgument(
+      'wrap() got a function with no name, which the default key [fn.name, ...args] needs; ' +
+      'give it a name (function load(...) {...}) or a key: wrap(fn, { key: (...args) => [...] })',
+    );
+  }
+  let names = named.get(c);
+  if (names === undefined) named.set(c, (names = new Map()));
+  const held = names.get(fname)?.deref();
+  if (held !== undefined && held !== fn) {
+    throw badArgument(
+      `wrap() got a second function named ${JSON.stringify(fname)} for cache ${JSON.stringify(c.name)}: ` +
+      'it is already wrapped there, and both would share entries under [name, ...args]; give one a key',
+    );
+  }
+  names.set(fname, new WeakRef(fn));
+  return fname;
+}
+
+// ---------------------------------------------------------------------------------------------
 // The rest of the API
 // ---------------------------------------------------------------------------------------------
 
@@ -384,23 +447,34 @@ class Cache {
   }
   wrap(fn, options = {}) {
     if (typeof fn !== 'function') throw badArgument(`wrap() needs a function, got ${typeof fn}`);
+    refuseGenerator(fn, 'wrap()');
     const { key, ...callOptions } = options;
     if (key !== undefined && typeof key !== 'function') {
       throw badArgument(`wrap() key must be a function (...args) => key, got ${typeof key}`);
     }
     const c = this.#c;
-    const fname = fn.name || 'anonymous';
-    const keyOf = key ?? ((...args) => [fname, ...args]);
     const opts = Object.keys(callOptions).length ? callOptions : undefined;
     if (opts !== undefined) native.checkOptions(opts); // bad options fail here, not at each call
+    if (key !== undefined) {
+      return function wrapped(...args) {
+        let k;
+        try {
+          k = key.apply(this, args);
+        } catch (e) {
+          return Promise.reject(e);
+        }
+        return cachedOn(c, k, () => fn.apply(this, args), opts);
+      };
+    }
+    const fname = claimName(c, fn);
     return function wrapped(...args) {
-      let k;
-      try {
-        k = keyOf(...args);
-      } catch (e) {
-        return Promise.reject(e);
+      if (this !== undefined && this !== globalThis) {
+        return Promise.reject(badArgument(
+          `wrap(${fname}) was called as a method: the default key [name, ...args] leaves \`this\` out, ` +
+          'so every instance would share entries; give wrap() a key: function (...args) { return [..., this.id, ...args]; }',
+        ));
       }
-      return cachedOn(c, k, () => fn.apply(this, args), opts);
+      return cachedOn(c, [fname, ...args], () => fn.apply(this, args), opts);
     };
   }
 }

@@ -235,7 +235,7 @@ impl Failure {
     fn of(e: CoreError) -> Failure {
         let code = match &e {
             CoreError::Timeout(_) => "ERR_COOPCACHE_TIMEOUT",
-            CoreError::Recursion { .. } => "ERR_COOPCACHE_RECURSION",
+            CoreError::Recursion { .. } | CoreError::BlocksExecutor { .. } => "ERR_COOPCACHE_RECURSION",
             CoreError::UnknownCache { .. } => "ERR_COOPCACHE_UNKNOWN_CACHE",
             CoreError::Config(_) => "ERR_COOPCACHE_INVALID_CONFIG",
             CoreError::Remote { .. } => "ERR_COOPCACHE_REMOTE",

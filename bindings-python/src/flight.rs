@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use coopcache::options::{self, Style};
 use coopcache::{
-    CallOptions, Caller, Computing, Error as CoreError, Key, KeyWriter, LeadStep, Outcome, Ready, Step,
+    CallOptions, Caller, Computing, Error as CoreError, Key, KeyWriter, LeadStep, OnExecutor, Outcome, Ready,
+    RunsExecutor, Step,
 };
 use pyo3::exceptions::{PyBaseException, PyRuntimeError, PyTimeoutError, PyTypeError};
 use pyo3::prelude::*;
@@ -130,6 +131,23 @@ fn outcome(
     }
 }
 
+/// Why a result the sync form got cannot be a cached value: an object that can be used once
+/// (a coroutine awaited, a generator iterated) would reach every later caller used up.
+fn used_once(obj: &Bound<'_, PyAny>) -> Option<&'static str> {
+    let name = obj.get_type().name().ok()?;
+    if name == "coroutine" {
+        let _ = obj.call_method0("close"); // never awaited: no "was never awaited" warning
+        return Some(
+            "the function returned a coroutine: use coopcache.cached_async (or decorate the \
+             async def function itself) to cache the awaited value",
+        );
+    }
+    (name == "generator" || name == "async_generator").then_some(
+        "the function returned a generator, which can be iterated once: return list(...) of its \
+         items to cache them",
+    )
+}
+
 /// What the leader's side asks the binding to do (the shared tier's bytes are turned into
 /// values and back on the spot).
 enum Act {
@@ -188,6 +206,17 @@ pub(crate) fn cached_sync<'py>(
     run_sync(py, cache, key, func, opts, weigher)
 }
 
+static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// Marks this thread as running its asyncio event loop, if it runs one, for a blocking call:
+/// a key that a task of that loop computes cannot finish while the call blocks the loop, so
+/// the core answers that wait with an error instead of a hang.
+fn runs_loop(py: Python<'_>) -> PyResult<Option<RunsExecutor>> {
+    let get = GET_RUNNING_LOOP.import(py, "asyncio", "_get_running_loop")?;
+    let running = get.call0()?;
+    Ok((!running.is_none()).then(|| RunsExecutor::enter(running.as_ptr() as u64)))
+}
+
 /// The sync form on a miss (the hit was looked up already): the core's call, driven on this
 /// thread. The leader runs the function holding the GIL, as Python code must; every wait
 /// (for the computation, a slot, the shared tier) is without it, bounded by the timeout.
@@ -201,6 +230,7 @@ pub(crate) fn run_sync<'py>(
 ) -> PyResult<Py<PyAny>> {
     let deadline = opts.timeout.and_then(|t| Instant::now().checked_add(t));
     let frames = context_frames(py);
+    let _on_loop = runs_loop(py)?; // for the whole call: every wait of it blocks the loop
     let mut call = cache.call(key, &opts.call_options(), Caller::Blocking);
     let mut func = Some(func);
     loop {
@@ -236,19 +266,10 @@ pub(crate) fn run_sync<'py>(
                             None => Err(PyRuntimeError::new_err("coopcache: a caller computes once")),
                         };
                         let outcome = match result {
-                            Ok(obj) if obj.get_type().name().is_ok_and(|n| n == "coroutine") => {
-                                // An `async def` given to the sync form: a stored coroutine
-                                // object could be awaited once.
-                                let _ = obj.call_method0("close");
-                                failure(
-                                    py,
-                                    PyTypeError::new_err(
-                                        "the function returned a coroutine: use coopcache.cached_async \
-                                         (or decorate the async def function itself) to cache the \
-                                         awaited value",
-                                    ),
-                                )
-                            }
+                            Ok(obj) => match used_once(&obj) {
+                                Some(why) => failure(py, PyTypeError::new_err(why)),
+                                None => outcome(py, Ok(obj), weigher),
+                            },
                             r => outcome(py, r, weigher),
                         };
                         lead.computed(outcome);
@@ -364,6 +385,7 @@ impl Call {
             Step::Lead(lead) => {
                 let lead = Lead {
                     frame: lead.frame(),
+                    on_loop: None,
                     inner: Some(lead),
                     weigher: self.weigher.as_ref().map(|w| w.clone_ref(py)),
                     cache_name: self.cache_name.clone(),
@@ -391,6 +413,8 @@ impl Call {
 pub(crate) struct Lead {
     inner: Option<Box<CoreLead>>,
     frame: coopcache::Frame,
+    /// The event loop whose task runs the computation, while it runs.
+    on_loop: Option<OnExecutor>,
     weigher: Option<Py<PyAny>>,
     cache_name: String,
 }
@@ -422,6 +446,7 @@ impl Lead {
             Act::Compute => (COMPUTE, None),
             Act::Done => {
                 self.inner = None;
+                self.on_loop = None;
                 (DONE, None)
             }
         })
@@ -459,6 +484,13 @@ impl Lead {
     /// Ends this side (a no-op once done): unfinished, the computation is abandoned.
     fn close(&mut self) {
         self.inner = None;
+        self.on_loop = None;
+    }
+
+    /// Records that a task of the event loop `loop_id` (its `id()`) runs the computation: a
+    /// blocking call made on that loop's thread for this key would stop the loop, so it fails.
+    fn runs_on(&mut self, loop_id: u64) {
+        self.on_loop = Some(self.frame.runs_on(loop_id));
     }
 }
 

@@ -97,7 +97,9 @@ pub(crate) fn to_pyerr(py: Python<'_>, e: &CoreError) -> PyErr {
     }
     match e {
         CoreError::Timeout(_) => PyTimeoutError::new_err(e.to_string()),
-        CoreError::Recursion { .. } => CacheRecursionError::new_err(e.to_string()),
+        CoreError::Recursion { .. } | CoreError::BlocksExecutor { .. } => {
+            CacheRecursionError::new_err(e.to_string())
+        }
         CoreError::UnknownCache { .. } => unknown_cache(py, e),
         CoreError::Config(c) => config_err(c),
         CoreError::Remote { type_name, message } => shared::remote_error(py, type_name, message),
@@ -490,6 +492,12 @@ fn _init(py: Python<'_>, logger: Py<PyAny>, computing: Py<PyAny>) {
     LazyLock::force(&REGISTRY);
 }
 
+/// Called in a fork's child (`os.register_at_fork`): see `coopcache::after_fork_in_child`.
+#[pyfunction]
+fn _after_fork_in_child() {
+    coopcache::after_fork_in_child();
+}
+
 /// Called at interpreter exit: stop forwarding events to `logging`.
 #[pyfunction]
 fn _shutdown() {
@@ -522,5 +530,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(flight::nocache, m)?)?;
     m.add_function(wrap_pyfunction!(_init, m)?)?;
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
+    m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;
     Ok(())
 }

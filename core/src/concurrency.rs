@@ -97,11 +97,13 @@ impl Slots {
                     Some(w) if within => break Some(w),
                     Some(w) => {
                         st.queue.push_front(w);
-                        st.in_use -= 1;
+                        st.in_use = st.in_use.saturating_sub(1);
                         break None;
                     }
                     None => {
-                        st.in_use -= 1;
+                        // Saturating: a fork's child starts at zero, under permits its forking
+                        // thread may hold.
+                        st.in_use = st.in_use.saturating_sub(1);
                         break None;
                     }
                 }
@@ -110,6 +112,14 @@ impl Slots {
         if let Some(w) = next {
             w.fire(self.permit());
         }
+    }
+
+    /// In a fork's child: the slots the parent's other threads held are free (those threads
+    /// do not exist there), and nobody waits for one.
+    pub(crate) fn after_fork(&self) {
+        let mut st = self.state.lock();
+        st.in_use = 0;
+        st.queue.clear();
     }
 
     pub(crate) fn set_limit(self: &Arc<Self>, limit: Option<usize>) {

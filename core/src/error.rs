@@ -53,6 +53,15 @@ pub enum Error {
         /// The key, as text.
         key: String,
     },
+    /// A blocking caller on the thread that runs an event loop asked a key that a task of that
+    /// loop is computing (or one waiting for it): blocking the thread stops the loop, so the
+    /// computation could never finish.
+    BlocksExecutor {
+        /// The cache's name.
+        cache: Arc<str>,
+        /// The key, as text.
+        key: String,
+    },
     /// No cache of that name was configured.
     UnknownCache {
         /// The name asked for.
@@ -115,6 +124,13 @@ impl fmt::Display for Error {
                 "the computation of key {key} in cache {cache:?} asked for that same key, \
                  which would wait for itself forever; compute the inner value without the cache \
                  or give it a different key"
+            ),
+            Error::BlocksExecutor { cache, key } => write!(
+                f,
+                "key {key} in cache {cache:?} is being computed by a task of the event loop this \
+                 thread runs; a blocking call waiting for it here stops that loop, so it would \
+                 wait forever: await the async form instead, or make the blocking call from \
+                 another thread"
             ),
             Error::UnknownCache { name, configured } => {
                 write!(f, "no cache named {name:?} is configured; configure it first")?;

@@ -11,6 +11,7 @@
 //! counts what it evicted; the teller thread calls the listener, with one message queued per
 //! cache at most (counts add up while it is busy).
 
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{LazyLock, Weak};
 use std::time::Duration;
@@ -24,6 +25,9 @@ pub(crate) trait Sweep: Send + Sync {
     fn sweep(&self, tell_later: bool) -> bool;
     /// Tells the listener what the sweeper left for later.
     fn tell_untold(&self);
+    /// In a fork's child: forgets the computations of the parent's other threads (they do
+    /// not exist there), so the child's callers compute instead of waiting forever.
+    fn after_fork(&self);
 }
 
 /// How often the sweeper runs. Entries are due in ticks of max(1 s, duration / 10) / 2, so an
@@ -35,7 +39,16 @@ struct Sweeper {
     teller: Mutex<Sender<Weak<dyn Sweep>>>,
 }
 
+/// Whether the threads were started (in this process, or in the parent it forked from).
+static STARTED: AtomicBool = AtomicBool::new(false);
+
 static SWEEPER: LazyLock<Sweeper> = LazyLock::new(|| {
+    STARTED.store(true, SeqCst);
+    Sweeper { caches: Mutex::new(Vec::new()), teller: Mutex::new(start_threads()) }
+});
+
+/// Starts the sweeper and the teller; returns the teller's queue.
+fn start_threads() -> Sender<Weak<dyn Sweep>> {
     let (teller, told) = channel::<Weak<dyn Sweep>>();
     spawn("coopcache-sweeper", run);
     spawn("coopcache-events", move || {
@@ -45,8 +58,23 @@ static SWEEPER: LazyLock<Sweeper> = LazyLock::new(|| {
             }
         }
     });
-    Sweeper { caches: Mutex::new(Vec::new()), teller: Mutex::new(teller) }
-});
+    teller
+}
+
+/// In a fork's child, where only the forking thread exists: every cache forgets the parent's
+/// computations, and the sweeper and the teller start again if the parent had them.
+pub(crate) fn after_fork() {
+    if !STARTED.load(SeqCst) {
+        return;
+    }
+    let caches: Vec<_> = SWEEPER.caches.lock().clone();
+    for cache in caches.iter().filter_map(Weak::upgrade) {
+        cache.after_fork();
+    }
+    if cfg!(not(feature = "shuttle")) {
+        *SWEEPER.teller.lock() = start_threads();
+    }
+}
 
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) {
     std::thread::Builder::new()

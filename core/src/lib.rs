@@ -114,6 +114,16 @@ mod sync;
 mod wait;
 mod weigh;
 
+/// Call in the child of a `fork()` (and only there), before it uses any cache: only the forking
+/// thread exists in the child, so the computations other threads were running, their waits
+/// and their computation slots are forgotten (a caller of such a key computes it instead of
+/// waiting forever), and the background sweeper and its listener thread are started again
+/// (idle entries are reclaimed there too). Stored values are kept. Python's binding calls it
+/// from `os.register_at_fork`. A shared tier's connections are not carried over.
+pub fn after_fork_in_child() {
+    flight::after_fork();
+}
+
 pub use cache::{
     ByWeigh, ByWeigher, Cache, CacheBuilder, Call, CallOptions, Compute, GetOrCompute, Lead, LeadStep,
     Outcome, Step,
@@ -122,7 +132,10 @@ pub use clock::Clock;
 pub use concurrency::Permit;
 pub use config::{ConfigError, MemoryLimit, Settings, WhenFull, total_memory};
 pub use error::{BoxError, Error, SharedError};
-pub use flight::{Begin, Caller, Completion, Computed, Computing, FlightId, Frame, Lease, Waiter, nocache};
+pub use flight::{
+    Begin, Caller, Completion, Computed, Computing, ExecutorId, FlightId, Frame, Lease, OnExecutor,
+    RunsExecutor, Waiter, nocache,
+};
 pub use keys::{IntoKeyPart, Key, KeyError, KeyValue, KeyWriter};
 pub use registry::Registry;
 #[cfg(feature = "shared")]

@@ -8,13 +8,14 @@ import asyncio
 import sys
 import threading
 import time
+from typing import Any, Dict, List
 
 import coopcache
 
 computed = 0
 
 
-def report(what: str, cache: str, start: float, results: list) -> bool:
+def report(what: str, cache: str, start: float, results: List[Any]) -> bool:
     wall_ms = (time.perf_counter() - start) * 1000
     same = all(r is results[0] for r in results)  # a hit returns the very object computed
     print(
@@ -27,7 +28,7 @@ def report(what: str, cache: str, start: float, results: list) -> bool:
     return computed == 1 and same
 
 
-def slow_lookup() -> dict:
+def slow_lookup() -> Dict[str, str]:
     global computed
     computed += 1
     time.sleep(0.1)  # an expensive backend call
@@ -52,7 +53,7 @@ def threads(n: int = 1000) -> bool:
     return report(f"{n:,} threads", "demo-threads", start, results)
 
 
-async def slow_fetch() -> dict:
+async def slow_fetch() -> Dict[str, str]:
     global computed
     computed += 1
     await asyncio.sleep(0.1)  # a slow backend; the event loop keeps running meanwhile

@@ -16,6 +16,7 @@ import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from socketserver import ThreadingMixIn
+from typing import Any, Callable, Dict, Iterable, Optional
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import coopcache
@@ -35,7 +36,7 @@ def create_db() -> sqlite3.Connection:
     return db
 
 
-def load_user(user_id: int) -> "dict | None":
+def load_user(user_id: int) -> Optional[Dict[str, Any]]:
     """The expensive part: a database query (made slow here, as a real one under load is)."""
     global queries
     queries += 1
@@ -48,7 +49,7 @@ def load_user(user_id: int) -> "dict | None":
     return None if row is None else {"id": row[0], "name": row[1], "plan": row[2]}
 
 
-def app(environ: dict, start_response) -> "list[bytes]":
+def app(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     """The WSGI app: GET /users/<id>."""
     parts = environ["PATH_INFO"].strip("/").split("/")
     if len(parts) != 2 or parts[0] != "users" or not parts[1].isdigit():
@@ -70,7 +71,7 @@ class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
 
 
 class QuietHandler(WSGIRequestHandler):
-    def log_message(self, *args: object) -> None:  # no access log on stderr
+    def log_message(self, format: str, *args: Any) -> None:  # no access log on stderr
         pass
 
 
@@ -82,7 +83,8 @@ def main() -> int:
 
     def get(_: int) -> bytes:
         with urllib.request.urlopen(url, timeout=30) as r:
-            return r.read()
+            body: bytes = r.read()
+            return body
 
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=50) as pool:  # 50 requests at the same moment

@@ -287,7 +287,7 @@ def test_cache_handle_decorator_and_async() -> None:
 
     c = coopcache.configure(fresh())
 
-    @c.cached()
+    @c.cached(key=lambda x: ("f", x))  # a nested function has no name of its own
     def f(x: int) -> list:
         return [x]
 
@@ -301,7 +301,7 @@ def test_cache_handle_decorator_and_async() -> None:
 
 
 def test_repr_of_a_decorated_function(name: str) -> None:
-    @coopcache.cached(name)
+    @coopcache.cached(name, key=lambda x: x)
     def f(x: int) -> int:
         return x
 

@@ -1,5 +1,5 @@
 import asyncio
-from typing import Any
+from typing import Any, List
 
 import coopcache
 import pytest
@@ -26,24 +26,32 @@ def test_decorated_sync_function_caches_by_arguments() -> None:
     assert double.__name__ == "double" and double.__wrapped__ is not None  # type: ignore[attr-defined]
 
 
-def test_kwargs_are_part_of_the_key_in_any_order() -> None:
-    @coopcache.cached(N)
-    def f(a: int, b: int = 0, c: int = 0) -> tuple:
-        return (a, b, c, object())
+# The default key names a function by its module and qualified name, so the functions of these
+# tests are module-level (a nested one needs key=, see test_pitfalls.py).
 
+
+@coopcache.cached(N)
+def with_kwargs(a: int, b: int = 0, c: int = 0) -> tuple:
+    return (a, b, c, object())
+
+
+def test_kwargs_are_part_of_the_key_in_any_order() -> None:
+    f = with_kwargs
     assert f(1, b=2, c=3) is f(1, c=3, b=2)
     assert f(1, b=2, c=3) is not f(1, b=3, c=2)
 
 
+@coopcache.cached(N)
+def one(x: int) -> str:
+    return "one"
+
+
+@coopcache.cached(N)
+def two(x: int) -> str:
+    return "two"
+
+
 def test_two_functions_with_the_same_arguments_do_not_collide() -> None:
-    @coopcache.cached(N)
-    def one(x: int) -> str:
-        return "one"
-
-    @coopcache.cached(N)
-    def two(x: int) -> str:
-        return "two"
-
     assert (one(1), two(1)) == ("one", "two")
 
 
@@ -64,13 +72,14 @@ def test_custom_key_and_weigher() -> None:
     assert coopcache.stats(n)["bytes_used"] < 100
 
 
-def test_unsupported_argument_type_points_at_key() -> None:
-    @coopcache.cached(N)
-    def f(x: object) -> int:
-        return 1
+@coopcache.cached(N)
+def takes_object(x: object) -> int:
+    return 1
 
+
+def test_unsupported_argument_type_points_at_key() -> None:
     with pytest.raises(TypeError, match="key="):
-        f(object())
+        takes_object(object())
 
 
 class Repo:
@@ -108,36 +117,44 @@ def test_method_with_key_skipping_self() -> None:
     assert Svc.get.cache_name == N  # type: ignore[attr-defined]
 
 
-def test_decorator_invalidate_and_cache_key() -> None:
-    @coopcache.cached(N)
-    def f(x: int) -> list:
-        return [x]
+@coopcache.cached(N)
+def listed(x: int) -> list:
+    return [x]
 
+
+def test_decorator_invalidate_and_cache_key() -> None:
+    f = listed
     v = f(1)
     assert f.invalidate(1) is True  # type: ignore[attr-defined]
     assert f(1) is not v
     assert isinstance(f.cache_key(1), bytes)  # type: ignore[attr-defined]
 
 
-def test_decorator_before_configure_resolves_at_call_time() -> None:
-    @coopcache.cached("configured-later")
-    def f(x: int) -> int:
-        return x
+@coopcache.cached("configured-later")
+def configured_later(x: int) -> int:
+    return x
 
+
+def test_decorator_before_configure_resolves_at_call_time() -> None:
+    f = configured_later
     with pytest.raises(coopcache.UnknownCacheError):
         f(1)
     coopcache.configure("configured-later")
     assert f(1) == 1
 
 
-def test_async_decorator_caches() -> None:
-    calls = []
+fetched: List[int] = []
 
-    @coopcache.cached(N)
-    async def fetch(x: int) -> list:
-        calls.append(x)
-        await asyncio.sleep(0)
-        return [x]
+
+@coopcache.cached(N)
+async def fetch(x: int) -> list:
+    fetched.append(x)
+    await asyncio.sleep(0)
+    return [x]
+
+
+def test_async_decorator_caches() -> None:
+    calls = fetched
 
     async def main() -> None:
         a = await fetch(1)
@@ -148,13 +165,15 @@ def test_async_decorator_caches() -> None:
     assert calls == [1, 1]
 
 
+@coopcache.cached(N)
+def keyword_only(x: int, *, y: int = 0) -> int:
+    return x
+
+
 def test_async_and_sync_default_keys_encode_alike() -> None:
     from coopcache._decorator import _default_key
 
-    @coopcache.cached(N)
-    def f(x: int, *, y: int = 0) -> int:
-        return x
-
+    f = keyword_only
     prefix = f"{f.__module__}.{f.__qualname__}"
     assert f.cache_key(1, y=2) == coopcache.key_bytes(_default_key(prefix, (1,), {"y": 2}))  # type: ignore
     assert f.cache_key(1) == coopcache.key_bytes(_default_key(prefix, (1,), {}))  # type: ignore

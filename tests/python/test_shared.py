@@ -193,7 +193,7 @@ def test_decorator_form_uses_the_shared_tier(redis: Redis) -> None:
     coopcache.configure(c, redis_url=redis.url, serializer="json")
     calls: list[int] = []
 
-    @coopcache.cached(c)
+    @coopcache.cached(c, key=lambda x: ("square", x))
     def square(x: int) -> int:
         calls.append(x)
         return x * x

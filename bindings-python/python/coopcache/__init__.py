@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 from importlib import metadata as _metadata
 
 from . import _native
@@ -69,6 +70,10 @@ logger = logging.getLogger("coopcache")
 
 _native._init(logger, _COMPUTING)
 atexit.register(_native._shutdown)
+if hasattr(os, "register_at_fork"):  # POSIX
+    # The child has only the forking thread: it forgets the other threads' computations (its
+    # callers compute those keys instead of waiting forever) and restarts the sweeper.
+    os.register_at_fork(after_in_child=_native._after_fork_in_child)
 
 
 def cache(name: str) -> Cache:

@@ -15,7 +15,9 @@ import contextvars
 import functools
 import inspect
 import sys
-from typing import Any, Awaitable, Callable, Iterable, Optional, Set, Tuple, TypeVar, Union, overload
+import threading
+import weakref
+from typing import Any, Awaitable, Callable, Iterable, Optional, Set, Tuple, TypeVar, overload
 
 from . import _native
 
@@ -34,6 +36,12 @@ _MISSING: Any = object()
 
 # The native steps' codes.
 _DONE, _FAILED, _WAIT, _LEAD, _COMPUTE = 0, 1, 2, 3, 4
+
+#: A generator stored as a value would reach the second caller exhausted.
+_GENERATOR_RESULT = (
+    "the function returned a generator, which can be iterated once: "
+    "return list(...) of its items to cache them"
+)
 
 _T = TypeVar("_T")
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -58,6 +66,58 @@ def _prefix(fn: Callable[..., Any]) -> str:
     module = getattr(fn, "__module__", None) or ""
     qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
     return f"{module}.{qualname}" if module else qualname
+
+
+#: (cache name, prefix) -> the function decorated under that default key prefix, held weakly:
+#: a second, different function under the same name in the same cache would share its entries.
+_NAMED: dict[Tuple[str, str], "weakref.ref[Any]"] = {}
+_NAMED_LOCK = threading.Lock()
+
+
+def _refuse_generator(name: str, func: Callable[..., Any]) -> None:
+    """A generator function's result is an iterator, consumed once: cached, the second caller
+    would get it exhausted."""
+    if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+        raise TypeError(
+            f"coopcache.cached({name!r}): {_prefix(func)} is a generator function; its result "
+            "can be iterated once, so it cannot be cached: cache a function that returns "
+            "list(...) of its items instead"
+        )
+
+
+def _claim_default_key(name: str, func: Callable[..., Any], prefix: str) -> None:
+    """The default key is ``(module.qualname, args)``: it must name this function, and only
+    this one, in every process that shares the cache. A name that several functions share
+    (lambdas, functions defined inside a function call: closures of one factory) or that
+    another function already holds in this cache is refused; ``key=`` names the call instead."""
+    qualname = getattr(func, "__qualname__", None)
+    why = None
+    if not isinstance(qualname, str):
+        why = "it has no __qualname__ (not a def or class function)"
+    elif "<lambda>" in qualname:
+        why = "every lambda of a module has that name"
+    elif "<locals>" in qualname:
+        why = (
+            "it is defined inside a function call, so every function that call makes "
+            "(closures) has that name"
+        )
+    if why is not None:
+        raise TypeError(
+            f"coopcache.cached({name!r}): cannot use the default key for {prefix}: {why}; "
+            "give key=lambda *args: (...) a key that tells this function's calls apart"
+        )
+    with _NAMED_LOCK:
+        held = _NAMED.get((name, prefix))
+        other = held() if held is not None else None
+        if other is not None and other is not func:
+            raise TypeError(
+                f"coopcache.cached({name!r}): {prefix} is already cached in {name!r} by another "
+                "function of that name (their calls would share entries); give key= to one of them"
+            )
+        try:
+            _NAMED[(name, prefix)] = weakref.ref(func)
+        except TypeError:  # not weak-referenceable: nothing to compare later
+            pass
 
 
 @overload
@@ -130,7 +190,10 @@ def cached(
     tag_list = _tag_list(tags)
 
     def decorate(func: Callable[..., Any]) -> Any:
+        _refuse_generator(name, func)
         prefix = _prefix(func)
+        if key_fn is None:
+            _claim_default_key(name, func, prefix)
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
@@ -149,21 +212,71 @@ def cached(
     return decorate
 
 
+# One overload per kind of `fn` (a union of them in one signature leaves type checkers to
+# guess `_T`: mypy made an async function's value `NoCache[Never]`).
+@overload
 async def cached_async(
     name: str,
     key: Any,
-    fn: Callable[[], Union[Awaitable[Union[_T, _native.NoCache[_T]]], _T, _native.NoCache[_T]]],
+    fn: Callable[[], Awaitable[_native.NoCache[_T]]],
     *,
     timeout: Optional[float] = None,
     tags: Optional[Iterable[str]] = None,
     weigher: Optional[Callable[[Any], int]] = None,
-) -> _T:
+) -> _T: ...
+
+
+@overload
+async def cached_async(
+    name: str,
+    key: Any,
+    fn: Callable[[], Awaitable[_T]],
+    *,
+    timeout: Optional[float] = None,
+    tags: Optional[Iterable[str]] = None,
+    weigher: Optional[Callable[[Any], int]] = None,
+) -> _T: ...
+
+
+@overload
+async def cached_async(
+    name: str,
+    key: Any,
+    fn: Callable[[], _native.NoCache[_T]],
+    *,
+    timeout: Optional[float] = None,
+    tags: Optional[Iterable[str]] = None,
+    weigher: Optional[Callable[[Any], int]] = None,
+) -> _T: ...
+
+
+@overload
+async def cached_async(
+    name: str,
+    key: Any,
+    fn: Callable[[], _T],
+    *,
+    timeout: Optional[float] = None,
+    tags: Optional[Iterable[str]] = None,
+    weigher: Optional[Callable[[Any], int]] = None,
+) -> _T: ...
+
+
+async def cached_async(
+    name: str,
+    key: Any,
+    fn: Callable[[], Any],
+    *,
+    timeout: Optional[float] = None,
+    tags: Optional[Iterable[str]] = None,
+    weigher: Optional[Callable[[Any], int]] = None,
+) -> Any:
     """The value for ``key``, computed once by ``fn()`` (an ``async def`` function, or one that
     returns an awaitable or a plain value). Waiting never blocks the event loop; cancelling
     the task that started the computation does not cancel it for the others."""
     kind, obj = _native.cache(name)._call(key, timeout=timeout, tags=tags, weigher=weigher)
     if kind == _DONE:
-        return obj  # type: ignore[no-any-return]  # a hit
+        return obj  # a hit
     call: _native.Call = obj
     try:
         loop = asyncio.get_running_loop()
@@ -171,7 +284,7 @@ async def cached_async(
         while True:
             kind, obj = call.step()
             if kind == _DONE:
-                return obj  # type: ignore[no-any-return]
+                return obj
             if kind == _FAILED:
                 raise obj
             if kind == _WAIT:
@@ -259,6 +372,7 @@ async def _lead(lead: _native.Lead, fn: Callable[[], Any]) -> None:
     its loop is closing) abandons it: then a waiter takes over."""
     _COMPUTING.set(_COMPUTING.get() + (lead.frame,))
     loop = asyncio.get_running_loop()
+    lead.runs_on(id(loop))  # a blocking call on this loop's thread for this key fails, not hangs
     try:
         while True:
             kind, signal = lead.step()
@@ -270,6 +384,8 @@ async def _lead(lead: _native.Lead, fn: Callable[[], Any]) -> None:
                     result = fn()
                     if inspect.isawaitable(result):
                         result = await result
+                    if inspect.isgenerator(result) or inspect.isasyncgen(result):
+                        raise TypeError(_GENERATOR_RESULT)
                 except BaseException as exc:
                     if isinstance(exc, asyncio.CancelledError) and _cancel_requested():
                         raise  # abandoned: closed below, a waiter takes over

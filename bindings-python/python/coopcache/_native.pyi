@@ -95,10 +95,41 @@ class Cache:
         however many callers ask. Without ``fn``, the decorator form (``@c.cached()``,
         ``@c.cached(key=...)``)."""
         ...
+    @overload
     async def cached_async(
         self,
         key: Key,
-        func: Callable[[], Union[Awaitable[Union[_T, NoCache[_T]]], _T, NoCache[_T]]],
+        func: Callable[[], Awaitable[NoCache[_T]]],
+        *,
+        timeout: Optional[float] = None,
+        tags: Optional[Iterable[str]] = None,
+        weigher: Optional[Callable[[Any], int]] = None,
+    ) -> _T: ...
+    @overload
+    async def cached_async(
+        self,
+        key: Key,
+        func: Callable[[], Awaitable[_T]],
+        *,
+        timeout: Optional[float] = None,
+        tags: Optional[Iterable[str]] = None,
+        weigher: Optional[Callable[[Any], int]] = None,
+    ) -> _T: ...
+    @overload
+    async def cached_async(
+        self,
+        key: Key,
+        func: Callable[[], NoCache[_T]],
+        *,
+        timeout: Optional[float] = None,
+        tags: Optional[Iterable[str]] = None,
+        weigher: Optional[Callable[[Any], int]] = None,
+    ) -> _T: ...
+    @overload
+    async def cached_async(
+        self,
+        key: Key,
+        func: Callable[[], _T],
         *,
         timeout: Optional[float] = None,
         tags: Optional[Iterable[str]] = None,
@@ -192,6 +223,7 @@ def estimate_size(value: object) -> int:
     ...
 def _init(logger: Any, computing: Any) -> None: ...
 def _shutdown() -> None: ...
+def _after_fork_in_child() -> None: ...
 
 @final
 class Frame:
@@ -215,6 +247,7 @@ class Call:
 class Lead:
     @property
     def frame(self) -> Frame: ...
+    def runs_on(self, loop_id: int) -> None: ...
     def step(self) -> Tuple[int, Optional[Signal]]: ...
     def computed(self, value: object) -> None: ...
     def failed(self, exc: BaseException) -> None: ...

@@ -13,6 +13,11 @@
 //!   one: a future polled by an executor that a synchronous computation runs (`block_on`) may be
 //!   any task of that executor, not a part of the computation.
 //!
+//! * a blocking caller on a thread that runs an event loop (a binding says so with
+//!   [`RunsExecutor`]) also has every async computation in progress on that loop
+//!   ([`Frame::runs_on`]): blocking the thread stops the loop, so none of them can finish
+//!   before the wait ends.
+//!
 //! A caller asking a key that one of its ancestors computes would wait for itself: that is
 //! [`crate::Error::Recursion`]. A leader that waits, through other keys and other threads, for a
 //! flight whose leader waits for it would too: each wait from inside a computation is recorded
@@ -32,6 +37,10 @@ pub type FlightId = u64;
 /// Identifies one cache (for slots a nested computation may skip).
 pub(crate) type CacheId = u64;
 
+/// Identifies an executor (an event loop) that runs async computations, chosen by the binding
+/// (unique among the executors alive at once).
+pub type ExecutorId = u64;
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
     Sync,
@@ -41,6 +50,13 @@ enum Kind {
 crate::sync::thread_local! {
     /// The computations running on this thread, innermost last.
     static FRAMES: RefCell<Vec<(Frame, Kind)>> = const { RefCell::new(Vec::new()) };
+    /// The executors this thread runs (a blocking caller here stops them), innermost last.
+    static EXECUTORS: RefCell<Vec<ExecutorId>> = const { RefCell::new(Vec::new()) };
+}
+
+crate::sync::global! {
+    /// The async computations in progress on each executor ([`Frame::runs_on`]).
+    static ON_EXECUTOR: Mutex<HashMap<ExecutorId, SmallVec<[Frame; 2]>>> = Mutex::new(HashMap::new());
 }
 
 /// How a caller waits, which decides which computations count as its own when it asks a key
@@ -78,15 +94,37 @@ pub(crate) fn ancestors(caller: Caller) -> Ancestors {
                 frames.iter().rposition(|(_, kind)| *kind == Kind::Sync).map_or(0, |i| i + 1)
             }
         };
-        Ancestors(frames[from..].iter().map(|(fr, _)| (fr.flight, fr.cache)).collect())
+        let mut ancestors =
+            Ancestors(frames[from..].iter().map(|(fr, _)| (fr.flight, fr.cache)).collect(), false);
+        if caller == Caller::Blocking {
+            EXECUTORS.with(|e| {
+                let executors = e.borrow();
+                if executors.is_empty() {
+                    return;
+                }
+                let on = ON_EXECUTOR.lock();
+                for frame in executors.iter().filter_map(|x| on.get(x)).flatten() {
+                    ancestors.0.push((frame.flight, frame.cache));
+                    ancestors.1 = true;
+                }
+            });
+        }
+        ancestors
     })
 }
 
-/// A caller's ancestors: (flight, cache) of each computation it is inside, outermost first.
+/// A caller's ancestors: (flight, cache) of each computation it is inside, outermost first;
+/// and whether some are there only because this thread runs their event loop.
 #[derive(Default)]
-pub(crate) struct Ancestors(SmallVec<[(FlightId, CacheId); 2]>);
+pub(crate) struct Ancestors(SmallVec<[(FlightId, CacheId); 2]>, bool);
 
 impl Ancestors {
+    /// Whether some of them are async computations of an event loop this (blocking) caller
+    /// would stop: then a self-wait is that, more likely than a recursion.
+    pub(crate) fn blocks_executor(&self) -> bool {
+        self.1
+    }
+
     pub(crate) fn computes(&self, flight: FlightId) -> bool {
         self.0.iter().any(|&(f, _)| f == flight)
     }
@@ -132,6 +170,78 @@ impl Frame {
     }
 }
 
+impl Frame {
+    /// Records that this async computation makes progress only while `executor` runs, until
+    /// the guard drops (hold it for the whole computation): a blocking caller on the thread
+    /// that runs that executor ([`RunsExecutor`]) would stop it, so waiting there for this
+    /// computation, or for one that waits for it, is an error instead of a hang.
+    ///
+    /// ```
+    /// use coopcache::{Begin, Cache, Caller, Error, RunsExecutor};
+    ///
+    /// let cache: Cache<u32, u32> = Cache::builder().build().unwrap();
+    /// let Begin::Lease(lease) = cache.begin(&1).unwrap() else { unreachable!() };
+    /// let _on_loop = lease.frame().runs_on(7); // a task of event loop 7 computes key 1
+    /// let _runs = RunsExecutor::enter(7); // this thread runs loop 7
+    /// assert!(matches!(cache.begin_with(&1, &[], Caller::Blocking), Err(Error::BlocksExecutor { .. })));
+    /// assert!(matches!(cache.begin_with(&1, &[], Caller::NonBlocking), Ok(Begin::Wait(_))));
+    /// ```
+    pub fn runs_on(self, executor: ExecutorId) -> OnExecutor {
+        ON_EXECUTOR.lock().entry(executor).or_default().push(self);
+        OnExecutor { frame: self, executor }
+    }
+}
+
+/// An async computation in progress on an executor, until dropped ([`Frame::runs_on`]).
+#[must_use = "the computation is recorded only while the guard lives"]
+pub struct OnExecutor {
+    frame: Frame,
+    executor: ExecutorId,
+}
+
+impl Drop for OnExecutor {
+    fn drop(&mut self) {
+        let mut on = ON_EXECUTOR.lock();
+        if let Some(list) = on.get_mut(&self.executor) {
+            if let Some(pos) = list.iter().position(|f| *f == self.frame) {
+                list.swap_remove(pos);
+            }
+            if list.is_empty() {
+                on.remove(&self.executor);
+            }
+        }
+    }
+}
+
+/// Marks this thread as the one running an executor (an event loop) until dropped, around a
+/// blocking call made from one of its tasks or callbacks: the call is then inside every async
+/// computation in progress on that executor ([`Frame::runs_on`]), since blocking the thread
+/// stops them all. It cannot leave its thread.
+#[must_use = "the thread is marked only while the guard lives"]
+pub struct RunsExecutor {
+    executor: ExecutorId,
+    _thread_bound: PhantomData<*const ()>,
+}
+
+impl RunsExecutor {
+    /// Marks this thread as running `executor`.
+    pub fn enter(executor: ExecutorId) -> RunsExecutor {
+        EXECUTORS.with(|e| e.borrow_mut().push(executor));
+        RunsExecutor { executor, _thread_bound: PhantomData }
+    }
+}
+
+impl Drop for RunsExecutor {
+    fn drop(&mut self) {
+        EXECUTORS.with(|e| {
+            let mut e = e.borrow_mut();
+            if let Some(pos) = e.iter().rposition(|x| *x == self.executor) {
+                e.remove(pos);
+            }
+        });
+    }
+}
+
 /// Marks a computation as running on this thread until dropped: a synchronous one for the
 /// whole call of the user's function, an async one around each poll. It cannot leave its
 /// thread (it is neither `Send` nor `Sync`), so it cannot be held across an `.await`.
@@ -174,6 +284,13 @@ crate::sync::global! {
     /// Who waits for whom: each ancestor of a caller waiting from inside a computation → the
     /// flight it waits for (several, when a future awaits several at once).
     static WAITS: Mutex<HashMap<FlightId, SmallVec<[FlightId; 1]>>> = Mutex::new(HashMap::new());
+}
+
+/// Forgets what the parent's other threads were doing when the process forked: their
+/// computations and waits do not exist in the child (see [`crate::after_fork_in_child`]).
+pub(crate) fn after_fork() {
+    WAITS.lock().clear();
+    ON_EXECUTOR.lock().clear();
 }
 
 /// The waits a caller recorded; they end when it is dropped.

@@ -33,7 +33,7 @@ use std::hash::Hash;
 use std::sync::{Arc, Weak};
 
 use context::{Ancestors, CacheId, Waiting};
-pub use context::{Caller, Computing, FlightId, Frame};
+pub use context::{Caller, Computing, ExecutorId, FlightId, Frame, OnExecutor, RunsExecutor};
 
 use crate::clock::Clock;
 use crate::concurrency::{Permit, Slots};
@@ -47,6 +47,12 @@ use crate::wait::{Pending, Shared};
 
 static NEXT_FLIGHT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 static NEXT_CACHE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// In a fork's child: see [`crate::after_fork_in_child`].
+pub(crate) fn after_fork() {
+    context::after_fork();
+    crate::expiry::after_fork();
+}
 
 /// What a computation returns: a value to store, or one to hand out without storing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -295,11 +301,16 @@ where
             true => None,
             false => match context::wait_for(ancestors, flight.id) {
                 Some(w) => Some(w),
+                None if ancestors.blocks_executor() => return Err(self.blocks_executor(&key.to_owned())),
                 None => return Err(self.recursion(&key.to_owned())),
             },
         };
         Counters::add(&self.store.counters.coalesced, 1);
         Ok(Begin::Wait(flight.waiter(waiting)))
+    }
+
+    fn blocks_executor(&self, key: &K) -> Error {
+        Error::BlocksExecutor { cache: self.store.name.clone(), key: format!("{:?}", DebugKey(key)) }
     }
 
     fn recursion(&self, key: &K) -> Error {
@@ -448,6 +459,12 @@ where
 
     fn tell_untold(&self) {
         self.store.tell_untold();
+    }
+
+    fn after_fork(&self) {
+        self.store.for_each_side(|f| !f.is_empty(), |f| f.0.clear());
+        self.in_flight.store(0, Relaxed);
+        self.slots.after_fork();
     }
 }
 
@@ -635,7 +652,8 @@ where
 
     fn finish(&mut self, c: Completion<V>) {
         self.finished = true;
-        self.cache.in_flight.fetch_sub(1, Relaxed);
+        // Saturating: a fork's child starts at zero, under a lease its forking thread may hold.
+        let _ = self.cache.in_flight.fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
         self.flight.shared.fire(c);
     }
 

@@ -28,13 +28,15 @@ python-env: ## a virtualenv with the package and the test tools installed
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r tests/python/requirements.txt
+	@echo "python-env: building the Python extension from source (a release build of the core: a few minutes the first time)"
 	$(PY) -m pip install -q --force-reinstall --no-deps .
 
 test-python: python-env ## the Python package's tests (pytest, mypy --strict on the stubs)
 	bash tests/python/run.sh $(PY)
 
-node-env: ## npm install at the root, then the addon's build from source (npm run build: needs Rust)
-	npm install --no-audit --no-fund
+node-env: ## the locked dev tools (npm ci: package-lock.json is never rewritten), then the addon's build from source (needs Rust)
+	npm ci --no-audit --no-fund
+	@echo "node-env: building the Node addon from source (a release build of the core: a few minutes the first time)"
 	npm run -s build
 
 test-node: node-env ## the Node package's tests (node --test, tsc --strict on the types)
@@ -50,7 +52,7 @@ test-examples: python-env node-env ## every example, run as a user would (the Re
 	$(PY) -m pytest -q -p no:cacheprovider tests/test_examples.py
 
 test-readme: python-env node-env ## every README snippet runs as written and type-checks (mypy --strict, pyright); one version everywhere; docstrings and TSDoc
-	$(PY) -m pytest -q -p no:cacheprovider tests/test_readme.py tests/test_typing.py tests/test_versions.py tests/test_docstrings.py tests/test_msrv.py
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_readme.py tests/test_repository.py tests/test_typing.py tests/test_versions.py tests/test_docstrings.py tests/test_msrv.py
 
 demo: demo-rust demo-python demo-node demo-shared ## a cold-key stampede in Rust, Python and Node (and across processes, with Redis)
 
@@ -91,7 +93,7 @@ dist: node-env ## wheel, sdist, npm tarballs and crate for this machine into dis
 test-dist: ## install dist/'s artifacts into clean environments without Rust and run the suites there
 	bash release/test_dist.sh
 
-lint: ## rustfmt, clippy, ruff, tsc
+lint: python-env node-env ## rustfmt, clippy, ruff, tsc (in a fresh clone too: it sets up what it needs)
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	for f in '' shared json redis $(RUST_FEATURES) shuttle; do \

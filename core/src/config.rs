@@ -88,7 +88,7 @@ impl fmt::Display for WhenFull {
     }
 }
 
-/// The settings of a cache (SPEC section 1); `Settings::default()` gives the defaults.
+/// The settings of a cache (the README's "Options"); `Settings::default()` gives the defaults.
 ///
 /// ```
 /// use coopcache::{MemoryLimit, Settings, WhenFull};

@@ -71,7 +71,7 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
         b.weigher(|k: &Key, _: &V| k.as_bytes().len() as u64)
     }
 
-    /// Like [`Registry::configure`], with a shared tier (SPEC section 5) when `shared` is given:
+    /// Like [`Registry::configure`], with a shared tier (the README's "Shared mode") when `shared` is given:
     /// on Redis, or in this process's memory. The binding serializes values itself and drives
     /// the tier through [`Cache::shared`] as its local leader; the shared tier of an existing
     /// cache cannot change.

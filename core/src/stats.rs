@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-/// A snapshot of a cache's counters (SPEC section 4).
+/// A snapshot of a cache's counters (the README's "Semantics": stats).
 ///
 /// ```
 /// use coopcache::Cache;

@@ -1,4 +1,4 @@
-"""Python, Node and Rust processes share one key space and one computation (SPEC section 5).
+"""Python, Node and Rust processes share one key space and one computation (the README's "Shared mode").
 
 Each worker (tests/python/shared_worker.py, tests/node/shared_worker.mjs, the Rust example
 `shared_worker`) asks cache CACHE on the same Redis for ("user", 42) with the JSON serializer; the

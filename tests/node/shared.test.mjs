@@ -1,4 +1,4 @@
-// Shared mode (SPEC section 5) against a real redis-server on a free loopback port: child
+// Shared mode (the README's "Shared mode") against a real redis-server on a free loopback port: child
 // processes (tests/node/shared_child.mjs) and this one share caches through it.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';

@@ -129,7 +129,7 @@ pub struct ByWeigh;
 #[derive(Debug)]
 pub struct ByWeigher;
 
-/// Configures a [`Cache`]; every setting has the SPEC's default.
+/// Configures a [`Cache`]; every setting has the default the README's "Options" table lists.
 ///
 /// ```
 /// use coopcache::{Cache, WhenFull};

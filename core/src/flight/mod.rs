@@ -69,7 +69,7 @@ impl<V> From<V> for Computed<V> {
     }
 }
 
-/// Marks a value as not to be stored (SPEC: `nocache(value)`).
+/// Marks a value as not to be stored (`nocache(value)` in Python and Node too).
 ///
 /// ```
 /// use coopcache::{Cache, CallOptions, nocache};

@@ -1,4 +1,4 @@
-//! The shared tier (SPEC section 5): one computation per key across the local tiers of many
+//! The shared tier (the README's "Shared mode"): one computation per key across the local tiers of many
 //! caches, on Redis (every process and machine using the same server and name; the `redis`
 //! feature), or in this process's memory (every registry of the process: Node's worker_threads
 //! each have one).

@@ -410,7 +410,7 @@ impl ConfigureArgs {
             ));
         }
         let redis_url = typed("redisUrl", ValueType::String, "").map_err(|_| {
-            Failure::invalid("invalid redisUrl: expected a redis:// or rediss:// URL string".to_owned())
+            Failure::invalid("invalid redisUrl: expected a redis://, rediss://, redis+cluster:// or rediss+cluster:// URL string".to_owned())
         })?;
         let serializer = match get("serializer")? {
             None => None,

@@ -26,7 +26,7 @@ export interface Settings {
   /** The size in bytes of a value. Default: a built-in estimate (strings, numbers, bigints, Buffers and typed arrays, arrays, Maps, Sets, plain objects; any depth, cycles counted once, at most 10,000 values visited). */
   sizeOf?: (value: any, key: Key) => number;
   /**
-   * Shared mode (default: none, the cache is local): `redis://[user:password@]host:port[/db]` or `rediss://` (TLS). Each value is then
+   * Shared mode (default: none, the cache is local): `redis://[user:password@]host:port[/db]` or `rediss://` (TLS); a Redis Cluster: `redis+cluster://host:port[,host:port...]` (or `rediss+cluster://`). Each value is then
    * computed once across every process (any language) using the same Redis and cache name. Given
    * when the cache is first configured; later calls may omit it or repeat the same URL.
    */

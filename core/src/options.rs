@@ -354,7 +354,11 @@ pub fn configure(base: Settings, options: &[(String, Arg)], style: Style) -> Res
             }
             "redis_url" => match &arg.value {
                 Value::Str(u) => c.redis_url = Some(u.clone()),
-                _ => return Err(wrong("a redis:// or rediss:// URL (a string)")),
+                _ => {
+                    return Err(wrong(
+                        "a redis://, rediss://, redis+cluster:// or rediss+cluster:// URL (a string)",
+                    ));
+                }
             },
             "serializer" => {
                 let choices = style.serializers();
@@ -554,7 +558,7 @@ mod tests {
         let e = conf_err(&[("redisUrl", py(Value::Int(42), "number"))], Style::Node);
         assert_eq!(
             e.message,
-            "invalid redisUrl: 42 (number); expected a redis:// or rediss:// URL (a string)"
+            "invalid redisUrl: 42 (number); expected a redis://, rediss://, redis+cluster:// or rediss+cluster:// URL (a string)"
         );
         let e = conf_err(&[("secret", py(Value::Other, "object"))], Style::Node);
         assert_eq!(

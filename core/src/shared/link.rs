@@ -3,6 +3,13 @@
 //! (TLS files, timeout), whatever the number of caches. Each cache's channel is a subscription
 //! on the one subscriber.
 //!
+//! On a Redis Cluster (a `redis+cluster://` URL) the link is one cluster connection of the
+//! `redis` crate (its `cluster-async` client: it follows `MOVED`/`ASK`, learns the slots again
+//! after a failover, and keeps one connection per node), which also carries the subscriptions
+//! (RESP3 pushes): the crate subscribes again on the node that serves a channel after a
+//! reconnection or a failover. A node lost by the connection releases every remote wait (a
+//! completion published meanwhile would be missed), as the link going down does.
+//!
 //! Every Redis call of the shared tier goes through here ([`Link::run`] bounds it with the
 //! timeout and reports trouble), and so does the tier's health, reported to each cache on the
 //! link:
@@ -25,7 +32,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use parking_lot::Mutex;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink, PubSubStream};
+use redis::cluster_async::ClusterConnection;
 
 use super::{SharedSettings, redact};
 use crate::config::ConfigError;
@@ -94,18 +102,18 @@ struct Channel {
 #[derive(Default)]
 struct Subs {
     /// The subscriber's sink, while it is connected.
-    sink: Option<PubSubSink>,
+    sink: Option<Sink>,
     channels: HashMap<Vec<u8>, Channel>,
 }
 
 /// The connections to one Redis; see the module docs.
 pub(super) struct Link {
     key: LinkKey,
-    client: redis::Client,
+    target: Target,
     /// The URL with its password masked.
     url: String,
     timeout: Duration,
-    conn: Mutex<Option<ConnectionManager>>,
+    conn: Mutex<Option<Conn>>,
     subs: Mutex<Subs>,
     /// Bumped at every change of the connection or of a subscription, for callers waiting for
     /// the first attempt to end.
@@ -130,7 +138,7 @@ impl Link {
     /// The process's link for these settings (checked first: a bad URL is an error now), shared
     /// with every cache that uses the same.
     pub(super) fn get(settings: &SharedSettings) -> Result<Arc<Link>, ConfigError> {
-        let client = settings.validate()?;
+        let target = settings.target()?;
         let key = LinkKey {
             url: settings.url.clone(),
             timeout: settings.timeout,
@@ -148,7 +156,7 @@ impl Link {
         let (ops, queued) = tokio::sync::mpsc::unbounded_channel();
         let link = Arc::new(Link {
             key: key.clone(),
-            client,
+            target,
             url: redact(&settings.url),
             timeout: settings.timeout,
             conn: Mutex::new(None),
@@ -214,6 +222,11 @@ impl Link {
         self.healthy() && self.subs.lock().channels.get(channel).is_some_and(|c| c.subscribed)
     }
 
+    /// Whether it is a Redis Cluster's.
+    pub(super) fn is_cluster(&self) -> bool {
+        matches!(self.target, Target::Cluster { .. })
+    }
+
     /// Connected (commands and subscriber) and answering in time.
     fn healthy(&self) -> bool {
         self.responsive.load(Relaxed) && self.conn.lock().is_some()
@@ -251,7 +264,7 @@ impl Link {
     /// marks it up (if it was down only for want of answers).
     pub(super) async fn run<F, Fut, T>(&self, job: F) -> Option<T>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         self.attempt(job).await.ok()
@@ -260,7 +273,7 @@ impl Link {
     /// [`Link::run`], keeping the error: `Err(None)` for a timeout or no connection.
     pub(super) async fn attempt<F, Fut, T>(&self, job: F) -> Result<T, Option<redis::RedisError>>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         let conn = self.conn.lock().clone().ok_or(None)?;
@@ -365,14 +378,25 @@ impl Link {
     /// One `PING` within the timeout on each connection: whether the subscriber is dead while
     /// Redis answers (it must be replaced). The command connection's answer marks the link up
     /// or down as any call's does.
-    async fn subscriber_dead(&self, sink: &mut PubSubSink) -> bool {
+    async fn subscriber_dead(&self, sink: &mut Sink) -> bool {
         let pinged =
             self.run(|mut c| async move { redis::cmd("PING").query_async::<()>(&mut c).await }).await;
+        let Sink::Single(sink) = sink else {
+            return false; // the cluster connection is the subscriber: the PING was its probe
+        };
         let sub = tokio::time::timeout(self.timeout, sink.ping::<redis::Value>()).await;
         pinged.is_some() && !matches!(sub, Ok(Ok(_)))
     }
 
-    fn connected(&self, cm: ConnectionManager, sink: PubSubSink) -> Vec<Vec<u8>> {
+    /// A node of the cluster was lost: a completion published meanwhile may never arrive, so
+    /// every remote wait ends (its callers go on with the local tier).
+    fn node_lost(&self) {
+        for m in self.members() {
+            m.release_waiters();
+        }
+    }
+
+    fn connected(&self, cm: Conn, sink: Sink) -> Vec<Vec<u8>> {
         *self.conn.lock() = Some(cm);
         let mut subs = self.subs.lock();
         subs.sink = Some(sink);
@@ -411,6 +435,170 @@ impl Link {
     }
 }
 
+/// The connection calls go through: to one Redis, or to a cluster (routed by key).
+#[derive(Clone)]
+pub(super) enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Conn {
+    /// Whether it is a cluster's.
+    pub(super) fn is_cluster(&self) -> bool {
+        matches!(self, Conn::Cluster(_))
+    }
+
+    /// The cluster's live masters now, as host and port (one Redis: none).
+    pub(super) async fn masters(&mut self) -> redis::RedisResult<Vec<(String, u16)>> {
+        let Conn::Cluster(c) = self else { return Ok(Vec::new()) };
+        let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(c).await?;
+        Ok(nodes
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                let (addr, flags) = (f.nth(1)?, f.next()?);
+                let mut flags = flags.split(',');
+                let live_master =
+                    flags.clone().any(|x| x == "master") && !flags.any(|x| x.starts_with("fail"));
+                let (host, port) = addr.split('@').next()?.rsplit_once(':')?;
+                live_master.then_some((host.to_owned(), port.parse().ok()?))
+            })
+            .collect())
+    }
+
+    /// `cmd` on the cluster's node at `node` (host, port).
+    pub(super) async fn on_node<T: redis::FromRedisValue>(
+        &mut self,
+        node: &(String, u16),
+        cmd: redis::Cmd,
+    ) -> redis::RedisResult<T> {
+        match self {
+            Conn::Single(c) => cmd.query_async(c).await,
+            Conn::Cluster(c) => {
+                use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+                let to = SingleNodeRoutingInfo::ByAddress { host: node.0.clone(), port: node.1 };
+                let v = c.route_command(cmd, RoutingInfo::SingleNode(to)).await?;
+                Ok(redis::from_redis_value(v)?)
+            }
+        }
+    }
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Where subscriptions are sent: one Redis's subscriber connection, or the cluster connection.
+#[derive(Clone)]
+enum Sink {
+    Single(PubSubSink),
+    Cluster(ClusterConnection),
+}
+
+impl Sink {
+    async fn subscribe(&mut self, channels: &[Vec<u8>]) -> redis::RedisResult<()> {
+        match self {
+            Sink::Single(s) => s.subscribe(channels).await,
+            Sink::Cluster(c) => c.subscribe(channels).await,
+        }
+    }
+
+    async fn unsubscribe(&mut self, channel: &[u8]) -> redis::RedisResult<()> {
+        match self {
+            Sink::Single(s) => s.unsubscribe(channel).await,
+            Sink::Cluster(c) => c.unsubscribe(channel).await,
+        }
+    }
+}
+
+/// What the subscriber receives: one Redis's messages, or the cluster connection's pushes.
+enum Feed {
+    Single(PubSubStream),
+    Cluster(tokio::sync::mpsc::UnboundedReceiver<redis::PushInfo>),
+}
+
+enum Push {
+    /// A message on a channel: the channel, the payload.
+    Message(Vec<u8>, Vec<u8>),
+    /// The cluster connection lost a node.
+    NodeLost,
+    /// Anything else (subscription confirmations).
+    Other,
+}
+
+impl Feed {
+    /// The next push; `None` once the connection is gone.
+    async fn next(&mut self) -> Option<Push> {
+        match self {
+            Feed::Single(s) => s.next().await.map(|m| {
+                Push::Message(m.get_channel_name().as_bytes().to_vec(), m.get_payload_bytes().to_vec())
+            }),
+            Feed::Cluster(rx) => {
+                let push = rx.recv().await?;
+                Some(match (push.kind, push.data.as_slice()) {
+                    (redis::PushKind::Message | redis::PushKind::SMessage, [channel, payload]) => {
+                        match (
+                            redis::from_redis_value_ref::<Vec<u8>>(channel),
+                            redis::from_redis_value_ref::<Vec<u8>>(payload),
+                        ) {
+                            (Ok(c), Ok(p)) => Push::Message(c, p),
+                            _ => Push::Other,
+                        }
+                    }
+                    (redis::PushKind::Disconnection, _) => Push::NodeLost,
+                    _ => Push::Other,
+                })
+            }
+        }
+    }
+}
+
+impl Target {
+    /// Connects: the command connection, the subscriptions' sink and their feed.
+    async fn connect(&self, timeout: Duration) -> redis::RedisResult<(Conn, Sink, Feed)> {
+        match self {
+            Target::Single(client) => {
+                let cfg = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout))
+                    .set_number_of_retries(1);
+                let cm = ConnectionManager::new_with_config((**client).clone(), cfg).await?;
+                let (sink, stream) = client.get_async_pubsub().await?.split();
+                Ok((Conn::Single(cm), Sink::Single(sink), Feed::Single(stream)))
+            }
+            Target::Cluster { .. } => {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                let conn = self.cluster(timeout, tx)?.get_async_connection().await?;
+                Ok((Conn::Cluster(conn.clone()), Sink::Cluster(conn), Feed::Cluster(rx)))
+            }
+        }
+    }
+}
+
 /// Sends the subscriptions that channels coming and going ask for, in order, on the
 /// subscriber's connection (while it has none, there is nothing to send: it subscribes every
 /// channel there is when it connects). A subscription that fails makes the subscriber start
@@ -421,7 +609,7 @@ async fn subscriptions(link: Weak<Link>, mut queued: tokio::sync::mpsc::Unbounde
         let Some(mut sink) = l.subs.lock().sink.clone() else { continue };
         match op {
             SubOp::Subscribe(channel) => {
-                match tokio::time::timeout(l.timeout, sink.subscribe(&channel)).await {
+                match tokio::time::timeout(l.timeout, sink.subscribe(std::slice::from_ref(&channel))).await {
                     Ok(Ok(())) => l.subscribed(&[channel]),
                     Ok(Err(_)) | Err(_) => l.reconnect.notify_one(),
                 }
@@ -466,16 +654,7 @@ async fn subscriber(link: Weak<Link>) {
     loop {
         let Some(l) = link.upgrade() else { return };
         let timeout = l.timeout;
-        let connected = tokio::time::timeout(timeout, async {
-            let cfg = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(timeout))
-                .set_response_timeout(Some(timeout))
-                .set_number_of_retries(1);
-            let cm = ConnectionManager::new_with_config(l.client.clone(), cfg).await?;
-            let (sink, stream) = l.client.get_async_pubsub().await?.split();
-            Ok::<_, redis::RedisError>((cm, sink, stream))
-        })
-        .await;
+        let connected = tokio::time::timeout(timeout, l.target.connect(timeout)).await;
         match connected {
             Ok(Ok((cm, mut sink, mut stream))) => {
                 let channels = l.connected(cm, sink.clone());
@@ -492,7 +671,9 @@ async fn subscriber(link: Weak<Link>) {
                         let why = loop {
                             tokio::select! {
                                 m = stream.next() => match m {
-                                    Some(m) => l.deliver(m.get_channel_name().as_bytes(), m.get_payload_bytes()),
+                                    Some(Push::Message(channel, payload)) => l.deliver(&channel, &payload),
+                                    Some(Push::NodeLost) => l.node_lost(),
+                                    Some(Push::Other) => {}
                                     None => break gone,
                                 },
                                 _ = l.reconnect.notified() => break "a subscription failed",
@@ -524,15 +705,14 @@ async fn subscriber(link: Weak<Link>) {
     }
 }
 
-/// The client for a `rediss://` URL with these TLS files (a CA to trust instead of the
-/// system's roots; a client certificate and its key), each read and checked now: an error
-/// names the setting whose file is unreadable, not PEM, or (the key) not the certificate's.
+/// The TLS files (a CA to trust instead of the system's roots; a client certificate and its
+/// key), each read and checked now: an error names the setting whose file is unreadable, not
+/// PEM, or (the key) not the certificate's.
 #[cfg(feature = "tls")]
-pub(super) fn tls_client(
-    url: &str,
+pub(super) fn tls_certificates(
     ca: Option<&std::path::Path>,
     client: Option<(&std::path::Path, &std::path::Path)>,
-) -> Result<redis::Client, ConfigError> {
+) -> Result<redis::TlsCertificates, ConfigError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -577,21 +757,83 @@ pub(super) fn tls_client(
         }
         None => None,
     };
-    redis::Client::build_with_tls(url, redis::TlsCertificates { client_tls, root_cert })
-        .map_err(|e| ConfigError::new("redis_url", redact(url), super::redis::leak_reason(&e)))
+    Ok(redis::TlsCertificates { client_tls, root_cert })
 }
 
-/// Without the `tls` feature there is no `rediss://`, so no TLS file either.
+/// The TLS files of a `rediss://` URL, which a build without the `tls` feature does not
+/// accept: none of them either.
 #[cfg(not(feature = "tls"))]
-pub(super) fn tls_client(
-    _url: &str,
+pub(super) fn tls_certificates(
     ca: Option<&std::path::Path>,
     client: Option<(&std::path::Path, &std::path::Path)>,
-) -> Result<redis::Client, ConfigError> {
+) -> Result<TlsFiles, ConfigError> {
     let (setting, path) = match (ca, client) {
         (Some(ca), _) => ("tls_ca_file", ca),
         (None, Some((cert, _))) => ("tls_cert_file", cert),
         (None, None) => unreachable!("called with a TLS file"),
     };
     Err(ConfigError::new(setting, path.display(), "coopcache built with its tls feature"))
+}
+
+/// The TLS files, read and checked ([`tls_certificates`]).
+#[cfg(feature = "tls")]
+pub(crate) type TlsFiles = redis::TlsCertificates;
+/// No TLS files without the `tls` feature.
+#[cfg(not(feature = "tls"))]
+pub(crate) enum TlsFiles {}
+
+/// What a link connects to: one Redis, or a Redis Cluster by its seeds.
+#[derive(Clone)]
+pub(crate) enum Target {
+    Single(Box<redis::Client>),
+    Cluster { seeds: Vec<String>, tls: Option<Arc<TlsFiles>> },
+}
+
+impl Target {
+    /// The target of `url` (its cluster `seeds`, if it has any) with these TLS files.
+    pub(super) fn new(
+        url: &str,
+        seeds: Option<Vec<String>>,
+        tls: Option<TlsFiles>,
+    ) -> Result<Target, ConfigError> {
+        if let Some(seeds) = seeds {
+            let target = Target::Cluster { seeds, tls: tls.map(Arc::new) };
+            let (tx, _) = tokio::sync::mpsc::unbounded_channel();
+            target
+                .cluster(Duration::from_secs(1), tx)
+                .map_err(|e| ConfigError::new("redis_url", redact(url), super::redis::leak_reason(&e)))?;
+            return Ok(target);
+        }
+        let client = match tls {
+            #[cfg(feature = "tls")]
+            Some(certs) => redis::Client::build_with_tls(url, certs),
+            #[allow(unreachable_patterns)]
+            _ => redis::Client::open(url),
+        };
+        client
+            .map(|c| Target::Single(Box::new(c)))
+            .map_err(|e| ConfigError::new("redis_url", redact(url), super::redis::leak_reason(&e)))
+    }
+
+    /// A cluster client that speaks RESP3 and hands every push (messages, lost nodes) to `pushes`.
+    fn cluster(
+        &self,
+        timeout: Duration,
+        pushes: tokio::sync::mpsc::UnboundedSender<redis::PushInfo>,
+    ) -> redis::RedisResult<redis::cluster::ClusterClient> {
+        let Target::Cluster { seeds, tls } = self else { unreachable!("a cluster target") };
+        let builder = redis::cluster::ClusterClientBuilder::new(seeds.iter().map(String::as_str))
+            .use_protocol(redis::ProtocolVersion::RESP3)
+            .push_sender(pushes)
+            .connection_timeout(timeout)
+            .response_timeout(timeout);
+        #[cfg(feature = "tls")]
+        let builder = match tls {
+            Some(certs) => builder.certs((**certs).clone()),
+            None => builder,
+        };
+        #[cfg(not(feature = "tls"))]
+        let _ = tls;
+        builder.build()
+    }
 }

@@ -64,7 +64,9 @@ pub struct Blob {
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct SharedSettings {
-    /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS.
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS. A Redis Cluster:
+    /// `redis+cluster://[user:password@]host:port[,host:port...]` (or `rediss+cluster://`),
+    /// any of its nodes as seeds; the cluster's other nodes are found from them.
     pub url: String,
     /// When set, every stored value is signed (HMAC-SHA256, covering the cache's name, the key
     /// and the value) and checked on read; a value that fails the check is a miss and is never
@@ -143,23 +145,37 @@ impl SharedSettings {
         self
     }
 
-    /// Checks the settings without connecting, and returns the client they make: the URL (an
-    /// error names it with the password masked; `#insecure` is refused), the lease TTL, and
-    /// the TLS files (readable and parseable, a key that matches its certificate; an error
-    /// names the setting). Only a `rediss://` URL takes TLS files.
-    pub fn validate(&self) -> Result<::redis::Client, ConfigError> {
+    /// Checks the settings without connecting: the URL (an error names it with the password
+    /// masked; `#insecure` is refused; a cluster URL's every seed), the lease TTL, and the TLS
+    /// files (readable and parseable, a key that matches its certificate; an error names the
+    /// setting). Only a `rediss://` (or `rediss+cluster://`) URL takes TLS files.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.target().map(drop)
+    }
+
+    /// What the settings connect to: one Redis, or a cluster by its seeds (see
+    /// [`SharedSettings::url`]), checked as [`SharedSettings::validate`] says.
+    pub(crate) fn target(&self) -> Result<link::Target, ConfigError> {
         let bad_url = |expected| ConfigError { setting: "redis_url", value: redact(&self.url), expected };
-        let client = ::redis::Client::open(self.url.as_str()).map_err(|e| bad_url(redis::leak_reason(&e)))?;
-        let tls = match client.get_connection_info().addr() {
-            ::redis::ConnectionAddr::TcpTls { insecure: true, .. } => {
-                return Err(bad_url(
-                    "a rediss:// URL without #insecure (the server's certificate is always checked; \
-                     give a private CA with tls_ca_file)",
-                ));
-            }
-            ::redis::ConnectionAddr::TcpTls { .. } => true,
-            _ => false,
+        let seeds = cluster_seeds(&self.url);
+        let urls: Vec<&str> = match &seeds {
+            Some(seeds) => seeds.iter().map(String::as_str).collect(),
+            None => vec![self.url.as_str()],
         };
+        let mut tls = false;
+        for url in &urls {
+            let client = ::redis::Client::open(*url).map_err(|e| bad_url(redis::leak_reason(&e)))?;
+            match client.get_connection_info().addr() {
+                ::redis::ConnectionAddr::TcpTls { insecure: true, .. } => {
+                    return Err(bad_url(
+                        "a rediss:// URL without #insecure (the server's certificate is always checked; \
+                         give a private CA with tls_ca_file)",
+                    ));
+                }
+                ::redis::ConnectionAddr::TcpTls { .. } => tls = true,
+                _ => {}
+            }
+        }
         if self.lease_ttl < Duration::from_millis(10) {
             return Err(ConfigError::new("lease_ttl", format!("{:?}", self.lease_ttl), "at least 10 ms"));
         }
@@ -168,37 +184,60 @@ impl SharedSettings {
             ("tls_cert_file", &self.tls_cert_file),
             ("tls_key_file", &self.tls_key_file),
         ];
-        let Some((setting, Some(path))) = files.iter().find(|(_, f)| f.is_some()) else { return Ok(client) };
-        if !tls {
-            return Err(ConfigError::new(
-                setting,
-                path.display(),
-                "a rediss:// redis_url (TLS files are for TLS)",
-            ));
-        }
-        match (&self.tls_cert_file, &self.tls_key_file) {
-            (Some(_), None) => {
+        let tls_files = match files.iter().find(|(_, f)| f.is_some()) {
+            None => None,
+            Some((setting, Some(path))) if !tls => {
                 return Err(ConfigError::new(
-                    "tls_key_file",
-                    "none",
-                    "the key of tls_cert_file, given with it",
+                    setting,
+                    path.display(),
+                    "a rediss:// redis_url (TLS files are for TLS)",
                 ));
             }
-            (None, Some(_)) => {
-                return Err(ConfigError::new(
-                    "tls_cert_file",
-                    "none",
-                    "the certificate of tls_key_file, given with it",
-                ));
+            Some(_) => {
+                match (&self.tls_cert_file, &self.tls_key_file) {
+                    (Some(_), None) => {
+                        return Err(ConfigError::new(
+                            "tls_key_file",
+                            "none",
+                            "the key of tls_cert_file, given with it",
+                        ));
+                    }
+                    (None, Some(_)) => {
+                        return Err(ConfigError::new(
+                            "tls_cert_file",
+                            "none",
+                            "the certificate of tls_key_file, given with it",
+                        ));
+                    }
+                    _ => {}
+                }
+                Some(link::tls_certificates(
+                    self.tls_ca_file.as_deref(),
+                    self.tls_cert_file.as_deref().zip(self.tls_key_file.as_deref()),
+                )?)
             }
-            _ => {}
-        }
-        link::tls_client(
-            &self.url,
-            self.tls_ca_file.as_deref(),
-            self.tls_cert_file.as_deref().zip(self.tls_key_file.as_deref()),
-        )
+        };
+        link::Target::new(&self.url, seeds, tls_files)
     }
+}
+
+/// The seeds of a cluster URL (`redis+cluster://` or `rediss+cluster://`, several
+/// `host:port` separated by commas, credentials and the rest given once) as one single-node
+/// URL each; `None` for a single Redis's URL.
+#[cfg(feature = "redis")]
+fn cluster_seeds(url: &str) -> Option<Vec<String>> {
+    let (scheme, rest) = match (url.strip_prefix("redis+cluster://"), url.strip_prefix("rediss+cluster://")) {
+        (Some(rest), _) => ("redis", rest),
+        (_, Some(rest)) => ("rediss", rest),
+        _ => return None,
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (creds, hosts) = match authority.rfind('@') {
+        Some(at) => authority.split_at(at + 1),
+        None => ("", authority),
+    };
+    Some(hosts.split(',').map(|host| format!("{scheme}://{creds}{host}{tail}")).collect())
 }
 
 #[cfg(feature = "redis")]

@@ -92,35 +92,66 @@ pub(crate) fn encode_name(name: &str) -> String {
 pub(crate) struct Names {
     /// `coopcache:N`, with `N` encoded.
     base: Vec<u8>,
+    /// On a Redis Cluster: names carry hash tags (see [`Names::key`]).
+    cluster: bool,
 }
 
 impl Names {
-    pub(crate) fn new(cache: &str) -> Names {
-        Names { base: format!("coopcache:{}", encode_name(cache)).into_bytes() }
+    pub(crate) fn new(cache: &str, cluster: bool) -> Names {
+        Names { base: format!("coopcache:{}", encode_name(cache)).into_bytes(), cluster }
     }
 
     /// The key of this kind for `rest` (a canonical key's bytes, a tag).
+    ///
+    /// On a cluster, a key's value and lease carry the hash tag `{H}` (`H`, 16 hex digits of a
+    /// hash of the key's bytes, so a key holding `{` or `}` cannot move it): both are in one
+    /// slot, which the publish and invalidation scripts need. The cache's epoch and last
+    /// clear share the tag `{coopcache:N}`. A tag's set and epoch have no tag: each is used
+    /// alone.
     pub(crate) fn key(&self, kind: Kind, rest: &[u8]) -> Vec<u8> {
-        let mut k = Vec::with_capacity(self.base.len() + 3 + rest.len());
+        let mut k = Vec::with_capacity(self.base.len() + 21 + rest.len());
         k.extend_from_slice(&self.base);
         k.push(b':');
         k.push(kind.letter());
         k.push(b':');
+        if self.cluster {
+            match kind {
+                Kind::Value | Kind::Lease => {
+                    k.extend_from_slice(format!("{{{:016x}}}", fnv1a(rest)).as_bytes())
+                }
+                Kind::Epoch | Kind::Cleared => {
+                    k.push(b'{');
+                    k.extend_from_slice(&self.base);
+                    k.push(b'}');
+                }
+                Kind::TagSet | Kind::TagEpoch => {}
+            }
+        }
         k.extend_from_slice(rest);
         k
     }
 
     /// A `SCAN` pattern matching every key of this kind of this cache, and no other cache's.
     pub(crate) fn pattern(&self, kind: Kind) -> Vec<u8> {
-        let mut p = self.key(kind, b"");
-        p.push(b'*');
+        let mut p = self.base.clone();
+        p.extend_from_slice(&[b':', kind.letter(), b':', b'*']);
         p
+    }
+
+    /// Whether the names are a cluster's (with hash tags).
+    pub(crate) fn cluster(&self) -> bool {
+        self.cluster
     }
 
     /// The cache's channel: completions and invalidations.
     pub(crate) fn channel(&self) -> Vec<u8> {
         self.base.clone()
     }
+}
+
+/// FNV-1a, 64 bits: a hash every process computes alike, whatever its build.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// Version 2: the MAC covers the cache's name (version 1's did not; its blobs are misses).
@@ -512,6 +543,69 @@ redis.call('SET', KEYS[2], epoch)
 return epoch
 "#;
 
+// On a cluster, where a script reaches one slot only, the tier's keys are laid out and kept
+// consistent otherwise (see [`Names::key`] for the layout):
+//
+// * [`TAKE_LEASE_CLUSTER`] is [`TAKE_LEASE`] with the cache's epoch and last clear read
+//   before (one `MGET`: they share a slot) and passed in. Read before, the epoch can only be
+//   older than the script's, so a computation only ever counts as started earlier than it
+//   did: it may lose to an invalidation it could have survived, never the other way.
+// * A stored value starts with that epoch ([`EPOCH_LEN`] bytes, big-endian): an invalidation
+//   of one of its tags, or a clear, at a later epoch makes it stale, and a read that finds it
+//   so treats it as a miss. A tag's invalidation moves the epoch on, records it as the tag's
+//   ([`SET_MAX`]), then deletes the values its set lists (each in its own slot) and the set.
+// * [`PUBLISH_VALUE_CLUSTER`] writes the value and ends the lease (one slot), after the
+//   process has added the value to its tags' sets and checked their epochs and the last
+//   clear's: a value known stale is announced as not stored, as on one Redis; one made stale
+//   between that check and the write is caught by the read's check.
+// * A clear moves the epoch on and records it, then deletes the values on every master.
+
+/// The length of the epoch a value stored on a cluster starts with.
+pub(crate) const EPOCH_LEN: usize = 8;
+
+/// [`TAKE_LEASE`] for a cluster, which also looks at the value (in the lease's slot): a holder
+/// that published between the caller's read and this script leaves a value, not a free
+/// lease, so the key is not computed twice. KEYS: lease, value. ARGV: random part, lease ms,
+/// the cache's epoch, its last clear's epoch. Returns as [`TAKE_LEASE`], or `{2}` if the
+/// value is there now (read it).
+pub(crate) const TAKE_LEASE_CLUSTER: &str = r#"
+if redis.call('EXISTS', KEYS[2]) == 1 then return {2} end
+local mine = ARGV[1] .. ':' .. ARGV[3]
+if redis.call('SET', KEYS[1], mine, 'NX', 'PX', ARGV[2]) then return {1, mine} end
+local held = redis.call('GET', KEYS[1])
+local snap = tonumber(string.match(held, ':(%d+)$'))
+if string.sub(held, -1) == '!' or (snap and snap < tonumber(ARGV[4])) then
+  redis.call('SET', KEYS[1], mine, 'PX', ARGV[2])
+  return {1, mine}
+end
+return {0, redis.call('PTTL', KEYS[1]), held}
+"#;
+
+/// [`PUBLISH_VALUE`] for a cluster: the checks of tags and clears are the process's (see
+/// above). KEYS: lease, value. ARGV: token, blob, idle ms, channel, `Done` head, `NoCache`
+/// head, `1` to store (`0`: stale, or a tag set refused the value), the lease's epoch as
+/// stored before the blob. Returns 1 (written), 0 (not written) or the refusal's error text.
+pub(crate) const PUBLISH_VALUE_CLUSTER: &str = r#"
+local held = redis.call('GET', KEYS[1])
+local function unstored(r)
+  if held == ARGV[1] or held == ARGV[1] .. '!' then redis.call('DEL', KEYS[1]) end
+  redis.call('PUBLISH', ARGV[4], ARGV[6] .. ARGV[2])
+  return r
+end
+if held ~= ARGV[1] or ARGV[7] ~= '1' then return unstored(0) end
+local r = redis.pcall('SET', KEYS[2], ARGV[8] .. ARGV[2], 'PX', ARGV[3])
+if type(r) == 'table' and r.err then return unstored(r.err) end
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[4], ARGV[5] .. ARGV[2])
+return 1
+"#;
+
+/// Sets a counter to `n` unless it holds more already. KEYS: counter. ARGV: n.
+pub(crate) const SET_MAX: &str = r#"
+if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+return 1
+"#;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -523,10 +617,19 @@ mod tests {
         assert_eq!(encode_name("*"), "%2A");
         assert_eq!(encode_name("a%3A"), "a%253A");
         assert_eq!(encode_name("a\x04é"), "a%04%C3%A9");
-        let n = Names::new("x:t:a");
+        let n = Names::new("x:t:a", false);
         assert_eq!(n.key(Kind::TagSet, b"b"), b"coopcache:x%3At%3Aa:t:b");
         assert_eq!(n.pattern(Kind::Value), b"coopcache:x%3At%3Aa:v:*");
         assert_eq!(n.channel(), b"coopcache:x%3At%3Aa");
+        let c = Names::new("c", true);
+        let (v, l) = (c.key(Kind::Value, b"}{k"), c.key(Kind::Lease, b"}{k"));
+        assert_eq!(&v[..14], b"coopcache:c:v:");
+        assert_eq!(v[14..32], l[14..32], "one hash tag, one slot");
+        assert!(v.ends_with(b"}{k") && v[14] == b'{' && v[31] == b'}');
+        assert_eq!(c.key(Kind::Epoch, b""), b"coopcache:c:e:{coopcache:c}");
+        assert_eq!(c.key(Kind::Cleared, b""), b"coopcache:c:c:{coopcache:c}");
+        assert_eq!(c.key(Kind::TagSet, b"t"), b"coopcache:c:t:t");
+        assert_eq!(c.pattern(Kind::Value), b"coopcache:c:v:*");
     }
 
     #[test]

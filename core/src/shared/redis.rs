@@ -22,7 +22,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
-use super::link::{Link, Member, spawn};
+use super::link::{Conn, Link, Member, spawn};
 use super::protocol::{self, Kind, Message, Names, Signer};
 use super::{
     Blob, Counters, Invalidation, InvalidationHook, LeaseKind, Remote, RemoteError, RemoteLease,
@@ -78,7 +78,7 @@ impl RedisTier {
         listener: Option<Listener>,
     ) -> Result<RedisTier, ConfigError> {
         let link = Link::get(&settings)?;
-        let names = Names::new(cache);
+        let names = Names::new(cache, link.is_cluster());
         let tier = Arc::new(Tier {
             name: cache.to_owned(),
             channel: names.channel(),
@@ -178,6 +178,23 @@ impl RedisTier {
         let msg = t.signer.message(&Message::InvalidateTag { tag: tag.to_owned() });
         let channel = t.channel.clone();
         t.clone().run(move |mut c| async move {
+            if c.is_cluster() {
+                // Each key in its own slot (see the protocol's docs): the epoch first, so a
+                // value stored from now on under an older one is stale.
+                let e: i64 = redis::cmd("INCR").arg(&epoch).query_async(&mut c).await?;
+                redis::Script::new(protocol::SET_MAX)
+                    .key(&tag_epoch)
+                    .arg(e)
+                    .invoke_async::<()>(&mut c)
+                    .await?;
+                let members: Vec<Vec<u8>> = redis::cmd("SMEMBERS").arg(&tkey).query_async(&mut c).await?;
+                for k in members {
+                    redis::cmd("DEL").arg(k).query_async::<()>(&mut c).await?;
+                }
+                redis::cmd("DEL").arg(&tkey).query_async::<()>(&mut c).await?;
+                redis::cmd("PUBLISH").arg(&channel).arg(msg).query_async::<()>(&mut c).await?;
+                return Ok(true);
+            }
             redis::Script::new(protocol::INVALIDATE_TAG_SCRIPT)
                 .key(&tkey)
                 .key(&epoch)
@@ -204,23 +221,29 @@ impl RedisTier {
                 .key(&cleared)
                 .invoke_async::<i64>(&mut c)
                 .await?;
-            let mut cursor = 0u64;
-            loop {
-                let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query_async(&mut c)
-                    .await?;
-                if !keys.is_empty() {
-                    redis::cmd("DEL").arg(&keys).query_async::<()>(&mut c).await?;
+            // One Redis, or every master of a cluster (each scanned on its own).
+            let masters = match c.is_cluster() {
+                true => c.masters().await?.into_iter().map(Some).collect(),
+                false => vec![None],
+            };
+            for node in masters {
+                let mut cursor = 0u64;
+                loop {
+                    let mut scan = redis::cmd("SCAN");
+                    scan.arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000);
+                    let (next, keys): (u64, Vec<Vec<u8>>) = match &node {
+                        Some(node) => c.on_node(node, scan).await?,
+                        None => scan.query_async(&mut c).await?,
+                    };
+                    if !keys.is_empty() {
+                        // A multi-key DEL across slots is split by slot by the cluster client.
+                        redis::cmd("DEL").arg(&keys).query_async::<()>(&mut c).await?;
+                    }
+                    if next == 0 {
+                        break;
+                    }
+                    cursor = next;
                 }
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
             }
             redis::cmd("PUBLISH").arg(&channel).arg(msg).query_async::<()>(&mut c).await?;
             Ok(true)
@@ -259,14 +282,45 @@ impl LeaseState {
             let mut release = release;
             let Some((tier, _, token)) = &release.0 else { unreachable!("armed until published") };
             let name = tier.name.clone();
-            let script = redis::Script::new(protocol::PUBLISH_VALUE);
-            let mut call = script.key(&lkey);
-            call.key(&vkey).key(&cleared);
-            for k in &tag_keys {
-                call.key(k);
-            }
-            call.arg(token).arg(&sealed).arg(idle).arg(&channel).arg(&done).arg(&nocache);
-            let answer = call.invoke_async::<redis::Value>(&mut c).await?;
+            let answer = match c.is_cluster() {
+                true => {
+                    let tags = tag_keys.len() / 2;
+                    let (sets, epochs) = tag_keys.split_at(tags);
+                    let snap = lease_epoch(token);
+                    let mut store = tier.fresh(&mut c, snap, epochs).await?;
+                    for set in sets {
+                        // The tag sets first: a value is never stored without them.
+                        if store {
+                            let added =
+                                redis::cmd("SADD").arg(set).arg(&vkey).query_async::<i64>(&mut c).await;
+                            store = added.is_ok();
+                        }
+                    }
+                    redis::Script::new(protocol::PUBLISH_VALUE_CLUSTER)
+                        .key(&lkey)
+                        .key(&vkey)
+                        .arg(token)
+                        .arg(&sealed)
+                        .arg(idle)
+                        .arg(&channel)
+                        .arg(&done)
+                        .arg(&nocache)
+                        .arg(if store { "1" } else { "0" })
+                        .arg(&snap.to_be_bytes()[..])
+                        .invoke_async::<redis::Value>(&mut c)
+                        .await?
+                }
+                false => {
+                    let script = redis::Script::new(protocol::PUBLISH_VALUE);
+                    let mut call = script.key(&lkey);
+                    call.key(&vkey).key(&cleared);
+                    for k in &tag_keys {
+                        call.key(k);
+                    }
+                    call.arg(token).arg(&sealed).arg(idle).arg(&channel).arg(&done).arg(&nocache);
+                    call.invoke_async::<redis::Value>(&mut c).await?
+                }
+            };
             release.0 = None; // the script ended the lease, whatever it answered
             match answer {
                 redis::Value::Int(n) => Ok(n == 1),
@@ -355,10 +409,16 @@ pub(super) fn leak_reason(e: &redis::RedisError) -> &'static str {
     // ConfigError wants a static text; the redis error's kind is enough to say what is wrong.
     match e.kind() {
         redis::ErrorKind::InvalidClientConfig => {
-            "a redis:// or rediss:// URL (redis://[user:password@]host:port[/db]) the client accepts"
+            "a redis:// or rediss:// URL (redis://[user:password@]host:port[/db]) the client accepts, \
+             or for a cluster redis+cluster:// or rediss+cluster:// with host:port seeds separated by commas"
         }
-        _ => "a valid redis:// or rediss:// URL",
+        _ => "a valid redis://, rediss://, redis+cluster:// or rediss+cluster:// URL",
     }
+}
+
+/// The cache's epoch when the lease of `token` (`random:epoch`) was taken.
+fn lease_epoch(token: &str) -> u64 {
+    token.rsplit_once(':').and_then(|(_, e)| e.parse().ok()).unwrap_or(0)
 }
 
 impl Member for Tier {
@@ -404,7 +464,7 @@ impl Tier {
     /// back).
     fn run<F, Fut, T>(self: Arc<Self>, job: F) -> Pending<T>
     where
-        F: FnOnce(redis::aio::ConnectionManager) -> Fut + Send + 'static,
+        F: FnOnce(Conn) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = redis::RedisResult<T>> + Send,
         T: Clone + Send + Default + 'static,
     {
@@ -470,15 +530,58 @@ impl Tier {
             let Some(found) = self.link.call::<Option<Vec<u8>>>(&getex).await else {
                 return self.fallback();
             };
-            if let Some(blob) = found.and_then(|b| self.open(&key, &b)) {
+            let cluster = self.names.cluster();
+            let found = match (found, cluster) {
+                // On a cluster a value starts with its lease's epoch: stale if one of its tags
+                // was invalidated, or the cache cleared, since (see the protocol's docs).
+                (Some(b), true) if b.len() >= protocol::EPOCH_LEN => {
+                    let (snap, sealed) = b.split_at(protocol::EPOCH_LEN);
+                    let snap = u64::from_be_bytes(snap.try_into().expect("EPOCH_LEN bytes"));
+                    match self.open(&key, sealed) {
+                        Some(blob) => {
+                            let epochs: Vec<Vec<u8>> = blob
+                                .tags
+                                .iter()
+                                .map(|t| self.names.key(Kind::TagEpoch, t.as_bytes()))
+                                .collect();
+                            let tier = &self;
+                            let fresh =
+                                self.link.run(|mut c| async move { tier.fresh(&mut c, snap, &epochs).await });
+                            match fresh.await {
+                                None => return self.fallback(),
+                                Some(true) => Some(blob),
+                                Some(false) => None,
+                            }
+                        }
+                        None => None,
+                    }
+                }
+                (_, true) => None,
+                (found, false) => found.and_then(|b| self.open(&key, &b)),
+            };
+            if let Some(blob) = found {
                 inc(&self.counters.remote_hits);
                 return Remote::Value(blob);
             }
             let random = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-            let (lkey, epoch, cleared, random) = (&lkey, &epoch, &cleared, &random);
+            let (lkey, vkey, epoch, cleared, random) = (&lkey, &vkey, &epoch, &cleared, &random);
             let taken = self
                 .link
                 .run(|mut c| async move {
+                    if cluster {
+                        // The epoch and the last clear share a slot, the lease has its own.
+                        let (e, cl): (Option<u64>, Option<u64>) =
+                            redis::cmd("MGET").arg(epoch).arg(cleared).query_async(&mut c).await?;
+                        return redis::Script::new(protocol::TAKE_LEASE_CLUSTER)
+                            .key(lkey)
+                            .key(vkey)
+                            .arg(random)
+                            .arg(lease_ms)
+                            .arg(e.unwrap_or(0))
+                            .arg(cl.unwrap_or(0))
+                            .invoke_async::<Vec<redis::Value>>(&mut c)
+                            .await;
+                    }
                     redis::Script::new(protocol::TAKE_LEASE)
                         .key(lkey)
                         .key(epoch)
@@ -491,6 +594,7 @@ impl Tier {
                 .await;
             let (pttl, holder) = match taken.as_deref() {
                 None => return self.fallback(),
+                Some([redis::Value::Int(2)]) => continue, // stored meanwhile: read it
                 Some([redis::Value::Int(1), token]) => {
                     let Ok(token) = redis::from_redis_value_ref::<String>(token) else {
                         return self.fallback();
@@ -545,6 +649,16 @@ impl Tier {
                 }
             }
         }
+    }
+
+    /// Whether a value stored under the epoch `snap` is fresh on a cluster: neither the
+    /// cache's last clear nor the last invalidation of a tag whose epoch key is in `tag_epochs`
+    /// came after.
+    async fn fresh(&self, c: &mut Conn, snap: u64, tag_epochs: &[Vec<u8>]) -> redis::RedisResult<bool> {
+        let mut mget = redis::cmd("MGET");
+        mget.arg(self.names.key(Kind::Cleared, b"")).arg(tag_epochs);
+        let epochs: Vec<Option<u64>> = mget.query_async(c).await?;
+        Ok(epochs.into_iter().all(|e| e.unwrap_or(0) <= snap))
     }
 
     fn lease(self: &Arc<Self>, key: Vec<u8>, token: String) -> RemoteLease {
@@ -632,12 +746,25 @@ async fn toucher(tier: Weak<Tier>) {
         let period = Duration::from_millis((idle / 10).max(50));
         let keys: Vec<Vec<u8>> = t.touches.lock().drain().collect();
         if !keys.is_empty() && t.link.ready(&t.channel) {
-            let mut pipe = redis::pipe();
-            for k in &keys {
-                pipe.cmd("PEXPIRE").arg(t.names.key(Kind::Value, k)).arg(idle).ignore();
-            }
-            let pipe = &pipe;
-            let _ = t.link.run(|mut c| async move { pipe.query_async::<()>(&mut c).await }).await;
+            let vkeys: Vec<Vec<u8>> = keys.iter().map(|k| t.names.key(Kind::Value, k)).collect();
+            let vkeys = &vkeys;
+            let _ = t
+                .link
+                .run(|mut c| async move {
+                    if c.is_cluster() {
+                        // A cluster's pipeline goes to one slot: one command per key.
+                        for k in vkeys {
+                            redis::cmd("PEXPIRE").arg(k).arg(idle).query_async::<()>(&mut c).await?;
+                        }
+                        return Ok(());
+                    }
+                    let mut pipe = redis::pipe();
+                    for k in vkeys {
+                        pipe.cmd("PEXPIRE").arg(k).arg(idle).ignore();
+                    }
+                    pipe.query_async::<()>(&mut c).await
+                })
+                .await;
         }
         drop(t);
         tokio::time::sleep(period).await;

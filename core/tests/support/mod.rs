@@ -3,6 +3,7 @@
 //! Each test file uses some of them; `redis` starts a `redis-server` of the test's own.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod redis;
 
 use std::any::Any;

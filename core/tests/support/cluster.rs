@@ -1,0 +1,203 @@
+//! A Redis Cluster of the test's own: six `redis-server --cluster-enabled yes` on free loopback
+//! ports (three masters, one replica each) in a temporary directory, joined by
+//! `redis-cli --cluster create`; every server is killed and the directory removed when dropped,
+//! also when the test fails.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use super::redis::{free_port, until};
+
+/// One node of a [`Cluster`].
+pub struct Node {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Node {
+    /// `redis-cli` on the node; its output, trimmed.
+    pub fn cli(&self, args: &[&str]) -> String {
+        cli(self.port, args)
+    }
+
+    /// Whether the node is running.
+    pub fn alive(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+/// A six-node cluster on loopback; see the module docs.
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    dir: PathBuf,
+}
+
+fn cli_raw(port: u16, args: &[&[u8]]) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut c = Command::new("redis-cli");
+    c.arg("-p").arg(port.to_string());
+    for a in args {
+        c.arg(std::ffi::OsStr::from_bytes(a));
+    }
+    String::from_utf8_lossy(&c.output().unwrap().stdout).trim().to_owned()
+}
+
+fn cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli").arg("-p").arg(port.to_string()).args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+impl Cluster {
+    /// Starts six nodes and joins them (three masters, a replica each); returns once every
+    /// slot is served and every node agrees the cluster is ok.
+    pub fn start() -> Cluster {
+        let dir = std::env::temp_dir().join(format!(
+            "coopcache-cluster-{}-{}",
+            std::process::id(),
+            fastrand_suffix()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cluster = Cluster { nodes: Vec::new(), dir };
+        for _ in 0..6 {
+            let port = free_port();
+            let child = Command::new("redis-server")
+                .current_dir(&cluster.dir)
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .args(["--cluster-enabled", "yes", "--cluster-config-file", &format!("nodes-{port}.conf")])
+                // A dead master is noticed and replaced within a couple of seconds.
+                .args(["--cluster-node-timeout", "1000"])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("redis-server on the PATH (.ci/run installs it)");
+            cluster.nodes.push(Node { port, child: Some(child) });
+        }
+        for n in &cluster.nodes {
+            until("a cluster node answers", || n.cli(&["PING"]) == "PONG");
+        }
+        let addrs: Vec<String> = cluster.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "cluster create: {}", String::from_utf8_lossy(&out.stdout));
+        for n in &cluster.nodes {
+            until("every node sees the cluster ok", || {
+                n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok")
+            });
+        }
+        until("every node knows three masters", || cluster.masters().len() == 3);
+        cluster
+    }
+
+    /// `redis+cluster://` with every node as a seed.
+    pub fn url(&self) -> String {
+        let seeds: Vec<String> = self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        format!("redis+cluster://{}", seeds.join(","))
+    }
+
+    /// The running masters (by `CLUSTER NODES` as a live node sees it).
+    pub fn masters(&self) -> Vec<u16> {
+        self.live()
+            .map(|n| n.cli(&["CLUSTER", "NODES"]))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("master") && !l.contains("fail"))
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter_map(|a| a.split(['@', ':']).nth(1)?.parse().ok())
+            .collect()
+    }
+
+    fn live(&self) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.alive())
+    }
+
+    /// The port of the master serving `key` (a Redis key name): the one master that answers
+    /// for it instead of redirecting.
+    pub fn owner(&self, key: &[u8]) -> u16 {
+        let port = self.masters().into_iter().find(|&p| {
+            let out = cli_raw(p, &[b"EXISTS", key]);
+            !out.contains("MOVED") && !out.contains("ASK")
+        });
+        port.unwrap_or_else(|| panic!("no master serves {}", String::from_utf8_lossy(key)))
+    }
+
+    /// `redis-cli -c` (following redirections) with raw-byte arguments, on a live node.
+    pub fn cli_bytes(&self, args: &[&[u8]]) -> String {
+        use std::os::unix::ffi::OsStrExt;
+        let mut c = Command::new("redis-cli");
+        c.arg("-c").arg("-p").arg(self.live().unwrap().port.to_string());
+        for a in args {
+            c.arg(std::ffi::OsStr::from_bytes(a));
+        }
+        String::from_utf8_lossy(&c.output().unwrap().stdout).trim().to_owned()
+    }
+
+    /// Every key on every running master matching `pattern`.
+    pub fn keys(&self, pattern: &str) -> Vec<String> {
+        let masters = self.masters();
+        masters
+            .iter()
+            .flat_map(|&p| {
+                let out = cli(p, &["--scan", "--pattern", pattern]);
+                out.lines().map(str::to_owned).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Whether every replica has applied everything its master wrote so far (their
+    /// replication offsets are equal).
+    pub fn replicas_caught_up(&self) -> bool {
+        let info = |port: u16, field: &str| {
+            let out = cli(port, &["INFO", "replication"]);
+            out.lines().find_map(|l| l.strip_prefix(field)?.trim().parse::<u64>().ok())
+        };
+        let masters = self.masters();
+        self.nodes.iter().filter(|n| n.alive() && !masters.contains(&n.port)).all(|replica| {
+            let master = info(replica.port, "master_port:");
+            let applied = info(replica.port, "slave_repl_offset:");
+            master.is_some()
+                && applied.is_some()
+                && info(master.unwrap() as u16, "master_repl_offset:") == applied
+        })
+    }
+
+    /// Kills the node on `port` (SIGKILL: no goodbye to its clients or peers).
+    pub fn kill(&mut self, port: u16) {
+        let n = self.nodes.iter_mut().find(|n| n.port == port).expect("a node of the cluster");
+        if let Some(mut c) = n.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A suffix that keeps two clusters of one test process in their own directories.
+fn fastrand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -51,6 +51,7 @@ def test_nothing_refers_to_a_spec_outside_the_repository() -> None:
     offenders = [
         f"{p.relative_to(ROOT)}:{i}"
         for p in shipped_text_files()
+        if p != Path(__file__).resolve()
         for i, line in enumerate(p.read_text(errors="replace").splitlines(), 1)
         if re.search(r"\bSPEC\b", line)
     ]

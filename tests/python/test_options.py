@@ -29,13 +29,18 @@ def test_configure_needs_a_string_name() -> None:
     assert str(e.value) == "invalid name: 123 (int); expected a cache name (a string)"
 
 
+def one() -> int:
+    """A function the decorator can key by its name (a lambda needs key=)."""
+    return 1
+
+
 @pytest.mark.parametrize("call", ["call", "decorator", "handle"])
 def test_a_timeout_of_the_wrong_type_names_the_argument(name: str, call: str) -> None:
     with pytest.raises(TypeError) as e:
         if call == "call":
             coopcache.cached(name, "k", lambda: 1, timeout="1")  # type: ignore[arg-type]
         elif call == "decorator":
-            coopcache.cached(name, timeout="1")(lambda: 1)  # type: ignore[arg-type]
+            coopcache.cached(name, timeout="1")(one)  # type: ignore[arg-type]
         else:
             coopcache.cache(name).cached("k", lambda: 1, timeout="1")  # type: ignore[arg-type]
     assert 'invalid timeout: "1" (str); expected a number of seconds >= 0, or None' in str(e.value)

@@ -81,7 +81,9 @@ fn errors_and_nocache_reach_the_other_caches_and_are_not_stored() {
                 Err::<String, _>(std::io::Error::other("db down"))
             })
         });
-        until(|| a.stats().in_flight == 1);
+        // `a` holds the process tier's lease (its local flight alone is not enough: `b` could
+        // take the lease first and compute for itself).
+        until(|| stats(&a).leases_won == 1);
         match b.try_get_or_compute(key.clone(), || Ok::<_, std::io::Error>("mine".into())) {
             Err(Error::Remote { type_name, message }) => {
                 assert_eq!((type_name.as_str(), message.as_str()), ("std::io::error::Error", "db down"))
@@ -101,7 +103,7 @@ fn errors_and_nocache_reach_the_other_caches_and_are_not_stored() {
                 Ok::<_, std::io::Error>(nocache("fresh".to_string()))
             })
         });
-        until(|| a.stats().in_flight == 1);
+        until(|| stats(&a).leases_won == 2);
         assert_eq!(b.get_or_compute(key.clone(), || "mine".into()), "fresh");
         assert_eq!(leader.join().unwrap().unwrap(), "fresh");
     });

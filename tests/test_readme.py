@@ -40,8 +40,9 @@ LANGS = {
     "cjs": "js",
     "rust": "rust",
 }
-#: Fences that are not programs: shell sessions, output, tables of text.
-NOT_CODE = {"sh", "bash", "shell", "console", "text", "txt", ""}
+#: Fences that are not programs: shell sessions, output, tables of text, Cargo.toml lines
+#: (tests/test_repository.py checks those against the Rust blocks).
+NOT_CODE = {"sh", "bash", "shell", "console", "text", "txt", "toml", ""}
 SKIP = re.compile(r"^<!--\s*not run:\s*(?P<reason>\S.*?)\s*-->$")
 EXPECT = re.compile(r"(?:#|//)\s*->\s*(?P<text>.*?)\s*$")
 PRINTS = re.compile(r"\bprint\(|\bconsole\.log\(")

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use super::redis::{free_port, until};
+use super::redis::{Args, free_port, until};
 
 /// One node of a [`Cluster`].
 pub struct Node {
@@ -59,22 +59,17 @@ impl Cluster {
         std::fs::create_dir_all(&dir).unwrap();
         let mut cluster = Cluster { nodes: Vec::new(), dir };
         for _ in 0..6 {
-            let port = free_port();
+            let port = cluster_port(&cluster.nodes);
             let child = Command::new("redis-server")
                 .current_dir(&cluster.dir)
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
-                .args(["--cluster-enabled", "yes", "--cluster-config-file", &format!("nodes-{port}.conf")])
-                // A dead master is noticed and replaced within a couple of seconds.
-                .args(["--cluster-node-timeout", "1000"])
+                .args(
+                    Args::on(port)
+                        .and(&["--cluster-enabled", "yes"])
+                        .and(&["--cluster-config-file", &format!("nodes-{port}.conf")])
+                        // A dead master is noticed and replaced within a couple of seconds.
+                        .and(&["--cluster-node-timeout", "1000"])
+                        .build(),
+                )
                 .stdout(Stdio::null())
                 .spawn()
                 .expect("redis-server on the PATH (.ci/run installs it)");
@@ -179,6 +174,17 @@ impl Cluster {
         if let Some(mut c) = n.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+}
+
+/// A free port for another node: not one of `nodes`' (a port released can be handed out again),
+/// and with its cluster bus port (10000 higher) a port too: redis-server refuses one above 55535.
+fn cluster_port(nodes: &[Node]) -> u16 {
+    loop {
+        let port = free_port();
+        if port <= 55535 && nodes.iter().all(|n| n.port != port) {
+            return port;
         }
     }
 }

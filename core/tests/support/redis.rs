@@ -6,6 +6,29 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The arguments of a test `redis-server`: on loopback only, and nothing written to disk (no
+/// RDB snapshots, no AOF), so a test's server is its own and leaves nothing behind. Every test
+/// server (single, TLS, cluster node) starts from these.
+pub struct Args(Vec<String>);
+
+impl Args {
+    /// Plain TCP on `port` (`0`: none, for a TLS-only server).
+    pub fn on(port: u16) -> Args {
+        let port = port.to_string();
+        Args(vec![]).and(&["--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+    }
+
+    /// These arguments added.
+    pub fn and(mut self, args: &[&str]) -> Args {
+        self.0.extend(args.iter().map(|s| s.to_string()));
+        self
+    }
+
+    pub fn build(self) -> Vec<String> {
+        self.0
+    }
+}
+
 /// A `redis-server` on loopback, killed when dropped.
 pub struct Server {
     pub port: u16,
@@ -33,13 +56,7 @@ impl Server {
 
     /// A server on `port` with more arguments.
     pub fn with(port: u16, extra: &[&str]) -> Server {
-        let mut args: Vec<String> =
-            ["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        Server::run(port, args, Vec::new())
+        Server::run(port, Args::on(port).and(extra).build(), Vec::new())
     }
 
     /// A server that speaks TLS only, with `certs`' server certificate; with `clients`, it
@@ -47,29 +64,12 @@ impl Server {
     pub fn tls(certs: &Certs, clients: bool) -> Server {
         let port = free_port();
         let path = |f: &str| certs.path(f).display().to_string();
-        let args: Vec<String> = [
-            "--port",
-            "0",
-            "--tls-port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--tls-cert-file",
-            &path("server.pem"),
-            "--tls-key-file",
-            &path("server.key"),
-            "--tls-ca-cert-file",
-            &path("ca.pem"),
-            "--tls-auth-clients",
-            if clients { "yes" } else { "no" },
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let args = Args::on(0)
+            .and(&["--tls-port", &port.to_string()])
+            .and(&["--tls-cert-file", &path("server.pem"), "--tls-key-file", &path("server.key")])
+            .and(&["--tls-ca-cert-file", &path("ca.pem")])
+            .and(&["--tls-auth-clients", if clients { "yes" } else { "no" }])
+            .build();
         let cli = [
             "--tls",
             "--cacert",

@@ -112,9 +112,11 @@ fn failure(py: Python<'_>, e: PyErr) -> Outcome<PyValue> {
 }
 
 /// How the function's result ends the computation: a value to store (weighed), a `nocache`
-/// value, or a failure (the function's exception, or the weigher's).
+/// value, or a failure (the function's exception, or the weigher's). The value is the one the
+/// other processes read (see [`shared::as_shared`]).
 fn outcome(
     py: Python<'_>,
+    cache_name: &str,
     result: PyResult<Bound<'_, PyAny>>,
     weigher: Option<&Bound<'_, PyAny>>,
 ) -> Outcome<PyValue> {
@@ -123,8 +125,10 @@ fn outcome(
         Err(e) => return failure(py, e),
     };
     if let Ok(nc) = obj.cast::<NoCache>() {
-        return Outcome::NoCache(PyValue::new(nc.get().value.clone_ref(py)));
+        let value = shared::as_shared(cache_name, nc.get().value.bind(py).clone());
+        return Outcome::NoCache(PyValue::new(value.unbind()));
     }
+    let obj = shared::as_shared(cache_name, obj);
     match weigh(&obj, weigher) {
         Ok(weight) => Outcome::Store { value: PyValue::new(obj.unbind()), weight },
         Err(e) => failure(py, e),
@@ -268,9 +272,9 @@ pub(crate) fn run_sync<'py>(
                         let outcome = match result {
                             Ok(obj) => match used_once(&obj) {
                                 Some(why) => failure(py, PyTypeError::new_err(why)),
-                                None => outcome(py, Ok(obj), weigher),
+                                None => outcome(py, cache.name(), Ok(obj), weigher),
                             },
-                            r => outcome(py, r, weigher),
+                            r => outcome(py, cache.name(), r, weigher),
                         };
                         lead.computed(outcome);
                     }
@@ -455,7 +459,7 @@ impl Lead {
     /// Reports the function's result (a value, or `nocache(value)`).
     fn computed(&mut self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let weigher = self.weigher.as_ref().map(|w| w.bind(py).clone());
-        let outcome = outcome(py, Ok(value.clone()), weigher.as_ref());
+        let outcome = outcome(py, &self.cache_name, Ok(value.clone()), weigher.as_ref());
         self.lead()?.computed(outcome);
         Ok(())
     }

@@ -69,6 +69,21 @@ pub(crate) fn set_conf(name: &str, conf: Conf) {
     CONFS.write().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned(), conf);
 }
 
+/// The value a computing process keeps and returns: with `serializer="json"`, the one every
+/// other process reads from Redis (`json.loads(json.dumps(value))`: int keys become str,
+/// tuples lists), so every process (and every call, hit or miss) sees one value. With pickle,
+/// or a value json cannot take (the other processes are then told why), the value itself.
+pub(crate) fn as_shared<'py>(cache_name: &str, value: Bound<'py, PyAny>) -> Bound<'py, PyAny> {
+    if conf_of(cache_name).is_none_or(|c| c.serializer != Serializer::Json) {
+        return value;
+    }
+    let py = value.py();
+    match Serializer::Json.dumps(&value).and_then(|b| Serializer::Json.loads(py, &b)) {
+        Ok(v) => v,
+        Err(_) => value,
+    }
+}
+
 /// How the values of one cache cross the shared tier: what the call driver's `Decode` and
 /// `Encode` steps run.
 pub(crate) struct Codec {

@@ -3,32 +3,19 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, fork } from 'node:child_process';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { configure, cached, events, _keyBytes } from 'coopcache';
+import { configure, cached, events, nocache, _keyBytes } from 'coopcache';
 import { command } from './resp.mjs';
 import { uniq, until, sleep } from './helpers.mjs';
+import { freePort, serverArgs } from './redis_server.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** A redis-server on `port` (a free one by default), stopped with `stop()`. */
 async function startRedis(port) {
   port ??= await freePort();
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-    stdio: 'ignore',
-  });
+  const proc = spawn('redis-server', serverArgs(port), { stdio: 'ignore' });
   const url = `redis://127.0.0.1:${port}`;
   const up = await until(async () => (await command(url, 'PING').catch(() => null)) === 'PONG', 20000);
   assert.ok(up, 'redis-server started');
@@ -212,6 +199,25 @@ test('a value that cannot be serialized is kept locally; the other processes get
   assert.deepEqual((await leader)[0], { ok: true, value: { n: 1n } });
   assert.deepEqual(await a.call('get', { name, key: 'k' }), { n: 1n }, 'stored locally');
   await Promise.all([a.close(), b.close()]);
+});
+
+test("serializer 'json': the computing process gets the value the others read (Dates, Maps, undefined as JSON makes them)", async () => {
+  const name = uniq('json-one-value');
+  const cnt = `${name}:computed`;
+  configure(name, { redisUrl: redis.url, serializer: 'json' });
+  assert.ok(await until(() => configure(name).sharedUp));
+  const compute = () => ({ d: new Date(0), m: new Map([[1, 'one']]), gone: undefined, list: [undefined, 1] });
+  const asJson = { d: '1970-01-01T00:00:00.000Z', m: {}, list: [null, 1] };
+  assert.deepEqual(await cached(name, 'k', compute), asJson);
+  assert.deepEqual(configure(name).get('k'), asJson, 'stored as the other processes read it');
+  assert.deepEqual(await cached(name, 'k', compute), asJson);
+  const b = await sharedChild(name, { serializer: 'json' });
+  const [rb] = await b.call('cached', { name, key: 'k', url: redis.url, counter: cnt, value: 'not this' });
+  assert.deepEqual(rb, { ok: true, value: asJson });
+  assert.equal(await counter(cnt), 0, 'b read the value from Redis');
+  // nocache: every caller gets what JSON makes of the value too.
+  assert.deepEqual(await cached(name, 'n', () => nocache(compute())), asJson);
+  await b.close();
 });
 
 test('invalidation in one process drops the entry from the others', async () => {

@@ -18,6 +18,7 @@ from typing import Any, Iterator, Optional
 
 import coopcache
 import pytest
+import redis_server
 from helpers import wait_until
 from resp import command
 
@@ -43,11 +44,7 @@ class Redis:
         return f"redis://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-        )
+        self.proc = subprocess.Popen(redis_server.server_args(self.port), stdout=subprocess.DEVNULL)
         wait_until(self._pong, "redis-server answers PING")
 
     def _pong(self) -> bool:
@@ -318,6 +315,34 @@ def test_value_that_cannot_be_serialized_stays_local(redis: Redis, caplog: pytes
     assert coopcache.cached(c, "s", lambda: set()) == {1, 2}  # stored locally
     assert redis.cmd("EXISTS", value_key(c, "s")) == 0
     assert "could not be serialized" in caplog.text
+
+
+def test_json_every_process_sees_the_value_json_gives(redis: Redis) -> None:
+    # The computing process keeps and returns what the other processes read from Redis: int
+    # keys become str, tuples lists (sync and async forms, the waiters of the flight too).
+    c = cache_name()
+    coopcache.configure(c, redis_url=redis.url, serializer="json")
+    wait_until(lambda: coopcache.cached(c, ("j", 0), lambda: 0) == 0 and
+               redis.cmd("EXISTS", value_key(c, ("j", 0))) == 1, "the shared tier is up")
+    as_json = {"1": "a", "pair": [1, 2], "nested": [{"2": [3]}]}
+
+    def compute() -> Any:
+        return {1: "a", "pair": (1, 2), "nested": ({2: (3,)},)}
+
+    assert coopcache.cached(c, ("j", 1), compute) == as_json
+    assert coopcache.get(c, ("j", 1)) == as_json
+    assert coopcache.cached(c, ("j", 1), compute) == as_json
+
+    async def acompute() -> Any:
+        return compute()
+
+    assert asyncio.run(coopcache.cached_async(c, ("j", 2), acompute)) == as_json
+    assert coopcache.get(c, ("j", 2)) == as_json
+    for key in (["j", 1], ["j", 2]):
+        rep = report(spawn(redis, c, key=key, value=None))
+        assert rep["computed"] == 0 and rep["results"] == [{"ok": as_json}]
+    # nocache: the callers get the value json gives too.
+    assert coopcache.cached(c, ("j", 3), lambda: coopcache.nocache(compute())) == as_json
 
 
 def test_value_that_cannot_be_deserialized_is_a_miss(redis: Redis) -> None:

@@ -84,7 +84,7 @@ bench-charts: ## PNG charts (docs/bench/*.png) from the JSON of the last runs in
 	$(PY) -m pip install -q 'matplotlib==3.10.9; python_version >= "3.10"' 'matplotlib==3.9.4; python_version < "3.10"'
 	$(PY) bench/chart.py
 
-bench-shared: python-env ## shared mode: a shared-tier hit vs a raw GET, a cross-process stampede vs dogpile.cache
+bench-shared: python-env ## shared mode: a shared-tier hit vs a raw GET, a cross-process stampede vs dogpile.cache (one Redis, a Redis Cluster)
 	bash bench/shared/run.sh $(PY)
 
 dist: node-env ## wheel, sdist, npm tarballs and crate for this machine into dist/, each checked (release/dist.sh)

@@ -1,15 +1,17 @@
 """A shared-tier hit from Python against a redis-py GET of a value of the same stored size
-(issue 5, the optional Python half of bench_shared.rs).
+(issue 5, the optional Python half of bench_shared.rs; on a Redis Cluster too, issue 12).
 
     python bench/shared/hit.py --url redis://127.0.0.1:PORT [--reads 2000] [--rounds 5] [--json PATH]
+    python bench/shared/hit.py --url redis+cluster://127.0.0.1:PORT,... [...]
 
 For each value size (JSON strings of 64 B and 4 KiB), a writer process fills the shared tier
 with READS keys through coopcache (serializer="json"), then each round starts a new reader
 process: its local tier is empty, so every coopcache.cached(name, key, fn) there is a local
 miss answered by Redis (GETEX, check, json.loads, local store). The same process then reads
 READS raw keys holding values of the stored blob's length with redis-py's Redis.get (one
-connection, the plain sync client most Python code uses; the order of the two alternates by
-round). Reported: the median over rounds of the mean ns per read, and the p50 of all reads.
+connection, the plain sync client most Python code uses; on a cluster its RedisCluster, the
+seeds as startup nodes; the order of the two alternates by round). Reported: the median over
+rounds of the mean ns per read, and the p50 of all reads.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import sys
 import time
 from typing import Any
 
+from client import is_cluster, redis_client
+
 SIZES = (64, 4096)
 
 
@@ -35,6 +39,16 @@ def _raw_key(name: str, key: Any) -> bytes:
     import coopcache
 
     return f"coopcache:{name}:r:".encode() + coopcache.key_bytes(key)
+
+
+def _value_key(r: Any, url: str, name: str) -> bytes:
+    """The key of a value the writer stored (on a cluster its name carries a hash tag: scanned
+    for, on every master)."""
+    import coopcache
+
+    if is_cluster(url):
+        return bytes(next(iter(r.scan_iter(match=f"coopcache:{name}:v:*".encode(), count=1000))))
+    return f"coopcache:{name}:v:".encode() + coopcache.key_bytes(("k", 0))
 
 
 def _configure(args: argparse.Namespace) -> None:
@@ -59,9 +73,8 @@ def write(args: argparse.Namespace) -> int:
 
 def read(args: argparse.Namespace) -> int:
     import coopcache
-    import redis
 
-    r = redis.Redis.from_url(args.url)
+    r = redis_client(args.url)
     r.ping()
     _configure(args)
     keys = [("k", i) for i in range(args.reads)]
@@ -125,17 +138,14 @@ def main() -> int:
     if args.mode == "read":
         return read(args)
 
-    import coopcache
-    import redis
-
-    r = redis.Redis.from_url(args.url)
+    r = redis_client(args.url)
     rows: list[dict[str, Any]] = []
     for size in SIZES:
         name = f"bench-pyhit-{os.getpid()}-{size}"
         base = [sys.executable, os.path.abspath(__file__), "--url", args.url, "--name", name,
                 "--reads", str(args.reads), "--size", str(size)]
         subprocess.run([*base, "--mode", "write"], check=True)
-        stored = int(r.strlen(f"coopcache:{name}:v:".encode() + coopcache.key_bytes(("k", 0))))
+        stored = int(r.strlen(_value_key(r, args.url, name)))
         with r.pipeline(transaction=False) as p:
             for i in range(args.reads):
                 p.set(_raw_key(name, ("k", i)), b"x" * stored, px=600_000)
@@ -163,7 +173,8 @@ def main() -> int:
         import importlib.metadata as md
 
         out_json = {"reads_per_round": args.reads, "rounds": args.rounds,
-                    "client": f"redis-py {md.version('redis')}, sync Redis.get on one connection",
+                    "client": f"redis-py {md.version('redis')}, sync " + (
+                        "RedisCluster.get" if is_cluster(args.url) else "Redis.get on one connection"),
                     "results": rows}
         with open(args.json, "w") as f:
             json.dump(out_json, f, indent=2)

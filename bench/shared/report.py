@@ -1,10 +1,12 @@
 """Merges the shared-mode benchmark parts into bench/results/shared.json and shared.md.
 
     python bench/shared/report.py --rust R.json --stampede S.json [--python-hit P.json]
+        [--cluster-rust CR.json] [--cluster-hit CP.json] [--cluster-stampede CS.json]
         [--meta KEY=VALUE ...] --json OUT.json --md OUT.md
 
 R.json comes from `cargo run --example bench_shared -- URL --json R.json`, S.json from
-stampede.py and P.json from hit.py (each documents its method).
+stampede.py and P.json from hit.py (each documents its method); CR.json, CP.json and CS.json from the
+same three on a Redis Cluster.
 """
 
 from __future__ import annotations
@@ -46,16 +48,34 @@ def _hit_table(rows: list[dict[str, Any]], with_signed: bool) -> list[str]:
     return out
 
 
+def _stampede_table(stampede: dict[str, Any]) -> list[str]:
+    out = ["| contender | callers | last waiter, median ms | last waiter, max ms | median caller ms "
+           "| computing caller ms | first other process ms | executions (rounds) | errors / fallbacks |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for r in stampede["results"]:
+        out.append(f"| {r['contender']} | {r['callers']} | {r['last_waiter_ms_median']:.2f} | "
+                   f"{r['last_waiter_ms_max']:.2f} | "
+                   f"{r['caller_ms_median']:.2f} | {r['leader_ms_median']:.2f} | "
+                   f"{r['first_other_process_ms_median']:.2f} | {r['executions_total']} ({r['rounds']}) | "
+                   f"{r['errors']} / {r['fallbacks']} |")
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rust", required=True)
     ap.add_argument("--stampede", required=True)
     ap.add_argument("--python-hit")
+    ap.add_argument("--cluster-rust")
+    ap.add_argument("--cluster-hit")
+    ap.add_argument("--cluster-stampede")
     ap.add_argument("--meta", action="append", default=[], help="KEY=VALUE added to the header")
     ap.add_argument("--json", required=True)
     ap.add_argument("--md", required=True)
     args = ap.parse_args()
     rust, stampede, pyhit = _load(args.rust), _load(args.stampede), _load(args.python_hit)
+    cluster_rust, cluster_hit = _load(args.cluster_rust), _load(args.cluster_hit)
+    cluster_stampede = _load(args.cluster_stampede)
     assert rust is not None and stampede is not None
     meta: dict[str, Any] = dict(m.split("=", 1) for m in args.meta)
     meta.update({
@@ -77,7 +97,8 @@ def main() -> int:
                      "met": coop["last_waiter_ms_median"] < STAMPEDE_GOAL_MS}
     out = {"meta": meta, "goals": {"hit_vs_raw_get_max": HIT_GOAL, "hit": hit_goal,
                                    "stampede_ms_max": STAMPEDE_GOAL_MS, "stampede": stampede_goal},
-           "rust_hit": rust, "python_hit": pyhit, "stampede": stampede}
+           "rust_hit": rust, "python_hit": pyhit, "stampede": stampede,
+           "cluster": {"rust_hit": cluster_rust, "python_hit": cluster_hit, "stampede": cluster_stampede}}
     with open(args.json, "w") as f:
         json.dump(out, f, indent=2)
         f.write("\n")
@@ -110,18 +131,31 @@ def main() -> int:
               f"across processes; "
               f"{coop['rounds']} rounds after a warm-up round (goal: the last waiter under "
               f"{STAMPEDE_GOAL_MS:.0f} ms for coopcache).")
-    md += ["", "| contender | callers | last waiter, median ms | last waiter, max ms | median caller ms "
-               "| computing caller ms | first other process ms | executions (rounds) | errors / fallbacks |",
-           "|---|---|---|---|---|---|---|---|---|"]
-    for r in stampede["results"]:
-        md.append(f"| {r['contender']} | {r['callers']} | {r['last_waiter_ms_median']:.2f} | "
-                  f"{r['last_waiter_ms_max']:.2f} | "
-                  f"{r['caller_ms_median']:.2f} | {r['leader_ms_median']:.2f} | "
-                  f"{r['first_other_process_ms_median']:.2f} | {r['executions_total']} ({r['rounds']}) | "
-                  f"{r['errors']} / {r['fallbacks']} |")
+    md += [""] + _stampede_table(stampede)
     md += ["", f"Goal (< {STAMPEDE_GOAL_MS:.0f} ms): coopcache's last waiter, median "
                f"{coop['last_waiter_ms_median']:.2f} ms (max {coop['last_waiter_ms_max']:.2f} ms): "
                f"{'met' if stampede_goal['met'] else 'NOT met'}.", ""]
+    if cluster_rust or cluster_hit or cluster_stampede:
+        md += ["## On a Redis Cluster", ""]
+        md.append("Six redis-server nodes on loopback (three masters, a replica each), the same "
+                  "machine; the caches configured with the `redis+cluster://` URL of every node.")
+    if cluster_rust:
+        md += ["", "### A shared-tier hit against a raw GET (Rust)", ""]
+        md.append(f"As above; {cluster_rust['reads_per_round']} reads a round, {cluster_rust['rounds']} "
+                  f"rounds. Raw reads: {cluster_rust['client']} (the rows say ConnectionManager and "
+                  f"Connection: here their cluster counterparts).")
+        md += [""] + _hit_table(cluster_rust["results"], with_signed=True)
+    if cluster_hit:
+        md += ["", "### A shared-tier hit against a raw GET (Python)", ""]
+        md.append(f"As above; {cluster_hit['reads_per_round']} reads a round, {cluster_hit['rounds']} "
+                  f"rounds. Raw reads: {cluster_hit['client']}.")
+        md += [""] + _hit_table(cluster_hit["results"], with_signed=False)
+    if cluster_stampede:
+        md += ["", "### Cross-process stampede (Python)", ""]
+        md.append(f"As above: {cluster_stampede['procs']} processes x {cluster_stampede['threads']} "
+                  f"callers, the computation sleeps {cluster_stampede['compute_s'] * 1000:.0f} ms; "
+                  f"dogpile.cache on its redis_cluster backend.")
+        md += [""] + _stampede_table(cluster_stampede) + [""]
     with open(args.md, "w") as f:
         f.write("\n".join(md))
     sys.stdout.write("\n".join(md))

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Shared mode (Redis) benchmarks of issue 5, on a redis-server of its own on loopback:
 #   1. a shared-tier hit against a raw GET, in Rust (core/examples/bench_shared.rs) and Python (hit.py);
-#   2. a cross-process stampede, coopcache against dogpile.cache's distributed lock (stampede.py).
+#   2. a cross-process stampede, coopcache against dogpile.cache's distributed lock (stampede.py);
+#   3. all three again on a Redis Cluster of six nodes on loopback (on_cluster.py; issue 12), the
+#      raw reads through the cluster clients (the redis crate's, redis-py's RedisCluster),
+#      dogpile.cache on its cluster backend.
 # Writes bench/results/shared.json and shared.md.
 # Usage: bash bench/shared/run.sh <python-of-a-venv-with-coopcache-installed> [--quick]
 # (--quick: a smoke run with few reads and rounds; its figures mean little.)
@@ -28,11 +31,12 @@ cargo build -q --release -p coopcache --features redis,json --example bench_shar
 
 WORK="$(mktemp -d /tmp/coopcache-bench-shared.XXXXXX)"
 REDIS_PID=""
+CLUSTER_PID=""
 cleanup() {
-    if [ -n "$REDIS_PID" ]; then
-        kill "$REDIS_PID" 2>/dev/null || true
-        wait "$REDIS_PID" 2>/dev/null || true
-    fi
+    for pid in $REDIS_PID $CLUSTER_PID; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -66,8 +70,28 @@ echo "== shared-tier hit vs redis-py GET (Python)" >&2
 echo "== cross-process stampede (Python)" >&2
 "$PY" "$HERE/stampede.py" --url "$URL" --json "$WORK/stampede.json" "${stampede_args[@]}"
 
+# The single server stops first, so the cluster's six nodes have the machine to themselves.
+kill "$REDIS_PID" && wait "$REDIS_PID" 2>/dev/null || true
+REDIS_PID=""
+"$PY" "$HERE/on_cluster.py" "$WORK/cluster.url" &
+CLUSTER_PID=$!
+for _ in $(seq 300); do
+    [ -s "$WORK/cluster.url" ] && break
+    kill -0 "$CLUSTER_PID" 2>/dev/null || { echo "the Redis Cluster did not start" >&2; exit 1; }
+    sleep 0.1
+done
+CLUSTER_URL="$(cat "$WORK/cluster.url")"
+echo "== shared-tier hit vs raw GET (Rust, Redis Cluster)" >&2
+cargo run -q --release -p coopcache --features redis,json --example bench_shared -- \
+    "$CLUSTER_URL" --json "$WORK/cluster_rust.json" "${rust_args[@]}" >&2
+echo "== shared-tier hit vs redis-py RedisCluster GET (Python, Redis Cluster)" >&2
+"$PY" "$HERE/hit.py" --url "$CLUSTER_URL" --json "$WORK/cluster_hit.json" "${hit_args[@]}" >&2
+echo "== cross-process stampede (Python, Redis Cluster)" >&2
+"$PY" "$HERE/stampede.py" --url "$CLUSTER_URL" --json "$WORK/cluster_stampede.json" "${stampede_args[@]}"
+
 mkdir -p "$ROOT/bench/results"
 "$PY" "$HERE/report.py" --rust "$WORK/rust.json" --python-hit "$WORK/hit.json" --stampede "$WORK/stampede.json" \
+    --cluster-rust "$WORK/cluster_rust.json" --cluster-hit "$WORK/cluster_hit.json" --cluster-stampede "$WORK/cluster_stampede.json" \
     --meta "date=$(date -u +%Y-%m-%dT%H:%MZ)" \
     --meta "commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
     --meta "load average at start=$LOAD" \

@@ -4,6 +4,9 @@ Redis backend with its distributed lock, on the same stampede.
     python bench/shared/stampede.py --url redis://127.0.0.1:PORT [--procs 8] [--threads 4]
         [--rounds 11] [--sleep 0.05] [--json PATH]
 
+(or --url redis+cluster://HOST:PORT,... for a Redis Cluster: dogpile.cache then uses its
+"dogpile.cache.redis_cluster" backend with the seeds as startup nodes)
+
 PROCS worker processes (this file with --worker), THREADS callers each, ask for one cold key at
 the same moment; the function that computes it sleeps SLEEP seconds. Each round uses a new key
 (a round's first caller finds nothing locally nor in Redis). Timestamps are time.monotonic_ns(),
@@ -35,6 +38,8 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
+from client import cluster_nodes, is_cluster
+
 # (label, library, dogpile's lock_sleep, callers per process: None for --threads)
 CONTENDERS: list[tuple[str, str, float, Optional[int]]] = [
     ("coopcache", "coopcache", 0.0, None),
@@ -59,10 +64,13 @@ def _getter(lib: str, url: str, name: str, lock_sleep: float) -> tuple[Getter, C
                 lambda: int(coopcache.stats(name)["fallbacks"]))
     from dogpile.cache import make_region
 
+    # On a cluster, its cluster backend (redis-py's RedisCluster, the seeds as startup nodes).
+    backend, where = (("dogpile.cache.redis_cluster", {"startup_nodes": cluster_nodes(url)})
+                      if is_cluster(url) else ("dogpile.cache.redis", {"url": url}))
     region = make_region().configure(
-        "dogpile.cache.redis",
+        backend,
         arguments={
-            "url": url,
+            **where,
             "redis_expiration_time": 60,
             "distributed_lock": True,
             "thread_local_lock": False,

@@ -4,6 +4,10 @@
 //! bench_shared REDIS_URL [--json PATH] [--reads N] [--rounds N] [--callers N]
 //! ```
 //!
+//! With a `redis+cluster://host:port,...` URL it measures the same on a Redis Cluster (issue 12):
+//! the raw reads then go through the cluster client the tier uses (`redis::cluster_async`), and
+//! the sync ones through the `redis` crate's sync cluster connection.
+//!
 //! A *shared-tier hit* is a local miss that Redis answers: a cache whose local tier is empty reads
 //! a key another cache already wrote to Redis (`GETEX .. PX`, the blob's check, the JSON decode,
 //! the local store). Each round builds a fresh reader cache on the same name, so every read is
@@ -145,7 +149,8 @@ fn reader(s: &Setup) -> Result<Cache<Key, String>, Box<dyn std::error::Error>> {
 /// with the same stored length.
 fn prepare(
     a: &Args,
-    conn: &mut redis::Connection,
+    conn: &mut dyn redis::ConnectionLike,
+    cluster: bool,
     size: usize,
     secret: bool,
 ) -> Result<Setup, Box<dyn std::error::Error>> {
@@ -174,21 +179,41 @@ fn prepare(
     if written != a.reads as u64 {
         return Err(format!("{}: wrote {written} of {} values to Redis", setup.name, a.reads).into());
     }
-    let vkey = |k: &Key| [format!("coopcache:{}:v:", setup.name).as_bytes(), k.as_bytes()].concat();
-    let stored_len: usize = redis::cmd("STRLEN").arg(vkey(&setup.keys[0])).query(conn)?;
-    // Same stored size, and a key of the same length beside the tier's.
-    let raw_keys: Vec<Vec<u8>> = setup
-        .keys
-        .iter()
-        .map(|k| [format!("coopcache:{}:r:", setup.name).as_bytes(), k.as_bytes()].concat())
-        .collect();
+    let stored_len: usize =
+        redis::cmd("STRLEN").arg(key_name(&setup.name, 'v', &setup.keys[0], cluster)).query(conn)?;
+    // Same stored size, and a key of the same length beside the tier's (on a cluster, in the
+    // same slot as the tier's).
+    let raw_keys: Vec<Vec<u8>> = setup.keys.iter().map(|k| key_name(&setup.name, 'r', k, cluster)).collect();
     let value = vec![b'x'; stored_len];
-    let mut pipe = redis::pipe();
     for k in &raw_keys {
-        pipe.cmd("SET").arg(k).arg(&value).arg("PX").arg(IDLE.as_millis() as u64).ignore();
+        redis::cmd("SET").arg(k).arg(&value).arg("PX").arg(IDLE.as_millis() as u64).query::<()>(conn)?;
     }
-    pipe.query::<()>(conn)?;
     Ok(Setup { raw_keys, stored_len, ..setup })
+}
+
+/// The name of `key`'s Redis key of `kind` (`v`: the tier's value) in cache `name`: the tier's
+/// layout (`coopcache::shared`), with on a cluster the key's hash tag (FNV-1a of its bytes).
+fn key_name(name: &str, kind: char, key: &Key, cluster: bool) -> Vec<u8> {
+    let tag = match cluster {
+        true => {
+            let h = key
+                .as_bytes()
+                .iter()
+                .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
+            format!("{{{h:016x}}}")
+        }
+        false => String::new(),
+    };
+    [format!("coopcache:{name}:{kind}:{tag}").as_bytes(), key.as_bytes()].concat()
+}
+
+/// The seeds of a `redis+cluster://[user:password@]host:port,...` URL as `redis://` URLs, or
+/// `None` for another URL.
+fn cluster_seeds(url: &str) -> Option<Vec<String>> {
+    let rest = url.strip_prefix("redis+cluster://")?;
+    let (auth, hosts) = rest.rsplit_once('@').unwrap_or(("", rest));
+    let auth = if auth.is_empty() { String::new() } else { format!("{auth}@") };
+    Some(hosts.split('/').next()?.split(',').map(|h| format!("redis://{auth}{h}")).collect())
 }
 
 /// Times `read` over `n` items split among `callers` threads (item i to thread i % callers):
@@ -217,8 +242,14 @@ fn timed(n: usize, callers: usize, read: impl Fn(usize) + Sync) -> (Duration, Ve
 
 struct Raw {
     rt: tokio::runtime::Runtime,
-    cm: ConnectionManager,
-    sync: std::sync::Mutex<redis::Connection>,
+    conn: AsyncConn,
+    sync: std::sync::Mutex<Box<dyn redis::ConnectionLike + Send>>,
+}
+
+/// The raw reads' async connection: the kind the tier uses for the URL.
+enum AsyncConn {
+    One(ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
 }
 
 /// One round of one case; `Err` if a shared-tier read was not a hit.
@@ -254,7 +285,7 @@ fn round(
             })
         }
         RAW_GET | RAW_GETEX => {
-            let (rt, cm) = (&raw.rt, &raw.cm);
+            let rt = &raw.rt;
             let getex = case == RAW_GETEX;
             timed(n, callers, |i| {
                 let mut cmd = redis::cmd(if getex { "GETEX" } else { "GET" });
@@ -262,8 +293,11 @@ fn round(
                 if getex {
                     cmd.arg("PX").arg(IDLE.as_millis() as u64);
                 }
-                let mut c = cm.clone();
-                let v: Vec<u8> = rt.block_on(cmd.query_async(&mut c)).expect("raw read");
+                let v: redis::RedisResult<Vec<u8>> = match &raw.conn {
+                    AsyncConn::One(cm) => rt.block_on(cmd.query_async(&mut cm.clone())),
+                    AsyncConn::Cluster(cc) => rt.block_on(cmd.query_async(&mut cc.clone())),
+                };
+                let v = v.expect("raw read");
                 assert_eq!(v.len(), s.stored_len);
             })
         }
@@ -271,7 +305,7 @@ fn round(
             let conn = &raw.sync;
             timed(n, 1, |i| {
                 let mut c = conn.lock().expect("the sync connection");
-                let v: Vec<u8> = redis::cmd("GET").arg(&s.raw_keys[i]).query(&mut *c).expect("raw read");
+                let v: Vec<u8> = redis::cmd("GET").arg(&s.raw_keys[i]).query(&mut **c).expect("raw read");
                 assert_eq!(v.len(), s.stored_len);
             })
         }
@@ -281,19 +315,34 @@ fn round(
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a = args()?;
-    let client = redis::Client::open(a.url.as_str())?;
-    let mut conn = client.get_connection()?;
-    let info: String = redis::cmd("INFO").arg("server").query(&mut conn)?;
-    let version =
-        info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("?").trim().to_owned();
     // Like the tier's own runtime and connection (coopcache::shared): one worker, same timeouts.
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    let cfg = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(1)))
-        .set_response_timeout(Some(Duration::from_secs(1)))
-        .set_number_of_retries(1);
-    let cm = rt.block_on(ConnectionManager::new_with_config(client.clone(), cfg))?;
-    let raw = Raw { rt, cm, sync: std::sync::Mutex::new(client.get_connection()?) };
+    let seeds = cluster_seeds(&a.url);
+    let cluster = seeds.is_some();
+    let (mut conn, raw): (Box<dyn redis::ConnectionLike + Send>, Raw) = match seeds {
+        Some(seeds) => {
+            let client = redis::cluster::ClusterClient::new(seeds)?;
+            let cc = rt.block_on(client.get_async_connection())?;
+            let sync = std::sync::Mutex::new(Box::new(client.get_connection()?) as Box<_>);
+            (Box::new(client.get_connection()?), Raw { rt, conn: AsyncConn::Cluster(cc), sync })
+        }
+        None => {
+            let client = redis::Client::open(a.url.as_str())?;
+            let cfg = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(1)))
+                .set_response_timeout(Some(Duration::from_secs(1)))
+                .set_number_of_retries(1);
+            let cm = rt.block_on(ConnectionManager::new_with_config(client.clone(), cfg))?;
+            let sync = std::sync::Mutex::new(Box::new(client.get_connection()?) as Box<_>);
+            (Box::new(client.get_connection()?), Raw { rt, conn: AsyncConn::One(cm), sync })
+        }
+    };
+    // One node's version (on a cluster, INFO would go to every node).
+    let first = cluster_seeds(&a.url).and_then(|s| s.into_iter().next()).unwrap_or_else(|| a.url.clone());
+    let info: String =
+        redis::cmd("INFO").arg("server").query(&mut redis::Client::open(first)?.get_connection()?)?;
+    let version =
+        info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("?").trim().to_owned();
 
     let mut rows = Vec::new();
     let mut plan: Vec<(usize, bool, usize, Vec<&str>)> = Vec::new();
@@ -319,7 +368,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let s = match setups.iter().find(|(k, _)| *k == (size, secret)) {
             Some((_, s)) => s.clone(),
             None => {
-                let s = Arc::new(prepare(&a, &mut conn, size, secret)?);
+                let s = Arc::new(prepare(&a, &mut *conn, cluster, size, secret)?);
                 setups.push(((size, secret), s.clone()));
                 s
             }
@@ -363,7 +412,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "redis_version": version,
             "reads_per_round": a.reads,
             "rounds": a.rounds,
-            "client": "redis crate 1.8, async ConnectionManager on a one-worker tokio runtime (as the tier)",
+            "client": match cluster {
+                true => "redis crate 1.8, async cluster connection on a one-worker tokio runtime (as the tier)",
+                false => "redis crate 1.8, async ConnectionManager on a one-worker tokio runtime (as the tier)",
+            },
             "results": rows,
         });
         std::fs::write(path, serde_json::to_string_pretty(&out)? + "\n")?;

@@ -3,6 +3,7 @@
 
 mod call;
 mod future;
+mod many;
 
 use std::borrow::Borrow;
 use std::future::Future;

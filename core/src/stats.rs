@@ -76,14 +76,14 @@ impl Stats {
             ("evicted_idle", self.evicted_idle),
             ("evicted_lru", self.evicted_lru),
             ("evicted_invalidated", self.evicted_invalidated),
-            ("entries", self.entries),
-            ("bytes_used", self.bytes_used),
-            ("memory_limit", self.memory_limit),
-            ("in_flight", self.in_flight),
             ("refreshes_started", self.refreshes_started),
             ("refreshes_succeeded", self.refreshes_succeeded),
             ("refreshes_failed", self.refreshes_failed),
             ("stale_served", self.stale_served),
+            ("entries", self.entries),
+            ("bytes_used", self.bytes_used),
+            ("memory_limit", self.memory_limit),
+            ("in_flight", self.in_flight),
         ]
     }
 }

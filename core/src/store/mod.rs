@@ -300,10 +300,12 @@ where
             }
         }
         // The refresh check reuses the hit's clock reading: one load and one compare when the
-        // value is not due.
-        let at = e.refresh_at.load(Relaxed);
-        let due = match CLAIM && now >= at {
-            true => claim(e, at, &cell.stale),
+        // value is not due, nothing at all for a hit that takes no refresh (`hit_with`).
+        let due = match CLAIM {
+            true => match e.refresh_at.load(Relaxed) {
+                at if now >= at => claim(e, at, &cell.stale),
+                _ => Due::No,
+            },
             false => Due::No,
         };
         let r = f(&e.value);

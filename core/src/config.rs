@@ -113,6 +113,19 @@ pub struct Settings {
     pub when_full: WhenFull,
     /// At most this many computations of the cache at once; `None` (default) for no limit.
     pub max_concurrency: Option<usize>,
+    /// Refresh ahead (Caffeine's `refreshAfterWrite`): a hit on a value computed longer ago than
+    /// this returns it at once and starts one recomputation of the key, whose value replaces it
+    /// when done; other hits meanwhile get the stored value. `None` (default): values are only
+    /// recomputed once they are gone. Measured from when the value was computed, by the cache's
+    /// clock; it applies to values stored from then on. Idle expiry (`cache_duration`) is not
+    /// changed by it: an entry nobody reads still goes.
+    pub refresh_after: Option<Duration>,
+    /// What a refresh that fails does to the stored value. `true` (default, as in Caffeine and
+    /// lru-cache's `allowStaleOnFetchRejection`): it is kept and served until the next refresh
+    /// (due at the next hit) succeeds or it expires. `false`: it is removed, so the next call
+    /// computes in the foreground and sees the error. Either way the failure is counted
+    /// (`refreshes_failed`) and reported ([`crate::Event::RefreshFailed`]).
+    pub serve_stale_on_error: bool,
 }
 
 impl Default for Settings {
@@ -122,6 +135,8 @@ impl Default for Settings {
             cache_duration: Duration::from_secs(300),
             when_full: WhenFull::Reject,
             max_concurrency: None,
+            refresh_after: None,
+            serve_stale_on_error: true,
         }
     }
 }
@@ -151,11 +166,27 @@ impl Settings {
         self
     }
 
+    /// With values refreshed ahead once they are this old (`None`: never; see
+    /// [`Settings::refresh_after`]).
+    pub fn refresh_after(mut self, d: Option<Duration>) -> Self {
+        self.refresh_after = d;
+        self
+    }
+
+    /// Whether a failed refresh keeps the stored value (see [`Settings::serve_stale_on_error`]).
+    pub fn serve_stale_on_error(mut self, keep: bool) -> Self {
+        self.serve_stale_on_error = keep;
+        self
+    }
+
     /// Checks every setting; the first bad one is the error.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.memory_limit.resolve()?;
         if self.max_concurrency == Some(0) {
             return Err(ConfigError::new("max_concurrency", 0, "a number >= 1, or none for no limit"));
+        }
+        if let Some(d) = self.refresh_after {
+            check_refresh_after(d)?;
         }
         Ok(())
     }
@@ -164,6 +195,18 @@ impl Settings {
     pub fn duration_from_secs(secs: f64) -> Result<Duration, ConfigError> {
         Duration::try_from_secs_f64(secs)
             .map_err(|_| ConfigError::new("cache_duration", secs, "a number of seconds >= 0"))
+    }
+}
+
+/// A `refresh_after` must be positive: zero would refresh on every hit.
+pub(crate) fn check_refresh_after(d: Duration) -> Result<(), ConfigError> {
+    match d.is_zero() {
+        true => Err(ConfigError::new(
+            "refresh_after",
+            format!("{d:?}"),
+            "a duration > 0, or none to never refresh",
+        )),
+        false => Ok(()),
     }
 }
 

@@ -126,7 +126,7 @@ pub fn after_fork_in_child() {
 
 pub use cache::{
     ByWeigh, ByWeigher, Cache, CacheBuilder, Call, CallOptions, Compute, GetOrCompute, Lead, LeadStep,
-    Outcome, Step,
+    Outcome, RefreshHit, Step,
 };
 pub use clock::Clock;
 pub use concurrency::Permit;

@@ -50,12 +50,21 @@ pub struct Stats {
     pub memory_limit: u64,
     /// Computations running now.
     pub in_flight: u64,
+    /// Refreshes started (`refresh_after`): one per key each time its value fell due.
+    pub refreshes_started: u64,
+    /// Refreshes whose value replaced the old one.
+    pub refreshes_succeeded: u64,
+    /// Refreshes that failed (an error or a panic; see `serve_stale_on_error`).
+    pub refreshes_failed: u64,
+    /// Hits that returned a value due for refresh (while it was being refreshed, or after a
+    /// refresh failed).
+    pub stale_served: u64,
 }
 
 impl Stats {
     /// Every counter with its name (the Python spelling), in the order the bindings report
     /// them: one list to keep in step when a counter is added.
-    pub fn fields(&self) -> [(&'static str, u64); 14] {
+    pub fn fields(&self) -> [(&'static str, u64); 18] {
         [
             ("hits", self.hits),
             ("misses", self.misses),
@@ -67,6 +76,10 @@ impl Stats {
             ("evicted_idle", self.evicted_idle),
             ("evicted_lru", self.evicted_lru),
             ("evicted_invalidated", self.evicted_invalidated),
+            ("refreshes_started", self.refreshes_started),
+            ("refreshes_succeeded", self.refreshes_succeeded),
+            ("refreshes_failed", self.refreshes_failed),
+            ("stale_served", self.stale_served),
             ("entries", self.entries),
             ("bytes_used", self.bytes_used),
             ("memory_limit", self.memory_limit),
@@ -149,6 +162,18 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// A refresh of a value (`refresh_after`) failed: the value is kept and served if
+    /// `serve_stale_on_error` (the default), removed otherwise.
+    RefreshFailed {
+        /// The cache's name.
+        cache: String,
+        /// The key, as far as it can be shown.
+        key: String,
+        /// The computation's error.
+        error: String,
+        /// Whether the old value was kept.
+        kept: bool,
+    },
     /// Entries left the cache (one event per batch, so a sweep of many is one call).
     Evicted {
         /// The cache's name.
@@ -176,7 +201,10 @@ impl Event {
     /// How loud the event is.
     pub fn level(&self) -> Level {
         match self {
-            Event::Full { .. } | Event::SharedDown { .. } | Event::ValueRefused { .. } => Level::Warning,
+            Event::Full { .. }
+            | Event::SharedDown { .. }
+            | Event::ValueRefused { .. }
+            | Event::RefreshFailed { .. } => Level::Warning,
             Event::SharedUp { .. } => Level::Info,
             Event::Evicted { .. } => Level::Debug,
         }
@@ -200,6 +228,13 @@ impl Event {
             Event::SharedDown { cache, reason } => format!(
                 "coopcache: the shared tier of cache {cache:?} is unavailable ({reason}); calls go on with the \
                  local tier"
+            ),
+            Event::RefreshFailed { cache, key, error, kept } => format!(
+                "coopcache: a refresh of {key} in cache {cache:?} failed ({error}); {}",
+                match kept {
+                    true => "the old value is kept",
+                    false => "the old value was removed",
+                }
             ),
             Event::SharedUp { cache } => format!("coopcache: the shared tier of cache {cache:?} is back"),
             Event::ValueRefused { cache, reason } => format!(
@@ -226,6 +261,10 @@ pub(crate) struct Counters {
     pub(crate) evicted_idle: AtomicU64,
     pub(crate) evicted_lru: AtomicU64,
     pub(crate) evicted_invalidated: AtomicU64,
+    pub(crate) refreshes_started: AtomicU64,
+    pub(crate) refreshes_succeeded: AtomicU64,
+    pub(crate) refreshes_failed: AtomicU64,
+    pub(crate) stale_served: AtomicU64,
 }
 
 impl Counters {
@@ -250,5 +289,9 @@ impl Counters {
         s.evicted_idle = self.evicted_idle.load(Relaxed);
         s.evicted_lru = self.evicted_lru.load(Relaxed);
         s.evicted_invalidated = self.evicted_invalidated.load(Relaxed);
+        s.refreshes_started = self.refreshes_started.load(Relaxed);
+        s.refreshes_succeeded = self.refreshes_succeeded.load(Relaxed);
+        s.refreshes_failed = self.refreshes_failed.load(Relaxed);
+        s.stale_served += self.stale_served.load(Relaxed);
     }
 }

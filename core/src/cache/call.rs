@@ -45,7 +45,12 @@ use super::{Cache, CallOptions};
 use crate::concurrency::Permit;
 use crate::error::Error;
 use crate::flight::{Begin, Caller, Completion, Computing, Frame, Lease, Waiter};
+use crate::store::Due;
 use crate::wait::{Pending, Ready};
+
+/// A hit of [`Cache::hit_refresh_with`]: what `f` read, and the lead of the value's refresh
+/// when this caller is to start it.
+pub type RefreshHit<R, K, V> = (R, Option<Box<Lead<K, V>>>);
 
 /// What the caller does next.
 #[must_use = "a step must be acted on"]
@@ -76,7 +81,14 @@ pub struct Call<K, V> {
     /// with a codec); only then is the shared tier asked.
     #[cfg(feature = "shared")]
     serializes: bool,
+    /// The call's `refresh_after`, for the value it may store.
+    refresh_after: Option<std::time::Duration>,
     waiting: Option<Waiter<V>>,
+    /// A refresh this caller runs itself (the Rust forms, whose computation cannot outlive
+    /// the call): the lease to lead first, then the value it had, returned if the refresh
+    /// fails and the cache keeps stale values.
+    refreshing: Option<Lease<K, V>>,
+    stale: Option<V>,
 }
 
 /// How a computation ended, as its leader reports it.
@@ -200,6 +212,61 @@ where
     pub fn call(&self, key: K, opts: &CallOptions, caller: Caller) -> Call<K, V> {
         Call::new(self, key, opts, caller, false, true)
     }
+
+    /// The hit path for a binding that refreshes ahead (`refresh_after`): like
+    /// [`Cache::hit_with`], and when the value is due for refresh and this caller is the one
+    /// to refresh it, also the [`Lead`] of that refresh. The caller returns the value at once
+    /// and drives the lead detached (a thread, an asyncio task on the loop that called, a JS
+    /// promise), as it drives any lead; nobody waits for it, unless the value goes meanwhile
+    /// (callers who miss then join it). Its value replaces the stored one; if it fails, the
+    /// stored one stays or goes as `serve_stale_on_error` says, and the failure is counted and
+    /// reported ([`crate::Event::RefreshFailed`]). A hit on a value that is not due costs what
+    /// [`Cache::hit_with`] does, plus one compare.
+    ///
+    /// ```
+    /// use coopcache::{Cache, CallOptions, Caller, Clock, LeadStep, Outcome};
+    /// use std::time::Duration;
+    ///
+    /// let clock = Clock::manual();
+    /// let cache: Cache<String, u64> =
+    ///     Cache::builder().clock(clock.clone()).refresh_after(Duration::from_secs(60)).build().unwrap();
+    /// cache.insert("k".to_string(), 1);
+    /// clock.advance(Duration::from_secs(61));
+    /// let opts = CallOptions::new();
+    /// let (v, lead) = cache.hit_refresh_with("k", &opts, Caller::Blocking, |v| *v).unwrap();
+    /// assert_eq!(v, 1, "the value as it is, at once");
+    /// let mut lead = lead.expect("this caller refreshes it");
+    /// assert!(cache.hit_refresh_with("k", &opts, Caller::Blocking, |v| *v).unwrap().1.is_none(), "one refresh");
+    /// loop {
+    ///     match lead.step() {
+    ///         LeadStep::Compute => lead.computed(Outcome::Store { value: 2, weight: 0 }),
+    ///         LeadStep::Done => break,
+    ///         _ => unreachable!("no limit, no shared tier"),
+    ///     }
+    /// }
+    /// assert_eq!(cache.get("k"), Some(2));
+    /// assert_eq!(cache.stats().refreshes_succeeded, 1);
+    /// ```
+    pub fn hit_refresh_with<Q, R>(
+        &self,
+        key: &Q,
+        opts: &CallOptions,
+        caller: Caller,
+        f: impl FnOnce(&V) -> R,
+    ) -> Option<RefreshHit<R, K, V>>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let store = &self.local.store;
+        let hash = store.hash(key);
+        let (r, due) = store.lookup_due(hash, key, f)?;
+        let Due::Claimed(at) = due else { return Some((r, None)) };
+        let tags: Vec<&str> = opts.tags.iter().map(String::as_str).collect();
+        let lease = self.local.begin_refresh(&key.to_owned(), hash, at, &tags, caller);
+        self.local.count_stale();
+        Some((r, lease.map(|lease| Box::new(Lead::detached(self, opts, lease)))))
+    }
 }
 
 impl<K, V> Call<K, V>
@@ -225,17 +292,66 @@ where
             infallible,
             #[cfg(feature = "shared")]
             serializes,
+            refresh_after: opts.refresh_after,
             waiting: None,
+            refreshing: None,
+            stale: None,
         }
+    }
+
+    /// A call whose caller found `stale` due for refresh since `at` and took the refresh: it
+    /// leads the refresh itself and ends with the new value (or, if the refresh fails and the
+    /// cache keeps stale values, with `stale`). `Err(stale)` if there is nothing to refresh
+    /// (the entry went, or another flight of the key runs).
+    pub(super) fn refreshing(
+        cache: &Cache<K, V>,
+        key: K,
+        opts: &CallOptions,
+        caller: Caller,
+        (stale, at): (V, u64),
+    ) -> Result<Self, V> {
+        let mut call = Call::new(cache, key, opts, caller, false, false);
+        let tags: Vec<&str> = opts.tags.iter().map(String::as_str).collect();
+        match cache.local.begin_refresh(&call.key, call.hash, at, &tags, caller) {
+            Some(lease) => {
+                call.refreshing = Some(lease);
+                call.stale = Some(stale);
+                Ok(call)
+            }
+            None => {
+                cache.local.count_stale();
+                Err(stale)
+            }
+        }
+    }
+
+    /// The value this caller had, after its refresh did not give a new one.
+    fn stale(&mut self) -> Option<V> {
+        let stale = self.stale.take()?;
+        self.cache.local.count_stale();
+        Some(stale)
     }
 
     /// What to do next (see [`Step`]).
     pub fn step(&mut self) -> Step<K, V> {
+        if let Some(lease) = self.refreshing.take() {
+            self.waiting = Some(lease.waiter());
+            return Step::Lead(Box::new(Lead::new(self, lease)));
+        }
         loop {
             if let Some(w) = &self.waiting {
                 match w.pending().try_get() {
                     None => return Step::Wait(w.pending().ready()),
                     Some(Completion::Value(v)) => return Step::Done(Ok(v)),
+                    Some(Completion::Failed(e)) if self.stale.is_some() => {
+                        return match self.cache.local.serves_stale() {
+                            true => Step::Done(Ok(self.stale().expect("checked"))),
+                            false => Step::Done(Err(e)),
+                        };
+                    }
+                    Some(Completion::HandedOver) if self.stale.is_some() => {
+                        return Step::Done(Ok(self.stale().expect("checked")));
+                    }
                     Some(Completion::Failed(_)) if self.infallible => self.waiting = None,
                     Some(Completion::Failed(e)) => return Step::Done(Err(e)),
                     Some(Completion::HandedOver) => self.waiting = None,
@@ -263,19 +379,40 @@ where
     V: Clone + Send + Sync + 'static,
 {
     fn new(call: &Call<K, V>, lease: Lease<K, V>) -> Self {
-        let slots = &call.cache.local.slots;
-        let state = match slots.limited() {
+        #[cfg(feature = "shared")]
+        let (infallible, serializes) = (call.infallible, call.serializes);
+        #[cfg(not(feature = "shared"))]
+        let (infallible, serializes) = (false, false);
+        Lead::with(&call.cache, call.tags.clone(), call.refresh_after, infallible, serializes, lease)
+    }
+
+    /// The lead of a refresh a binding drives detached (see [`Cache::hit_refresh_with`]).
+    fn detached(cache: &Cache<K, V>, opts: &CallOptions, lease: Lease<K, V>) -> Self {
+        Lead::with(cache, opts.tags.clone(), opts.refresh_after, false, true, lease)
+    }
+
+    #[cfg_attr(not(feature = "shared"), allow(unused_variables))]
+    fn with(
+        cache: &Cache<K, V>,
+        tags: Vec<String>,
+        refresh_after: Option<std::time::Duration>,
+        infallible: bool,
+        serializes: bool,
+        mut lease: Lease<K, V>,
+    ) -> Self {
+        lease.set_refresh_after(refresh_after);
+        let state = match cache.local.slots.limited() {
             true => LeadState::Slot(lease.slot()),
             false => LeadState::Between,
         };
         let mut lead = Lead {
             #[cfg(feature = "shared")]
-            cache: call.cache.clone(),
-            tags: call.tags.clone(),
+            cache: cache.clone(),
+            tags,
             #[cfg(feature = "shared")]
-            infallible: call.infallible,
+            infallible,
             #[cfg(feature = "shared")]
-            serializes: call.serializes,
+            serializes,
             lease: Some(lease),
             permit: None,
             ran: false,
@@ -293,8 +430,10 @@ where
 
     /// The step after the slot: ask the shared tier (if this caller serializes), or compute.
     fn after_slot(&self) -> LeadState {
+        // A refresh computes here: the shared tier would answer with the value being replaced.
         #[cfg(feature = "shared")]
-        if let (true, Some(remote)) = (self.serializes, &self.cache.remote) {
+        if let (true, Some(remote), false) = (self.serializes, &self.cache.remote, self.lease().is_refresh())
+        {
             let lease = self.lease.as_ref().expect("leading");
             if let Some(answer) = remote.ask(lease.key()) {
                 return LeadState::Asking(answer);

@@ -16,13 +16,14 @@ use std::task::{Context, Poll};
 use futures_timer::Delay;
 
 use super::call::{Call, Lead, LeadStep, Step};
-use super::{Cache, CallOptions, outcome};
+use super::{Cache, CallOptions, Found, outcome};
 use crate::error::{BoxError, Error};
 use crate::flight::{Caller, Computed};
 use crate::wait::Ready;
 
 /// Options of the forms that take none.
-pub(super) static NO_OPTIONS: CallOptions = CallOptions { timeout: None, tags: Vec::new() };
+pub(super) static NO_OPTIONS: CallOptions =
+    CallOptions { timeout: None, tags: Vec::new(), refresh_after: None };
 
 /// The future of [`Cache::compute_async`] (and of the other async forms): the value, or why
 /// there is none. Dropping it gives up: a waiter stops waiting; a leader's computation is
@@ -137,13 +138,19 @@ where
         let this = self.get_mut();
         if this.call.is_none() {
             let key = this.key.take().expect("a coopcache call polled after it completed");
-            if let Some(v) = this.cache.get_fresh(&key) {
-                return Poll::Ready(Ok(v));
-            }
+            let caller = Caller::NonBlocking;
+            this.call = Some(match this.cache.find(&key) {
+                Found::Hit(v) => return Poll::Ready(Ok(v)),
+                Found::Due(due) => match Call::refreshing(this.cache, key, this.opts, caller, due) {
+                    Ok(call) => call,
+                    Err(stale) => return Poll::Ready(Ok(stale)),
+                },
+                Found::Miss => {
+                    let serializes = this.cache.has_codec();
+                    Call::new(this.cache, key, this.opts, caller, this.infallible, serializes)
+                }
+            });
             this.timer = this.opts.timeout.map(Delay::new);
-            let serializes = this.cache.has_codec();
-            this.call =
-                Some(Call::new(this.cache, key, this.opts, Caller::NonBlocking, this.infallible, serializes));
         }
         loop {
             // The leader's own timeout does not cut its computation short: it runs to

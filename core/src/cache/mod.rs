@@ -3,6 +3,7 @@
 
 mod call;
 mod future;
+mod many;
 
 use std::borrow::Borrow;
 use std::future::Future;
@@ -17,9 +18,9 @@ use crate::config::{ConfigError, MemoryLimit, Settings, WhenFull};
 use crate::error::{BoxError, Error};
 use crate::flight::{Begin, Caller, Computed, FlightCache};
 use crate::stats::{Listener, Stats};
-use crate::store::Weigher;
+use crate::store::{Due, Weigher};
 use crate::weigh::Weigh;
-pub use call::{Call, Lead, LeadStep, Outcome, Step};
+pub use call::{Call, Lead, LeadStep, Outcome, RefreshHit, Step};
 pub use future::{Compute, GetOrCompute};
 
 /// Per-call options of every `get_or_compute` form.
@@ -45,6 +46,9 @@ pub struct CallOptions {
     pub timeout: Option<Duration>,
     /// Tags stored with the value, for [`Cache::invalidate_tag`].
     pub tags: Vec<String>,
+    /// The value this call stores falls due for refresh after this long instead of the
+    /// cache's [`CacheBuilder::refresh_after`] (see there).
+    pub refresh_after: Option<Duration>,
 }
 
 impl CallOptions {
@@ -62,6 +66,17 @@ impl CallOptions {
     /// With these tags.
     pub fn tags<T: Into<String>>(mut self, tags: impl IntoIterator<Item = T>) -> Self {
         self.tags = tags.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// With this `refresh_after` for the value the call stores (it must be > 0: the cache's
+    /// setting is checked at configure time, this one when the call is made, and a zero panics
+    /// here with the setting's error).
+    pub fn refresh_after(mut self, d: Duration) -> Self {
+        if let Err(e) = crate::config::check_refresh_after(d) {
+            panic!("coopcache: {e}");
+        }
+        self.refresh_after = Some(d);
         self
     }
 }
@@ -190,6 +205,45 @@ where
     /// At most `n` computations at once (default: no limit).
     pub fn max_concurrency(mut self, n: usize) -> Self {
         self.settings.max_concurrency = Some(n);
+        self
+    }
+
+    /// Refresh ahead (Caffeine's `refreshAfterWrite`; default: never): once a value is older
+    /// than `d` since it was computed, the next hit starts one recomputation of its key, and
+    /// the new value replaces it when done; every other hit meanwhile gets the stored value at
+    /// once. Idle expiry is unchanged: an entry nobody reads still goes after
+    /// `cache_duration`. Age is read from the cache's [`Clock`] on the hit, so the refresh may
+    /// start up to one clock tick (a few ms) late.
+    ///
+    /// In the Rust forms the computation borrows from the caller, so it cannot outlive the
+    /// call: the caller whose hit starts the refresh runs it and returns the new value (or the
+    /// old one, if the refresh fails and [`CacheBuilder::serve_stale_on_error`] holds); the
+    /// others are not held up. Bindings run it detached ([`Cache::hit_refresh_with`]).
+    ///
+    /// ```
+    /// use coopcache::{Cache, Clock};
+    /// use std::time::Duration;
+    ///
+    /// let clock = Clock::manual();
+    /// let cache: Cache<&str, u32> =
+    ///     Cache::builder().clock(clock.clone()).refresh_after(Duration::from_secs(60)).build().unwrap();
+    /// assert_eq!(cache.get_or_compute("rate", || 1), 1);
+    /// clock.advance(Duration::from_secs(61));
+    /// assert_eq!(cache.get_or_compute("rate", || 2), 2, "this hit refreshed it");
+    /// assert_eq!(cache.get(&"rate"), Some(2));
+    /// assert_eq!(cache.stats().refreshes_succeeded, 1);
+    /// ```
+    pub fn refresh_after(mut self, d: Duration) -> Self {
+        self.settings.refresh_after = Some(d);
+        self
+    }
+
+    /// Whether a refresh that fails keeps the value it was to replace (default `true`, as in
+    /// Caffeine; lru-cache's `allowStaleOnFetchRejection`). `false` removes it, so the next
+    /// call computes in the foreground and sees the error. The failure is counted
+    /// (`refreshes_failed`) and reported ([`crate::Event::RefreshFailed`]) either way.
+    pub fn serve_stale_on_error(mut self, keep: bool) -> Self {
+        self.settings.serve_stale_on_error = keep;
         self
     }
 
@@ -326,7 +380,8 @@ where
     /// The hit path alone, for bindings: `f` reads a fresh value in place (no clone) while the
     /// entry's shard is read-locked, so it must be quick and must not call into the cache. A hit
     /// counts and resets the idle clock; a miss counts nothing (the caller goes on to
-    /// [`Cache::begin`], which counts it).
+    /// [`Cache::begin`], which counts it). A value due for refresh (`refresh_after`) is
+    /// returned as it is: a binding that refreshes ahead uses [`Cache::hit_refresh_with`].
     ///
     /// ```
     /// use coopcache::Cache;
@@ -436,18 +491,18 @@ where
     /// error's message.
     #[inline]
     pub fn get_or_compute(&self, key: K, f: impl FnOnce() -> V) -> V {
-        if let Some(v) = self.get_fresh(&key) {
-            return v;
+        match self.find(&key) {
+            Found::Hit(v) => v,
+            found => self.get_or_compute_miss(key, found, f),
         }
-        self.get_or_compute_miss(key, f)
     }
 
     #[cold]
     #[inline(never)]
-    fn get_or_compute_miss(&self, key: K, f: impl FnOnce() -> V) -> V {
+    fn get_or_compute_miss(&self, key: K, found: Found<V>, f: impl FnOnce() -> V) -> V {
         let opts = CallOptions::default();
-        match self.compute_sync(&key, &opts, true, || Ok::<_, std::convert::Infallible>(Computed::Store(f())))
-        {
+        let f = || Ok::<_, std::convert::Infallible>(Computed::Store(f()));
+        match self.compute_found(key, found, &opts, true, f) {
             Ok(v) => v,
             Err(e) => panic!("coopcache: {e}"),
         }
@@ -474,12 +529,16 @@ where
     where
         E: Into<BoxError>,
     {
-        self.compute_sync(&key, opts, false, f)
+        let found = self.find(&key);
+        self.compute_found(key, found, opts, false, f)
     }
 
-    fn compute_sync<E>(
+    /// The sync forms after the hit path: a hit, a value due for refresh (this caller
+    /// refreshes it), or a miss.
+    fn compute_found<E>(
         &self,
-        key: &K,
+        key: K,
+        found: Found<V>,
         opts: &CallOptions,
         infallible: bool,
         f: impl FnOnce() -> Result<Computed<V>, E>,
@@ -487,12 +546,17 @@ where
     where
         E: Into<BoxError>,
     {
-        if let Some(v) = self.get_fresh(key) {
-            return Ok(v);
-        }
+        let caller = Caller::Blocking;
+        let mut call = match found {
+            Found::Hit(v) => return Ok(v),
+            Found::Due(due) => match Call::refreshing(self, key, opts, caller, due) {
+                Ok(call) => call,
+                Err(stale) => return Ok(stale),
+            },
+            Found::Miss => Call::new(self, key, opts, caller, infallible, self.has_codec()),
+        };
         let deadline = opts.timeout.and_then(|t| Instant::now().checked_add(t));
         let timed_out = || Err(Error::Timeout(opts.timeout.unwrap_or_default()));
-        let mut call = Call::new(self, key.clone(), opts, Caller::Blocking, infallible, self.has_codec());
         let mut f = Some(f);
         let mut panic = None;
         loop {
@@ -660,11 +724,15 @@ where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    /// A fresh value from the local tier (the hit path of the Rust forms).
+    /// The hit path of the Rust forms: a fresh value, one this caller is to refresh, or none.
     #[inline]
-    fn get_fresh(&self, key: &K) -> Option<V> {
+    fn find(&self, key: &K) -> Found<V> {
         let store = &self.local.store;
-        store.lookup_with(store.hash(key), key, V::clone)
+        match store.lookup_due(store.hash(key), key, V::clone) {
+            Some((v, Due::No)) => Found::Hit(v),
+            Some((v, Due::Claimed(at))) => Found::Due((v, at)),
+            None => Found::Miss,
+        }
     }
 
     /// Whether the Rust forms can serialize values for a shared tier (with its codec).
@@ -694,6 +762,14 @@ where
         }
         Err(("coopcache::SerializeError".to_owned(), "no shared tier".to_owned()))
     }
+}
+
+/// What the Rust forms' hit path found.
+enum Found<V> {
+    Hit(V),
+    /// A value due for refresh since the time given, whose refresh this caller took.
+    Due((V, u64)),
+    Miss,
 }
 
 /// A lease handed out by [`Cache::begin`] counts as a computation when it is taken.

@@ -280,6 +280,8 @@ where
                         flight,
                         nested: ancestors.inside(self.id),
                         finished: false,
+                        refresh: None,
+                        refresh_after: None,
                         abandon: Lease::abandon,
                     }))
                 }
@@ -289,6 +291,51 @@ where
             self.store.count_miss(hash);
         }
         result
+    }
+
+    /// The lease to refresh `key`, whose entry a hit found due since `at` and took the refresh
+    /// of ([`crate::store::Due::Claimed`]). `None` if that entry is gone or replaced meanwhile,
+    /// or if another flight of the key runs (its value will replace the entry; the entry is
+    /// then due again, so a later hit may refresh it). Callers who miss while it runs (the
+    /// entry expired or was evicted) join it like any flight.
+    pub(crate) fn begin_refresh(
+        self: &Arc<Self>,
+        key: &K,
+        hash: u64,
+        at: u64,
+        tags: &[&str],
+        caller: Caller,
+    ) -> Option<Lease<K, V>> {
+        let ancestors = context::ancestors(caller);
+        let mut shard = self.store.write(hash);
+        if !shard.refreshing(hash, key) {
+            return None;
+        }
+        if shard.side().0.contains_key(key) {
+            shard.end_refresh(hash, key, at, true);
+            return None;
+        }
+        let flight = Arc::new(Flight {
+            id: NEXT_FLIGHT.fetch_add(1, Relaxed),
+            shared: Shared::new(),
+            tags: Some(tags.iter().map(|&t| Arc::from(t)).collect()),
+            tag_epoch: self.tag_epoch.load(SeqCst),
+        });
+        shard.side().0.insert(key.clone(), flight.clone());
+        drop(shard);
+        self.in_flight.fetch_add(1, Relaxed);
+        Counters::add(&self.store.counters.refreshes_started, 1);
+        Some(Lease {
+            cache: self.clone(),
+            key: key.clone(),
+            hash,
+            flight,
+            nested: ancestors.inside(self.id),
+            finished: false,
+            refresh: Some(at),
+            refresh_after: None,
+            abandon: Lease::abandon,
+        })
     }
 
     /// A waiter on `flight`, unless waiting would wait for oneself: the caller's own
@@ -319,15 +366,8 @@ where
 
     /// Stores a computed value if `flight` is still the key's flight, ending it under the same
     /// lock; returns an event to report once the waiters have their value.
-    fn commit(
-        &self,
-        key: &K,
-        hash: u64,
-        flight: &Arc<Flight<V>>,
-        value: &V,
-        extra: u64,
-        tags: &[&str],
-    ) -> Option<Event> {
+    fn commit(&self, lease: &Lease<K, V>, value: &V, extra: u64, tags: &[&str]) -> Option<Event> {
+        let (key, hash, flight) = (&lease.key, lease.hash, &lease.flight);
         let weight = self.store.weigh(key, value, extra);
         let reserved = weight.filter(|&w| self.store.reserve(w));
         let (storable, stored) = {
@@ -336,9 +376,18 @@ where
                 && flight.may_store_with(tags, self.tag_epoch.load(SeqCst))
                 && weight.is_some();
             if let (true, Some(w)) = (storable, reserved) {
-                shard.insert(hash, key.clone(), value.clone(), w, tags);
+                shard.insert(hash, key.clone(), value.clone(), w, tags, lease.refresh_after);
             }
-            (storable, storable && reserved.is_some())
+            let stored = storable && reserved.is_some();
+            if let Some(at) = lease.refresh {
+                match stored {
+                    true => Counters::add(&self.store.counters.refreshes_succeeded, 1),
+                    // Not stored (full, or the key invalidated meanwhile): the old value, if it
+                    // is still there, is due again.
+                    false => drop(shard.end_refresh(hash, key, at, true)),
+                }
+            }
+            (storable, stored)
         };
         match reserved {
             Some(_) if stored => self.store.enforce_limit(),
@@ -349,9 +398,34 @@ where
         None
     }
 
-    /// Ends `flight` without storing anything (nocache, error, abandoned lease).
-    fn end_flight(&self, key: &K, hash: u64, flight: &Arc<Flight<V>>) {
-        self.store.write(hash).side().end(key, flight);
+    /// Ends `flight` without storing anything (nocache, error, abandoned lease). For a refresh
+    /// (`refresh`: when its entry fell due), the entry is due again, or removed if `keep` is
+    /// false; true if it was removed.
+    fn end_flight(
+        &self,
+        key: &K,
+        hash: u64,
+        flight: &Arc<Flight<V>>,
+        refresh: Option<u64>,
+        keep: bool,
+    ) -> bool {
+        let mut shard = self.store.write(hash);
+        let ours = shard.side().end(key, flight);
+        match refresh {
+            Some(at) if ours => shard.end_refresh(hash, key, at, keep),
+            _ => false,
+        }
+    }
+
+    /// Whether a failed refresh keeps the value it was to replace.
+    pub(crate) fn serves_stale(&self) -> bool {
+        self.settings.lock().serve_stale_on_error
+    }
+
+    /// Counts a value returned although it was due for refresh (by the caller who took the
+    /// refresh; the store counts the others).
+    pub(crate) fn count_stale(&self) {
+        Counters::add(&self.store.counters.stale_served, 1);
     }
 
     /// The stored value, without computing; counts as activity.
@@ -399,7 +473,7 @@ where
             let mut shard = self.store.write(hash);
             shard.side().detach(&key);
             if let Some(w) = reserved {
-                shard.insert(hash, key, value, w, tags);
+                shard.insert(hash, key, value, w, tags, None);
             }
         }
         match (weight, reserved) {
@@ -542,6 +616,10 @@ pub struct Lease<K, V> {
     /// Began inside a computation of the same cache: its slot is that computation's.
     nested: bool,
     finished: bool,
+    /// A refresh of a stored value (`refresh_after`): when that value fell due.
+    refresh: Option<u64>,
+    /// The value's `refresh_after` in nanoseconds, if not the cache's (a call's option).
+    refresh_after: Option<u64>,
     /// What dropping it unfinished does; a function chosen where the bounds it needs hold, so
     /// the type itself needs none.
     abandon: fn(&mut Lease<K, V>),
@@ -610,6 +688,19 @@ where
         }
     }
 
+    /// Whether this lease refreshes a stored value (`refresh_after`) rather than computing a
+    /// missing one: its caller already has that value, and nobody waits for it unless the
+    /// value goes meanwhile.
+    pub fn is_refresh(&self) -> bool {
+        self.refresh.is_some()
+    }
+
+    /// The value stored by this lease falls due for refresh after `d` instead of the cache's
+    /// `refresh_after`.
+    pub(crate) fn set_refresh_after(&mut self, d: Option<std::time::Duration>) {
+        self.refresh_after = d.map(|d| d.as_nanos().min(u64::MAX as u128) as u64);
+    }
+
     /// Counts the computation in [`Stats::computations`]: its function runs here (call it
     /// once; a leader answered by the shared tier ran nothing).
     pub(crate) fn count_computation(&self) {
@@ -627,7 +718,7 @@ where
     /// key, the whole cache, or a tag it may carry was invalidated), or if the weigher panics;
     /// waiters get the value either way.
     pub fn store_with(mut self, value: V, extra_weight: u64, tags: &[&str]) -> V {
-        let event = self.cache.commit(&self.key, self.hash, &self.flight, &value, extra_weight, tags);
+        let event = self.cache.commit(&self, &value, extra_weight, tags);
         self.finish(Completion::Value(value.clone()));
         if let Some(e) = event {
             self.cache.store.emit(e);
@@ -638,7 +729,7 @@ where
     /// Hands the value to every waiter without storing it; the next call computes again.
     pub fn nocache(mut self, value: V) -> V {
         Counters::add(&self.cache.store.counters.nocache, 1);
-        self.cache.end_flight(&self.key, self.hash, &self.flight);
+        self.cache.end_flight(&self.key, self.hash, &self.flight, self.refresh, true);
         self.finish(Completion::Value(value.clone()));
         value
     }
@@ -646,8 +737,25 @@ where
     /// Hands the error to every waiter; nothing is stored, the next call computes again.
     pub fn fail(mut self, error: Error) {
         Counters::add(&self.cache.store.counters.errors, 1);
-        self.cache.end_flight(&self.key, self.hash, &self.flight);
+        let Some(at) = self.refresh else {
+            self.cache.end_flight(&self.key, self.hash, &self.flight, None, true);
+            return self.finish(Completion::Failed(error));
+        };
+        // A failed refresh: the old value stays (or goes, as configured), and the failure is
+        // reported, since its caller already returned.
+        Counters::add(&self.cache.store.counters.refreshes_failed, 1);
+        let keep = self.cache.serves_stale();
+        self.cache.end_flight(&self.key, self.hash, &self.flight, Some(at), keep);
+        let event = Event::RefreshFailed {
+            cache: self.cache.store.name.to_string(),
+            key: format!("{:?}", DebugKey(&self.key)),
+            error: error.to_string(),
+            kept: keep,
+        };
+        tracing::warn!(target: "coopcache", cache = %self.cache.store.name, %error, kept = keep,
+            "a refresh failed");
         self.finish(Completion::Failed(error));
+        self.cache.store.emit(event);
     }
 
     fn finish(&mut self, c: Completion<V>) {
@@ -658,7 +766,7 @@ where
     }
 
     fn abandon(&mut self) {
-        self.cache.end_flight(&self.key, self.hash, &self.flight);
+        self.cache.end_flight(&self.key, self.hash, &self.flight, self.refresh, true);
         self.finish(Completion::HandedOver);
     }
 }
@@ -672,7 +780,7 @@ impl<K, V> Drop for Lease<K, V> {
 }
 
 /// Formats a key for an error message without requiring `Debug` of every key type.
-struct DebugKey<'a, K>(&'a K);
+pub(crate) struct DebugKey<'a, K>(pub(crate) &'a K);
 
 impl<K: 'static> std::fmt::Debug for DebugKey<'_, K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

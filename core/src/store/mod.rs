@@ -41,8 +41,9 @@ use wheel::{Place, Wheel};
 
 /// Bytes charged per entry on top of the weigher's answer: the slab slot's metadata, the index
 /// slot and the expiry record. Measured with the `memory` benchmark (1M entries of `u64` →
-/// `[u8; 16]`, RSS growth per entry minus the 24 payload bytes); see BENCHMARKS.md.
-pub const ENTRY_OVERHEAD: u64 = 40;
+/// `[u8; 16]`, RSS growth per entry minus the 24 payload bytes: 40); see BENCHMARKS.md. Plus the
+/// 8 bytes of the time an entry's refresh falls due (`refresh_after`), added since.
+pub const ENTRY_OVERHEAD: u64 = 48;
 
 /// The largest weight an entry may have (its top bit says whether it has tags).
 const MAX_WEIGHT: u64 = (1 << 31) - 1;
@@ -52,6 +53,22 @@ const TAGGED: u32 = 1 << 31;
 /// keys do not dirty (and, across threads, bounce) their cache line on every read. Expiry may
 /// therefore come that much early (0.1% of the duration), never late.
 const TOUCH_GRANULARITY_NS: u64 = 1_000_000;
+
+/// An entry's `refresh_at` when it is never refreshed (no `refresh_after`).
+const NEVER: u64 = u64::MAX;
+/// An entry's `refresh_at` while one caller refreshes it: every hit is then due, and finds the
+/// refresh taken (a hit on an entry that is not due stays one compare).
+const REFRESHING: u64 = 0;
+
+/// Whether a hit found its entry due for a refresh (`refresh_after`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Due {
+    /// Not due, or being refreshed by another caller already.
+    No,
+    /// Due, and this caller took the refresh: it must start it (or give it back with
+    /// [`ShardWrite::end_refresh`]); the entry was due since `at`.
+    Claimed(u64),
+}
 
 /// Entries sampled per eviction (Redis' default).
 const EVICTION_SAMPLES: usize = 5;
@@ -74,6 +91,8 @@ pub(crate) struct Entry<K, V> {
     place: Place,
     /// The tenth of the duration in which the entry was written or last reported to the hook.
     period: AtomicU32,
+    /// When the value falls due for a refresh ([`NEVER`], or [`REFRESHING`] while one runs).
+    refresh_at: AtomicU64,
 }
 
 impl<K, V> Entry<K, V> {
@@ -101,6 +120,9 @@ struct ShardCell<K, V, A> {
     lock: RwLock<Shard<K, V, A>>,
     hits: AtomicU64,
     misses: AtomicU64,
+    /// Hits on values being refreshed (counted per shard, like hits, so that hits on a hot key
+    /// during its refresh do not all write one counter).
+    stale: AtomicU64,
 }
 
 /// The entries of one cache.
@@ -112,6 +134,8 @@ pub(crate) struct Store<K, V, A> {
     limit: AtomicU64,
     duration_ns: AtomicU64,
     tick_ns: AtomicU64,
+    /// `refresh_after` in nanoseconds, [`NEVER`] for none.
+    refresh_ns: AtomicU64,
     when_full: AtomicU8,
     bytes: AtomicU64,
     pub(crate) counters: Counters,
@@ -132,6 +156,10 @@ fn tick_ns_for(duration_ns: u64) -> u64 {
 
 fn duration_nanos(s: &Settings) -> u64 {
     s.cache_duration.as_nanos().min(u64::MAX as u128) as u64
+}
+
+fn refresh_nanos(s: &Settings) -> u64 {
+    s.refresh_after.map_or(NEVER, |d| d.as_nanos().min(u64::MAX as u128) as u64)
 }
 
 impl<K, V, A> Store<K, V, A>
@@ -167,6 +195,7 @@ where
                     }),
                     hits: AtomicU64::new(0),
                     misses: AtomicU64::new(0),
+                    stale: AtomicU64::new(0),
                 })
                 .collect(),
             shard_shift: 64 - shards.trailing_zeros(),
@@ -174,6 +203,7 @@ where
             limit: AtomicU64::new(limit),
             duration_ns: AtomicU64::new(duration_ns),
             tick_ns: AtomicU64::new(tick_ns_for(duration_ns)),
+            refresh_ns: AtomicU64::new(refresh_nanos(settings)),
             when_full: AtomicU8::new(settings.when_full as u8),
             bytes: AtomicU64::new(0),
             counters: Counters::default(),
@@ -231,9 +261,30 @@ where
     }
 
     /// The hit path: `f` reads a fresh value in place, under the shard's read lock; the entry is
-    /// touched and the hit counted.
+    /// touched and the hit counted. A value due for refresh is returned as it is, no refresh
+    /// taken (see [`Store::lookup_due`]).
     #[inline(always)]
     pub(crate) fn lookup_with<Q, R>(&self, hash: u64, key: &Q, f: impl FnOnce(&V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.lookup::<false, Q, R>(hash, key, f).map(|(r, _)| r)
+    }
+
+    /// Like [`Store::lookup_with`], also taking the refresh of a value that is due (one caller
+    /// takes it; hits meanwhile count as stale).
+    #[inline(always)]
+    pub(crate) fn lookup_due<Q, R>(&self, hash: u64, key: &Q, f: impl FnOnce(&V) -> R) -> Option<(R, Due)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.lookup::<true, Q, R>(hash, key, f)
+    }
+
+    #[inline(always)]
+    fn lookup<const CLAIM: bool, Q, R>(&self, hash: u64, key: &Q, f: impl FnOnce(&V) -> R) -> Option<(R, Due)>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -248,10 +299,19 @@ where
                 hook(&e.key);
             }
         }
+        // The refresh check reuses the hit's clock reading: one load and one compare when the
+        // value is not due, nothing at all for a hit that takes no refresh (`hit_with`).
+        let due = match CLAIM {
+            true => match e.refresh_at.load(Relaxed) {
+                at if now >= at => claim(e, at, &cell.stale),
+                _ => Due::No,
+            },
+            false => Due::No,
+        };
         let r = f(&e.value);
         drop(sh);
         cell.hits.fetch_add(1, Relaxed);
-        Some(r)
+        Some((r, due))
     }
 
     pub(crate) fn count_miss(&self, hash: u64) {
@@ -521,6 +581,7 @@ where
         for cell in self.shards.iter() {
             s.hits += cell.hits.load(Relaxed);
             s.misses += cell.misses.load(Relaxed);
+            s.stale_served += cell.stale.load(Relaxed);
             s.entries += cell.lock.read().len as u64;
         }
         self.counters.fill(s);
@@ -539,6 +600,7 @@ where
         settings.validate()?;
         let limit = settings.memory_limit.resolve()?;
         self.when_full.store(settings.when_full as u8, Relaxed);
+        self.refresh_ns.store(refresh_nanos(settings), Relaxed);
         let duration_ns = duration_nanos(settings);
         if duration_ns != self.duration() {
             self.change_duration(duration_ns);
@@ -637,6 +699,29 @@ where
         None
     }
 
+    /// Whether `key` has an entry whose refresh a caller took ([`Due::Claimed`]).
+    pub(crate) fn refreshing(&mut self, hash: u64, key: &K) -> bool {
+        let sh = self.shard();
+        let Some(idx) = sh.find(hash, key) else { return false };
+        sh.slots[idx as usize].as_ref().is_some_and(|e| e.refresh_at.load(Relaxed) == REFRESHING)
+    }
+
+    /// Ends a refresh of `key` that did not replace its value (it failed, was abandoned, or
+    /// its value was not stored): the entry, if it is still the one being refreshed, is due
+    /// again since `at` (`keep`), or removed. True if it was removed.
+    pub(crate) fn end_refresh(&mut self, hash: u64, key: &K, at: u64, keep: bool) -> bool {
+        if !self.refreshing(hash, key) {
+            return false;
+        }
+        if keep {
+            let sh = self.shard();
+            let idx = sh.find(hash, key).expect("found just now");
+            sh.slots[idx as usize].as_ref().expect("occupied").refresh_at.store(at, Relaxed);
+            return false;
+        }
+        self.remove(hash, key)
+    }
+
     /// Removes `key`'s entry; true if there was one.
     pub(crate) fn remove<Q>(&mut self, hash: u64, key: &Q) -> bool
     where
@@ -673,10 +758,23 @@ where
     }
 
     /// Stores `value` under `key`, charged `weight` bytes already reserved, with `tags`;
-    /// replaces an entry the key had.
-    pub(crate) fn insert(&mut self, hash: u64, key: K, value: V, weight: u64, tags: &[&str]) {
+    /// replaces an entry the key had. It falls due for refresh after `refresh_after` (in
+    /// nanoseconds; `None`: the cache's setting).
+    pub(crate) fn insert(
+        &mut self,
+        hash: u64,
+        key: K,
+        value: V,
+        weight: u64,
+        tags: &[&str],
+        refresh_after: Option<u64>,
+    ) {
         let store = self.store;
         let now = store.clock.nanos();
+        let refresh_at = match refresh_after.unwrap_or_else(|| store.refresh_ns.load(Relaxed)) {
+            NEVER => NEVER,
+            after => now.saturating_add(after).max(REFRESHING + 1),
+        };
         let period = if store.period_hook.get().is_some() { store.period(now) } else { 0 };
         if let Some(old) = self.take(hash, &key) {
             self.dropped.push(old);
@@ -692,6 +790,7 @@ where
             weight: weight.min(MAX_WEIGHT) as u32 | if tags.is_empty() { 0 } else { TAGGED },
             place: Place { due: 0, pos: 0 },
             period: AtomicU32::new(period),
+            refresh_at: AtomicU64::new(refresh_at),
         };
         let idx = sh.insert(hash, entry, &store.hasher);
         let place = sh.wheel.push(store.due_tick(now), idx);
@@ -710,6 +809,18 @@ where
         self.store.evicted(EvictionReason::Idle, self.idle);
         self.store.evicted(EvictionReason::Invalidated, self.invalidated);
     }
+}
+
+/// A hit on a due entry: the first caller takes its refresh; the others get the value as it
+/// is, counted as stale.
+#[cold]
+#[inline(never)]
+fn claim<K, V>(e: &Entry<K, V>, at: u64, stale: &AtomicU64) -> Due {
+    if at != REFRESHING && e.refresh_at.compare_exchange(at, REFRESHING, Relaxed, Relaxed).is_ok() {
+        return Due::Claimed(at);
+    }
+    stale.fetch_add(1, Relaxed);
+    Due::No
 }
 
 #[inline]
@@ -806,7 +917,7 @@ mod tests {
         let w = s.weigh(&k, &k, 0).unwrap();
         assert!(s.reserve(w));
         let hash = s.hash(&k);
-        s.write(hash).insert(hash, k, k, w, tags);
+        s.write(hash).insert(hash, k, k, w, tags, None);
     }
 
     fn wheel_records(s: &Store<u64, u64, ()>) -> usize {

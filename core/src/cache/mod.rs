@@ -3,6 +3,7 @@
 
 mod call;
 mod future;
+mod jobs;
 
 use std::borrow::Borrow;
 use std::future::Future;
@@ -21,6 +22,7 @@ use crate::store::Weigher;
 use crate::weigh::Weigh;
 pub use call::{Call, Lead, LeadStep, Outcome, Step};
 pub use future::{Compute, GetOrCompute};
+pub use jobs::{Action, Do, Jobs};
 
 /// Per-call options of every `get_or_compute` form.
 ///

@@ -147,13 +147,8 @@ function cachedOn(c, key, fn, options) {
 }
 
 function miss(c, key, fn, options, missed) {
-  if (isGeneratorFunction(fn)) {
-    return Promise.reject(badArgument(
-      `fn ${fn.name || '(anonymous)'} is a generator function: its result can be iterated once, ` +
-      'so it cannot be cached; give a function that returns an array of its items instead',
-    ));
-  }
   return new Promise((resolve, reject) => {
+    refuseGenerator(fn, 'cached()'); // rejects the promise
     const id = ++lastCall;
     const ctx = computing > 0 ? als.getStore() : undefined;
     const call = { c, key, fn, options, resolve, reject, timer: undefined, ctx };
@@ -217,7 +212,7 @@ function compute(id, call) {
 function computed(id, call, ok, v) {
   if (--computing === 0) als.disable();
   let kind = !ok ? FAILED : v instanceof NoCache ? NOCACHE : STORE;
-  if (kind === STORE && isGenerator(v)) {
+  if (kind === STORE && isGenerator(v, '')) {
     [kind, v] = [FAILED, badArgument('the function returned a generator, which can be iterated once; return an array of its items to cache them')];
   }
   let w = 0;
@@ -367,21 +362,16 @@ function inner(x, budget) {
 // wrap(): what a default key can name
 // ---------------------------------------------------------------------------------------------
 
-/** A generator's result is an iterator, consumed once: cached, the second caller would get it
+/** Whether `v` is a generator (`kind` ''), or a generator function (`kind` 'Function'): a
+ * generator's result is an iterator, consumed once: cached, the second caller would get it
  * exhausted. */
-function isGeneratorFunction(fn) {
-  const tag = fn[Symbol.toStringTag];
-  return tag === 'GeneratorFunction' || tag === 'AsyncGeneratorFunction';
-}
-
-function isGenerator(v) {
-  if (v === null || typeof v !== 'object') return false;
-  const tag = v[Symbol.toStringTag];
-  return tag === 'Generator' || tag === 'AsyncGenerator';
+function isGenerator(v, kind) {
+  const tag = v?.[Symbol.toStringTag];
+  return tag === `Generator${kind}` || tag === `AsyncGenerator${kind}`;
 }
 
 function refuseGenerator(fn, where) {
-  if (isGeneratorFunction(fn)) {
+  if (isGenerator(fn, 'Function')) {
     throw badArgument(
       `${where} got the generator function ${fn.name || '(anonymous)'}: its result can be iterated ` +
       'once, so it cannot be cached; cache a function that returns an array of its items instead',
@@ -389,32 +379,18 @@ function refuseGenerator(fn, where) {
   }
 }
 
-/** cache -> (name -> WeakRef of the function wrapped under that default key name). */
-const named = new WeakMap();
+/** Each function wrapped with a default key, by the number the addon's name claims know it by. */
+const owners = new WeakMap();
+let lastOwner = 0;
+const unclaim = new FinalizationRegistry(([idx, name, owner]) => native.releaseName(idx, name, owner));
 
-/** The default key is [fn.name, ...args]: the name must be this function's alone in the cache
- * (and stable across processes), so an anonymous function, or a second function of a name
- * already taken (two `load`s, bound methods of two instances), is refused: `key` names the
- * call instead. */
+/** The default key is [fn.name, ...args]: the addon refuses a name that is not this function's
+ * alone in the cache (an anonymous function, a second function of a name already taken: two
+ * `load`s, bound methods of two instances); `key` names the call instead. */
 function claimName(c, fn) {
-  const fname = fn.name;
-  if (typeof fname !== 'string' || fname === '') {
-    throw badArgument(
-      'wrap() got a function with no name, which the default key [fn.name, ...args] needs; ' +
-      'give it a name (function load(...) {...}) or a key: wrap(fn, { key: (...args) => [...] })',
-    );
-  }
-  let names = named.get(c);
-  if (names === undefined) named.set(c, (names = new Map()));
-  const held = names.get(fname)?.deref();
-  if (held !== undefined && held !== fn) {
-    throw badArgument(
-      `wrap() got a second function named ${JSON.stringify(fname)} for cache ${JSON.stringify(c.name)}: ` +
-      'it is already wrapped there, and both would share entries under [name, ...args]; give one a key',
-    );
-  }
-  names.set(fname, new WeakRef(fn));
-  return fname;
+  if (!owners.has(fn)) owners.set(fn, ++lastOwner);
+  if (native.claimName(c.idx, fn.name, owners.get(fn))) unclaim.register(fn, [c.idx, fn.name, owners.get(fn)]);
+  return fn.name;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -437,8 +413,7 @@ class Cache {
     return cachedOn(this.#c, key, fn, options);
   }
   get(key) {
-    const id = native.get(this.#c.idx, key);
-    return id === 0 ? undefined : values.get(id);
+    return values.get(native.get(this.#c.idx, key)); // 0 (none) is never an id
   }
   invalidate(key) {
     return native.invalidate(this.#c.idx, key);

@@ -9,27 +9,27 @@
 //! are released on the JS thread and nothing keeps the process alive.
 //!
 //! Calls: a hit is one raw N-API function (`hit`, see [`Native::fns`]) that never touches the
-//! driver.
-//! A miss is a *job* (numbered by the JS side): the core's [`Call`] for the caller and, when the
-//! caller leads, the [`Lead`] for the computation, which outlives a caller who gives up. The
-//! binding drives both here and hands the JS side only what it must do itself, as triples
-//! `[job, action, arg]` (see [`act`]): settle the caller's promise with a value or an error, run
-//! the user's function, or turn a value into bytes for the shared tier and back with the cache's
-//! serializer. Every rule of a call (slots, the shared tier's answer, publishing, storing,
-//! hand-over, recursion) is the core's. The functions of the call path skip napi-rs's method
-//! dispatch, and answer in a `Float64Array` the JS side gave once (see [`Answer`]).
+//! driver. A miss is a *job* (numbered by the JS side) in the core's [`Jobs`] table, which
+//! drives the caller's [`coopcache::Call`] and, when the caller leads, the computation's
+//! [`coopcache::Lead`], and says what the binding must do; this binding hands that to the JS
+//! side as triples `[job, action, arg]` (see [`act`]): settle the caller's promise with a value
+//! or an error, run the user's function, or turn a value into bytes for the shared tier and back
+//! with the cache's serializer. Every rule of a call (slots, the shared tier's answer,
+//! publishing, storing, hand-over, recursion, giving up) is the core's. The functions of the call
+//! path skip napi-rs's method dispatch, and answer in a `Float64Array` the JS side gave once (see
+//! [`Answer`]).
 //!
-//! Waiting never blocks: a job's [`Ready`] handles are kept while it waits, and their
-//! callbacks queue the job. All computations of one addon instance run on its own JS thread, so
-//! callbacks normally fire there, during a call into this module, which then drives the queued
-//! jobs before it returns; a callback that fires on another thread (the shared tier's answer)
-//! wakes the JS thread through the same threadsafe function. While a leader waits for the shared
-//! tier, the threadsafe function is ref'd so that the process does not exit under it.
+//! Waiting never blocks: the core queues a job when what it waits for is ready. All
+//! computations of one addon instance run on its own JS thread, so callbacks normally fire
+//! there, during a call into this module, which then drives the queued jobs before it returns; a
+//! callback that fires on another thread (the shared tier's answer) wakes the JS thread through
+//! the same threadsafe function. While a leader waits for the shared tier, the threadsafe
+//! function is ref'd so that the process does not exit under it.
 //!
 //! Recursion: the JS side keeps, in an `AsyncLocalStorage`, the jobs whose computations the
-//! current async context is inside; their [`Frame`]s are entered around each driver step taken
-//! for a call made there, and a computation's synchronous part runs inside [`Lead::enter`], so
-//! the core's recursion and wait-cycle checks decide.
+//! current async context is inside, and passes them with each miss; the core enters their
+//! frames around the miss's steps, and a computation's synchronous part runs between
+//! [`Jobs::enter`] and [`Jobs::exit`], so the core's recursion and wait-cycle checks decide.
 
 #![deny(clippy::all)]
 
@@ -41,10 +41,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use coopcache::options::{self, Arg, ErrorKind, OptionError, Style, Value};
-use coopcache::shared::{SharedMode, SharedSettings};
+use coopcache::shared::SharedMode;
 use coopcache::{
-    Cache, Call, CallOptions, Caller, Computing, Error as CoreError, Event, Frame, Key, KeyWriter, Lead,
-    LeadStep, Level, Outcome, Ready, Registry, Step,
+    Action, Cache, CallOptions, Caller, Do, Error as CoreError, Event, Field, Jobs, Key, KeyWriter, Level,
+    Outcome, Registry,
 };
 use napi::bindgen_prelude::*;
 use napi::sys;
@@ -89,18 +89,9 @@ mod outcome {
 
 type Wake = ThreadsafeFunction<(), Unknown<'static>, (), Status, false, true>;
 
-/// What a callback queues for the JS thread.
-enum Note {
-    /// Something a job waits for is ready.
-    Ready(f64),
-    /// Every caller of the job's computation gave up.
-    Abandoned(f64),
-}
-
-/// State shared with other threads: release queue, queued jobs, events, and the wake-up.
+/// State shared with other threads: release queue, events, and the wake-up.
 struct Sink {
     released: Mutex<Vec<u32>>,
-    notes: Mutex<Vec<Note>>,
     events: Mutex<Vec<Event>>,
     wake: Wake,
     woken: AtomicBool,
@@ -116,11 +107,6 @@ impl Sink {
 
     fn release(&self, id: u32) {
         self.released.lock().push(id);
-        self.ping();
-    }
-
-    fn note(&self, n: Note) {
-        self.notes.lock().push(n);
         self.ping();
     }
 }
@@ -158,70 +144,6 @@ impl fmt::Display for JsError {
 
 impl std::error::Error for JsError {}
 
-/// Job numbers (distinct integers from a counter) hash by one multiplication.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type Ids = std::hash::BuildHasherDefault<IdHasher>;
-
-/// Where a job's lead is.
-enum LeadAt {
-    /// Ready for its next step.
-    Ready,
-    /// Waiting for a slot or the shared tier's answer (bounded by the caller's timeout).
-    Waiting(Ready),
-    /// Waiting for the shared tier to confirm a write (bounded by the tier).
-    Confirming(Ready),
-    /// The JS side computes, decodes or encodes.
-    Js,
-}
-
-/// One caller's miss: its call and, while it leads, the computation's lead.
-struct Job {
-    call: Option<Call<Key, Val>>,
-    /// What the call waits for (its callback queues the job).
-    call_wait: Option<Ready>,
-    lead: Option<Box<Lead<Key, Val>>>,
-    lead_at: LeadAt,
-    /// Bytes from the shared tier, until `payload` hands them to the JS side.
-    bytes: Option<Vec<u8>>,
-    /// The jobs whose computations the call was made from.
-    ctx: Vec<f64>,
-    /// Whether the cache has a shared tier.
-    shared: bool,
-    /// Whether this job keeps the event loop alive (a lead waiting for the shared tier).
-    held: bool,
-}
-
-impl Job {
-    fn ready(p: &Ready) -> bool {
-        p.try_get().is_some()
-    }
-
-    /// Whether the job should keep the event loop alive now.
-    fn holds(&self) -> bool {
-        self.shared
-            && self.lead.is_some()
-            && matches!(self.lead_at, LeadAt::Waiting(_) | LeadAt::Confirming(_))
-    }
-}
-
 /// An error for the JS side: its class, `code`, message, and the type name of another
 /// process's error.
 struct Failure {
@@ -233,14 +155,7 @@ struct Failure {
 
 impl Failure {
     fn of(e: CoreError) -> Failure {
-        let code = match &e {
-            CoreError::Timeout(_) => "ERR_COOPCACHE_TIMEOUT",
-            CoreError::Recursion { .. } | CoreError::BlocksExecutor { .. } => "ERR_COOPCACHE_RECURSION",
-            CoreError::UnknownCache { .. } => "ERR_COOPCACHE_UNKNOWN_CACHE",
-            CoreError::Config(_) => "ERR_COOPCACHE_INVALID_CONFIG",
-            CoreError::Remote { .. } => "ERR_COOPCACHE_REMOTE",
-            _ => "ERR_COOPCACHE_COMPUTATION",
-        };
+        let code = e.code();
         match e {
             CoreError::Remote { type_name, message } => {
                 Failure { type_error: false, code, message, remote: Some(type_name) }
@@ -432,20 +347,17 @@ pub struct Native {
     /// Each cache's serializer (`v8` or `json`: the JS side serializes), by index.
     serializers: Vec<&'static str>,
     sink: Arc<Sink>,
-    /// The jobs by number (boxed: a job is large, and a stampede grows the table by thousands).
-    jobs: HashMap<u64, Box<Job>, Ids>,
+    /// The misses by job number: the core drives them.
+    jobs: Jobs<Key, Val>,
     /// Errors for `takeError`, by job.
-    failures: HashMap<u64, Failure, Ids>,
-    /// The computations whose synchronous part runs now (`enter` … `exit`), innermost last.
-    entered: Vec<(u64, Computing)>,
+    failures: HashMap<u64, Failure>,
     /// The key bytes of `hit`'s last miss, with the (negated) number it answered.
     missed: Option<(i32, KeyWriter)>,
     /// Counts `hit`'s misses.
     misses: i32,
     /// The array answers are written to: a reference that keeps it alive, its data, its length.
     out: Option<(sys::napi_ref, *mut f64, usize)>,
-    /// Jobs that keep the event loop alive, and whether the wake-up is ref'd for them.
-    holds: usize,
+    /// Whether the wake-up is ref'd for the jobs that keep the event loop alive.
     held: bool,
     env: sys::napi_env,
 }
@@ -460,7 +372,6 @@ impl Native {
             wake.build_threadsafe_function::<()>().callee_handled::<false>().weak::<true>().build()?;
         let sink = Arc::new(Sink {
             released: Mutex::new(Vec::new()),
-            notes: Mutex::new(Vec::new()),
             events: Mutex::new(Vec::new()),
             wake,
             woken: AtomicBool::new(false),
@@ -470,18 +381,17 @@ impl Native {
             listener_sink.events.lock().push(e.clone());
             listener_sink.ping();
         });
+        let job_sink = sink.clone();
         Ok(Native {
             registry: Registry::with(Some(listener), coopcache::Clock::system()),
             caches: Vec::new(),
             serializers: Vec::new(),
             sink,
-            jobs: HashMap::default(),
-            failures: HashMap::default(),
-            entered: Vec::new(),
+            jobs: Jobs::new(move || job_sink.ping()),
+            failures: HashMap::new(),
             missed: None,
             misses: 0,
             out: None,
-            holds: 0,
             held: false,
             env: env.raw(),
         })
@@ -509,24 +419,9 @@ impl Native {
                 return Err(f.throw(&env));
             }
         }
-        let mode = match (o.process, o.redis_url) {
-            (true, _) => Some(SharedMode::Process),
-            (false, None) => None,
-            (false, Some(url)) => {
-                let mut shared = SharedSettings::new(url);
-                if let Some(secret) = o.secret {
-                    shared = shared.secret(secret);
-                }
-                if let Some(t) = o.lease_ttl {
-                    shared.lease_ttl = t;
-                }
-                Some(SharedMode::Redis(shared))
-            }
-        };
-        let s = o.settings;
-        let configured = match mode {
-            None => self.registry.configure(&name, s),
-            Some(mode) => self.registry.configure_shared(&name, s, Some(mode)),
+        let configured = match SharedMode::of(&o) {
+            None => self.registry.configure(&name, o.settings),
+            Some(mode) => self.registry.configure_shared(&name, o.settings, Some(mode)),
         };
         match configured {
             Ok(cache) => {
@@ -568,6 +463,24 @@ impl Native {
     #[napi]
     pub fn check_options(&self, env: Env, options: Unknown<'_>) -> Result<()> {
         call_tags(&env, Some(options)).map(drop).map_err(|f| f.throw(&env))
+    }
+
+    /// Claims the default-key name of the function `wrap` numbered `owner` in the cache (see
+    /// [`Registry::claim_name`]; a name that is not a string is no name): true if the claim is
+    /// new (the JS side frees it when the function is collected).
+    #[napi]
+    pub fn claim_name(&self, env: Env, cache: u32, name: Unknown<'_>, owner: f64) -> Result<bool> {
+        let name = if name.get_type()? == ValueType::String { text(&env, &name) } else { String::new() };
+        let c = self.caches[cache as usize].name();
+        self.registry
+            .claim_name(c, &name, owner as u64, Style::Node)
+            .map_err(|e| Failure::option(e).throw(&env))
+    }
+
+    /// Frees a name `claimName` gave `owner` (its function was collected).
+    #[napi]
+    pub fn release_name(&self, cache: u32, name: String, owner: f64) {
+        self.registry.release_name(self.caches[cache as usize].name(), &name, owner as u64);
     }
 
     /// The configured names, sorted.
@@ -659,153 +572,43 @@ impl Native {
             Ok((tags, w)) => {
                 let c = &self.caches[cache as usize];
                 let call = c.call(w.finish(), &CallOptions::new().tags(tags), Caller::Blocking);
-                let shared = c.shared().is_some();
-                self.jobs.insert(
-                    job as u64,
-                    Box::new(Job {
-                        call: Some(call),
-                        call_wait: None,
-                        lead: None,
-                        lead_at: LeadAt::Ready,
-                        bytes: None,
-                        ctx: ctx.unwrap_or_default(),
-                        shared,
-                        held: false,
-                    }),
-                );
-                self.advance(job as u64, &mut out);
+                let ctx = ctx.unwrap_or_default().into_iter().map(|j| j as u64).collect();
+                let mut acts = Vec::new();
+                self.jobs.start(job as u64, call, c.shared().is_some(), ctx, &mut acts);
+                self.triples(acts, &mut out);
             }
         }
         self.output(out)
     }
 
-    /// Steps job `id` as far as it goes without the JS side, appending what the JS side does.
-    fn advance(&mut self, id: u64, out: &mut Vec<f64>) {
-        let Some(job) = self.jobs.get(&id) else { return };
-        let frames: Vec<Frame> = job
-            .ctx
-            .iter()
-            .filter_map(|l| self.jobs.get(&(*l as u64))?.lead.as_ref().map(|l| l.frame()))
-            .collect();
-        // The call was made from inside these computations: the core's checks see them.
-        let _inside: Vec<Computing> = frames.into_iter().map(Frame::enter).collect();
-        let first = out.len();
-        let idf = id as f64;
-        let sink = &self.sink;
-        let job = self.jobs.get_mut(&id).expect("looked up above");
-        loop {
-            // The lead first: its steps end the flight the call waits for.
-            if let Some(lead) = job.lead.as_mut() {
-                let ready = match &job.lead_at {
-                    LeadAt::Ready => true,
-                    LeadAt::Waiting(p) | LeadAt::Confirming(p) => Job::ready(p),
-                    LeadAt::Js => false,
-                };
-                if ready {
-                    job.lead_at = match lead.step() {
-                        LeadStep::Wait(p) => LeadAt::Waiting(notify(sink, p, idf)),
-                        LeadStep::Confirm(p) => LeadAt::Confirming(notify(sink, p, idf)),
-                        LeadStep::Compute => {
-                            out.extend([idf, act::COMPUTE, 0.0]);
-                            LeadAt::Js
-                        }
-                        LeadStep::Decode(bytes) => {
-                            job.bytes = Some(bytes);
-                            out.extend([idf, act::DECODE, 0.0]);
-                            LeadAt::Js
-                        }
-                        LeadStep::Encode(v) => {
-                            out.extend([idf, act::ENCODE, v.0.id as f64]);
-                            LeadAt::Js
-                        }
-                        _ => {
-                            job.lead = None;
-                            LeadAt::Ready
-                        }
-                    };
-                }
-            }
-            let Some(call) = job.call.as_mut() else { break };
-            if job.call_wait.as_ref().is_some_and(|p| !Job::ready(p)) {
-                break;
-            }
-            match call.step() {
-                Step::Done(r) => {
-                    (job.call, job.call_wait) = (None, None);
-                    match r {
-                        Ok(v) => out.extend([idf, act::VALUE, v.0.id as f64]),
-                        Err(e) => match e.downcast_ref::<JsError>() {
-                            Some(j) => out.extend([idf, act::FAILED, j.0.0.id as f64]),
-                            None => {
-                                self.failures.insert(id, Failure::of(e));
-                                out.extend([idf, act::ERROR, 0.0]);
-                            }
-                        },
+    /// The core's actions as triples for the JS side (see [`act`]).
+    fn triples(&mut self, acts: Vec<Action<Val>>, out: &mut Vec<f64>) {
+        for a in acts {
+            let (action, arg) = match a.what {
+                Do::Settle(Ok(v)) => (act::VALUE, v.0.id),
+                Do::Settle(Err(e)) => match e.downcast_ref::<JsError>() {
+                    Some(j) => (act::FAILED, j.0.0.id),
+                    None => {
+                        self.failures.insert(a.job, Failure::of(e));
+                        (act::ERROR, 0)
                     }
-                    break;
-                }
-                Step::Wait(p) => {
-                    job.call_wait = Some(notify(sink, p, idf));
-                    break;
-                }
-                Step::Lead(lead) => {
-                    let sink = sink.clone();
-                    lead.on_abandoned(move || sink.note(Note::Abandoned(idf)));
-                    (job.lead, job.lead_at, job.call_wait) = (Some(lead), LeadAt::Ready, None);
-                }
-            }
-        }
-        self.settle(id, first, out);
-    }
-
-    /// Keeps the event loop alive for the job if it needs it, and forgets the job once it has
-    /// neither a call nor a lead (its last action, from `first` on in `out`, says so).
-    fn settle(&mut self, id: u64, first: usize, out: &mut Vec<f64>) {
-        let Some(job) = self.jobs.get_mut(&id) else { return };
-        let done = job.call.is_none() && job.lead.is_none();
-        let held = job.holds() && !done;
-        if held != job.held {
-            job.held = held;
-            match held {
-                true => self.holds += 1,
-                false => self.holds -= 1,
-            }
-        }
-        if done {
-            self.jobs.remove(&id);
-            match out.len() > first {
-                true => {
-                    let n = out.len();
-                    out[n - 2] += act::LAST;
-                }
-                false => out.extend([id as f64, act::GONE + act::LAST, 0.0]),
-            }
+                },
+                Do::Compute => (act::COMPUTE, 0),
+                Do::Decode => (act::DECODE, 0),
+                Do::Encode(v) => (act::ENCODE, v.0.id),
+                Do::Gone => (act::GONE, 0),
+            };
+            out.extend([a.job as f64, action + if a.last { act::LAST } else { 0.0 }, f64::from(arg)]);
         }
     }
 
-    /// Drives the jobs that callbacks queued, unless a computation's synchronous part runs now
-    /// (those steps would run inside it: the wake-up drives them later), and refs or unrefs the
-    /// wake-up for the jobs that keep the event loop alive.
+    /// Drives the jobs that callbacks queued (see [`Jobs::drain`]), refs or unrefs the wake-up
+    /// for the jobs that keep the event loop alive, and answers the JS side.
     fn output(&mut self, mut out: Vec<f64>) -> Answer {
-        while self.entered.is_empty() {
-            let notes = std::mem::take(&mut *self.sink.notes.lock());
-            if notes.is_empty() {
-                break;
-            }
-            for n in notes {
-                match n {
-                    Note::Ready(id) => self.advance(id as u64, &mut out),
-                    Note::Abandoned(id) => {
-                        // Nobody waits any more: the computation goes on in JS, unheard.
-                        if let Some(job) = self.jobs.get_mut(&(id as u64)) {
-                            (job.lead, job.lead_at, job.bytes) = (None, LeadAt::Ready, None);
-                            self.advance(id as u64, &mut out);
-                        }
-                    }
-                }
-            }
-        }
-        let want = self.holds > 0;
+        let mut acts = Vec::new();
+        self.jobs.drain(&mut acts);
+        self.triples(acts, &mut out);
+        let want = self.jobs.holds();
         if want != self.held {
             let tsfn = self.sink.wake.raw();
             // SAFETY: on the JS thread of the env that created the threadsafe function.
@@ -857,28 +660,13 @@ impl Native {
         Ok(())
     }
 
-    /// The job's caller gives up (its `timeoutMs` passed): its call is dropped, and its lead
-    /// too while it waits for a slot or the shared tier (a waiter takes over); a computation
-    /// goes on for the others. A leader whose write the shared tier is confirming waits for
-    /// that (the tier bounds it).
+    /// The job's caller gives up (its `timeoutMs` passed): see [`Jobs::give_up`].
     #[napi]
     pub fn give_up(&mut self, job: f64, ms: f64) -> Answer {
-        let id = job as u64;
-        let mut out = Vec::new();
-        if let Some(j) = self.jobs.get_mut(&id) {
-            let confirming = j.lead.is_some() && matches!(j.lead_at, LeadAt::Confirming(_));
-            if j.call.is_some() && !confirming {
-                (j.call, j.call_wait) = (None, None);
-                if matches!(j.lead_at, LeadAt::Waiting(_)) {
-                    (j.lead, j.lead_at) = (None, LeadAt::Ready);
-                }
-                let d = Duration::try_from_secs_f64(ms / 1000.0).unwrap_or_default();
-                self.failures.insert(id, Failure::of(CoreError::Timeout(d)));
-                out.extend([job, act::ERROR, 0.0]);
-                self.settle(id, 0, &mut out);
-            }
-        }
-        self.output(out)
+        let mut acts = Vec::new();
+        let timeout = Duration::try_from_secs_f64(ms / 1000.0).unwrap_or_default();
+        self.jobs.give_up(job as u64, timeout, &mut acts);
+        self.next(acts)
     }
 
     /// The error of a job whose action was ERROR.
@@ -894,34 +682,6 @@ impl Native {
         Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), f.to_js(env.raw())?) })
     }
 
-    /// Marks the job's computation as running on this thread until `exit` (the synchronous
-    /// part of the user's function).
-    fn enter(&mut self, job: f64) {
-        let id = job as u64;
-        if let Some(lead) = self.jobs.get(&id).and_then(|j| j.lead.as_ref()) {
-            self.entered.push((id, lead.enter()));
-        }
-    }
-
-    /// Ends what `enter` started.
-    fn exit(&mut self, job: f64) {
-        if let Some(pos) = self.entered.iter().rposition(|(id, _)| *id == job as u64) {
-            drop(self.entered.remove(pos));
-        }
-    }
-
-    /// The job's lead, if it waits for the JS side.
-    fn lead_js(&mut self, job: f64) -> Option<&mut Lead<Key, Val>> {
-        let j = self.jobs.get_mut(&(job as u64))?;
-        match j.lead_at {
-            LeadAt::Js => {
-                j.lead_at = LeadAt::Ready;
-                j.lead.as_deref_mut()
-            }
-            _ => None,
-        }
-    }
-
     /// Reports how the job's computation ended (see [`outcome`]): the value `value` (weighing
     /// `weight` bytes besides its key), or the error `value`, with its type name and message
     /// for the other processes.
@@ -934,37 +694,36 @@ impl Native {
         failed: Option<(String, String)>,
     ) -> Answer {
         let v = self.val(value);
-        if let Some(lead) = self.lead_js(job) {
-            lead.computed(match (kind, failed) {
-                (outcome::NOCACHE, _) => Outcome::NoCache(v),
-                (outcome::FAILED, Some((type_name, message))) => {
-                    let error = CoreError::Computation(Arc::new(JsError(v)));
-                    Outcome::Failed { error, type_name, message }
-                }
-                _ => {
-                    debug_assert_eq!(kind, outcome::STORE);
-                    Outcome::Store { value: v, weight: bytes(weight) }
-                }
-            });
-        }
-        self.next(job)
+        let outcome = match (kind, failed) {
+            (outcome::NOCACHE, _) => Outcome::NoCache(v),
+            (outcome::FAILED, Some((type_name, message))) => {
+                let error = CoreError::Computation(Arc::new(JsError(v)));
+                Outcome::Failed { error, type_name, message }
+            }
+            _ => {
+                debug_assert_eq!(kind, outcome::STORE);
+                Outcome::Store { value: v, weight: bytes(weight) }
+            }
+        };
+        let mut acts = Vec::new();
+        self.jobs.computed(job as u64, outcome, &mut acts);
+        self.next(acts)
     }
 
     /// The bytes from the shared tier that a DECODE action asks to deserialize.
     #[napi]
     pub fn payload(&mut self, job: f64) -> Option<Buffer> {
-        self.jobs.get_mut(&(job as u64))?.bytes.take().map(Into::into)
+        self.jobs.payload(job as u64).map(Into::into)
     }
 
     /// Reports the value `value` deserialized from the shared tier's bytes (weighing `weight`
     /// bytes), or why they could not be (`value` 0: the value is then computed here).
     #[napi]
     pub fn decoded(&mut self, job: f64, value: u32, weight: f64, why: Option<String>) -> Answer {
-        let v = (value != 0).then(|| self.val(value));
-        if let Some(lead) = self.lead_js(job) {
-            lead.decoded(v.map(|v| (v, bytes(weight))).ok_or_else(|| why.unwrap_or_default()));
-        }
-        self.next(job)
+        let v = (value != 0).then(|| (self.val(value), bytes(weight)));
+        let mut acts = Vec::new();
+        self.jobs.decoded(job as u64, v.ok_or_else(|| why.unwrap_or_default()), &mut acts);
+        self.next(acts)
     }
 
     /// Reports the bytes of the value an ENCODE action asked to serialize, or the type name and
@@ -972,19 +731,19 @@ impl Native {
     /// value).
     #[napi]
     pub fn encoded(&mut self, job: f64, payload: Either<Buffer, (String, String)>) -> Answer {
-        if let Some(lead) = self.lead_js(job) {
-            lead.encoded(match payload {
-                Either::A(b) => Ok(b.to_vec()),
-                Either::B(why) => Err(why),
-            });
-        }
-        self.next(job)
+        let bytes = match payload {
+            Either::A(b) => Ok(b.to_vec()),
+            Either::B(why) => Err(why),
+        };
+        let mut acts = Vec::new();
+        self.jobs.encoded(job as u64, bytes, &mut acts);
+        self.next(acts)
     }
 
-    /// Drives a job after the JS side reported to its lead.
-    fn next(&mut self, job: f64) -> Answer {
+    /// Answers the JS side with what the core asked after a report.
+    fn next(&mut self, acts: Vec<Action<Val>>) -> Answer {
         let mut out = Vec::new();
-        self.advance(job as u64, &mut out);
+        self.triples(acts, &mut out);
         self.output(out)
     }
 
@@ -1016,37 +775,16 @@ impl Native {
         let mut out = Vec::with_capacity(evs.len() * 3);
         for e in evs {
             let mut o = Object::new(env)?;
+            for (field, v) in e.fields() {
+                match v {
+                    Field::Str(s) => o.set(Style::Node.name(field), s)?,
+                    Field::Num(n) => o.set(Style::Node.name(field), n as f64)?,
+                    Field::Bool(b) => o.set(Style::Node.name(field), b)?,
+                }
+            }
             let warning = (e.level() == Level::Warning).then(|| e.message());
-            let name = match e {
-                Event::Full { cache, bytes_used, memory_limit } => {
-                    o.set("cache", cache)?;
-                    o.set("bytesUsed", bytes_used as f64)?;
-                    o.set("memoryLimit", memory_limit as f64)?;
-                    "full"
-                }
-                Event::Evicted { cache, reason, count } => {
-                    o.set("cache", cache)?;
-                    o.set("reason", reason.as_str())?;
-                    o.set("count", count as f64)?;
-                    "evict"
-                }
-                Event::SharedUp { cache } => {
-                    o.set("cache", cache)?;
-                    "sharedUp"
-                }
-                Event::SharedDown { cache, reason } => {
-                    o.set("cache", cache)?;
-                    o.set("reason", reason)?;
-                    "sharedDown"
-                }
-                Event::ValueRefused { cache, reason } => {
-                    o.set("cache", cache)?;
-                    o.set("reason", reason)?;
-                    "valueRefused"
-                }
-                _ => continue,
-            };
-            out.push(env.create_string(name)?.to_unknown());
+            let name = Style::Node.name(e.name());
+            out.push(env.create_string(&name)?.to_unknown());
             out.push(o.to_unknown());
             out.push(match warning {
                 Some(w) => env.create_string(&w)?.to_unknown(),
@@ -1131,13 +869,6 @@ fn call_tags(env: &Env, options: Option<Unknown<'_>>) -> std::result::Result<Vec
     let Some(options) = options else { return Ok(Vec::new()) };
     let given = js_options(env, &options, options::INVALID_OPTION)?;
     options::call(&given, Style::Node).map(|c| c.tags).map_err(Failure::option)
-}
-
-/// Queues job `id` when `p` is ready (at once if it is), and keeps `p` to wait on.
-fn notify(sink: &Arc<Sink>, p: Ready, id: f64) -> Ready {
-    let sink = sink.clone();
-    p.on_ready(move |()| sink.note(Note::Ready(id)));
-    p
 }
 
 /// A weight from JS as bytes (anything but a positive finite number is 0).
@@ -1430,23 +1161,23 @@ mod raw {
         }
     }
 
-    /// `enter(job)`: see [`Native::enter`].
+    /// `enter(job)`: see [`Jobs::enter`].
     pub unsafe extern "C" fn enter(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
         // SAFETY: as for `method`.
         unsafe {
             method(env, info, |this, _, [job]| {
-                (*this).enter(f64::from_napi_value(env, job)?);
+                (*this).jobs.enter(f64::from_napi_value(env, job)? as u64);
                 <()>::to_napi_value(env, ())
             })
         }
     }
 
-    /// `exit(job)`: see [`Native::exit`].
+    /// `exit(job)`: see [`Jobs::exit`].
     pub unsafe extern "C" fn exit(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
         // SAFETY: as for `method`.
         unsafe {
             method(env, info, |this, _, [job]| {
-                (*this).exit(f64::from_napi_value(env, job)?);
+                (*this).jobs.exit(f64::from_napi_value(env, job)? as u64);
                 <()>::to_napi_value(env, ())
             })
         }

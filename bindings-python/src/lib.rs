@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, LazyLock};
 
 use coopcache::options::{self, Arg, ErrorKind, OptionError, Style, Value};
-use coopcache::shared::{SharedMode, SharedSettings};
+use coopcache::shared::SharedMode;
 use coopcache::{Clock, ConfigError, Error as CoreError, Event, Key, Level, Registry};
 use pyo3::exceptions::{PyRecursionError, PyRuntimeError, PyTimeoutError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -234,20 +234,10 @@ fn configure(name: &Bound<'_, PyAny>, options: Option<&Bound<'_, PyDict>>) -> Py
              (give secret=..., or use serializer=\"json\")",
         ));
     }
-    let inner = match sh.redis_url {
+    let inner = match SharedMode::of(&sh) {
         None => REGISTRY.configure(name, sh.settings).map_err(|e| config_err(&e))?,
-        Some(url) => {
-            let mut ss = SharedSettings::new(url);
-            if let Some(secret) = sh.secret {
-                ss = ss.secret(secret);
-            }
-            if let Some(t) = sh.lease_ttl {
-                ss.lease_ttl = t;
-            }
-            // A new tier connects in the background; its first calls wait (bounded) for that.
-            let mode = Some(SharedMode::Redis(ss));
-            REGISTRY.configure_shared(name, sh.settings, mode).map_err(|e| config_err(&e))?
-        }
+        // A new tier connects in the background; its first calls wait (bounded) for that.
+        Some(mode) => REGISTRY.configure_shared(name, sh.settings, Some(mode)).map_err(|e| config_err(&e))?,
     };
     if inner.shared().is_some() {
         shared::set_conf(name, shared::Conf { serializer, signed });
@@ -466,6 +456,20 @@ fn stats<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyDict>> {
     stats_dict(py, &lookup(name)?)
 }
 
+/// Claims the default key `(name, args)` in cache `cache` for the function `owner` (its `id`):
+/// True if the claim is new (released with `release_name` when the function dies); a name that
+/// another live function holds is a `TypeError`.
+#[pyfunction]
+fn claim_name(cache: &str, name: &str, owner: u64) -> PyResult<bool> {
+    REGISTRY.claim_name(cache, name, owner, Style::Python).map_err(option_err)
+}
+
+/// Frees a name `claim_name` gave `owner` (its function died).
+#[pyfunction]
+fn release_name(cache: &str, name: &str, owner: u64) {
+    REGISTRY.release_name(cache, name, owner);
+}
+
 /// The configured cache names, sorted.
 #[pyfunction]
 fn names() -> Vec<String> {
@@ -517,6 +521,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<flight::Frame>()?;
     m.add_class::<flight::CachedFunction>()?;
     m.add_function(wrap_pyfunction!(configure, m)?)?;
+    m.add_function(wrap_pyfunction!(claim_name, m)?)?;
+    m.add_function(wrap_pyfunction!(release_name, m)?)?;
     m.add_function(wrap_pyfunction!(cache, m)?)?;
     m.add_function(wrap_pyfunction!(cached, m)?)?;
     m.add_function(wrap_pyfunction!(get, m)?)?;

@@ -82,6 +82,23 @@ pub enum Error {
 }
 
 impl Error {
+    /// The error's stable code, as Node's `err.code` gives it (`ERR_COOPCACHE_TIMEOUT`, ...).
+    ///
+    /// ```
+    /// use coopcache::Error;
+    /// assert_eq!(Error::Timeout(std::time::Duration::from_secs(1)).code(), "ERR_COOPCACHE_TIMEOUT");
+    /// ```
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Timeout(_) => "ERR_COOPCACHE_TIMEOUT",
+            Error::Recursion { .. } | Error::BlocksExecutor { .. } => "ERR_COOPCACHE_RECURSION",
+            Error::UnknownCache { .. } => "ERR_COOPCACHE_UNKNOWN_CACHE",
+            Error::Config(_) => "ERR_COOPCACHE_INVALID_CONFIG",
+            Error::Remote { .. } => "ERR_COOPCACHE_REMOTE",
+            _ => "ERR_COOPCACHE_COMPUTATION",
+        }
+    }
+
     /// The computation's own error, if it was of type `E`.
     pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
         match self {

@@ -125,8 +125,8 @@ pub fn after_fork_in_child() {
 }
 
 pub use cache::{
-    ByWeigh, ByWeigher, Cache, CacheBuilder, Call, CallOptions, Compute, GetOrCompute, Lead, LeadStep,
-    Outcome, RefreshHit, Step,
+    Action, ByWeigh, ByWeigher, Cache, CacheBuilder, Call, CallOptions, Compute, Do, GetOrCompute, Jobs,
+    Lead, LeadStep, Outcome, RefreshHit, Step,
 };
 pub use clock::Clock;
 pub use concurrency::Permit;
@@ -142,7 +142,7 @@ pub use registry::Registry;
 pub use remote::Codec;
 #[cfg(feature = "json")]
 pub use remote::JsonCodec;
-pub use stats::{Event, EvictionReason, Level, Listener, Stats};
+pub use stats::{Event, EvictionReason, Field, Level, Listener, Stats};
 pub use store::ENTRY_OVERHEAD;
 pub use wait::{Pending, Ready};
 pub use weigh::Weigh;

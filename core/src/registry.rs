@@ -3,15 +3,16 @@
 //! Generic over the value type, so each binding instantiates one registry for its own values
 //! (Python objects, JS references) with the canonical [`Key`] as the key type.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use crate::cache::{ByWeigher, Cache, CacheBuilder};
 use crate::clock::Clock;
 use crate::config::{ConfigError, Settings};
 use crate::error::Error;
 use crate::keys::Key;
+use crate::options::{ErrorKind, INVALID_ARGUMENT, OptionError, Style};
 use crate::stats::Listener;
 
 /// The caches of one process (or one binding), by name.
@@ -27,6 +28,8 @@ use crate::stats::Listener;
 /// ```
 pub struct Registry<V: Clone + Send + Sync + 'static> {
     caches: RwLock<BTreeMap<String, Cache<Key, V>>>,
+    /// The default-key names claimed in each cache: (cache, name) -> the owner's token.
+    names: Mutex<HashMap<(String, String), u64>>,
     listener: Option<Listener>,
     clock: Clock,
 }
@@ -40,12 +43,12 @@ impl<V: Clone + Send + Sync + 'static> Default for Registry<V> {
 impl<V: Clone + Send + Sync + 'static> Registry<V> {
     /// An empty registry on the system clock.
     pub fn new() -> Self {
-        Registry { caches: RwLock::new(BTreeMap::new()), listener: None, clock: Clock::system() }
+        Self::with(None, Clock::system())
     }
 
     /// An empty registry whose caches report their events to `listener` and read `clock`.
     pub fn with(listener: Option<Listener>, clock: Clock) -> Self {
-        Registry { caches: RwLock::new(BTreeMap::new()), listener, clock }
+        Registry { caches: RwLock::new(BTreeMap::new()), names: Mutex::default(), listener, clock }
     }
 
     /// Creates the cache `name`, or updates its settings in place (entries kept; a lower limit
@@ -126,5 +129,60 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
     /// The configured names, sorted.
     pub fn names(&self) -> Vec<String> {
         self.caches.read().keys().cloned().collect()
+    }
+
+    /// Claims `name` in cache `cache` for the function the binding numbers `owner`: a default
+    /// key (`name`, args) must be one function's alone in a cache, or two functions would share
+    /// entries. An empty name, or one another live function holds, is refused (a `TypeError`;
+    /// the user gives a key instead). True: the claim is new, and the binding calls
+    /// [`Registry::release_name`] once the function is gone; false: `owner` held it already.
+    ///
+    /// ```
+    /// use coopcache::{Registry, options::Style};
+    ///
+    /// let registry: Registry<u32> = Registry::new();
+    /// assert_eq!(registry.claim_name("users", "load", 1, Style::Node), Ok(true));
+    /// assert_eq!(registry.claim_name("users", "load", 1, Style::Node), Ok(false));
+    /// assert!(registry.claim_name("users", "load", 2, Style::Node).unwrap_err().message.contains("already"));
+    /// assert_eq!(registry.claim_name("other", "load", 2, Style::Node), Ok(true));
+    /// registry.release_name("users", "load", 1);
+    /// assert_eq!(registry.claim_name("users", "load", 2, Style::Node), Ok(true));
+    /// ```
+    pub fn claim_name(&self, cache: &str, name: &str, owner: u64, style: Style) -> Result<bool, OptionError> {
+        let refuse = |message: String| OptionError { kind: ErrorKind::Type, code: INVALID_ARGUMENT, message };
+        if name.is_empty() {
+            return Err(refuse(match style {
+                Style::Python => format!("coopcache.cached({cache:?}): a function with no name needs key="),
+                Style::Node => "coopcache: wrap() got a function with no name, which the default key \
+                    [fn.name, ...args] needs; give it a name (function load(...) {...}) or a key: \
+                    wrap(fn, { key: (...args) => [...] })"
+                    .to_owned(),
+            }));
+        }
+        let mut names = self.names.lock();
+        match names.get(&(cache.to_owned(), name.to_owned())) {
+            Some(&held) if held == owner => Ok(false),
+            Some(_) => Err(refuse(match style {
+                Style::Python => format!(
+                    "coopcache.cached({cache:?}): {name} is already cached in {cache:?} by another \
+                     function of that name (their calls would share entries); give key= to one of them"
+                ),
+                Style::Node => format!(
+                    "coopcache: wrap() got a second function named {name:?} for cache {cache:?}: it is \
+                     already wrapped there, and both would share entries under [name, ...args]; give \
+                     one a key"
+                ),
+            })),
+            None => Ok(names.insert((cache.to_owned(), name.to_owned()), owner).is_none()),
+        }
+    }
+
+    /// Frees a name [`Registry::claim_name`] gave `owner` (its function is gone).
+    pub fn release_name(&self, cache: &str, name: &str, owner: u64) {
+        let mut names = self.names.lock();
+        let key = (cache.to_owned(), name.to_owned());
+        if names.get(&key) == Some(&owner) {
+            names.remove(&key);
+        }
     }
 }

@@ -197,7 +197,64 @@ pub enum Level {
     Warning,
 }
 
+/// One field of an [`Event`], as a binding hands it to its language.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Field<'a> {
+    /// A string (the cache's name, a reason).
+    Str(&'a str),
+    /// A number (bytes, a count).
+    Num(u64),
+    /// A yes or no (whether a failed refresh kept the value).
+    Bool(bool),
+}
+
 impl Event {
+    /// The event's name (snake case; `Style::name` spells it for a language): `full`, `evict`,
+    /// `shared_down`, `shared_up`, `value_refused` or `refresh_failed`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::Full { .. } => "full",
+            Event::Evicted { .. } => "evict",
+            Event::SharedDown { .. } => "shared_down",
+            Event::SharedUp { .. } => "shared_up",
+            Event::ValueRefused { .. } => "value_refused",
+            Event::RefreshFailed { .. } => "refresh_failed",
+        }
+    }
+
+    /// The event's fields by (snake-case) name, so that a binding hands an event over in a loop.
+    ///
+    /// ```
+    /// use coopcache::{Event, Field};
+    ///
+    /// let e = Event::SharedDown { cache: "users".into(), reason: "timeout".into() };
+    /// assert_eq!(e.fields(), [("cache", Field::Str("users")), ("reason", Field::Str("timeout"))]);
+    /// ```
+    pub fn fields(&self) -> Vec<(&'static str, Field<'_>)> {
+        match self {
+            Event::Full { cache, bytes_used, memory_limit } => vec![
+                ("cache", Field::Str(cache)),
+                ("bytes_used", Field::Num(*bytes_used)),
+                ("memory_limit", Field::Num(*memory_limit)),
+            ],
+            Event::Evicted { cache, reason, count } => vec![
+                ("cache", Field::Str(cache)),
+                ("reason", Field::Str(reason.as_str())),
+                ("count", Field::Num(*count)),
+            ],
+            Event::SharedUp { cache } => vec![("cache", Field::Str(cache))],
+            Event::SharedDown { cache, reason } | Event::ValueRefused { cache, reason } => {
+                vec![("cache", Field::Str(cache)), ("reason", Field::Str(reason))]
+            }
+            Event::RefreshFailed { cache, key, error, kept } => vec![
+                ("cache", Field::Str(cache)),
+                ("key", Field::Str(key)),
+                ("error", Field::Str(error)),
+                ("kept", Field::Bool(*kept)),
+            ],
+        }
+    }
+
     /// How loud the event is.
     pub fn level(&self) -> Level {
         match self {

@@ -15,7 +15,6 @@ import contextvars
 import functools
 import inspect
 import sys
-import threading
 import weakref
 from typing import Any, Awaitable, Callable, Iterable, Optional, Set, Tuple, TypeVar, overload
 
@@ -68,12 +67,6 @@ def _prefix(fn: Callable[..., Any]) -> str:
     return f"{module}.{qualname}" if module else qualname
 
 
-#: (cache name, prefix) -> the function decorated under that default key prefix, held weakly:
-#: a second, different function under the same name in the same cache would share its entries.
-_NAMED: dict[Tuple[str, str], "weakref.ref[Any]"] = {}
-_NAMED_LOCK = threading.Lock()
-
-
 def _refuse_generator(name: str, func: Callable[..., Any]) -> None:
     """A generator function's result is an iterator, consumed once: cached, the second caller
     would get it exhausted."""
@@ -106,18 +99,13 @@ def _claim_default_key(name: str, func: Callable[..., Any], prefix: str) -> None
             f"coopcache.cached({name!r}): cannot use the default key for {prefix}: {why}; "
             "give key=lambda *args: (...) a key that tells this function's calls apart"
         )
-    with _NAMED_LOCK:
-        held = _NAMED.get((name, prefix))
-        other = held() if held is not None else None
-        if other is not None and other is not func:
-            raise TypeError(
-                f"coopcache.cached({name!r}): {prefix} is already cached in {name!r} by another "
-                "function of that name (their calls would share entries); give key= to one of them"
-            )
-        try:
-            _NAMED[(name, prefix)] = weakref.ref(func)
-        except TypeError:  # not weak-referenceable: nothing to compare later
-            pass
+    try:
+        weakref.ref(func)
+    except TypeError:  # not weak-referenceable: its name cannot be freed when it dies
+        return
+    # The core refuses a name another live function holds in this cache.
+    if _native.claim_name(name, prefix, id(func)):
+        weakref.finalize(func, _native.release_name, name, prefix, id(func)).atexit = False
 
 
 @overload

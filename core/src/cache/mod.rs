@@ -3,6 +3,7 @@
 
 mod call;
 mod future;
+mod jobs;
 mod many;
 
 use std::borrow::Borrow;
@@ -22,6 +23,7 @@ use crate::store::{Due, Weigher};
 use crate::weigh::Weigh;
 pub use call::{Call, Lead, LeadStep, Outcome, RefreshHit, Step};
 pub use future::{Compute, GetOrCompute};
+pub use jobs::{Action, Do, Jobs};
 
 /// Per-call options of every `get_or_compute` form.
 ///

@@ -432,6 +432,23 @@ pub enum SharedMode {
 }
 
 impl SharedMode {
+    /// The shared tier that `configure`'s checked options ask for, if any (Node's
+    /// `shared: 'process'`, or Redis with its secret and lease TTL).
+    #[cfg(feature = "redis")]
+    pub fn of(o: &crate::options::Configure) -> Option<SharedMode> {
+        if o.process {
+            return Some(SharedMode::Process);
+        }
+        let mut shared = SharedSettings::new(o.redis_url.clone()?);
+        if let Some(secret) = &o.secret {
+            shared = shared.secret(secret.clone());
+        }
+        if let Some(t) = o.lease_ttl {
+            shared.lease_ttl = t;
+        }
+        Some(SharedMode::Redis(shared))
+    }
+
     /// Checks the settings without connecting (see [`SharedSettings::validate`]).
     pub fn validate(&self) -> Result<(), ConfigError> {
         match self {

@@ -1,0 +1,447 @@
+//! Calls driven by callbacks: a table of numbered misses ([`Jobs`]) for a binding whose host
+//! never blocks (Node's event loop). The binding numbers each miss, hands the table its
+//! [`Call`], and does only what the table's [`Action`]s ask of it (settle the caller, run the
+//! user's function, decode or encode a value); the table drives the call and its [`Lead`],
+//! waits through [`Ready`] callbacks that queue the job, and says when a job is over.
+//!
+//! A callback may fire on any thread: it queues the job and calls the binding's `wake`, which
+//! must get the host thread to call [`Jobs::drain`]. Everything else runs on the host thread.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::call::{Call, Lead, LeadStep, Outcome, Step};
+use crate::error::Error;
+use crate::flight::{Computing, Frame};
+use crate::sync::Mutex;
+use crate::wait::Ready;
+
+/// What the binding does for a job.
+pub enum Do<V> {
+    /// Settle the caller with this outcome.
+    Settle(Result<V, Error>),
+    /// Run the user's function, then report it with [`Jobs::computed`] (its synchronous part
+    /// between [`Jobs::enter`] and [`Jobs::exit`]).
+    Compute,
+    /// Deserialize [`Jobs::payload`], then report it with [`Jobs::decoded`].
+    Decode,
+    /// Serialize this value, then report it with [`Jobs::encoded`].
+    Encode(V),
+    /// Nothing (the caller gave up before): the job is over.
+    Gone,
+}
+
+/// One thing the binding does: `what` for job `job`; `last`: the job is over after it.
+pub struct Action<V> {
+    /// The job's number.
+    pub job: u64,
+    /// What to do.
+    pub what: Do<V>,
+    /// Whether this is the job's last action (the binding forgets the job).
+    pub last: bool,
+}
+
+/// What a callback queues for the host thread.
+enum Note {
+    /// Something a job waits for is ready.
+    Ready(u64),
+    /// Every caller of the job's computation gave up.
+    Abandoned(u64),
+}
+
+/// The queue callbacks fill (on any thread), and how they wake the host thread.
+struct Notes {
+    queue: Mutex<Vec<Note>>,
+    wake: Box<dyn Fn() + Send + Sync>,
+}
+
+impl Notes {
+    fn push(&self, n: Note) {
+        self.queue.lock().push(n);
+        (self.wake)();
+    }
+}
+
+/// Where a job's lead is.
+enum LeadAt {
+    /// Ready for its next step.
+    Ready,
+    /// Waiting for a slot or the shared tier's answer (bounded by the caller's timeout).
+    Waiting(Ready),
+    /// Waiting for the shared tier to confirm a write (bounded by the tier).
+    Confirming(Ready),
+    /// The binding computes, decodes or encodes.
+    Host,
+}
+
+/// One caller's miss: its call and, while it leads, the computation's lead, which outlives a
+/// caller who gives up.
+struct Job<K, V> {
+    call: Option<Call<K, V>>,
+    /// What the call waits for (its callback queues the job).
+    call_wait: Option<Ready>,
+    lead: Option<Box<Lead<K, V>>>,
+    lead_at: LeadAt,
+    /// Bytes from the shared tier, until [`Jobs::payload`] hands them out.
+    bytes: Option<Vec<u8>>,
+    /// The jobs whose computations the call was made from.
+    ctx: Vec<u64>,
+    /// Whether a lead waiting for the shared tier keeps the host alive.
+    shared: bool,
+    /// Whether this job keeps the host alive now (counted in [`Jobs::holds`]).
+    held: bool,
+}
+
+impl<K, V> Job<K, V> {
+    /// Whether the job should keep the host alive now (a lead waiting for the shared tier).
+    fn holds(&self) -> bool {
+        self.shared
+            && self.lead.is_some()
+            && matches!(self.lead_at, LeadAt::Waiting(_) | LeadAt::Confirming(_))
+    }
+}
+
+/// Job numbers (distinct integers from a counter) hash by one multiplication.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type Ids = std::hash::BuildHasherDefault<IdHasher>;
+
+/// The misses of one host thread, by number; see the module docs.
+///
+/// ```
+/// use coopcache::{Cache, CallOptions, Caller, Do, Jobs, Outcome};
+///
+/// let cache: Cache<u32, u32> = Cache::builder().build().unwrap();
+/// let mut jobs = Jobs::new(|| {});
+/// let mut out = Vec::new();
+/// jobs.start(1, cache.call(7, &CallOptions::new(), Caller::Blocking), false, Vec::new(), &mut out);
+/// assert!(matches!(out[0].what, Do::Compute));
+/// out.clear();
+/// jobs.computed(1, Outcome::Store { value: 49, weight: 0 }, &mut out);
+/// assert!(matches!(out[0].what, Do::Settle(Ok(49))) && out[0].last);
+/// assert_eq!(cache.get(&7), Some(49));
+/// ```
+pub struct Jobs<K, V> {
+    jobs: HashMap<u64, Box<Job<K, V>>, Ids>,
+    notes: Arc<Notes>,
+    /// The computations whose synchronous part runs now (`enter` … `exit`), innermost last.
+    entered: Vec<(u64, Computing)>,
+    /// How many jobs keep the host alive.
+    holds: usize,
+}
+
+impl<K, V> Jobs<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// An empty table; `wake` is called (on any thread) when queued jobs wait for
+    /// [`Jobs::drain`].
+    pub fn new(wake: impl Fn() + Send + Sync + 'static) -> Self {
+        let notes = Arc::new(Notes { queue: Mutex::new(Vec::new()), wake: Box::new(wake) });
+        Jobs { jobs: HashMap::default(), notes, entered: Vec::new(), holds: 0 }
+    }
+
+    /// Starts job `id` with its call, made from inside the computations of the jobs `ctx`;
+    /// `shared`: a lead waiting for the shared tier keeps the host alive ([`Jobs::holds`]).
+    pub fn start(
+        &mut self,
+        id: u64,
+        call: Call<K, V>,
+        shared: bool,
+        ctx: Vec<u64>,
+        out: &mut Vec<Action<V>>,
+    ) {
+        let job = Job {
+            call: Some(call),
+            call_wait: None,
+            lead: None,
+            lead_at: LeadAt::Ready,
+            bytes: None,
+            ctx,
+            shared,
+            held: false,
+        };
+        self.jobs.insert(id, Box::new(job));
+        self.advance(id, out);
+    }
+
+    /// Steps job `id` as far as it goes without the binding, appending what the binding does.
+    fn advance(&mut self, id: u64, out: &mut Vec<Action<V>>) {
+        let Some(job) = self.jobs.get(&id) else { return };
+        let frames: Vec<Frame> =
+            job.ctx.iter().filter_map(|l| self.jobs.get(l)?.lead.as_ref().map(|l| l.frame())).collect();
+        // The call was made from inside these computations: the core's checks see them.
+        let _inside: Vec<Computing> = frames.into_iter().map(Frame::enter).collect();
+        let first = out.len();
+        let notes = &self.notes;
+        let job = self.jobs.get_mut(&id).expect("looked up above");
+        let act = |what| Action { job: id, what, last: false };
+        loop {
+            // The lead first: its steps end the flight the call waits for.
+            if let Some(lead) = job.lead.as_mut() {
+                let ready = match &job.lead_at {
+                    LeadAt::Ready => true,
+                    LeadAt::Waiting(p) | LeadAt::Confirming(p) => p.try_get().is_some(),
+                    LeadAt::Host => false,
+                };
+                if ready {
+                    job.lead_at = match lead.step() {
+                        LeadStep::Wait(p) => LeadAt::Waiting(notify(notes, p, id)),
+                        LeadStep::Confirm(p) => LeadAt::Confirming(notify(notes, p, id)),
+                        LeadStep::Compute => {
+                            out.push(act(Do::Compute));
+                            LeadAt::Host
+                        }
+                        LeadStep::Decode(bytes) => {
+                            job.bytes = Some(bytes);
+                            out.push(act(Do::Decode));
+                            LeadAt::Host
+                        }
+                        LeadStep::Encode(v) => {
+                            out.push(act(Do::Encode(v)));
+                            LeadAt::Host
+                        }
+                        LeadStep::Done => {
+                            job.lead = None;
+                            LeadAt::Ready
+                        }
+                    };
+                }
+            }
+            let Some(call) = job.call.as_mut() else { break };
+            if job.call_wait.as_ref().is_some_and(|p| p.try_get().is_none()) {
+                break;
+            }
+            match call.step() {
+                Step::Done(r) => {
+                    (job.call, job.call_wait) = (None, None);
+                    out.push(act(Do::Settle(r)));
+                    break;
+                }
+                Step::Wait(p) => {
+                    job.call_wait = Some(notify(notes, p, id));
+                    break;
+                }
+                Step::Lead(lead) => {
+                    let notes = notes.clone();
+                    lead.on_abandoned(move || notes.push(Note::Abandoned(id)));
+                    (job.lead, job.lead_at, job.call_wait) = (Some(lead), LeadAt::Ready, None);
+                }
+            }
+        }
+        self.settle(id, first, out);
+    }
+
+    /// Counts the job in [`Jobs::holds`] if it needs it, and forgets the job once it has
+    /// neither a call nor a lead (its last action, from `first` on in `out`, says so).
+    fn settle(&mut self, id: u64, first: usize, out: &mut Vec<Action<V>>) {
+        let Some(job) = self.jobs.get_mut(&id) else { return };
+        let done = job.call.is_none() && job.lead.is_none();
+        let held = job.holds() && !done;
+        if held != job.held {
+            job.held = held;
+            match held {
+                true => self.holds += 1,
+                false => self.holds -= 1,
+            }
+        }
+        if done {
+            self.jobs.remove(&id);
+            match out[first..].last_mut() {
+                Some(a) => a.last = true,
+                None => out.push(Action { job: id, what: Do::Gone, last: true }),
+            }
+        }
+    }
+
+    /// Drives the jobs that callbacks queued, unless a computation's synchronous part runs now
+    /// (those steps would run inside it: call again after [`Jobs::exit`]).
+    pub fn drain(&mut self, out: &mut Vec<Action<V>>) {
+        while self.entered.is_empty() {
+            let notes = std::mem::take(&mut *self.notes.queue.lock());
+            if notes.is_empty() {
+                break;
+            }
+            for n in notes {
+                match n {
+                    Note::Ready(id) => self.advance(id, out),
+                    Note::Abandoned(id) => {
+                        // Nobody waits any more: the computation goes on in the host, unheard.
+                        if let Some(job) = self.jobs.get_mut(&id) {
+                            (job.lead, job.lead_at, job.bytes) = (None, LeadAt::Ready, None);
+                            self.advance(id, out);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether a job keeps the host alive now (a lead waiting for the shared tier).
+    pub fn holds(&self) -> bool {
+        self.holds > 0
+    }
+
+    /// The job's caller gives up after `timeout`: its call is dropped, and its lead too while
+    /// it waits for a slot or the shared tier (a waiter takes over); a computation goes on for
+    /// the others. A leader whose write the shared tier is confirming waits for that (the tier
+    /// bounds it).
+    pub fn give_up(&mut self, id: u64, timeout: Duration, out: &mut Vec<Action<V>>) {
+        let Some(j) = self.jobs.get_mut(&id) else { return };
+        let confirming = j.lead.is_some() && matches!(j.lead_at, LeadAt::Confirming(_));
+        if j.call.is_some() && !confirming {
+            (j.call, j.call_wait) = (None, None);
+            if matches!(j.lead_at, LeadAt::Waiting(_)) {
+                (j.lead, j.lead_at) = (None, LeadAt::Ready);
+            }
+            let first = out.len();
+            out.push(Action { job: id, what: Do::Settle(Err(Error::Timeout(timeout))), last: false });
+            self.settle(id, first, out);
+        }
+    }
+
+    /// Marks the job's computation as running on this thread until [`Jobs::exit`] (the
+    /// synchronous part of the user's function).
+    pub fn enter(&mut self, id: u64) {
+        if let Some(lead) = self.jobs.get(&id).and_then(|j| j.lead.as_ref()) {
+            self.entered.push((id, lead.enter()));
+        }
+    }
+
+    /// Ends what [`Jobs::enter`] started.
+    pub fn exit(&mut self, id: u64) {
+        if let Some(pos) = self.entered.iter().rposition(|(j, _)| *j == id) {
+            drop(self.entered.remove(pos));
+        }
+    }
+
+    /// The bytes from the shared tier that a [`Do::Decode`] asks to deserialize.
+    pub fn payload(&mut self, id: u64) -> Option<Vec<u8>> {
+        self.jobs.get_mut(&id)?.bytes.take()
+    }
+
+    /// Reports how the job's computation ended.
+    pub fn computed(&mut self, id: u64, outcome: Outcome<V>, out: &mut Vec<Action<V>>) {
+        if let Some(lead) = self.lead_host(id) {
+            lead.computed(outcome);
+        }
+        self.advance(id, out);
+    }
+
+    /// Reports the value (and its weight) deserialized from [`Jobs::payload`], or why it could
+    /// not be (the value is then computed here).
+    pub fn decoded(&mut self, id: u64, value: Result<(V, u64), String>, out: &mut Vec<Action<V>>) {
+        if let Some(lead) = self.lead_host(id) {
+            lead.decoded(value);
+        }
+        self.advance(id, out);
+    }
+
+    /// Reports the bytes of the value a [`Do::Encode`] asked to serialize, or the type name and
+    /// message of why it could not be (the other processes are told so).
+    pub fn encoded(&mut self, id: u64, bytes: Result<Vec<u8>, (String, String)>, out: &mut Vec<Action<V>>) {
+        if let Some(lead) = self.lead_host(id) {
+            lead.encoded(bytes);
+        }
+        self.advance(id, out);
+    }
+
+    /// The job's lead, if it waits for the binding.
+    fn lead_host(&mut self, id: u64) -> Option<&mut Lead<K, V>> {
+        let j = self.jobs.get_mut(&id)?;
+        match j.lead_at {
+            LeadAt::Host => {
+                j.lead_at = LeadAt::Ready;
+                j.lead.as_deref_mut()
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Queues job `id` when `p` is ready (at once if it is), and keeps `p` to wait on.
+fn notify(notes: &Arc<Notes>, p: Ready, id: u64) -> Ready {
+    let notes = notes.clone();
+    p.on_ready(move |()| notes.push(Note::Ready(id)));
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::{Cache, CallOptions};
+    use crate::flight::Caller;
+
+    /// A cache, an empty table, and the actions it asks for.
+    type Fixture = (Cache<u32, u32>, Jobs<u32, u32>, Vec<Action<u32>>);
+
+    fn jobs() -> Fixture {
+        (Cache::builder().build().unwrap(), Jobs::new(|| {}), Vec::new())
+    }
+
+    fn call(c: &Cache<u32, u32>, key: u32) -> Call<u32, u32> {
+        c.call(key, &CallOptions::new(), Caller::Blocking)
+    }
+
+    #[test]
+    fn a_waiter_is_queued_and_settled_when_the_leader_stores() {
+        let (c, mut jobs, mut out) = jobs();
+        jobs.start(1, call(&c, 5), false, Vec::new(), &mut out);
+        jobs.start(2, call(&c, 5), false, Vec::new(), &mut out);
+        assert!(matches!(&out[..], [Action { job: 1, what: Do::Compute, last: false }]));
+        out.clear();
+        jobs.computed(1, Outcome::Store { value: 25, weight: 0 }, &mut out);
+        assert!(matches!(&out[..], [Action { job: 1, what: Do::Settle(Ok(25)), last: true }]));
+        out.clear();
+        jobs.drain(&mut out);
+        assert!(matches!(&out[..], [Action { job: 2, what: Do::Settle(Ok(25)), last: true }]));
+    }
+
+    #[test]
+    fn a_caller_who_gives_up_gets_a_timeout_and_the_computation_goes_on() {
+        let (c, mut jobs, mut out) = jobs();
+        jobs.start(1, call(&c, 5), false, Vec::new(), &mut out);
+        out.clear();
+        jobs.give_up(1, Duration::from_millis(5), &mut out);
+        assert!(matches!(
+            &out[..],
+            [Action { job: 1, what: Do::Settle(Err(Error::Timeout(_))), last: false }]
+        ));
+        out.clear();
+        jobs.computed(1, Outcome::Store { value: 25, weight: 0 }, &mut out);
+        assert!(matches!(&out[..], [Action { job: 1, what: Do::Gone, last: true }]));
+        assert_eq!(c.get(&5), Some(25));
+    }
+
+    #[test]
+    fn a_call_made_inside_its_own_computation_is_refused() {
+        let (c, mut jobs, mut out) = jobs();
+        jobs.start(1, call(&c, 5), false, Vec::new(), &mut out);
+        out.clear();
+        jobs.start(2, call(&c, 5), false, vec![1], &mut out);
+        assert!(matches!(
+            &out[..],
+            [Action { job: 2, what: Do::Settle(Err(Error::Recursion { .. })), last: true }]
+        ));
+    }
+}

@@ -2,7 +2,9 @@
 # Shared mode (Redis) benchmarks of issue 5, on a redis-server of its own on loopback:
 #   1. a shared-tier hit against a raw GET, in Rust (core/examples/bench_shared.rs) and Python (hit.py);
 #   2. a cross-process stampede, coopcache against dogpile.cache's distributed lock (stampede.py).
-# Writes bench/results/shared.json and shared.md.
+#   3. what each of 16 processes receives from the cache's channels, on one Redis and on a
+#      Redis Cluster (fanout.sh, which starts its own servers).
+# Writes bench/results/shared.json and shared.md (and fanout.sh's shared-fanout.md).
 # Usage: bash bench/shared/run.sh <python-of-a-venv-with-coopcache-installed> [--quick]
 # (--quick: a smoke run with few reads and rounds; its figures mean little.)
 set -euo pipefail
@@ -72,3 +74,5 @@ mkdir -p "$ROOT/bench/results"
     --meta "commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
     --meta "load average at start=$LOAD" \
     --json "$ROOT/bench/results/shared.json" --md "$ROOT/bench/results/shared.md"
+echo "== what a process receives (Rust, 16 processes)" >&2
+bash "$HERE/fanout.sh" $QUICK

@@ -423,6 +423,7 @@ fn lease_epoch(token: &str) -> u64 {
 
 impl Member for Tier {
     fn deliver(&self, payload: &[u8]) {
+        self.counters.message_bytes.fetch_add(payload.len() as u64, Relaxed);
         self.dispatch(payload);
     }
 

@@ -535,6 +535,19 @@ impl SharedTier {
         }
     }
 
+    /// Tests only: `f` runs (on the tier's runtime thread, with the key's bytes) when a fetch
+    /// finds the key's lease taken by another process, before it subscribes to the key's
+    /// completions: the moment a completion could slip by. Set once; the in-process tier has
+    /// no such moment.
+    #[doc(hidden)]
+    pub fn on_lease_held(&self, f: impl Fn(&[u8]) + Send + Sync + 'static) {
+        match &self.0 {
+            #[cfg(feature = "redis")]
+            Backend::Redis(t) => t.on_lease_held(f),
+            Backend::Process(_) => drop(f),
+        }
+    }
+
     /// Changes the idle TTL used for new writes and reads (a reconfigured `cache_duration`).
     pub fn set_idle(&self, idle: Duration) {
         match &self.0 {

@@ -41,7 +41,7 @@ export declare class Native {
   stats(cache: number): Array<number>
   /**
    * The shared tier's counters (`[remoteHits, leasesWon, leasesLost, remoteWaits, fallbacks,
-   * rejectedValues]`), or an empty list for a cache without one.
+   * rejectedValues, messageBytes]`), or an empty list for a cache without one.
    */
   sharedStats(cache: number): Array<number>
   /** Whether the cache has a shared tier (it was configured with a Redis URL). */

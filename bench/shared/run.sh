@@ -4,8 +4,10 @@
 #   2. a cross-process stampede, coopcache against dogpile.cache's distributed lock (stampede.py);
 #   3. all three again on a Redis Cluster of six nodes on loopback (on_cluster.py; issue 12), the
 #      raw reads through the cluster clients (the redis crate's, redis-py's RedisCluster),
-#      dogpile.cache on its cluster backend.
-# Writes bench/results/shared.json and shared.md.
+#      dogpile.cache on its cluster backend;
+#   4. what each of 16 processes receives from the cache's channels, on one Redis and on a
+#      Redis Cluster (fanout.sh, which starts its own servers).
+# Writes bench/results/shared.json and shared.md (and fanout.sh's shared-fanout.md).
 # Usage: bash bench/shared/run.sh <python-of-a-venv-with-coopcache-installed> [--quick]
 # (--quick: a smoke run with few reads and rounds; its figures mean little.)
 set -euo pipefail
@@ -96,3 +98,5 @@ mkdir -p "$ROOT/bench/results"
     --meta "commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
     --meta "load average at start=$LOAD" \
     --json "$ROOT/bench/results/shared.json" --md "$ROOT/bench/results/shared.md"
+echo "== what a process receives (Rust, 16 processes)" >&2
+bash "$HERE/fanout.sh" $QUICK

@@ -108,6 +108,8 @@ export interface Stats {
   fallbacks?: number;
   /** Shared mode only: values refused because their signature or format did not check out. */
   rejectedValues?: number;
+  /** Shared mode (Redis) only: bytes of the messages this process received on the cache's channels. */
+  messageBytes?: number;
 }
 
 /** A value marked by `nocache()`: handed to every waiter, not stored. */

@@ -450,7 +450,7 @@ fn clear(name: &str) -> PyResult<()> {
 /// The counters of cache `name` as a dict: hits, misses, computations, coalesced, errors,
 /// nocache, rejected_full, evicted_idle, evicted_lru, evicted_invalidated (also as
 /// `evictions`), entries, bytes_used, memory_limit, in_flight; in shared mode also remote_hits,
-/// leases_won, leases_lost, remote_waits, fallbacks, rejected_values.
+/// leases_won, leases_lost, remote_waits, fallbacks, rejected_values, message_bytes.
 #[pyfunction]
 fn stats<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyDict>> {
     stats_dict(py, &lookup(name)?)

@@ -210,7 +210,7 @@ def stats(name: str) -> Dict[str, Any]:
     """The counters of cache ``name`` as a dict: hits, misses, computations, coalesced, errors,
     nocache, rejected_full, evicted_idle, evicted_lru, evicted_invalidated (also as
     ``evictions``), entries, bytes_used, memory_limit, in_flight; in shared mode also
-    remote_hits, leases_won, leases_lost, remote_waits, fallbacks, rejected_values."""
+    remote_hits, leases_won, leases_lost, remote_waits, fallbacks, rejected_values, message_bytes."""
     ...
 def names() -> list[str]:
     """The configured cache names, sorted."""

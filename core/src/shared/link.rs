@@ -1,7 +1,11 @@
 //! A process's connections to one Redis, shared by every cache of the process that uses it:
 //! one command connection and one subscriber connection per Redis URL and connection settings
 //! (TLS files, timeout), whatever the number of caches. Each cache's channel is a subscription
-//! on the one subscriber.
+//! on the one subscriber, and so is each key's channel while a cache of the process waits for
+//! another process's completion of that key ([`Link::watch`]): a completion, with its value,
+//! reaches the processes waiting for it and no other. On a cluster a key's channel is a sharded
+//! one (`SSUBSCRIBE`, served by the node of the key's slot), so a completion crosses no other
+//! node either.
 //!
 //! On a Redis Cluster (a `redis+cluster://` URL) the link is one cluster connection of the
 //! `redis` crate (its `cluster-async` client: it follows `MOVED`/`ASK`, learns the slots again
@@ -87,16 +91,21 @@ pub(super) trait Member: Send + Sync {
 }
 
 /// A change of the subscriber's channels, queued in the order the channels came and went (so a
-/// channel that goes and comes back ends subscribed) and sent by one task.
+/// channel that goes and comes back ends subscribed) and sent by one task. The flag: a key's
+/// channel ([`Channel::sharded`]).
 enum SubOp {
-    Subscribe(Vec<u8>),
-    Unsubscribe(Vec<u8>),
+    Subscribe(Vec<u8>, bool),
+    Unsubscribe(Vec<u8>, bool),
 }
 
 struct Channel {
     members: Vec<Weak<dyn Member>>,
     /// The subscriber has confirmed the subscription (since it last connected).
     subscribed: bool,
+    /// A key's channel (completions only, for the caches waiting on the key; sharded on a
+    /// cluster), as opposed to a cache's (every message of the cache; its members are the
+    /// caches the link reports to).
+    sharded: bool,
 }
 
 #[derive(Default)]
@@ -180,14 +189,15 @@ impl Link {
         {
             let mut subs = self.subs.lock();
             let new = !subs.channels.contains_key(channel);
-            let ch = subs
-                .channels
-                .entry(channel.to_vec())
-                .or_insert_with(|| Channel { members: Vec::new(), subscribed: false });
+            let ch = subs.channels.entry(channel.to_vec()).or_insert_with(|| Channel {
+                members: Vec::new(),
+                subscribed: false,
+                sharded: false,
+            });
             ch.members.retain(|m| m.strong_count() > 0);
             ch.members.push(member.clone());
             if new {
-                let _ = self.ops.send(SubOp::Subscribe(channel.to_vec()));
+                let _ = self.ops.send(SubOp::Subscribe(channel.to_vec(), false));
             }
         }
         if *self.down.lock() {
@@ -212,8 +222,43 @@ impl Link {
         ch.members.retain(|m| m.strong_count() > 0);
         if ch.members.is_empty() {
             subs.channels.remove(channel);
-            let _ = self.ops.send(SubOp::Unsubscribe(channel.to_vec()));
+            let _ = self.ops.send(SubOp::Unsubscribe(channel.to_vec(), false));
         }
+    }
+
+    /// Adds a cache to a key's channel (subscribing to it if it is the channel's first), while
+    /// the cache waits for that key's completion; [`Link::unwatch`] when it no longer does.
+    pub(super) fn watch(&self, channel: &[u8], member: Weak<dyn Member>) {
+        let mut subs = self.subs.lock();
+        let ch = subs.channels.entry(channel.to_vec()).or_insert_with(|| {
+            let _ = self.ops.send(SubOp::Subscribe(channel.to_vec(), true));
+            Channel { members: Vec::new(), subscribed: false, sharded: true }
+        });
+        ch.members.push(member);
+    }
+
+    /// Takes a cache off a key's channel, unsubscribing if none is left.
+    pub(super) fn unwatch(&self, channel: &[u8], member: &Weak<dyn Member>) {
+        let mut subs = self.subs.lock();
+        let Some(ch) = subs.channels.get_mut(channel) else { return };
+        if let Some(i) = ch.members.iter().position(|m| Weak::ptr_eq(m, member)) {
+            ch.members.swap_remove(i);
+        }
+        ch.members.retain(|m| m.strong_count() > 0);
+        if ch.members.is_empty() {
+            subs.channels.remove(channel);
+            let _ = self.ops.send(SubOp::Unsubscribe(channel.to_vec(), true));
+        }
+    }
+
+    /// Waits (bounded by the timeout) until the subscriber has confirmed `channel`'s
+    /// subscription; whether it did (false: the link is down, or did not confirm in time).
+    pub(super) async fn confirmed(&self, channel: &[u8]) -> bool {
+        let subscribed = || self.subs.lock().channels.get(channel).is_some_and(|c| c.subscribed);
+        let mut changes = self.changes.subscribe();
+        let settled = changes.wait_for(|_| subscribed() || !self.healthy());
+        let _ = tokio::time::timeout(self.timeout, settled).await;
+        subscribed() && self.healthy()
     }
 
     /// Whether calls can go to Redis and the channel's messages arrive: the link is up and the
@@ -302,18 +347,24 @@ impl Link {
         self.run(|mut c| async move { cmd.query_async::<T>(&mut c).await }).await
     }
 
+    /// The caches on the link (the members of the caches' channels; a key's channel holds
+    /// some of them again).
     fn members(&self) -> Vec<Arc<dyn Member>> {
         let subs = self.subs.lock();
-        subs.channels.values().flat_map(|c| c.members.iter().filter_map(Weak::upgrade)).collect()
+        subs.channels
+            .values()
+            .filter(|c| !c.sharded)
+            .flat_map(|c| c.members.iter().filter_map(Weak::upgrade))
+            .collect()
     }
 
     fn changed(&self) {
         self.changes.send_modify(|n| *n += 1);
     }
 
-    fn subscribed(&self, channels: &[Vec<u8>]) {
+    fn subscribed(&self, channels: &[(Vec<u8>, bool)]) {
         let mut subs = self.subs.lock();
-        for c in channels {
+        for (c, _) in channels {
             if let Some(ch) = subs.channels.get_mut(c) {
                 ch.subscribed = true;
             }
@@ -396,11 +447,11 @@ impl Link {
         }
     }
 
-    fn connected(&self, cm: Conn, sink: Sink) -> Vec<Vec<u8>> {
+    fn connected(&self, cm: Conn, sink: Sink) -> Vec<(Vec<u8>, bool)> {
         *self.conn.lock() = Some(cm);
         let mut subs = self.subs.lock();
         subs.sink = Some(sink);
-        subs.channels.keys().cloned().collect()
+        subs.channels.iter().map(|(name, c)| (name.clone(), c.sharded)).collect()
     }
 
     fn up(&self) {
@@ -520,16 +571,30 @@ enum Sink {
 }
 
 impl Sink {
-    async fn subscribe(&mut self, channels: &[Vec<u8>]) -> redis::RedisResult<()> {
+    /// Subscribes to channels, each flagged if it is a key's: on one Redis every channel is a
+    /// plain one (one `SUBSCRIBE`); on a cluster a key's channel is sharded, one `SSUBSCRIBE`
+    /// each (to the node of its slot).
+    async fn subscribe(&mut self, channels: &[(Vec<u8>, bool)]) -> redis::RedisResult<()> {
+        let names = |sharded: bool| channels.iter().filter(move |c| c.1 == sharded).map(|c| &c.0);
         match self {
-            Sink::Single(s) => s.subscribe(channels).await,
-            Sink::Cluster(c) => c.subscribe(channels).await,
+            Sink::Single(s) => s.subscribe(channels.iter().map(|c| &c.0).collect::<Vec<_>>()).await,
+            Sink::Cluster(c) => {
+                let plain: Vec<_> = names(false).collect();
+                if !plain.is_empty() {
+                    c.subscribe(plain).await?;
+                }
+                for channel in names(true) {
+                    c.ssubscribe(channel).await?;
+                }
+                Ok(())
+            }
         }
     }
 
-    async fn unsubscribe(&mut self, channel: &[u8]) -> redis::RedisResult<()> {
+    async fn unsubscribe(&mut self, channel: &[u8], sharded: bool) -> redis::RedisResult<()> {
         match self {
             Sink::Single(s) => s.unsubscribe(channel).await,
+            Sink::Cluster(c) if sharded => c.sunsubscribe(channel).await,
             Sink::Cluster(c) => c.unsubscribe(channel).await,
         }
     }
@@ -608,18 +673,19 @@ async fn subscriptions(link: Weak<Link>, mut queued: tokio::sync::mpsc::Unbounde
         let Some(l) = link.upgrade() else { return };
         let Some(mut sink) = l.subs.lock().sink.clone() else { continue };
         match op {
-            SubOp::Subscribe(channel) => {
-                match tokio::time::timeout(l.timeout, sink.subscribe(std::slice::from_ref(&channel))).await {
-                    Ok(Ok(())) => l.subscribed(&[channel]),
+            SubOp::Subscribe(channel, sharded) => {
+                let channels = [(channel, sharded)];
+                match tokio::time::timeout(l.timeout, sink.subscribe(&channels)).await {
+                    Ok(Ok(())) => l.subscribed(&channels),
                     Ok(Err(_)) | Err(_) => l.reconnect.notify_one(),
                 }
             }
-            SubOp::Unsubscribe(channel) => {
+            SubOp::Unsubscribe(channel, sharded) => {
                 // Back meanwhile: its subscription is queued after this.
                 if let Some(ch) = l.subs.lock().channels.get_mut(&channel) {
                     ch.subscribed = false;
                 }
-                let _ = tokio::time::timeout(l.timeout, sink.unsubscribe(&channel)).await;
+                let _ = tokio::time::timeout(l.timeout, sink.unsubscribe(&channel, sharded)).await;
             }
         }
     }

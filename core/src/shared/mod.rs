@@ -363,6 +363,10 @@ pub struct SharedStats {
     /// Values refused (and messages on the cache's channel dropped) because their signature or
     /// format did not check out, or because they were signed for another cache.
     pub rejected_values: u64,
+    /// Bytes of the messages this cache received on its channels (completions it waited for,
+    /// invalidations, clears): what other processes' events cost this one in traffic. Redis
+    /// only (the in-process tier has no messages).
+    pub message_bytes: u64,
 }
 
 #[derive(Default)]
@@ -373,11 +377,12 @@ struct Counters {
     remote_waits: AtomicU64,
     fallbacks: AtomicU64,
     rejected_values: AtomicU64,
+    message_bytes: AtomicU64,
 }
 
 impl SharedStats {
     /// Every counter with its name (the Python spelling), in the order the bindings report them.
-    pub fn fields(&self) -> [(&'static str, u64); 6] {
+    pub fn fields(&self) -> [(&'static str, u64); 7] {
         [
             ("remote_hits", self.remote_hits),
             ("leases_won", self.leases_won),
@@ -385,6 +390,7 @@ impl SharedStats {
             ("remote_waits", self.remote_waits),
             ("fallbacks", self.fallbacks),
             ("rejected_values", self.rejected_values),
+            ("message_bytes", self.message_bytes),
         ]
     }
 }
@@ -398,6 +404,7 @@ impl Counters {
             remote_waits: self.remote_waits.load(Relaxed),
             fallbacks: self.fallbacks.load(Relaxed),
             rejected_values: self.rejected_values.load(Relaxed),
+            message_bytes: self.message_bytes.load(Relaxed),
         }
     }
 }
@@ -479,6 +486,17 @@ enum Backend {
     Process(Arc<process::Member>),
 }
 
+/// Tests only: a moment of a fetch from Redis (see [`SharedTier::at`]).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moment {
+    /// The read found no value; the lease script comes next (a holder's publish now leaves a
+    /// value and no lease).
+    Missed,
+    /// The lease is another process's; the subscription to the key's completions comes next.
+    LeaseHeld,
+}
+
 impl SharedTier {
     /// Starts the shared tier of cache `name`: validates the settings (a bad URL is an error now,
     /// with the password masked), then connects in the background (Redis) or joins the process's
@@ -542,6 +560,18 @@ impl SharedTier {
             #[cfg(feature = "redis")]
             Backend::Redis(t) => t.on_invalidation(f),
             Backend::Process(m) => m.on_invalidation(f),
+        }
+    }
+
+    /// Tests only: `f` runs (on the tier's runtime thread, with the moment and the key's bytes)
+    /// at the moments of a fetch when another process's move could slip by ([`Moment`]). Set
+    /// once; the in-process tier has no such moments.
+    #[doc(hidden)]
+    pub fn at(&self, f: impl Fn(Moment, &[u8]) + Send + Sync + 'static) {
+        match &self.0 {
+            #[cfg(feature = "redis")]
+            Backend::Redis(t) => t.at(f),
+            Backend::Process(_) => drop(f),
         }
     }
 

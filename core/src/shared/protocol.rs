@@ -8,7 +8,12 @@
 //! * `coopcache:N:e:`: the cache's epoch, a counter that every tag invalidation and every clear
 //!   moves on; `coopcache:N:h:TAG`, the epoch of the tag's last invalidation, and
 //!   `coopcache:N:c:`, the epoch of the last clear (no TTL: one per tag, one per cache);
-//! * channel `coopcache:N`: completions and invalidations (one message per event).
+//! * channel `coopcache:N`: invalidations and clears (one message per event), which every
+//!   process of the cache receives;
+//! * channel `coopcache:N:w:{H}` (`H` as in a value's hash tag, below): the completions of the
+//!   keys of that hash, which only the processes waiting for one receive (each subscribes while
+//!   it waits). On a cluster it is a sharded channel (`SSUBSCRIBE`/`SPUBLISH`) in the key's
+//!   slot, so the scripts that end a lease publish on it from the node that holds the lease.
 //!
 //! A lease's value is its owner's token: a random part, `:`, and the epoch when it was taken.
 //! An invalidation wins over a computation that was running when it reached Redis: the key's
@@ -143,9 +148,22 @@ impl Names {
         self.cluster
     }
 
-    /// The cache's channel: completions and invalidations.
+    /// The cache's channel: invalidations and clears, for every process of the cache.
     pub(crate) fn channel(&self) -> Vec<u8> {
         self.base.clone()
+    }
+
+    /// The channel of a key's completions (see the module docs), for the processes waiting
+    /// for one. Keys of one hash share it; a message names its key, so each picks its own.
+    pub(crate) fn key_channel(&self, key: &[u8]) -> Vec<u8> {
+        let mut c = self.base.clone();
+        c.extend_from_slice(format!(":w:{{{:016x}}}", fnv1a(key)).as_bytes());
+        c
+    }
+
+    /// The command that publishes on a key's channel: sharded on a cluster.
+    pub(crate) fn publish(&self) -> &'static str {
+        if self.cluster { "SPUBLISH" } else { "PUBLISH" }
     }
 }
 
@@ -434,9 +452,13 @@ impl Signer {
 /// invalidation or before a clear: a caller arriving after either starts a computation of its
 /// own, as on the local tier). The lease's value is the owner's token: a random part, `:`, and
 /// the cache's epoch when it was taken.
-/// KEYS: lease, epoch, cleared. ARGV: random part, lease ms.
-/// Returns `{1, token}` (taken) or `{0, PTTL, holder's token}`.
+/// A holder that published between the caller's read and this script leaves a value, not a
+/// free lease: unless the caller's read found a value it refused (a bad signature), a value
+/// there means "read it" (`{2}`), so the key is not computed twice.
+/// KEYS: lease, epoch, cleared, value. ARGV: random part, lease ms, `1` to look at the value.
+/// Returns `{1, token}` (taken), `{0, PTTL, holder's token}` or `{2}`.
 pub(crate) const TAKE_LEASE: &str = r#"
+if ARGV[3] == '1' and redis.call('EXISTS', KEYS[4]) == 1 then return {2} end
 local mine = ARGV[1] .. ':' .. (redis.call('GET', KEYS[2]) or '0')
 if redis.call('SET', KEYS[1], mine, 'NX', 'PX', ARGV[2]) then return {1, mine} end
 local held = redis.call('GET', KEYS[1])
@@ -462,7 +484,7 @@ return {0, redis.call('PTTL', KEYS[1]), held}
 /// a value is never stored without the tag sets that let its tags' invalidation find it.
 ///
 /// KEYS: lease, value, cleared, then each tag's set and then each tag's epoch. ARGV: token,
-/// blob, idle ms, channel, `Done` head, `NoCache` head. Returns 1 (written), 0 (not written:
+/// blob, idle ms, the key's channel, `Done` head, `NoCache` head. Returns 1 (written), 0 (not written:
 /// not the owner, or invalidated) or the refusal's error text.
 pub(crate) const PUBLISH_VALUE: &str = r#"
 local held = redis.call('GET', KEYS[1])
@@ -491,13 +513,13 @@ return 1
 
 /// Announces an outcome that is not stored (nocache, error, release) to the processes waiting
 /// for this lease, and clears the lease if `token` still owns it (or owned it until the key's
-/// invalidation marked it). KEYS: lease. ARGV: token, channel, message. Returns 1 if it owned
-/// the lease.
+/// invalidation marked it). KEYS: lease. ARGV: token, the key's channel, message, the publish
+/// command (`SPUBLISH` on a cluster). Returns 1 if it owned the lease.
 pub(crate) const PUBLISH_OUTCOME: &str = r#"
 local held = redis.call('GET', KEYS[1])
 local owned = held == ARGV[1]
 if owned or held == ARGV[1] .. '!' then redis.call('DEL', KEYS[1]) end
-redis.call('PUBLISH', ARGV[2], ARGV[3])
+redis.call(ARGV[4], ARGV[2], ARGV[3])
 if owned then return 1 end
 return 0
 "#;
@@ -563,13 +585,12 @@ return epoch
 /// The length of the epoch a value stored on a cluster starts with.
 pub(crate) const EPOCH_LEN: usize = 8;
 
-/// [`TAKE_LEASE`] for a cluster, which also looks at the value (in the lease's slot): a holder
-/// that published between the caller's read and this script leaves a value, not a free
-/// lease, so the key is not computed twice. KEYS: lease, value. ARGV: random part, lease ms,
-/// the cache's epoch, its last clear's epoch. Returns as [`TAKE_LEASE`], or `{2}` if the
-/// value is there now (read it).
+/// [`TAKE_LEASE`] for a cluster (the value is in the lease's slot). KEYS: lease, value. ARGV:
+/// random part, lease ms, the cache's epoch, its last clear's epoch, `1` to look at the value
+/// (`0`: the caller's read found one it refused: stale or badly signed). Returns as
+/// [`TAKE_LEASE`].
 pub(crate) const TAKE_LEASE_CLUSTER: &str = r#"
-if redis.call('EXISTS', KEYS[2]) == 1 then return {2} end
+if ARGV[5] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then return {2} end
 local mine = ARGV[1] .. ':' .. ARGV[3]
 if redis.call('SET', KEYS[1], mine, 'NX', 'PX', ARGV[2]) then return {1, mine} end
 local held = redis.call('GET', KEYS[1])
@@ -582,21 +603,21 @@ return {0, redis.call('PTTL', KEYS[1]), held}
 "#;
 
 /// [`PUBLISH_VALUE`] for a cluster: the checks of tags and clears are the process's (see
-/// above). KEYS: lease, value. ARGV: token, blob, idle ms, channel, `Done` head, `NoCache`
-/// head, `1` to store (`0`: stale, or a tag set refused the value), the lease's epoch as
+/// above). KEYS: lease, value. ARGV: token, blob, idle ms, the key's channel (sharded, in the
+/// lease's slot), `Done` head, `NoCache` head, `1` to store (`0`: stale, or a tag set refused the value), the lease's epoch as
 /// stored before the blob. Returns 1 (written), 0 (not written) or the refusal's error text.
 pub(crate) const PUBLISH_VALUE_CLUSTER: &str = r#"
 local held = redis.call('GET', KEYS[1])
 local function unstored(r)
   if held == ARGV[1] or held == ARGV[1] .. '!' then redis.call('DEL', KEYS[1]) end
-  redis.call('PUBLISH', ARGV[4], ARGV[6] .. ARGV[2])
+  redis.call('SPUBLISH', ARGV[4], ARGV[6] .. ARGV[2])
   return r
 end
 if held ~= ARGV[1] or ARGV[7] ~= '1' then return unstored(0) end
 local r = redis.pcall('SET', KEYS[2], ARGV[8] .. ARGV[2], 'PX', ARGV[3])
 if type(r) == 'table' and r.err then return unstored(r.err) end
 redis.call('DEL', KEYS[1])
-redis.call('PUBLISH', ARGV[4], ARGV[5] .. ARGV[2])
+redis.call('SPUBLISH', ARGV[4], ARGV[5] .. ARGV[2])
 return 1
 "#;
 
@@ -626,6 +647,9 @@ mod tests {
         assert_eq!(&v[..14], b"coopcache:c:v:");
         assert_eq!(v[14..32], l[14..32], "one hash tag, one slot");
         assert!(v.ends_with(b"}{k") && v[14] == b'{' && v[31] == b'}');
+        let w = c.key_channel(b"}{k");
+        assert_eq!(w[..15], *b"coopcache:c:w:{");
+        assert_eq!(w[14..], v[14..32], "a key's channel is in its value's slot");
         assert_eq!(c.key(Kind::Epoch, b""), b"coopcache:c:e:{coopcache:c}");
         assert_eq!(c.key(Kind::Cleared, b""), b"coopcache:c:c:{coopcache:c}");
         assert_eq!(c.key(Kind::TagSet, b"t"), b"coopcache:c:t:t");

@@ -4,7 +4,10 @@
 //! (`GETEX .. PX`, refreshing the idle TTL), or takes the key's lease (a script: `SET NX PX`
 //! with an owner token, or the take-over of a lease an invalidation made stale) so this
 //! process computes, or waits for that lease's completion message on pub/sub (no polling; if
-//! the holder dies, its lease expires and the wait ends with a retry). The holder renews its
+//! the holder dies, its lease expires and the wait ends with a retry). Completions go to the
+//! key's channel, which a process subscribes to only while it waits for one of them (see the
+//! protocol's docs); having found the lease taken, it subscribes, then looks once more, so a
+//! completion published before its subscription was confirmed is not missed. The holder renews its
 //! lease while it computes and publishes with a script that writes only if it still owns the
 //! lease and no invalidation overtook it (see the protocol's docs); a publish that fails ends
 //! the lease all the same.
@@ -25,7 +28,7 @@ use tokio::sync::mpsc;
 use super::link::{Conn, Link, Member, spawn};
 use super::protocol::{self, Kind, Message, Names, Signer};
 use super::{
-    Blob, Counters, Invalidation, InvalidationHook, LeaseKind, Remote, RemoteError, RemoteLease,
+    Blob, Counters, Invalidation, InvalidationHook, LeaseKind, Moment, Remote, RemoteError, RemoteLease,
     SharedSettings, inc,
 };
 use crate::config::ConfigError;
@@ -36,6 +39,9 @@ use crate::wait::{Pending, Shared};
 /// The callers waiting for another process's completion, by key: each gets every completion
 /// of the key (and picks its lease's), or `None` when the link goes down.
 type Waiters = HashMap<Vec<u8>, Vec<(u64, mpsc::UnboundedSender<Option<Message>>)>>;
+
+/// See [`RedisTier::at`].
+type Hook = Box<dyn Fn(Moment, &[u8]) + Send + Sync>;
 
 struct Tier {
     name: String,
@@ -53,6 +59,10 @@ struct Tier {
     listener: Option<Listener>,
     /// Whether the listener was last told the tier is down.
     reported_down: AtomicBool,
+    /// The keys' channels this tier is on, with how many of its fetches wait on each.
+    watching: Mutex<HashMap<Vec<u8>, usize>>,
+    /// Tests only: runs at the moments of a fetch (see [`RedisTier::at`]).
+    hook: OnceLock<Hook>,
 }
 
 /// This process's lease on a key in Redis, renewed in the background until finished or dropped.
@@ -94,9 +104,10 @@ impl RedisTier {
             counters: Counters::default(),
             listener,
             reported_down: AtomicBool::new(false),
+            watching: Mutex::new(HashMap::new()),
+            hook: OnceLock::new(),
         });
-        let member: Weak<dyn Member> = Arc::downgrade(&tier) as Weak<Tier>;
-        tier.link.join(&tier.channel, member);
+        tier.link.join(&tier.channel, tier.member());
         spawn(toucher(Arc::downgrade(&tier)));
         Ok(RedisTier(tier))
     }
@@ -115,6 +126,11 @@ impl RedisTier {
     /// Set once; later calls are ignored.
     pub(super) fn on_invalidation(&self, f: impl Fn(Invalidation<'_>) + Send + Sync + 'static) {
         let _ = self.0.on_invalidation.set(Box::new(f));
+    }
+
+    /// Tests only: `f` runs with the key's bytes at the [`Moment`]s of a fetch. Set once.
+    pub(super) fn at(&self, f: impl Fn(Moment, &[u8]) + Send + Sync + 'static) {
+        let _ = self.0.hook.set(Box::new(f));
     }
 
     /// Changes the idle TTL used for new writes and reads (a reconfigured `cache_duration`).
@@ -276,7 +292,7 @@ impl LeaseState {
             .map(|(kind, t)| tier.names.key(kind, t.as_bytes()))
             .collect();
         let idle = tier.idle_ms.load(Relaxed);
-        let channel = tier.channel.clone();
+        let channel = tier.names.key_channel(&st.key);
         let release = ReleaseUnlessPublished(Some((tier.clone(), st.key.clone(), st.token.clone())));
         tier.run(move |mut c| async move {
             let mut release = release;
@@ -369,13 +385,15 @@ impl LeaseState {
 fn publish_outcome(tier: &Arc<Tier>, key: &[u8], token: &str, msg: Message) -> Pending<bool> {
     let lkey = tier.names.key(Kind::Lease, key);
     let token = token.to_owned();
-    let (channel, msg) = (tier.channel.clone(), tier.signer.message(&msg));
+    let (channel, msg) = (tier.names.key_channel(key), tier.signer.message(&msg));
+    let publish = tier.names.publish();
     tier.clone().run(move |mut c| async move {
         let owned: i64 = redis::Script::new(protocol::PUBLISH_OUTCOME)
             .key(&lkey)
             .arg(&token)
             .arg(&channel)
             .arg(msg)
+            .arg(publish)
             .invoke_async(&mut c)
             .await?;
         Ok(owned == 1)
@@ -423,6 +441,7 @@ fn lease_epoch(token: &str) -> u64 {
 
 impl Member for Tier {
     fn deliver(&self, payload: &[u8]) {
+        self.counters.message_bytes.fetch_add(payload.len() as u64, Relaxed);
         self.dispatch(payload);
     }
 
@@ -517,6 +536,8 @@ impl Tier {
         let (vkey, lkey) = (self.names.key(Kind::Value, &key), self.names.key(Kind::Lease, &key));
         let (epoch, cleared) = (self.names.key(Kind::Epoch, b""), self.names.key(Kind::Cleared, b""));
         let lease_ms = self.settings.lease_ttl.as_millis() as u64;
+        // On the key's channel from the first time its lease is found taken to the end.
+        let mut watch: Option<Watch> = None;
         loop {
             if interest.live() == 0 {
                 return Remote::Unavailable; // nobody is waiting for this answer any more
@@ -531,6 +552,9 @@ impl Tier {
                 return self.fallback();
             };
             let cluster = self.names.cluster();
+            // Whether the lease script may take a value there as "read it": not if this read
+            // refused the one it found (it would be found and refused again, for ever).
+            let look = if found.is_none() { "1" } else { "0" };
             let found = match (found, cluster) {
                 // On a cluster a value starts with its lease's epoch: stale if one of its tags
                 // was invalidated, or the cache cleared, since (see the protocol's docs).
@@ -563,6 +587,9 @@ impl Tier {
                 inc(&self.counters.remote_hits);
                 return Remote::Value(blob);
             }
+            if let Some(f) = self.hook.get() {
+                f(Moment::Missed, &key);
+            }
             let random = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
             let (lkey, vkey, epoch, cleared, random) = (&lkey, &vkey, &epoch, &cleared, &random);
             let taken = self
@@ -579,6 +606,7 @@ impl Tier {
                             .arg(lease_ms)
                             .arg(e.unwrap_or(0))
                             .arg(cl.unwrap_or(0))
+                            .arg(look)
                             .invoke_async::<Vec<redis::Value>>(&mut c)
                             .await;
                     }
@@ -586,8 +614,10 @@ impl Tier {
                         .key(lkey)
                         .key(epoch)
                         .key(cleared)
+                        .key(vkey)
                         .arg(random)
                         .arg(lease_ms)
+                        .arg(look)
                         .invoke_async::<Vec<redis::Value>>(&mut c)
                         .await
                 })
@@ -611,9 +641,21 @@ impl Tier {
                 }
                 Some(_) => continue, // expiring now: look again
             };
+            if watch.is_none() {
+                if let Some(f) = self.hook.get() {
+                    f(Moment::LeaseHeld, &key);
+                }
+                let w = watch.insert(self.watch(&key));
+                if !self.link.confirmed(&w.channel).await {
+                    return self.fallback();
+                }
+                // Subscribed: look again, as the holder may have finished before.
+                continue;
+            }
+            let channel = &watch.as_ref().expect("on the key's channel").channel;
             inc(&self.counters.leases_lost);
             inc(&self.counters.remote_waits);
-            if !self.link.ready(&self.channel) {
+            if !self.link.ready(&self.channel) || !self.link.ready(channel) {
                 // Down since this wait was registered: its release may have come before.
                 return self.fallback();
             }
@@ -693,6 +735,23 @@ impl Tier {
         })))
     }
 
+    /// Puts the tier on the key's channel (the link subscribes to it for the first tier) until
+    /// the [`Watch`] is dropped.
+    fn watch(self: &Arc<Self>, key: &[u8]) -> Watch {
+        let channel = self.names.key_channel(key);
+        let mut watching = self.watching.lock();
+        let n = watching.entry(channel.clone()).or_insert(0);
+        *n += 1;
+        if *n == 1 {
+            self.link.watch(&channel, self.member());
+        }
+        Watch { tier: self.clone(), channel }
+    }
+
+    fn member(self: &Arc<Self>) -> Weak<dyn Member> {
+        Arc::downgrade(self) as Weak<Tier>
+    }
+
     fn listen(&self, key: &[u8]) -> (u64, mpsc::UnboundedReceiver<Option<Message>>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let id = self.next_waiter.fetch_add(1, Relaxed);
@@ -720,6 +779,25 @@ impl Tier {
                 Message::Clear => f(Invalidation::All),
                 _ => {}
             }
+        }
+    }
+}
+
+/// A fetch on a key's channel ([`Tier::watch`]); the tier leaves the channel when its last
+/// fetch there ends.
+struct Watch {
+    tier: Arc<Tier>,
+    channel: Vec<u8>,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let mut watching = self.tier.watching.lock();
+        let Some(n) = watching.get_mut(&self.channel) else { return };
+        *n -= 1;
+        if *n == 0 {
+            watching.remove(&self.channel);
+            self.tier.link.unwatch(&self.channel, &self.tier.member());
         }
     }
 }

@@ -12,7 +12,7 @@ export type Key = string | number | bigint | boolean | null | Uint8Array | reado
  */
 export interface Settings {
   /**
-   * Bytes the cache may hold (keys + values + 40 bytes per entry). A non-integer in (0, 1) is that
+   * Bytes the cache may hold (keys + values + 48 bytes per entry). A non-integer in (0, 1) is that
    * fraction of the machine's memory (`1` is one byte); `0` stores nothing (concurrent callers
    * still share one computation). Default `50 * 1024 * 1024` (50 MiB).
    */

@@ -196,7 +196,7 @@ pub(crate) fn lookup(name: &str) -> PyResult<CoreCache> {
 ///
 /// Settings (keyword arguments) and their defaults:
 ///
-/// - `memory_limit=50 * 1024 * 1024`: bytes for keys + values + 40 bytes per entry; a float in
+/// - `memory_limit=50 * 1024 * 1024`: bytes for keys + values + 48 bytes per entry; a float in
 ///   (0, 1] is that fraction of the machine's memory; `0` stores nothing.
 /// - `cache_duration=300`: seconds after the last read or write of an entry until it is deleted.
 /// - `when_full="reject"`: a value that does not fit is returned but not stored; `"evict"`

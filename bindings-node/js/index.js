@@ -81,7 +81,7 @@ const SERIALIZERS = {
 // Caches by name
 // ---------------------------------------------------------------------------------------------
 
-/** name -> { idx, name, sizeOf, handle, json } */
+/** name -> { idx, name, sizeOf, handle } */
 const byName = new Map();
 
 /** The handle of the configured cache `name`. */
@@ -97,12 +97,11 @@ function configure(name, options = {}) {
   run(native.takeReady()); // a higher maxConcurrency may have granted queued leaders their slots
   let c = byName.get(name);
   if (c === undefined) {
-    c = { idx, name, sizeOf: undefined, json: false };
+    c = { idx, name, sizeOf: undefined };
     c.handle = new Cache(c);
     byName.set(name, c);
   }
   if (options.sizeOf !== undefined) c.sizeOf = options.sizeOf;
-  c.json = native.serializer(idx) === 'json' && native.sharedUp(idx) !== null; // see asJson
   return c.handle;
 }
 
@@ -217,7 +216,6 @@ function computed(id, call, ok, v) {
   }
   let w = 0;
   if (kind === NOCACHE) v = v.value;
-  if (kind !== FAILED && call.c.json) v = asJson(v);
   if (kind === STORE) {
     try {
       w = weigh(call, v);
@@ -226,19 +224,6 @@ function computed(id, call, ok, v) {
     }
   }
   run(report(id, kind, put(v), w, v));
-}
-
-// With serializer 'json', the value every other process reads (Dates become strings, Maps {},
-// undefined properties go, NaN null): the computing process keeps and returns that one too, so
-// all of them see one value. One JSON cannot take (a BigInt, undefined) stays as it is: the
-// other processes are told why (see encode).
-function asJson(v) {
-  try {
-    const s = JSON.stringify(v);
-    return s === undefined ? v : JSON.parse(s);
-  } catch {
-    return v;
-  }
 }
 
 function weigh(call, v) {

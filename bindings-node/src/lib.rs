@@ -41,7 +41,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use coopcache::options::{self, Arg, ErrorKind, OptionError, Style, Value};
-use coopcache::shared::SharedMode;
 use coopcache::{
     Action, Cache, CallOptions, Caller, Do, Error as CoreError, Event, Field, Jobs, Key, KeyWriter, Level,
     Outcome, Registry,
@@ -344,8 +343,6 @@ fn text(env: &Env, v: &Unknown<'_>) -> String {
 pub struct Native {
     registry: Registry<Val>,
     caches: Vec<Cache<Key, Val>>,
-    /// Each cache's serializer (`v8` or `json`: the JS side serializes), by index.
-    serializers: Vec<&'static str>,
     sink: Arc<Sink>,
     /// The misses by job number: the core drives them.
     jobs: Jobs<Key, Val>,
@@ -385,7 +382,6 @@ impl Native {
         Ok(Native {
             registry: Registry::with(Some(listener), coopcache::Clock::system()),
             caches: Vec::new(),
-            serializers: Vec::new(),
             sink,
             jobs: Jobs::new(move || job_sink.ping()),
             failures: HashMap::new(),
@@ -405,35 +401,8 @@ impl Native {
         let given = js_options(&env, &options, options::INVALID_CONFIG).map_err(|f| f.throw(&env))?;
         let base = self.registry.get(&name).map(|c| c.settings()).unwrap_or_default();
         let o = options::configure(base, &given, Style::Node).map_err(|e| Failure::option(e).throw(&env))?;
-        if let (Ok(c), Some(want)) = (self.registry.get(&name), o.serializer) {
-            let idx = self.index_of(c.clone());
-            let had = self.serializers[idx];
-            if c.shared().is_some() && want != had {
-                let f = Failure::option(OptionError {
-                    kind: ErrorKind::Value,
-                    code: options::INVALID_CONFIG,
-                    message: format!(
-                        "invalid serializer: {want} (expected the one the shared cache was first configured with, \"{had}\")"
-                    ),
-                });
-                return Err(f.throw(&env));
-            }
-        }
-        let configured = match SharedMode::of(&o) {
-            None => self.registry.configure(&name, o.settings),
-            Some(mode) => self.registry.configure_shared(&name, o.settings, Some(mode)),
-        };
-        match configured {
-            Ok(cache) => {
-                if let Some(t) = cache.shared() {
-                    t.set_idle(cache.settings().cache_duration);
-                }
-                let idx = self.index_of(cache);
-                if let Some(ser) = o.serializer {
-                    self.serializers[idx] = ser;
-                }
-                Ok(idx as u32)
-            }
+        match self.registry.configure_from(&name, o) {
+            Ok(cache) => Ok(self.index_of(cache) as u32),
             Err(e) => Err(Failure::option(OptionError::config(&e, Style::Node)).throw(&env)),
         }
     }
@@ -443,7 +412,6 @@ impl Native {
             return i;
         }
         self.caches.push(cache);
-        self.serializers.push("v8");
         self.caches.len() - 1
     }
 
@@ -841,10 +809,11 @@ impl Native {
         self.caches.get(cache as usize)?.shared().map(|t| t.is_up())
     }
 
-    /// The cache's serializer: `v8` or `json`.
+    /// The serializer of the cache's shared tier (`v8` or `json`: the JS side serializes).
     #[napi]
     pub fn serializer(&self, cache: u32) -> &'static str {
-        self.serializers.get(cache as usize).copied().unwrap_or("v8")
+        let tier = self.caches.get(cache as usize).and_then(|c| c.shared());
+        tier.and_then(|t| t.serializer()).unwrap_or("v8")
     }
 
     /// The canonical encoding of a key (for tests: it must match the other languages').

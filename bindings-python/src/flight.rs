@@ -112,11 +112,9 @@ fn failure(py: Python<'_>, e: PyErr) -> Outcome<PyValue> {
 }
 
 /// How the function's result ends the computation: a value to store (weighed), a `nocache`
-/// value, or a failure (the function's exception, or the weigher's). The value is the one the
-/// other processes read (see [`shared::as_shared`]).
+/// value, or a failure (the function's exception, or the weigher's).
 fn outcome(
     py: Python<'_>,
-    cache_name: &str,
     result: PyResult<Bound<'_, PyAny>>,
     weigher: Option<&Bound<'_, PyAny>>,
 ) -> Outcome<PyValue> {
@@ -125,10 +123,8 @@ fn outcome(
         Err(e) => return failure(py, e),
     };
     if let Ok(nc) = obj.cast::<NoCache>() {
-        let value = shared::as_shared(cache_name, nc.get().value.bind(py).clone());
-        return Outcome::NoCache(PyValue::new(value.unbind()));
+        return Outcome::NoCache(PyValue::new(nc.get().value.clone_ref(py)));
     }
-    let obj = shared::as_shared(cache_name, obj);
     match weigh(&obj, weigher) {
         Ok(weight) => Outcome::Store { value: PyValue::new(obj.unbind()), weight },
         Err(e) => failure(py, e),
@@ -169,7 +165,7 @@ enum Act {
 fn drive_lead(
     py: Python<'_>,
     lead: &mut CoreLead,
-    cache_name: &str,
+    cache: &CoreCache,
     weigher: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Act> {
     loop {
@@ -179,11 +175,11 @@ fn drive_lead(
             LeadStep::Compute => return Ok(Act::Compute),
             LeadStep::Done => return Ok(Act::Done),
             LeadStep::Decode(bytes) => {
-                let decoded = Codec::of(cache_name).decode(py, &bytes, |v| weigh(v, weigher));
+                let decoded = Codec::of(cache).decode(py, &bytes, |v| weigh(v, weigher));
                 lead.decoded(decoded);
             }
             LeadStep::Encode(value) => {
-                let encoded = Codec::of(cache_name).encode(value.0.bind(py));
+                let encoded = Codec::of(cache).encode(value.0.bind(py));
                 lead.encoded(encoded);
             }
             _ => {
@@ -252,7 +248,7 @@ pub(crate) fn run_sync<'py>(
                 }
             }
             Step::Lead(mut lead) => loop {
-                match drive_lead(py, &mut lead, cache.name(), weigher)? {
+                match drive_lead(py, &mut lead, cache, weigher)? {
                     Act::Wait(ready) => {
                         if !wait_sync(py, &ready, deadline)? {
                             return Err(timeout_err(opts.timeout));
@@ -272,9 +268,9 @@ pub(crate) fn run_sync<'py>(
                         let outcome = match result {
                             Ok(obj) => match used_once(&obj) {
                                 Some(why) => failure(py, PyTypeError::new_err(why)),
-                                None => outcome(py, cache.name(), Ok(obj), weigher),
+                                None => outcome(py, Ok(obj), weigher),
                             },
-                            r => outcome(py, cache.name(), r, weigher),
+                            r => outcome(py, r, weigher),
                         };
                         lead.computed(outcome);
                     }
@@ -341,7 +337,7 @@ pub(crate) struct Call {
     inner: Option<CoreCall>,
     timeout: Option<Duration>,
     weigher: Option<Py<PyAny>>,
-    cache_name: String,
+    cache: CoreCache,
 }
 
 impl Call {
@@ -354,7 +350,7 @@ impl Call {
             inner: Some(cache.call(key, &opts.call_options(), Caller::Blocking)),
             timeout: opts.timeout,
             weigher,
-            cache_name: cache.name().to_owned(),
+            cache: cache.clone(),
         }
     }
 }
@@ -392,7 +388,7 @@ impl Call {
                     on_loop: None,
                     inner: Some(lead),
                     weigher: self.weigher.as_ref().map(|w| w.clone_ref(py)),
-                    cache_name: self.cache_name.clone(),
+                    cache: self.cache.clone(),
                 };
                 (LEAD, Py::new(py, lead)?.into_any())
             }
@@ -420,7 +416,7 @@ pub(crate) struct Lead {
     /// The event loop whose task runs the computation, while it runs.
     on_loop: Option<OnExecutor>,
     weigher: Option<Py<PyAny>>,
-    cache_name: String,
+    cache: CoreCache,
 }
 
 impl Lead {
@@ -441,9 +437,9 @@ impl Lead {
     /// and report with `computed` or `failed`) | (0, None: done).
     fn step(&mut self, py: Python<'_>) -> PyResult<(u8, Option<Py<Signal>>)> {
         let weigher = self.weigher.as_ref().map(|w| w.bind(py).clone());
-        let name = self.cache_name.clone();
+        let cache = self.cache.clone();
         let lead = self.lead()?;
-        Ok(match drive_lead(py, lead, &name, weigher.as_ref())? {
+        Ok(match drive_lead(py, lead, &cache, weigher.as_ref())? {
             Act::Wait(ready) | Act::Confirm(ready) => {
                 (WAIT, Some(Py::new(py, Signal { pending: Some(ready) })?))
             }
@@ -459,7 +455,7 @@ impl Lead {
     /// Reports the function's result (a value, or `nocache(value)`).
     fn computed(&mut self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let weigher = self.weigher.as_ref().map(|w| w.bind(py).clone());
-        let outcome = outcome(py, &self.cache_name, Ok(value.clone()), weigher.as_ref());
+        let outcome = outcome(py, Ok(value.clone()), weigher.as_ref());
         self.lead()?.computed(outcome);
         Ok(())
     }

@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, LazyLock};
 
 use coopcache::options::{self, Arg, ErrorKind, OptionError, Style, Value};
-use coopcache::shared::SharedMode;
 use coopcache::{Clock, ConfigError, Error as CoreError, Event, Key, Level, Registry};
 use pyo3::exceptions::{PyRecursionError, PyRuntimeError, PyTimeoutError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -214,34 +213,14 @@ pub(crate) fn lookup(name: &str) -> PyResult<CoreCache> {
 fn configure(name: &Bound<'_, PyAny>, options: Option<&Bound<'_, PyDict>>) -> PyResult<Cache> {
     let name = arg(name)?;
     let name = options::cache_name(&name, Style::Python).map_err(option_err)?;
-    let existing = REGISTRY.get(name).ok();
-    let base = existing.as_ref().map(|c| c.settings()).unwrap_or_default();
+    let base = REGISTRY.get(name).map(|c| c.settings()).unwrap_or_default();
     let given = match options {
         Some(o) => o.iter().map(|(k, v)| Ok((k.extract::<String>()?, arg(&v)?))).collect::<PyResult<_>>()?,
         None => Vec::new(),
     };
-    let sh = options::configure(base, &given, Style::Python).map_err(option_err)?;
-    let current = shared::conf_of(name);
-    let has_tier = existing.as_ref().is_some_and(|c| c.shared().is_some());
-    let serializer = sh.serializer.map(shared::Serializer::of).or(current.map(|c| c.serializer));
-    let serializer = serializer.unwrap_or(shared::Serializer::Pickle);
-    // The secret of an existing tier is the one it was created with (shared settings are fixed).
-    let signed = if has_tier { current.is_some_and(|c| c.signed) } else { sh.secret.is_some() };
-    let wants_tier = sh.redis_url.is_some() || has_tier;
-    if wants_tier && serializer == shared::Serializer::Pickle && !signed {
-        return Err(PyValueError::new_err(
-            "pickle in shared mode needs secret=: unsigned pickles from Redis could run code \
-             (give secret=..., or use serializer=\"json\")",
-        ));
-    }
-    let inner = match SharedMode::of(&sh) {
-        None => REGISTRY.configure(name, sh.settings).map_err(|e| config_err(&e))?,
-        // A new tier connects in the background; its first calls wait (bounded) for that.
-        Some(mode) => REGISTRY.configure_shared(name, sh.settings, Some(mode)).map_err(|e| config_err(&e))?,
-    };
-    if inner.shared().is_some() {
-        shared::set_conf(name, shared::Conf { serializer, signed });
-    }
+    let o = options::configure(base, &given, Style::Python).map_err(option_err)?;
+    // A new tier connects in the background; its first calls wait (bounded) for that.
+    let inner = REGISTRY.configure_from(name, o).map_err(|e| config_err(&e))?;
     Ok(Cache { inner })
 }
 

@@ -1,15 +1,13 @@
-//! Shared mode (Redis): the binding's part is small. It keeps each cache's serializer, turns
-//! Python values into bytes and back (pickle or json) when the core's call driver asks, and
-//! maps remote errors to `coopcache.RemoteError`. The protocol (asking the tier, leases,
-//! renewal, publishing, pub/sub, signing, fallbacks) is all in the core.
-
-use std::collections::HashMap;
-use std::sync::{LazyLock, RwLock};
+//! Shared mode (Redis): the binding's part is small. It turns Python values into bytes and
+//! back with the cache's serializer (pickle or json, which the core keeps) when the core's
+//! call driver asks, and maps remote errors to `coopcache.RemoteError`. The protocol (asking
+//! the tier, leases, renewal, publishing, pub/sub, signing, fallbacks, which value a computing
+//! process returns) is all in the core.
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
-use crate::{LOGGER, PyValue};
+use crate::{CoreCache, LOGGER, PyValue};
 
 /// How a cache's values are turned into bytes for Redis.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -20,7 +18,7 @@ pub(crate) enum Serializer {
 
 impl Serializer {
     /// The serializer of a name the core accepted (`"pickle"` or `"json"`).
-    pub(crate) fn of(name: &str) -> Serializer {
+    fn of(name: &str) -> Serializer {
         if name == "json" { Serializer::Json } else { Serializer::Pickle }
     }
 
@@ -52,38 +50,6 @@ impl Serializer {
     }
 }
 
-/// The binding's settings of a cache that has a shared tier.
-#[derive(Clone, Copy)]
-pub(crate) struct Conf {
-    pub(crate) serializer: Serializer,
-    pub(crate) signed: bool,
-}
-
-static CONFS: LazyLock<RwLock<HashMap<String, Conf>>> = LazyLock::new(|| RwLock::new(HashMap::new()));
-
-pub(crate) fn conf_of(name: &str) -> Option<Conf> {
-    CONFS.read().unwrap_or_else(|e| e.into_inner()).get(name).copied()
-}
-
-pub(crate) fn set_conf(name: &str, conf: Conf) {
-    CONFS.write().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned(), conf);
-}
-
-/// The value a computing process keeps and returns: with `serializer="json"`, the one every
-/// other process reads from Redis (`json.loads(json.dumps(value))`: int keys become str,
-/// tuples lists), so every process (and every call, hit or miss) sees one value. With pickle,
-/// or a value json cannot take (the other processes are then told why), the value itself.
-pub(crate) fn as_shared<'py>(cache_name: &str, value: Bound<'py, PyAny>) -> Bound<'py, PyAny> {
-    if conf_of(cache_name).is_none_or(|c| c.serializer != Serializer::Json) {
-        return value;
-    }
-    let py = value.py();
-    match Serializer::Json.dumps(&value).and_then(|b| Serializer::Json.loads(py, &b)) {
-        Ok(v) => v,
-        Err(_) => value,
-    }
-}
-
 /// How the values of one cache cross the shared tier: what the call driver's `Decode` and
 /// `Encode` steps run.
 pub(crate) struct Codec {
@@ -92,9 +58,11 @@ pub(crate) struct Codec {
 }
 
 impl Codec {
-    pub(crate) fn of(cache_name: &str) -> Codec {
-        let serializer = conf_of(cache_name).map_or(Serializer::Pickle, |c| c.serializer);
-        Codec { serializer, name: cache_name.to_owned() }
+    /// The codec of the serializer the core keeps for the cache's shared tier.
+    pub(crate) fn of(cache: &CoreCache) -> Codec {
+        let serializer =
+            cache.shared().and_then(|t| t.serializer()).map_or(Serializer::Pickle, Serializer::of);
+        Codec { serializer, name: cache.name().to_owned() }
     }
 
     /// A value from the shared tier's bytes, weighed (or why there is none: it is then

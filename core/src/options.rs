@@ -290,6 +290,8 @@ pub struct Configure {
     pub lease_ttl: Option<Duration>,
     /// Node's `shared: 'process'`: shared across the process's worker threads, without Redis.
     pub process: bool,
+    /// The language the options were given in (its default serializer, its spelling).
+    pub style: Style,
 }
 
 /// Checks `configure`'s options (None values are omitted options, but for `max_concurrency`,
@@ -303,6 +305,7 @@ pub fn configure(base: Settings, options: &[(String, Arg)], style: Style) -> Res
         secret: None,
         lease_ttl: None,
         process: false,
+        style,
     };
     let s = &mut c.settings;
     for (given, arg) in options {

@@ -85,6 +85,19 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
         settings: Settings,
         shared: Option<crate::shared::SharedMode>,
     ) -> Result<Cache<Key, V>, ConfigError> {
+        self.configure_tier(name, settings, shared, None)
+    }
+
+    /// [`Registry::configure_shared`], naming the serializer of a tier it makes before any
+    /// call can see the tier.
+    #[cfg(feature = "shared")]
+    fn configure_tier(
+        &self,
+        name: &str,
+        settings: Settings,
+        shared: Option<crate::shared::SharedMode>,
+        serializer: Option<&'static str>,
+    ) -> Result<Cache<Key, V>, ConfigError> {
         let mut caches = self.caches.write();
         if let Some(c) = caches.get(name) {
             let same = match (c.shared(), &shared) {
@@ -113,8 +126,51 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
         let mut b = self.builder(name, settings);
         b.shared = shared.map(|m| (m, None));
         let cache = b.build()?;
+        if let (Some(t), Some(s)) = (cache.shared(), serializer) {
+            t.set_serializer(s);
+        }
         caches.insert(name.to_owned(), cache.clone());
         Ok(cache)
+    }
+
+    /// What a binding's `configure` does with the options [`crate::options::configure`]
+    /// checked: creates or updates the cache `name`, with the shared tier they ask for. A
+    /// shared tier is fixed once made, its serializer too (values already in Redis are in that
+    /// format); a new one on Redis with `pickle` needs a secret, since an unsigned pickle read
+    /// from Redis could run code.
+    #[cfg(feature = "redis")]
+    pub fn configure_from(
+        &self,
+        name: &str,
+        o: crate::options::Configure,
+    ) -> Result<Cache<Key, V>, ConfigError> {
+        let tier = self.caches.read().get(name).and_then(|c| c.shared().cloned());
+        let serializer = match (&tier, o.serializer) {
+            (Some(t), Some(want)) if t.serializer().is_some_and(|had| had != want) => {
+                return Err(ConfigError::new(
+                    "serializer",
+                    format!("{want:?}"),
+                    "the one the shared cache was first configured with",
+                ));
+            }
+            (_, Some(want)) => want,
+            (_, None) => tier.as_ref().and_then(|t| t.serializer()).unwrap_or(o.style.serializers()[0]),
+        };
+        let mode = crate::shared::SharedMode::of(&o);
+        if let (None, Some(crate::shared::SharedMode::Redis(s)), "pickle") = (&tier, &mode, serializer) {
+            if s.secret.is_none() {
+                return Err(ConfigError::new(
+                    "secret",
+                    "none",
+                    "a secret with serializer \"pickle\" in shared mode (unsigned pickles from Redis \
+                     could run code), or serializer \"json\"",
+                ));
+            }
+        }
+        match mode {
+            None => self.configure(name, o.settings),
+            Some(mode) => self.configure_tier(name, o.settings, Some(mode), Some(serializer)),
+        }
     }
 
     /// The cache `name`, or [`Error::UnknownCache`] listing the configured names.

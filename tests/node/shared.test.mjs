@@ -337,7 +337,7 @@ test('configuration errors: serializer, URL (password masked), leaseTtl, secret,
   );
   assert.throws(
     () => configure(name, { serializer: 'json' }),
-    (e) => e.code === 'ERR_COOPCACHE_INVALID_CONFIG' && /serializer: json/.test(e.message),
+    (e) => e.code === 'ERR_COOPCACHE_INVALID_CONFIG' && /serializer: "json"/.test(e.message),
   );
   configure(name, { serializer: 'v8' });
   // A cache without Redis has no shared counters.

@@ -143,8 +143,9 @@ pub enum LeadStep<V> {
     /// Run the computation (holding [`Lead::enter`], or [`Lead::enter_poll`] around each poll)
     /// and report it with [`Lead::computed`].
     Compute,
-    /// Turn these bytes from the shared tier into a value with the cache's serializer, and
-    /// report it with [`Lead::decoded`].
+    /// Turn these bytes into a value with the cache's serializer, and report it with
+    /// [`Lead::decoded`]: a value the shared tier has, or, with a serializer that loses types,
+    /// the bytes just encoded (every caller then gets the value the other processes read).
     Decode(Vec<u8>),
     /// Turn this value into bytes for the shared tier, and report them with [`Lead::encoded`].
     Encode(V),
@@ -164,6 +165,10 @@ pub struct Lead<K, V> {
     infallible: bool,
     #[cfg(feature = "shared")]
     serializes: bool,
+    /// Whether the callers get the value decoded from the bytes this lead encodes (see
+    /// [`crate::SharedTier::returns_decoded`]), with or without a remote lease.
+    #[cfg(feature = "shared")]
+    returns_decoded: bool,
     lease: Option<Lease<K, V>>,
     permit: Option<Permit>,
     /// Whether the computation has been handed out ([`LeadStep::Compute`]): it counts in
@@ -192,6 +197,9 @@ enum LeadState {
     /// shared tier.
     #[cfg(feature = "shared")]
     Encoding,
+    /// Waiting for the caller to decode the bytes it encoded: the value every caller gets.
+    #[cfg(feature = "shared")]
+    Returning(Vec<u8>),
     /// Waiting for the shared tier to confirm the write of the outcome.
     #[cfg(feature = "shared")]
     Publishing(Pending<bool>),
@@ -413,6 +421,9 @@ where
             infallible,
             #[cfg(feature = "shared")]
             serializes,
+            #[cfg(feature = "shared")]
+            returns_decoded: serializes
+                && cache.shared().is_some_and(crate::shared::SharedTier::returns_decoded),
             lease: Some(lease),
             permit: None,
             ran: false,
@@ -525,6 +536,12 @@ where
                     return LeadStep::Encode(v);
                 }
                 #[cfg(feature = "shared")]
+                LeadState::Returning(bytes) => {
+                    let step = LeadStep::Decode(bytes.clone());
+                    self.state = LeadState::Returning(bytes);
+                    return step;
+                }
+                #[cfg(feature = "shared")]
                 LeadState::Publishing(h) => match h.try_get() {
                     None => {
                         let ready = h.ready();
@@ -568,9 +585,23 @@ where
         };
     }
 
-    /// Reports a value decoded from the shared tier's bytes, with its estimated size (or why it
-    /// could not be decoded: it is then computed here).
+    /// Reports a value decoded from the bytes of a [`LeadStep::Decode`], with its estimated size,
+    /// or why it could not be decoded: a value from the shared tier is then computed here; the
+    /// bytes of this lead's own value leave its callers that value.
     pub fn decoded(&mut self, value: Result<(V, u64), String>) {
+        #[cfg(feature = "shared")]
+        if let LeadState::Returning(bytes) = &mut self.state {
+            let bytes = std::mem::take(bytes);
+            // Undecodable (it never is for JSON the binding just wrote): the value itself.
+            if let (Ok((v, w)), Some(outcome)) = (value, self.outcome.as_mut()) {
+                match outcome {
+                    Outcome::Store { value, weight } => (*value, *weight) = (v, w),
+                    Outcome::NoCache(value) => *value = v,
+                    Outcome::Failed { .. } => unreachable!("only values are encoded"),
+                }
+            }
+            return self.publish(Ok(bytes));
+        }
         #[cfg(feature = "shared")]
         if let LeadState::Decoding { blob, nocache } = std::mem::replace(&mut self.state, LeadState::Between)
         {
@@ -608,15 +639,13 @@ where
             return;
         }
         #[cfg(feature = "shared")]
-        if let Some(remote) = &self.remote {
-            self.state = match &outcome {
-                Outcome::Failed { type_name, message, .. } => {
-                    let e =
-                        crate::shared::RemoteError { type_name: type_name.clone(), message: message.clone() };
-                    LeadState::Publishing(remote.fail(&e))
-                }
-                _ => LeadState::Encoding,
-            };
+        if self.remote.is_some() || self.returns_decoded {
+            self.state = LeadState::Encoding;
+            if let Outcome::Failed { type_name, message, .. } = &outcome {
+                let e = (type_name.clone(), message.clone());
+                self.outcome = Some(outcome);
+                return self.publish(Err(e));
+            }
             self.outcome = Some(outcome);
             return;
         }
@@ -629,22 +658,33 @@ where
     pub fn encoded(&mut self, bytes: Result<Vec<u8>, (String, String)>) {
         #[cfg(feature = "shared")]
         if let LeadState::Encoding = self.state {
-            let remote = self.remote.as_ref().expect("encoding for a remote lease");
-            let tags = self.tags.clone();
-            let written = match (bytes, &self.outcome) {
-                (Ok(payload), Some(Outcome::NoCache(_))) => {
-                    remote.nocache(&crate::shared::Blob { tags, payload })
-                }
-                (Ok(payload), _) => remote.store(&crate::shared::Blob { tags, payload }),
-                (Err((type_name, message)), _) => {
-                    remote.fail(&crate::shared::RemoteError { type_name, message })
-                }
+            return match bytes {
+                Ok(payload) if self.returns_decoded => self.state = LeadState::Returning(payload),
+                bytes => self.publish(bytes),
             };
-            self.state = LeadState::Publishing(written);
-            return;
         }
         let _ = bytes;
         debug_assert!(false, "encoded() answers an Encode step");
+    }
+
+    /// Tells the shared tier (if this lead holds its lease) the outcome's bytes, or the error
+    /// (of the computation, or of the serializer: this process still gets its value), and
+    /// waits for the write; without a remote lease, ends the flight at once.
+    #[cfg(feature = "shared")]
+    fn publish(&mut self, bytes: Result<Vec<u8>, (String, String)>) {
+        let Some(remote) = self.remote.as_ref() else {
+            let outcome = self.outcome.take().expect("an outcome to end with");
+            return self.finish(outcome);
+        };
+        let tags = self.tags.clone();
+        let written = match (bytes, &self.outcome) {
+            (Ok(payload), Some(Outcome::NoCache(_))) => {
+                remote.nocache(&crate::shared::Blob { tags, payload })
+            }
+            (Ok(payload), _) => remote.store(&crate::shared::Blob { tags, payload }),
+            (Err((type_name, message)), _) => remote.fail(&crate::shared::RemoteError { type_name, message }),
+        };
+        self.state = LeadState::Publishing(written);
     }
 
     /// Ends the local flight with the outcome.

@@ -21,7 +21,7 @@ mod redis;
 
 #[cfg(feature = "redis")]
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::clock::Clock;
@@ -477,7 +477,11 @@ impl SharedMode {
 
 /// The shared tier of one named cache. Cheap to clone.
 #[derive(Clone)]
-pub struct SharedTier(Backend);
+pub struct SharedTier {
+    backend: Backend,
+    /// The binding's serializer of the values (see [`SharedTier::serializer`]).
+    serializer: Arc<OnceLock<&'static str>>,
+}
 
 #[derive(Clone)]
 enum Backend {
@@ -510,7 +514,7 @@ impl SharedTier {
         clock: Clock,
         listener: Option<Listener>,
     ) -> Result<SharedTier, ConfigError> {
-        Ok(SharedTier(match mode {
+        let backend = match mode {
             #[cfg(feature = "redis")]
             SharedMode::Redis(s) => {
                 Backend::Redis(redis::RedisTier::start(name, s, local.cache_duration, listener)?)
@@ -519,12 +523,13 @@ impl SharedTier {
                 let _ = listener; // the in-process tier has no events of its own
                 Backend::Process(process::join(name, local, clock)?)
             }
-        }))
+        };
+        Ok(SharedTier { backend, serializer: Arc::default() })
     }
 
     /// Whether this tier is the one `mode` describes (the same Redis URL, or both in-process).
     pub fn is(&self, mode: &SharedMode) -> bool {
-        match (&self.0, mode) {
+        match (&self.backend, mode) {
             #[cfg(feature = "redis")]
             (Backend::Redis(t), SharedMode::Redis(s)) => t.url() == s.url,
             (Backend::Process(_), SharedMode::Process) => true,
@@ -533,9 +538,29 @@ impl SharedTier {
         }
     }
 
+    /// The serializer a binding's values cross this tier with (`pickle`, `v8`, `json`), named
+    /// when the binding configured the cache (see [`crate::Registry::configure_from`]); `None`
+    /// for a cache built in Rust, whose codec is its own.
+    pub fn serializer(&self) -> Option<&'static str> {
+        self.serializer.get().copied()
+    }
+
+    /// Names the serializer once, when the registry makes the tier.
+    pub(crate) fn set_serializer(&self, name: &'static str) {
+        let _ = self.serializer.set(name);
+    }
+
+    /// Whether the value a computing process returns is the one decoded from the bytes it
+    /// publishes: so with JSON, which loses types (Python's tuples become lists and int keys
+    /// str, JS Dates strings), every process, and every call here, hit or miss, sees one
+    /// value. The other serializers keep what they carry, so the value itself is returned.
+    pub(crate) fn returns_decoded(&self) -> bool {
+        self.serializer() == Some("json")
+    }
+
     /// The Redis URL it was configured with (`process` for the in-process tier).
     pub fn url(&self) -> &str {
-        match &self.0 {
+        match &self.backend {
             #[cfg(feature = "redis")]
             Backend::Redis(t) => t.url(),
             Backend::Process(_) => "process",
@@ -546,7 +571,7 @@ impl SharedTier {
     /// in time (false from the first call that timed out until Redis answers again; always
     /// true in process).
     pub fn is_up(&self) -> bool {
-        match &self.0 {
+        match &self.backend {
             #[cfg(feature = "redis")]
             Backend::Redis(t) => t.is_up(),
             Backend::Process(_) => true,
@@ -556,7 +581,7 @@ impl SharedTier {
     /// Sets what to do when another cache invalidates (the local tier's own invalidation).
     /// Set once; later calls are ignored.
     pub fn on_invalidation(&self, f: impl Fn(Invalidation<'_>) + Send + Sync + 'static) {
-        match &self.0 {
+        match &self.backend {
             #[cfg(feature = "redis")]
             Backend::Redis(t) => t.on_invalidation(f),
             Backend::Process(m) => m.on_invalidation(f),
@@ -568,7 +593,7 @@ impl SharedTier {
     /// once; the in-process tier has no such moments.
     #[doc(hidden)]
     pub fn at(&self, f: impl Fn(Moment, &[u8]) + Send + Sync + 'static) {
-        match &self.0 {
+        match &self.backend {
             #[cfg(feature = "redis")]
             Backend::Redis(t) => t.at(f),
             Backend::Process(_) => drop(f),
@@ -577,7 +602,7 @@ impl SharedTier {
 
     /// Changes the idle TTL used for new writes and reads (a reconfigured `cache_duration`).
     pub fn set_idle(&self, idle: Duration) {
-        match &self.0 {
+        match &self.backend {
             #[cfg(feature = "redis")]
             Backend::Redis(t) => t.set_idle(idle),
             Backend::Process(m) => m.set_idle(idle),
@@ -588,7 +613,7 @@ impl SharedTier {
     /// local flight's leader, so each local tier asks once per key. A Redis tier whose first
     /// attempt to connect has not ended yet waits for it (bounded by its timeout).
     pub fn fetch(&self, key: &Key) -> Pending<Remote> {
-        match &self.0 {
+        match &self.backend {
             #[cfg(feature = "redis")]
             Backend::Redis(t) => t.fetch(key),
             Backend::Process(m) => m.fetch(key),
@@ -598,7 +623,7 @@ impl SharedTier {
     /// Notes a local hit: the shared entry's idle TTL is refreshed (on Redis, in the next batch;
     /// the local tier calls this at most once per a tenth of the duration per key).
     pub fn touch(&self, key: &Key) {
-        match &self.0 {
+        match &self.backend {
             #[cfg(feature = "redis")]
             Backend::Redis(t) => t.touch(key),
             Backend::Process(m) => m.touch(key),
@@ -607,7 +632,7 @@ impl SharedTier {
 
     /// Deletes the key in the shared tier and tells every local tier to drop it.
     pub fn invalidate(&self, key: &Key) -> Pending<bool> {
-        match &self.0 {
+        match &self.backend {
             #[cfg(feature = "redis")]
             Backend::Redis(t) => t.invalidate(key),
             Backend::Process(m) => m.invalidate(key),
@@ -616,7 +641,7 @@ impl SharedTier {
 
     /// Deletes the tag's values in the shared tier and tells every local tier to drop them.
     pub fn invalidate_tag(&self, tag: &str) -> Pending<bool> {
-        match &self.0 {
+        match &self.backend {
             #[cfg(feature = "redis")]
             Backend::Redis(t) => t.invalidate_tag(tag),
             Backend::Process(m) => m.invalidate_tag(tag),
@@ -625,7 +650,7 @@ impl SharedTier {
 
     /// Deletes every value of the cache in the shared tier and tells every local tier to clear.
     pub fn clear(&self) -> Pending<bool> {
-        match &self.0 {
+        match &self.backend {
             #[cfg(feature = "redis")]
             Backend::Redis(t) => t.clear(),
             Backend::Process(m) => m.clear(),
@@ -634,7 +659,7 @@ impl SharedTier {
 
     /// The shared tier's counters.
     pub fn stats(&self) -> SharedStats {
-        match &self.0 {
+        match &self.backend {
             #[cfg(feature = "redis")]
             Backend::Redis(t) => t.counters().snapshot(),
             Backend::Process(m) => m.counters().snapshot(),

@@ -80,6 +80,20 @@ MUTANTS = [
         "            Some(_) if stored => {}",
         ["a_lower_limit_holds_against_concurrent_stores"],
     ),
+    (
+        "a hit that takes a refresh does not mark the entry as refreshing",
+        "core/src/store/mod.rs",
+        "compare_exchange(at, REFRESHING, Relaxed, Relaxed)",
+        "compare_exchange(at, at, Relaxed, Relaxed)",
+        ["a_due_value_is_refreshed_once_while_hits_get_a_value"],
+    ),
+    (
+        "a refresh that ends after an invalidation touches the key's new value",
+        "core/src/store/mod.rs",
+        "        if !self.refreshing(hash, key) {\n            return false;\n        }\n        if keep {",
+        "        if keep {",
+        ["a_read_after_invalidate_sees_the_write_during_a_refresh"],
+    ),
 ]
 
 

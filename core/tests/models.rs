@@ -288,3 +288,63 @@ fn tagged_stores_do_not_outlive_clear() {
         }
     });
 }
+
+const AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A cache whose value 1 of key 0 is due for refresh (`refresh_after`, on a manual clock).
+fn due(value: impl FnOnce() -> u64) -> (Cache<u32, u64>, coopcache::Clock) {
+    let clock = coopcache::Clock::manual();
+    let c = Cache::builder().clock(clock.clone()).refresh_after(AFTER).build().unwrap();
+    c.get_or_compute(0, value);
+    clock.advance(AFTER);
+    (c, clock)
+}
+
+/// Refresh ahead: the hits on a due value race; exactly one of them refreshes it, each gets the
+/// old value or the new one, and the new one replaces the old.
+#[test]
+fn a_due_value_is_refreshed_once_while_hits_get_a_value() {
+    explore(|| {
+        let (c, _clock) = due(|| 1);
+        let runs = Arc::new(AtomicUsize::new(0));
+        let hit = |c: &Cache<u32, u64>, runs: &AtomicUsize| {
+            c.get_or_compute(0, || {
+                runs.fetch_add(1, SeqCst);
+                2
+            })
+        };
+        let others: Vec<_> = (0..2)
+            .map(|_| {
+                let (c, runs) = (c.clone(), runs.clone());
+                thread::spawn(move || hit(&c, &runs))
+            })
+            .collect();
+        let mut seen = vec![hit(&c, &runs)];
+        seen.extend(others.into_iter().map(|h| h.join().unwrap()));
+        assert!(seen.iter().all(|&v| v == 1 || v == 2), "{seen:?}");
+        assert_eq!(runs.load(SeqCst), 1, "one refresh");
+        assert_eq!(c.get(&0), Some(2));
+        let s = c.stats();
+        assert_eq!((s.refreshes_started, s.refreshes_succeeded, s.in_flight), (1, 1, 0));
+    });
+}
+
+/// A caller that starts after `invalidate` returned sees the write made before it, whatever
+/// refresh of the key was running; and that refresh, ending later, leaves the new value as it
+/// is (stored, not due).
+#[test]
+fn a_read_after_invalidate_sees_the_write_during_a_refresh() {
+    explore(|| {
+        let db = Arc::new(AtomicU64::new(1));
+        let (c, _clock) = due(|| read(&db));
+        let refresher = {
+            let (c, db) = (c.clone(), db.clone());
+            thread::spawn(move || c.get_or_compute(0, || read(&db)))
+        };
+        db.store(2, SeqCst);
+        c.invalidate(&0);
+        assert_eq!(c.get_or_compute(0, || read(&db)), 2);
+        refresher.join().unwrap();
+        assert_eq!(c.get_or_compute(0, || 99), 2, "the value after the write, not due for refresh");
+    });
+}

@@ -68,6 +68,19 @@ impl Clock {
         Duration::from_nanos(self.precise())
     }
 
+    /// The time the shared tier writes with a value, in milliseconds, for other processes to
+    /// tell its age: the wall clock (processes on several machines need their clocks in sync
+    /// to well under `refresh_after`), or a manual clock's own time (tests whose caches share
+    /// one manual clock then stand for processes sharing the wall clock).
+    pub(crate) fn wall_ms(&self) -> u64 {
+        match &self.0 {
+            None => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            Some(t) => t.load(Ordering::SeqCst) / 1_000_000,
+        }
+    }
+
     /// Cheap, possibly up to [`Clock::slack`] behind [`Clock::precise`], never ahead.
     #[inline]
     pub(crate) fn nanos(&self) -> u64 {

@@ -112,6 +112,15 @@ impl<V: Clone + Send + Sync + 'static> Remote<V> {
         Some(self.tier.fetch(key))
     }
 
+    /// The question about a key whose value is due for refresh (see [`SharedTier::refetch`]).
+    pub(crate) fn ask_refresh<K: 'static>(
+        &self,
+        key: &K,
+        within: std::time::Duration,
+    ) -> Option<Pending<Answer>> {
+        self.tier.refetch((key as &dyn Any).downcast_ref::<Key>()?, within)
+    }
+
     /// Whether the Rust API can turn values into bytes for this tier (bindings serialize
     /// in their own language and give no codec).
     pub(crate) fn has_codec(&self) -> bool {

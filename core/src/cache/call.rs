@@ -318,7 +318,7 @@ where
         caller: Caller,
         (stale, at): (V, u64),
     ) -> Result<Self, V> {
-        let mut call = Call::new(cache, key, opts, caller, false, false);
+        let mut call = Call::new(cache, key, opts, caller, false, cache.has_codec());
         let tags: Vec<&str> = opts.tags.iter().map(String::as_str).collect();
         match cache.local.begin_refresh(&call.key, call.hash, at, &tags, caller) {
             Some(lease) => {
@@ -441,12 +441,19 @@ where
 
     /// The step after the slot: ask the shared tier (if this caller serializes), or compute.
     fn after_slot(&self) -> LeadState {
-        // A refresh computes here: the shared tier would answer with the value being replaced.
         #[cfg(feature = "shared")]
-        if let (true, Some(remote), false) = (self.serializes, &self.cache.remote, self.lease().is_refresh())
-        {
-            let lease = self.lease.as_ref().expect("leading");
-            if let Some(answer) = remote.ask(lease.key()) {
+        if let (true, Some(remote)) = (self.serializes, &self.cache.remote) {
+            let lease = self.lease();
+            let answer = match lease.is_refresh() {
+                // Whether another process refreshed the value lately, else the lease to: one
+                // refresh of the key for the whole fleet.
+                true => {
+                    let after = lease.refresh_after().or(self.cache.local.settings().refresh_after);
+                    remote.ask_refresh(lease.key(), after.unwrap_or_default())
+                }
+                false => remote.ask(lease.key()),
+            };
+            if let Some(answer) = answer {
                 return LeadState::Asking(answer);
             }
         }

@@ -695,6 +695,11 @@ where
         self.refresh.is_some()
     }
 
+    /// The call's `refresh_after` for the value this lease stores (None: the cache's).
+    pub(crate) fn refresh_after(&self) -> Option<std::time::Duration> {
+        self.refresh_after.map(std::time::Duration::from_nanos)
+    }
+
     /// The value stored by this lease falls due for refresh after `d` instead of the cache's
     /// `refresh_after`.
     pub(crate) fn set_refresh_after(&mut self, d: Option<std::time::Duration>) {

@@ -517,7 +517,7 @@ impl SharedTier {
         let backend = match mode {
             #[cfg(feature = "redis")]
             SharedMode::Redis(s) => {
-                Backend::Redis(redis::RedisTier::start(name, s, local.cache_duration, listener)?)
+                Backend::Redis(redis::RedisTier::start(name, s, local.cache_duration, clock, listener)?)
             }
             SharedMode::Process => {
                 let _ = listener; // the in-process tier has no events of its own
@@ -615,8 +615,23 @@ impl SharedTier {
     pub fn fetch(&self, key: &Key) -> Pending<Remote> {
         match &self.backend {
             #[cfg(feature = "redis")]
-            Backend::Redis(t) => t.fetch(key),
+            Backend::Redis(t) => t.fetch(key, None),
             Backend::Process(m) => m.fetch(key),
+        }
+    }
+
+    /// The shared tier's answer for a refresh of `key` (its value is due, `refresh_after` being
+    /// `within`): a value another process wrote less than `within` ago, or the lease to compute
+    /// it (one process refreshes a key for the whole fleet; the others wait for its value).
+    /// `None` from the in-process tier, which has no refreshes of its own: the caller computes.
+    pub fn refetch(&self, key: &Key, within: Duration) -> Option<Pending<Remote>> {
+        match &self.backend {
+            #[cfg(feature = "redis")]
+            Backend::Redis(t) => Some(t.fetch(key, Some(within))),
+            Backend::Process(_) => {
+                let _ = (key, within);
+                None
+            }
         }
     }
 

@@ -29,10 +29,12 @@
 //! `coopcache:N:` and no other cache's do, whatever either name or key is. [`Names`] makes
 //! every name the tier uses in Redis, in one place.
 //!
-//! A blob is `version, flags, [HMAC-SHA256], tags, payload`. With a secret the MAC covers the
-//! cache's name, the key and everything after the MAC, so a value cannot be forged nor moved to
-//! another key or another cache; a blob that fails the check is never handed to a
-//! deserializer.
+//! A blob is `version, flags, [HMAC-SHA256], written, tags, payload`; `written` is when it was
+//! computed (8 bytes, big-endian milliseconds of the writer's wall clock), which tells a
+//! process refreshing a value ahead (`refresh_after`) whether another process refreshed it
+//! lately. With a secret the MAC covers the cache's name, the key and everything after the
+//! MAC, so a value cannot be forged nor moved to another key or another cache; a blob that
+//! fails the check is never handed to a deserializer.
 //!
 //! With a secret, every message on the channel is signed too: `S`, an HMAC-SHA256 of the cache
 //! name and the message, then the message. A message that is not signed (or not for this
@@ -172,8 +174,9 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
-/// Version 2: the MAC covers the cache's name (version 1's did not; its blobs are misses).
-const VERSION: u8 = 2;
+/// Version 3: blobs say when they were written (version 2's did not; older blobs are misses,
+/// as version 1's, whose MAC did not cover the cache's name).
+const VERSION: u8 = 3;
 const SIGNED: u8 = 1;
 const MAC_LEN: usize = 32;
 /// The first byte of a signed message.
@@ -346,8 +349,9 @@ impl Signer {
     }
 
     /// Encodes (and with a secret, signs) the blob for `key`.
-    pub(crate) fn seal(&self, key: &[u8], blob: &Blob) -> Vec<u8> {
-        let mut body = Vec::with_capacity(blob.payload.len() + 16);
+    pub(crate) fn seal(&self, key: &[u8], blob: &Blob, written_ms: u64) -> Vec<u8> {
+        let mut body = Vec::with_capacity(blob.payload.len() + 24);
+        body.extend_from_slice(&written_ms.to_be_bytes());
         put_len(&mut body, blob.tags.len());
         for t in &blob.tags {
             put_len(&mut body, t.len());
@@ -367,8 +371,9 @@ impl Signer {
         out
     }
 
-    /// Checks and decodes a blob for `key`. `Err` names why it was refused (never deserialized).
-    pub(crate) fn open(&self, key: &[u8], b: &[u8]) -> Result<Blob, &'static str> {
+    /// Checks and decodes a blob for `key`, with when it was written (milliseconds, see the
+    /// module docs). `Err` names why it was refused (never deserialized).
+    pub(crate) fn open(&self, key: &[u8], b: &[u8]) -> Result<(Blob, u64), &'static str> {
         let [version, flags, rest @ ..] = b else { return Err("truncated") };
         if *version != VERSION {
             return Err("unknown format version");
@@ -386,6 +391,7 @@ impl Signer {
             (true, None) => return Err("signed, and this cache has no secret"),
             (false, None) => rest,
         };
+        let (written, body) = body.split_first_chunk::<8>().ok_or("truncated")?;
         let (n, mut rest) = take_len(body).ok_or("truncated")?;
         let mut tags = Vec::with_capacity(n.min(16));
         for _ in 0..n {
@@ -393,7 +399,7 @@ impl Signer {
             tags.push(String::from_utf8(t.to_vec()).map_err(|_| "a tag is not UTF-8")?);
             rest = r;
         }
-        Ok(Blob { tags, payload: rest.to_vec() })
+        Ok((Blob { tags, payload: rest.to_vec() }, u64::from_be_bytes(*written)))
     }
 
     /// A message as it goes on the channel (signed, with a secret).
@@ -703,7 +709,7 @@ mod tests {
         *tampered.last_mut().unwrap() ^= 1;
         assert_eq!(c.read(&tampered), Err("a message with a bad signature"));
         // A value's MAC does not sign a message.
-        let sealed = c.seal(b"", &Blob { tags: vec![], payload: vec![] });
+        let sealed = c.seal(b"", &Blob { tags: vec![], payload: vec![] }, 0);
         let mut forged = vec![b'S'];
         forged.extend_from_slice(&sealed[2..34]);
         forged.push(b'C');
@@ -714,8 +720,8 @@ mod tests {
     fn blobs_are_signed_for_their_cache_and_key() {
         let b = Blob { tags: vec!["t".into()], payload: b"payload".to_vec() };
         let c = Signer::new("public", Some(b"secret"));
-        let sealed = c.seal(b"k1", &b);
-        assert_eq!(c.open(b"k1", &sealed), Ok(b.clone()));
+        let sealed = c.seal(b"k1", &b, 1_700_000_000_123);
+        assert_eq!(c.open(b"k1", &sealed), Ok((b.clone(), 1_700_000_000_123)), "when it was written");
         assert_eq!(c.open(b"k2", &sealed), Err("bad signature"));
         assert_eq!(Signer::new("admin", Some(b"secret")).open(b"k1", &sealed), Err("bad signature"));
         assert_eq!(Signer::new("public", Some(b"other")).open(b"k1", &sealed), Err("bad signature"));
@@ -723,7 +729,7 @@ mod tests {
         *tampered.last_mut().unwrap() ^= 1;
         assert_eq!(c.open(b"k1", &tampered), Err("bad signature"));
         let plain = Signer::new("public", None);
-        assert!(c.open(b"k1", &plain.seal(b"k1", &b)).is_err());
-        assert_eq!(plain.open(b"k1", &plain.seal(b"k1", &b)), Ok(b));
+        assert!(c.open(b"k1", &plain.seal(b"k1", &b, 0)).is_err());
+        assert_eq!(plain.open(b"k1", &plain.seal(b"k1", &b, 0)), Ok((b, 0)));
     }
 }

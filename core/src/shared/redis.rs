@@ -31,6 +31,7 @@ use super::{
     Blob, Counters, Invalidation, InvalidationHook, LeaseKind, Moment, Remote, RemoteError, RemoteLease,
     SharedSettings, inc,
 };
+use crate::clock::Clock;
 use crate::config::ConfigError;
 use crate::keys::Key;
 use crate::stats::{Event, Listener};
@@ -48,6 +49,8 @@ struct Tier {
     names: Names,
     channel: Vec<u8>,
     signer: Signer,
+    /// The cache's clock: the time written with each value (see [`Clock::wall_ms`]).
+    clock: Clock,
     link: Arc<Link>,
     settings: SharedSettings,
     idle_ms: AtomicU64,
@@ -85,6 +88,7 @@ impl RedisTier {
         cache: &str,
         settings: SharedSettings,
         idle: Duration,
+        clock: Clock,
         listener: Option<Listener>,
     ) -> Result<RedisTier, ConfigError> {
         let link = Link::get(&settings)?;
@@ -94,6 +98,7 @@ impl RedisTier {
             channel: names.channel(),
             names,
             signer: Signer::new(cache, settings.secret.as_deref()),
+            clock,
             link,
             settings,
             idle_ms: AtomicU64::new(idle.as_millis().clamp(1, u64::MAX as u128) as u64),
@@ -138,9 +143,12 @@ impl RedisTier {
         self.0.idle_ms.store(idle.as_millis().clamp(1, u64::MAX as u128) as u64, Relaxed);
     }
 
-    /// The shared tier's answer for a key the local tier missed (see [`Remote`]). Call it as the
-    /// local flight's leader, so each process asks once per key.
-    pub(super) fn fetch(&self, key: &Key) -> Pending<Remote> {
+    /// The shared tier's answer for a key the local tier missed (see [`Remote`]), or, for a
+    /// refresh (`within`: the value's `refresh_after`), for a key whose value is due: a value
+    /// written less than `within` ago (another process refreshed it), else compute under the
+    /// lease, or wait for the process that holds it. Call it as the local flight's leader, so
+    /// each process asks once per key.
+    pub(super) fn fetch(&self, key: &Key, within: Option<Duration>) -> Pending<Remote> {
         let shared = Shared::new();
         let handle = shared.handle();
         if self.0.link.refuses_now(&self.0.channel) {
@@ -151,7 +159,7 @@ impl RedisTier {
         let key = key.as_bytes().to_vec();
         spawn(async move {
             let r = match tier.link.usable(&tier.channel).await {
-                true => tier.clone().fetch(key, &shared).await,
+                true => tier.clone().fetch(key, within, &shared).await,
                 false => tier.fallback(),
             };
             shared.fire(r);
@@ -281,7 +289,7 @@ impl LeaseState {
     pub(super) fn store(&self, blob: &Blob) -> Pending<bool> {
         let st = self.finish();
         let tier = st.tier.clone();
-        let sealed = tier.signer.seal(&st.key, blob);
+        let sealed = tier.signer.seal(&st.key, blob, tier.clock.wall_ms());
         let (lkey, vkey) = (tier.names.key(Kind::Lease, &st.key), tier.names.key(Kind::Value, &st.key));
         let done = tier.signer.done_head(&st.key, st.token.as_bytes(), &sealed);
         let nocache = tier.signer.nocache_head(&st.key, st.token.as_bytes(), &sealed);
@@ -352,7 +360,7 @@ impl LeaseState {
     /// Hands a value that is not to be stored to the waiting processes.
     pub(super) fn nocache(&self, blob: &Blob) -> Pending<bool> {
         let st = self.finish();
-        let sealed = st.tier.signer.seal(&st.key, blob);
+        let sealed = st.tier.signer.seal(&st.key, blob, st.tier.clock.wall_ms());
         self.outcome(Message::NoCache {
             key: st.key.clone(),
             token: st.token.clone().into_bytes(),
@@ -516,6 +524,11 @@ impl Tier {
     }
 
     fn open(&self, key: &[u8], blob: &[u8]) -> Option<Blob> {
+        self.open_dated(key, blob).map(|(b, _)| b)
+    }
+
+    /// [`Tier::open`], with when the value was written.
+    fn open_dated(&self, key: &[u8], blob: &[u8]) -> Option<(Blob, u64)> {
         match self.signer.open(key, blob) {
             Ok(b) => Some(b),
             Err(why) => {
@@ -532,7 +545,12 @@ impl Tier {
         self.emit(Event::ValueRefused { cache: self.name.clone(), reason: why.to_owned() });
     }
 
-    async fn fetch(self: Arc<Self>, key: Vec<u8>, interest: &Shared<Remote>) -> Remote {
+    async fn fetch(
+        self: Arc<Self>,
+        key: Vec<u8>,
+        within: Option<Duration>,
+        interest: &Shared<Remote>,
+    ) -> Remote {
         let (vkey, lkey) = (self.names.key(Kind::Value, &key), self.names.key(Kind::Lease, &key));
         let (epoch, cleared) = (self.names.key(Kind::Epoch, b""), self.names.key(Kind::Cleared, b""));
         let lease_ms = self.settings.lease_ttl.as_millis() as u64;
@@ -561,9 +579,10 @@ impl Tier {
                 (Some(b), true) if b.len() >= protocol::EPOCH_LEN => {
                     let (snap, sealed) = b.split_at(protocol::EPOCH_LEN);
                     let snap = u64::from_be_bytes(snap.try_into().expect("EPOCH_LEN bytes"));
-                    match self.open(&key, sealed) {
+                    match self.open_dated(&key, sealed) {
                         Some(blob) => {
                             let epochs: Vec<Vec<u8>> = blob
+                                .0
                                 .tags
                                 .iter()
                                 .map(|t| self.names.key(Kind::TagEpoch, t.as_bytes()))
@@ -581,9 +600,14 @@ impl Tier {
                     }
                 }
                 (_, true) => None,
-                (found, false) => found.and_then(|b| self.open(&key, &b)),
+                (found, false) => found.and_then(|b| self.open_dated(&key, &b)),
             };
-            if let Some(blob) = found {
+            // A refresh takes a value only if another process wrote it lately; otherwise it
+            // computes (the lease script, told not to take that value for one, decides who).
+            let found = found.filter(|(_, written)| {
+                within.is_none_or(|d| self.clock.wall_ms().saturating_sub(*written) < d.as_millis() as u64)
+            });
+            if let Some((blob, _)) = found {
                 inc(&self.counters.remote_hits);
                 return Remote::Value(blob);
             }

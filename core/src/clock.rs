@@ -72,6 +72,7 @@ impl Clock {
     /// tell its age: the wall clock (processes on several machines need their clocks in sync
     /// to well under `refresh_after`), or a manual clock's own time (tests whose caches share
     /// one manual clock then stand for processes sharing the wall clock).
+    #[cfg(feature = "redis")]
     pub(crate) fn wall_ms(&self) -> u64 {
         match &self.0 {
             None => std::time::SystemTime::now()

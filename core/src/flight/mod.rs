@@ -696,6 +696,7 @@ where
     }
 
     /// The call's `refresh_after` for the value this lease stores (None: the cache's).
+    #[cfg(feature = "shared")]
     pub(crate) fn refresh_after(&self) -> Option<std::time::Duration> {
         self.refresh_after.map(std::time::Duration::from_nanos)
     }

@@ -16,3 +16,5 @@ mkdir -p "$repo/bench/results"
 args=("$@")
 [ ${#args[@]} -gt 0 ] || args=(--only hit,stampede,memory,semantics --contender coopcache,moka-sync,moka-future,quick_cache,dashmap)
 (cd "$work" && ./target/release/anchors "${args[@]}" --json "$repo/bench/results/rust.json") | tee "$repo/bench/results/rust.md"
+# A hit while its value is being refreshed (refresh_after) vs any hit, in the core alone.
+(cd "$repo" && cargo run -q --release -p coopcache --example bench_refresh_hit) | tee "$repo/bench/results/refresh_hit.md"

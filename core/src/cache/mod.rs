@@ -731,7 +731,7 @@ where
     fn find(&self, key: &K) -> Found<V> {
         let store = &self.local.store;
         match store.lookup_due(store.hash(key), key, V::clone) {
-            Some((v, Due::No)) => Found::Hit(v),
+            Some((v, Due::No | Due::Stale)) => Found::Hit(v),
             Some((v, Due::Claimed(at))) => Found::Due((v, at)),
             None => Found::Miss,
         }

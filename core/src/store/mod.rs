@@ -63,8 +63,10 @@ const REFRESHING: u64 = 0;
 /// Whether a hit found its entry due for a refresh (`refresh_after`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Due {
-    /// Not due, or being refreshed by another caller already.
+    /// Not due.
     No,
+    /// Due, and being refreshed by another caller already: the value is served as it is.
+    Stale,
     /// Due, and this caller took the refresh: it must start it (or give it back with
     /// [`ShardWrite::end_refresh`]); the entry was due since `at`.
     Claimed(u64),
@@ -120,8 +122,8 @@ struct ShardCell<K, V, A> {
     lock: RwLock<Shard<K, V, A>>,
     hits: AtomicU64,
     misses: AtomicU64,
-    /// Hits on values being refreshed (counted per shard, like hits, so that hits on a hot key
-    /// during its refresh do not all write one counter).
+    /// Hits on values being refreshed, counted here instead of in `hits` (per shard, like hits,
+    /// so a hit during a refresh writes one counter, as any hit does).
     stale: AtomicU64,
 }
 
@@ -303,14 +305,17 @@ where
         // value is not due, nothing at all for a hit that takes no refresh (`hit_with`).
         let due = match CLAIM {
             true => match e.refresh_at.load(Relaxed) {
-                at if now >= at => claim(e, at, &cell.stale),
+                at if now >= at => claim(e, at),
                 _ => Due::No,
             },
             false => Due::No,
         };
         let r = f(&e.value);
         drop(sh);
-        cell.hits.fetch_add(1, Relaxed);
+        match due {
+            Due::Stale => cell.stale.fetch_add(1, Relaxed),
+            _ => cell.hits.fetch_add(1, Relaxed),
+        };
         Some((r, due))
     }
 
@@ -579,9 +584,10 @@ where
     /// Adds the store's figures to `s`.
     pub(crate) fn fill_stats(&self, s: &mut Stats) {
         for cell in self.shards.iter() {
-            s.hits += cell.hits.load(Relaxed);
+            let stale = cell.stale.load(Relaxed);
+            s.hits += cell.hits.load(Relaxed) + stale;
             s.misses += cell.misses.load(Relaxed);
-            s.stale_served += cell.stale.load(Relaxed);
+            s.stale_served += stale;
             s.entries += cell.lock.read().len as u64;
         }
         self.counters.fill(s);
@@ -812,15 +818,14 @@ where
 }
 
 /// A hit on a due entry: the first caller takes its refresh; the others get the value as it
-/// is, counted as stale.
+/// is (stale).
 #[cold]
 #[inline(never)]
-fn claim<K, V>(e: &Entry<K, V>, at: u64, stale: &AtomicU64) -> Due {
+fn claim<K, V>(e: &Entry<K, V>, at: u64) -> Due {
     if at != REFRESHING && e.refresh_at.compare_exchange(at, REFRESHING, Relaxed, Relaxed).is_ok() {
         return Due::Claimed(at);
     }
-    stale.fetch_add(1, Relaxed);
-    Due::No
+    Due::Stale
 }
 
 #[inline]

@@ -3,14 +3,9 @@
 // child processes (tests/node/shared_child.mjs) and this one sharing caches through it.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { fork } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { configure, cached, events } from 'coopcache';
-import { uniq, until } from './helpers.mjs';
+import { ipcChild, uniq, until } from './helpers.mjs';
 import { startCluster } from './redis_server.mjs';
-
-const HERE = path.dirname(fileURLToPath(import.meta.url));
 
 let cluster;
 const children = new Set();
@@ -27,33 +22,7 @@ after(async () => {
 
 /** A child process with cache `name` on the cluster, its tier up; `call(op, args)` over IPC. */
 async function clusterChild(name) {
-  const proc = fork(path.join(HERE, 'shared_child.mjs'), [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const replies = new Map();
-  let next = 0;
-  proc.on('message', (m) => {
-    const r = replies.get(m.id);
-    replies.delete(m.id);
-    if (m.ok) r.resolve(m.result);
-    else r.reject(Object.assign(new Error(m.error.message), m.error));
-  });
-  const exited = new Promise((r) => proc.once('exit', r));
-  const c = {
-    call(op, args = {}) {
-      const id = ++next;
-      return new Promise((resolve, reject) => {
-        replies.set(id, { resolve, reject });
-        proc.send({ id, op, ...args });
-      });
-    },
-    async close() {
-      children.delete(c);
-      if (proc.connected) proc.disconnect();
-      const t = setTimeout(() => proc.kill('SIGKILL'), 10000); // only stops a broken test
-      await exited;
-      clearTimeout(t);
-    },
-  };
-  children.add(c);
+  const c = ipcChild(children);
   await c.call('configure', { name, options: { redisUrl: cluster.url, serializer: 'json' } });
   assert.equal(await c.call('ready', { name }), true, 'the tier is up on the cluster');
   return c;

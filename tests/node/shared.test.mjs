@@ -2,12 +2,12 @@
 // processes (tests/node/shared_child.mjs) and this one share caches through it.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, fork } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { configure, cached, events, nocache, _keyBytes } from 'coopcache';
 import { command } from './resp.mjs';
-import { uniq, until, sleep } from './helpers.mjs';
+import { ipcChild, uniq, until, sleep } from './helpers.mjs';
 import { freePort, serverArgs } from './redis_server.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -46,42 +46,9 @@ after(async () => {
   await redis.stop();
 });
 
-/** A child process driven over IPC; `call(op, args)` resolves with its reply. */
-function child() {
-  const proc = fork(path.join(HERE, 'shared_child.mjs'), [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const replies = new Map();
-  let next = 0;
-  proc.on('message', (m) => {
-    const r = replies.get(m.id);
-    replies.delete(m.id);
-    if (m.ok) r.resolve(m.result);
-    else r.reject(Object.assign(new Error(m.error.message), m.error));
-  });
-  const exited = new Promise((r) => proc.once('exit', r));
-  const c = {
-    call(op, args = {}) {
-      const id = ++next;
-      return new Promise((resolve, reject) => {
-        replies.set(id, { resolve, reject });
-        proc.send({ id, op, ...args });
-      });
-    },
-    async close() {
-      children.delete(c);
-      if (proc.connected) proc.disconnect();
-      // It exits on its own once disconnected; the kill only stops a broken test.
-      const t = setTimeout(() => proc.kill('SIGKILL'), 10000);
-      await exited;
-      clearTimeout(t);
-    },
-  };
-  children.add(c);
-  return c;
-}
-
 /** A child with the cache configured in shared mode and connected. */
 async function sharedChild(name, options = {}, url = redis.url) {
-  const c = child();
+  const c = ipcChild(children);
   await c.call('configure', { name, options: { redisUrl: url, ...options } });
   assert.equal(await c.call('ready', { name }), true);
   return c;

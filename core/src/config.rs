@@ -126,6 +126,14 @@ pub struct Settings {
     /// computes in the foreground and sees the error. Either way the failure is counted
     /// (`refreshes_failed`) and reported ([`crate::Event::RefreshFailed`]).
     pub serve_stale_on_error: bool,
+    /// Probabilistic early refresh (XFetch, Vattani et al., VLDB 2015), for values with a
+    /// `refresh_after`: `beta` > 0 (1.0 is the paper's choice; larger refreshes earlier). Each
+    /// value computed here falls due `beta * (its computation's time) * E` before its
+    /// `refresh_after`, `E` drawn once per value from the exponential distribution, so the
+    /// chance that it is refreshed by a given age grows as it nears `refresh_after`, faster for
+    /// values slow to compute. Processes sharing a value then draw their own moments and do
+    /// not all fall due at once. `None` (default): due exactly at `refresh_after`.
+    pub early_refresh: Option<f64>,
 }
 
 impl Default for Settings {
@@ -137,6 +145,7 @@ impl Default for Settings {
             max_concurrency: None,
             refresh_after: None,
             serve_stale_on_error: true,
+            early_refresh: None,
         }
     }
 }
@@ -179,6 +188,12 @@ impl Settings {
         self
     }
 
+    /// With probabilistic early refresh (see [`Settings::early_refresh`]).
+    pub fn early_refresh(mut self, beta: Option<f64>) -> Self {
+        self.early_refresh = beta;
+        self
+    }
+
     /// Checks every setting; the first bad one is the error.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.memory_limit.resolve()?;
@@ -187,6 +202,9 @@ impl Settings {
         }
         if let Some(d) = self.refresh_after {
             check_refresh_after(d)?;
+        }
+        if let Some(beta) = self.early_refresh.filter(|b| !(b.is_finite() && *b > 0.0)) {
+            return Err(ConfigError::new("early_refresh", beta, "a number > 0 (1.0 is usual), or none"));
         }
         Ok(())
     }

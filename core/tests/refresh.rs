@@ -273,3 +273,47 @@ fn the_async_forms_refresh_too() {
     });
     assert_eq!(c.stats().refreshes_succeeded, 1);
 }
+
+/// XFetch (`early_refresh`): a value computed in `took` falls due `beta * took * E` before its
+/// `refresh_after`, `E` exponential, drawn once per value. Over many values, the share due
+/// `x * beta * took` before `refresh_after` is about `exp(-x)`; a value read back (not computed
+/// here) falls due at `refresh_after` exactly.
+#[test]
+fn early_refresh_spreads_the_moments_values_fall_due_by_how_long_they_took() {
+    const TOOK: Duration = Duration::from_secs(2);
+    for bad in [0.0, -1.0, f64::NAN] {
+        let e = Cache::<u32, u32>::builder().early_refresh(bad).build().unwrap_err().to_string();
+        assert!(e.starts_with("invalid early_refresh"), "{e}");
+    }
+    let clock = Clock::manual();
+    let c: Cache<u32, u32> =
+        Cache::builder().clock(clock.clone()).refresh_after(AFTER).early_refresh(1.0).build().unwrap();
+    let n = 2000;
+    let keys: Vec<u32> = (0..n).collect();
+    // One batch: every value took TOOK to compute.
+    c.get_or_compute_many(keys.clone(), |missing| {
+        clock.advance(TOOK);
+        Ok::<_, std::io::Error>(missing.iter().map(|&k| (k, k)).collect::<std::collections::HashMap<_, _>>())
+    });
+    c.insert(n, n); // stored, not computed here
+    let stored = clock.now();
+    // How many values are due `before` refresh_after (their refreshes taken and given back,
+    // so each stays due).
+    let due = |before: Duration| {
+        clock.advance((AFTER - before).saturating_sub(clock.now() - stored));
+        let started = c.stats().refreshes_started;
+        for k in 0..=n {
+            let hit = c.hit_refresh_with(&k, &CallOptions::new(), Caller::Blocking, |_| ());
+            drop(hit.expect("stored").1);
+        }
+        c.stats().refreshes_started - started
+    };
+    let share = |due: u64| due as f64 / f64::from(n);
+    let (x3, x1) = (due(TOOK * 3), due(TOOK));
+    assert!((0.02..0.09).contains(&share(x3)), "due 3 x took early: {x3} of {n} (about 5%)");
+    assert!((0.30..0.44).contains(&share(x1)), "due 1 x took early: {x1} of {n} (about 37%)");
+    clock.advance((AFTER - Duration::from_nanos(1)) - (clock.now() - stored));
+    let hit = c.hit_refresh_with(&n, &CallOptions::new(), Caller::Blocking, |_| ()).expect("stored");
+    assert!(hit.1.is_none(), "a value not computed here is not due early");
+    assert_eq!(due(Duration::ZERO), u64::from(n) + 1, "at refresh_after every value is due");
+}

@@ -249,6 +249,15 @@ where
         self
     }
 
+    /// Probabilistic early refresh (XFetch) with this `beta` (> 0; 1.0 is usual): each value
+    /// computed here falls due somewhat before its `refresh_after`, by a random amount that
+    /// grows with how long it took to compute (see [`Settings::early_refresh`]), so the
+    /// processes of a fleet, and the keys computed together, do not all fall due at once.
+    pub fn early_refresh(mut self, beta: f64) -> Self {
+        self.settings.early_refresh = Some(beta);
+        self
+    }
+
     /// All settings at once.
     pub fn settings(mut self, s: Settings) -> Self {
         self.settings = s;

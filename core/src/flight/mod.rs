@@ -282,6 +282,7 @@ where
                         finished: false,
                         refresh: None,
                         refresh_after: None,
+                        started: self.store.computation_start(),
                         abandon: Lease::abandon,
                     }))
                 }
@@ -334,6 +335,7 @@ where
             finished: false,
             refresh: Some(at),
             refresh_after: None,
+            started: self.store.computation_start(),
             abandon: Lease::abandon,
         })
     }
@@ -376,7 +378,7 @@ where
                 && flight.may_store_with(tags, self.tag_epoch.load(SeqCst))
                 && weight.is_some();
             if let (true, Some(w)) = (storable, reserved) {
-                shard.insert(hash, key.clone(), value.clone(), w, tags, lease.refresh_after);
+                shard.insert(hash, key.clone(), value.clone(), w, tags, lease.refresh_after, lease.started);
             }
             let stored = storable && reserved.is_some();
             if let Some(at) = lease.refresh {
@@ -473,7 +475,7 @@ where
             let mut shard = self.store.write(hash);
             shard.side().detach(&key);
             if let Some(w) = reserved {
-                shard.insert(hash, key, value, w, tags, None);
+                shard.insert(hash, key, value, w, tags, None, 0);
             }
         }
         match (weight, reserved) {
@@ -620,6 +622,8 @@ pub struct Lease<K, V> {
     refresh: Option<u64>,
     /// The value's `refresh_after` in nanoseconds, if not the cache's (a call's option).
     refresh_after: Option<u64>,
+    /// When the computation began, for `early_refresh` (0: not noted).
+    started: u64,
     /// What dropping it unfinished does; a function chosen where the bounds it needs hold, so
     /// the type itself needs none.
     abandon: fn(&mut Lease<K, V>),

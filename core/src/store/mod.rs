@@ -138,6 +138,8 @@ pub(crate) struct Store<K, V, A> {
     tick_ns: AtomicU64,
     /// `refresh_after` in nanoseconds, [`NEVER`] for none.
     refresh_ns: AtomicU64,
+    /// `early_refresh`'s beta (the bits of an `f64`; 0 for none).
+    early_beta: AtomicU64,
     when_full: AtomicU8,
     bytes: AtomicU64,
     pub(crate) counters: Counters,
@@ -158,6 +160,14 @@ fn tick_ns_for(duration_ns: u64) -> u64 {
 
 fn duration_nanos(s: &Settings) -> u64 {
     s.cache_duration.as_nanos().min(u64::MAX as u128) as u64
+}
+
+/// How much earlier than `refresh_after` a value computed in `took` nanoseconds falls due
+/// with `early_refresh` (XFetch, drawn once per value): `beta * took * E`, `E` exponential.
+fn early_nanos(beta: f64, took: u64) -> u64 {
+    // 1 - U is in (0, 1], so its logarithm is finite.
+    let e = -(1.0 - fastrand::f64()).ln();
+    (beta * took as f64 * e).min(u64::MAX as f64) as u64
 }
 
 fn refresh_nanos(s: &Settings) -> u64 {
@@ -206,6 +216,7 @@ where
             duration_ns: AtomicU64::new(duration_ns),
             tick_ns: AtomicU64::new(tick_ns_for(duration_ns)),
             refresh_ns: AtomicU64::new(refresh_nanos(settings)),
+            early_beta: AtomicU64::new(settings.early_refresh.unwrap_or(0.0).to_bits()),
             when_full: AtomicU8::new(settings.when_full as u8),
             bytes: AtomicU64::new(0),
             counters: Counters::default(),
@@ -317,6 +328,26 @@ where
             _ => cell.hits.fetch_add(1, Relaxed),
         };
         Some((r, due))
+    }
+
+    /// Whether values fall due early (`early_refresh`): only then does a computation note
+    /// when it began.
+    pub(crate) fn refreshes_early(&self) -> bool {
+        self.early_beta.load(Relaxed) != 0
+    }
+
+    /// A clock reading for a computation beginning now, if `early_refresh` needs it (else 0).
+    pub(crate) fn computation_start(&self) -> u64 {
+        if self.refreshes_early() { self.clock.nanos().max(1) } else { 0 }
+    }
+
+    /// How much earlier a value computed in `took` nanoseconds falls due (0 without
+    /// `early_refresh`, or for a value not computed here).
+    fn early(&self, took: u64, computed: bool) -> u64 {
+        match (f64::from_bits(self.early_beta.load(Relaxed)), computed) {
+            (beta, true) if beta > 0.0 => early_nanos(beta, took),
+            _ => 0,
+        }
     }
 
     pub(crate) fn count_miss(&self, hash: u64) {
@@ -607,6 +638,7 @@ where
         let limit = settings.memory_limit.resolve()?;
         self.when_full.store(settings.when_full as u8, Relaxed);
         self.refresh_ns.store(refresh_nanos(settings), Relaxed);
+        self.early_beta.store(settings.early_refresh.unwrap_or(0.0).to_bits(), Relaxed);
         let duration_ns = duration_nanos(settings);
         if duration_ns != self.duration() {
             self.change_duration(duration_ns);
@@ -765,7 +797,8 @@ where
 
     /// Stores `value` under `key`, charged `weight` bytes already reserved, with `tags`;
     /// replaces an entry the key had. It falls due for refresh after `refresh_after` (in
-    /// nanoseconds; `None`: the cache's setting).
+    /// nanoseconds; `None`: the cache's setting), earlier with `early_refresh` for a value
+    /// whose computation began at `started` (a clock reading; 0: not computed here).
     pub(crate) fn insert(
         &mut self,
         hash: u64,
@@ -774,12 +807,16 @@ where
         weight: u64,
         tags: &[&str],
         refresh_after: Option<u64>,
+        started: u64,
     ) {
         let store = self.store;
         let now = store.clock.nanos();
         let refresh_at = match refresh_after.unwrap_or_else(|| store.refresh_ns.load(Relaxed)) {
             NEVER => NEVER,
-            after => now.saturating_add(after).max(REFRESHING + 1),
+            after => {
+                let early = store.early(now.saturating_sub(started), started != 0).min(after);
+                now.saturating_add(after - early).max(REFRESHING + 1)
+            }
         };
         let period = if store.period_hook.get().is_some() { store.period(now) } else { 0 };
         if let Some(old) = self.take(hash, &key) {
@@ -922,7 +959,7 @@ mod tests {
         let w = s.weigh(&k, &k, 0).unwrap();
         assert!(s.reserve(w));
         let hash = s.hash(&k);
-        s.write(hash).insert(hash, k, k, w, tags, None);
+        s.write(hash).insert(hash, k, k, w, tags, None, 0);
     }
 
     fn wheel_records(s: &Store<u64, u64, ()>) -> usize {

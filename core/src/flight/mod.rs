@@ -41,7 +41,7 @@ use crate::config::{ConfigError, Settings};
 use crate::error::Error;
 use crate::expiry::Sweep;
 use crate::stats::{Counters, Event, Listener, Stats};
-use crate::store::{Store, Weigher};
+use crate::store::{Refresh, Store, Weigher};
 use crate::sync::{AtomicU64, Mutex, Ordering::*};
 use crate::wait::{Pending, Shared};
 
@@ -378,7 +378,8 @@ where
                 && flight.may_store_with(tags, self.tag_epoch.load(SeqCst))
                 && weight.is_some();
             if let (true, Some(w)) = (storable, reserved) {
-                shard.insert(hash, key.clone(), value.clone(), w, tags, lease.refresh_after, lease.started);
+                let refresh = Refresh { after: lease.refresh_after, started: lease.started };
+                shard.insert(hash, key.clone(), value.clone(), w, tags, refresh);
             }
             let stored = storable && reserved.is_some();
             if let Some(at) = lease.refresh {
@@ -475,7 +476,7 @@ where
             let mut shard = self.store.write(hash);
             shard.side().detach(&key);
             if let Some(w) = reserved {
-                shard.insert(hash, key, value, w, tags, None, 0);
+                shard.insert(hash, key, value, w, tags, Refresh::default());
             }
         }
         match (weight, reserved) {

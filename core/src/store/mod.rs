@@ -60,6 +60,16 @@ const NEVER: u64 = u64::MAX;
 /// refresh taken (a hit on an entry that is not due stays one compare).
 const REFRESHING: u64 = 0;
 
+/// When a value being stored falls due for refresh.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Refresh {
+    /// `refresh_after` in nanoseconds (`None`: the cache's setting).
+    pub(crate) after: Option<u64>,
+    /// When its computation began (a clock reading; 0: not computed here), for
+    /// `early_refresh`.
+    pub(crate) started: u64,
+}
+
 /// Whether a hit found its entry due for a refresh (`refresh_after`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Due {
@@ -796,9 +806,7 @@ where
     }
 
     /// Stores `value` under `key`, charged `weight` bytes already reserved, with `tags`;
-    /// replaces an entry the key had. It falls due for refresh after `refresh_after` (in
-    /// nanoseconds; `None`: the cache's setting), earlier with `early_refresh` for a value
-    /// whose computation began at `started` (a clock reading; 0: not computed here).
+    /// replaces an entry the key had. It falls due for refresh as `refresh` says.
     pub(crate) fn insert(
         &mut self,
         hash: u64,
@@ -806,14 +814,14 @@ where
         value: V,
         weight: u64,
         tags: &[&str],
-        refresh_after: Option<u64>,
-        started: u64,
+        refresh: Refresh,
     ) {
         let store = self.store;
         let now = store.clock.nanos();
-        let refresh_at = match refresh_after.unwrap_or_else(|| store.refresh_ns.load(Relaxed)) {
+        let refresh_at = match refresh.after.unwrap_or_else(|| store.refresh_ns.load(Relaxed)) {
             NEVER => NEVER,
             after => {
+                let started = refresh.started;
                 let early = store.early(now.saturating_sub(started), started != 0).min(after);
                 now.saturating_add(after - early).max(REFRESHING + 1)
             }
@@ -959,7 +967,7 @@ mod tests {
         let w = s.weigh(&k, &k, 0).unwrap();
         assert!(s.reserve(w));
         let hash = s.hash(&k);
-        s.write(hash).insert(hash, k, k, w, tags, None, 0);
+        s.write(hash).insert(hash, k, k, w, tags, Refresh::default());
     }
 
     fn wheel_records(s: &Store<u64, u64, ()>) -> usize {

@@ -1,7 +1,7 @@
 //! A Redis Cluster of the test's own: six `redis-server --cluster-enabled yes` on free loopback
 //! ports (three masters, one replica each) in a temporary directory, joined by
 //! `redis-cli --cluster create`; every server is killed and the directory removed when dropped,
-//! also when the test fails.
+//! also when the test fails (then each node's state and log are printed first).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -68,6 +68,8 @@ impl Cluster {
                         .and(&["--cluster-config-file", &format!("nodes-{port}.conf")])
                         // A dead master is noticed and replaced within a couple of seconds.
                         .and(&["--cluster-node-timeout", "1000"])
+                        // Read back by `report` when a test fails.
+                        .and(&["--logfile", &format!("node-{port}.log")])
                         .build(),
                 )
                 .stdout(Stdio::null())
@@ -151,6 +153,14 @@ impl Cluster {
             .collect()
     }
 
+    /// The keys on the node on `port` matching `pattern`, sorted.
+    pub fn keys_on(&self, port: u16, pattern: &str) -> Vec<String> {
+        let mut keys: Vec<String> =
+            cli(port, &["--scan", "--pattern", pattern]).lines().map(str::to_owned).collect();
+        keys.sort();
+        keys
+    }
+
     /// Whether every replica has applied everything its master wrote so far (their
     /// replication offsets are equal).
     pub fn replicas_caught_up(&self) -> bool {
@@ -166,6 +176,24 @@ impl Cluster {
                 && applied.is_some()
                 && info(master.unwrap() as u16, "master_repl_offset:") == applied
         })
+    }
+
+    /// What every node holds and says, for a failure message: its replication state, its
+    /// view of the cluster, the tier's keys on it, and its log (a killed node's too).
+    pub fn report(&self) -> String {
+        let mut out = String::new();
+        for n in &self.nodes {
+            out += &format!("\n=== node {} ({})\n", n.port, if n.alive() { "alive" } else { "killed" });
+            if n.alive() {
+                out += &format!("{}\n", n.cli(&["INFO", "replication"]));
+                out += &format!("{}\n", n.cli(&["CLUSTER", "NODES"]));
+                let keys = self.keys_on(n.port, "coopcache:*");
+                out += &format!("{} keys: {keys:?}\n", keys.len());
+            }
+            let log = std::fs::read_to_string(self.dir.join(format!("node-{}.log", n.port)));
+            out += &log.unwrap_or_default();
+        }
+        out
     }
 
     /// Kills the node on `port` (SIGKILL: no goodbye to its clients or peers).
@@ -198,6 +226,9 @@ fn fastrand_suffix() -> u64 {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("the cluster when the test failed:{}", self.report());
+        }
         for n in &mut self.nodes {
             if let Some(mut c) = n.child.take() {
                 let _ = c.kill();

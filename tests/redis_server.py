@@ -89,8 +89,10 @@ def cluster() -> Iterator[str]:
     with ExitStack() as stack:
         d = stack.enter_context(tempfile.TemporaryDirectory(prefix="coopcache-cluster-"))
         for p in ports:
+            # A file of its own for each node's RDB: a replica's full sync goes through it, so
+            # with one shared name replicas syncing at once could load another master's data.
             stack.enter_context(_server(p, "--cluster-enabled", "yes", "--cluster-config-file",
-                                        f"nodes-{p}.conf", cwd=d))
+                                        f"nodes-{p}.conf", "--dbfilename", f"dump-{p}.rdb", cwd=d))
         cli(ports[0], "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
             "--cluster-replicas", "1", "--cluster-yes")
         _until("every node sees the cluster ok",

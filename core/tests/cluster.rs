@@ -123,6 +123,24 @@ fn clear_reaches_every_master_and_every_process() {
     }
 }
 
+/// Once the replicas are caught up, each holds every value its master holds: what a failover
+/// test relies on before it kills a master.
+#[test]
+fn caught_up_replicas_hold_their_masters_values() {
+    let c = Cluster::start();
+    let a = cache(&c, "sync");
+    for k in keys() {
+        a.get_or_compute(k.clone(), || format!("value of {k}"));
+    }
+    until("the replicas caught up", || c.replicas_caught_up());
+    for (master, replica) in c.pairs() {
+        let (on_master, on_replica) =
+            (c.keys_on(master, "coopcache:sync:v:*"), c.keys_on(replica, "coopcache:sync:v:*"));
+        assert!(!on_master.is_empty(), "every master serves some of the keys");
+        assert_eq!(on_replica, on_master, "replica {replica} of master {master}");
+    }
+}
+
 /// Failover: with one replica per master, the master that serves a hot key is killed while
 /// processes stampede on it. No call fails (each gets the value: the lease holder's, or one
 /// computed locally while the cluster elects a new master), no value stored before is lost,
@@ -148,6 +166,9 @@ fn killing_the_master_of_a_hot_key_during_a_stampede_fails_no_call() {
     let owner = c.owner(hot_name.as_bytes());
     // Every value stored so far is on the replicas too.
     until("the replicas caught up", || c.replicas_caught_up());
+    let (_, standby) = c.pairs().into_iter().find(|&(m, _)| m == owner).expect("the owner has a replica");
+    let values = "coopcache:fo:v:*";
+    assert_eq!(c.keys_on(standby, values), c.keys_on(owner, values), "the owner's replica holds its values");
     caches[0].invalidate(&hot);
     until("every process dropped the hot key", || caches.iter().all(|cache| cache.get(&hot).is_none()));
     until("the hot key is gone from the cluster", || c.keys("coopcache:fo:v:*").len() == keys().len());

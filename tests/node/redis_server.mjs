@@ -60,7 +60,10 @@ export async function startCluster() {
       if (!ports.includes(port) && port + 10000 <= 65535) ports.push(port);
     }
     for (const port of ports) {
-      const args = serverArgs(port, '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`);
+      // A file of its own for each node's RDB: a replica's full sync goes through it, so with one
+      // shared name replicas syncing at once could load another master's data.
+      const args = serverArgs(port, '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`,
+        '--dbfilename', `dump-${port}.rdb`);
       procs.push(spawn('redis-server', args, { cwd: dir, stdio: 'ignore' }));
     }
     const answers = (p) => cli(p, 'PING').then((o) => o === 'PONG', () => false);

@@ -1,8 +1,9 @@
 //! A Redis Cluster of the test's own: six `redis-server --cluster-enabled yes` on free loopback
 //! ports (three masters, one replica each) in a temporary directory, joined by
 //! `redis-cli --cluster create`; every server is killed and the directory removed when dropped,
-//! also when the test fails.
+//! also when the test fails (then each node's state and log are printed first).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -47,9 +48,16 @@ fn cli(port: u16, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// A node's `INFO replication`, field by field.
+fn replication(port: u16) -> HashMap<String, String> {
+    let out = cli(port, &["INFO", "replication"]);
+    out.lines().filter_map(|l| l.split_once(':')).map(|(k, v)| (k.to_owned(), v.trim().to_owned())).collect()
+}
+
 impl Cluster {
     /// Starts six nodes and joins them (three masters, a replica each); returns once every
-    /// slot is served and every node agrees the cluster is ok.
+    /// slot is served, every node agrees the cluster is ok and every replica holds its
+    /// master's data (its first sync done).
     pub fn start() -> Cluster {
         let dir = std::env::temp_dir().join(format!(
             "coopcache-cluster-{}-{}",
@@ -68,6 +76,15 @@ impl Cluster {
                         .and(&["--cluster-config-file", &format!("nodes-{port}.conf")])
                         // A dead master is noticed and replaced within a couple of seconds.
                         .and(&["--cluster-node-timeout", "1000"])
+                        // A replica's full sync goes through its RDB file (received, renamed to
+                        // it, loaded from it): with one name in the shared directory, replicas
+                        // syncing at once could each load another master's data.
+                        .and(&["--dbfilename", &format!("dump-{port}.rdb")])
+                        // A master starts its replica's first sync at once (not 5 s later), so
+                        // waiting for it in `start` is short.
+                        .and(&["--repl-diskless-sync-delay", "0"])
+                        // Read back by `report` when a test fails.
+                        .and(&["--logfile", &format!("node-{port}.log")])
                         .build(),
                 )
                 .stdout(Stdio::null())
@@ -93,6 +110,9 @@ impl Cluster {
             });
         }
         until("every node knows three masters", || cluster.masters().len() == 3);
+        until("every replica made its first sync", || {
+            cluster.pairs().len() == 3 && cluster.replicas_caught_up()
+        });
         cluster
     }
 
@@ -151,21 +171,61 @@ impl Cluster {
             .collect()
     }
 
-    /// Whether every replica has applied everything its master wrote so far (their
-    /// replication offsets are equal).
+    /// The running masters with their running replicas (master port, replica port), as each
+    /// replica says (`INFO replication`).
+    pub fn pairs(&self) -> Vec<(u16, u16)> {
+        let masters = self.masters();
+        self.nodes
+            .iter()
+            .filter(|n| n.alive() && !masters.contains(&n.port))
+            .filter_map(|r| Some((replication(r.port).get("master_port")?.parse().ok()?, r.port)))
+            .collect()
+    }
+
+    /// The keys on the node on `port` matching `pattern`, sorted.
+    pub fn keys_on(&self, port: u16, pattern: &str) -> Vec<String> {
+        let mut keys: Vec<String> =
+            cli(port, &["--scan", "--pattern", pattern]).lines().map(str::to_owned).collect();
+        keys.sort();
+        keys
+    }
+
+    /// Whether every running replica holds everything its master wrote so far: its link is
+    /// up, its first (full) sync done, it follows its master's history (same replication id)
+    /// and has applied all of it (equal offsets). Offsets alone do not say it: before a
+    /// replica's first sync both can read 0 while it holds nothing.
     pub fn replicas_caught_up(&self) -> bool {
-        let info = |port: u16, field: &str| {
-            let out = cli(port, &["INFO", "replication"]);
-            out.lines().find_map(|l| l.strip_prefix(field)?.trim().parse::<u64>().ok())
-        };
         let masters = self.masters();
         self.nodes.iter().filter(|n| n.alive() && !masters.contains(&n.port)).all(|replica| {
-            let master = info(replica.port, "master_port:");
-            let applied = info(replica.port, "slave_repl_offset:");
-            master.is_some()
-                && applied.is_some()
-                && info(master.unwrap() as u16, "master_repl_offset:") == applied
+            let r = replication(replica.port);
+            let Some(m) = r.get("master_port").and_then(|p| p.parse().ok()).map(replication) else {
+                return false;
+            };
+            let is = |field: &str, value: &str| r.get(field).is_some_and(|v| v == value);
+            let same = |field: &str, its: &str| r.contains_key(field) && r.get(field) == m.get(its);
+            is("master_link_status", "up")
+                && is("master_sync_in_progress", "0")
+                && same("master_replid", "master_replid")
+                && same("slave_repl_offset", "master_repl_offset")
         })
+    }
+
+    /// What every node holds and says, for a failure message: its replication state, its
+    /// view of the cluster, the tier's keys on it, and its log (a killed node's too).
+    pub fn report(&self) -> String {
+        let mut out = String::new();
+        for n in &self.nodes {
+            out += &format!("\n=== node {} ({})\n", n.port, if n.alive() { "alive" } else { "killed" });
+            if n.alive() {
+                out += &format!("{}\n", n.cli(&["INFO", "replication"]));
+                out += &format!("{}\n", n.cli(&["CLUSTER", "NODES"]));
+                let keys = self.keys_on(n.port, "coopcache:*");
+                out += &format!("{} keys: {keys:?}\n", keys.len());
+            }
+            let log = std::fs::read_to_string(self.dir.join(format!("node-{}.log", n.port)));
+            out += &log.unwrap_or_default();
+        }
+        out
     }
 
     /// Kills the node on `port` (SIGKILL: no goodbye to its clients or peers).
@@ -198,6 +258,9 @@ fn fastrand_suffix() -> u64 {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("the cluster when the test failed:{}", self.report());
+        }
         for n in &mut self.nodes {
             if let Some(mut c) = n.child.take() {
                 let _ = c.kill();

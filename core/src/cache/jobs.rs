@@ -185,6 +185,26 @@ where
         self.advance(id, out);
     }
 
+    /// Starts job `id` with a lead nobody waits for: the refresh [`Cache::hit_refresh_with`]
+    /// handed out (the hit has its value already). Its actions are the lead's (compute, and in
+    /// shared mode encode); its last is [`Do::Gone`].
+    ///
+    /// [`Cache::hit_refresh_with`]: super::Cache::hit_refresh_with
+    pub fn start_lead(&mut self, id: u64, lead: Box<Lead<K, V>>, shared: bool, out: &mut Vec<Action<V>>) {
+        let job = Job {
+            call: None,
+            call_wait: None,
+            lead: Some(lead),
+            lead_at: LeadAt::Ready,
+            bytes: None,
+            ctx: Vec::new(),
+            shared,
+            held: false,
+        };
+        self.jobs.insert(id, Box::new(job));
+        self.advance(id, out);
+    }
+
     /// Steps job `id` as far as it goes without the binding, appending what the binding does.
     fn advance(&mut self, id: u64, out: &mut Vec<Action<V>>) {
         let Some(job) = self.jobs.get(&id) else { return };
@@ -431,6 +451,25 @@ mod tests {
         jobs.computed(1, Outcome::Store { value: 25, weight: 0 }, &mut out);
         assert!(matches!(&out[..], [Action { job: 1, what: Do::Gone, last: true }]));
         assert_eq!(c.get(&5), Some(25));
+    }
+
+    #[test]
+    fn a_detached_refresh_computes_and_ends_without_a_caller() {
+        let clock = crate::Clock::manual();
+        let c: Cache<u32, u32> =
+            Cache::builder().clock(clock.clone()).refresh_after(Duration::from_secs(10)).build().unwrap();
+        let (mut jobs, mut out) = (Jobs::new(|| {}), Vec::new());
+        c.insert(5, 1);
+        clock.advance(Duration::from_secs(11));
+        let (v, lead) = c.hit_refresh_with(&5, &CallOptions::new(), Caller::Blocking, |v| *v).unwrap();
+        assert_eq!(v, 1);
+        jobs.start_lead(1, lead.expect("due"), false, &mut out);
+        assert!(matches!(&out[..], [Action { job: 1, what: Do::Compute, last: false }]));
+        out.clear();
+        jobs.computed(1, Outcome::Store { value: 2, weight: 0 }, &mut out);
+        assert!(matches!(&out[..], [Action { job: 1, what: Do::Gone, last: true }]));
+        assert_eq!(c.get(&5), Some(2));
+        assert_eq!(c.stats().refreshes_succeeded, 1);
     }
 
     #[test]

@@ -5,18 +5,19 @@
 //! slices, checking for Ctrl-C), asyncio through the small classes `Call`, `Lead` and
 //! `Signal` that `_decorator.py` drives.
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use coopcache::options::{self, Style};
 use coopcache::{
-    CallOptions, Caller, Computing, Error as CoreError, Key, KeyWriter, LeadStep, OnExecutor, Outcome, Ready,
-    RunsExecutor, Step,
+    BatchStep, CallOptions, Caller, Computing, Error as CoreError, Key, KeyWriter, LeadStep, OnExecutor,
+    Outcome, Ready, RunsExecutor, Step,
 };
 use pyo3::exceptions::{PyBaseException, PyRuntimeError, PyTimeoutError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::{PyDict, PyList, PyTuple};
 
 use crate::convert::{estimate, write_key};
 use crate::shared::{self, Codec};
@@ -363,6 +364,56 @@ fn lead_sync<'py>(
             Act::Done => return Ok(true),
         }
     }
+}
+
+/// The values of `keys` in cache `name` (see `coopcache.cached_many`): the core's batch,
+/// driven on this thread. The loader runs holding the GIL, once per round, with the list of
+/// the keys to load (the objects given); every wait is without the GIL.
+pub(crate) fn cached_many(
+    py: Python<'_>,
+    cache: &CoreCache,
+    keys: &Bound<'_, PyAny>,
+    loader: &Bound<'_, PyAny>,
+) -> PyResult<Vec<Py<PyAny>>> {
+    let objs: Vec<Bound<'_, PyAny>> = keys.try_iter()?.collect::<PyResult<_>>()?;
+    let ks: Vec<Key> = objs.iter().map(crate::convert::to_key).collect::<PyResult<_>>()?;
+    let mut batch = cache.batch(ks, Caller::Blocking);
+    loop {
+        match batch.step() {
+            BatchStep::Wait(ready) => {
+                wait_sync(py, &ready, None)?;
+            }
+            BatchStep::Load(at) => {
+                let asked = PyList::new(py, at.iter().map(|&i| &objs[i]))?;
+                let result = {
+                    let _computing = batch.enter();
+                    loader.call1((asked,))
+                };
+                let loaded = result.and_then(|mapping| loaded(&mapping));
+                batch.loaded(loaded.map_err(|e| CoreError::Computation(Arc::new(PyErrBox::new(py, e)))));
+            }
+            BatchStep::Done(values) => {
+                return values.into_iter().map(|r| r.map(|v| v.0).map_err(|e| to_pyerr(py, &e))).collect();
+            }
+        }
+    }
+}
+
+/// A loader's mapping as the core's values by key, each weighed.
+fn loaded(mapping: &Bound<'_, PyAny>) -> PyResult<HashMap<Key, (PyValue, u64)>> {
+    let items = mapping.call_method0("items").map_err(|_| {
+        let t = mapping.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+        PyTypeError::new_err(format!(
+            "cached_many: the loader must return a mapping of its keys to their values (a dict), got a value of type {t}"
+        ))
+    })?;
+    let mut out = HashMap::new();
+    for item in items.try_iter()? {
+        let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item?.extract()?;
+        let weight = estimate(&v);
+        out.insert(crate::convert::to_key(&k)?, (PyValue::new(v.unbind()), weight));
+    }
+    Ok(out)
 }
 
 /// A value returned but not stored (see `nocache`).

@@ -436,6 +436,22 @@ fn cached(
     flight::cached_sync(py, &c, k, func, &opts, weigher)
 }
 
+/// The values of `keys` in cache `name`, in their order: stored keys are hits, keys another
+/// caller computes are waited for, and the rest are loaded by ONE call of `loader(missing)`
+/// (a list of those keys) that returns a dict of them to their values; each of them is a
+/// flight that other callers (single or batch) join. A key the loader leaves out raises
+/// `RuntimeError` (for its callers; nothing is stored for it); the loader's exception
+/// reaches every caller of its keys. The first failing key's exception is raised.
+#[pyfunction]
+fn cached_many(
+    py: Python<'_>,
+    name: &str,
+    keys: &Bound<'_, PyAny>,
+    loader: &Bound<'_, PyAny>,
+) -> PyResult<Vec<Py<PyAny>>> {
+    flight::cached_many(py, &lookup(name)?, keys, loader)
+}
+
 /// The stored value for `key` in cache `name`, or `default` on a miss. Never computes; a read
 /// resets the entry's idle clock.
 #[pyfunction]
@@ -578,6 +594,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cache, m)?)?;
     m.add_function(wrap_pyfunction!(cached, m)?)?;
     m.add_function(wrap_pyfunction!(get, m)?)?;
+    m.add_function(wrap_pyfunction!(cached_many, m)?)?;
     m.add_function(wrap_pyfunction!(invalidate, m)?)?;
     m.add_function(wrap_pyfunction!(invalidate_tag, m)?)?;
     m.add_function(wrap_pyfunction!(clear, m)?)?;

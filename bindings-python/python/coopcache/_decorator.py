@@ -17,7 +17,19 @@ import inspect
 import sys
 import threading
 import weakref
-from typing import Any, Awaitable, Callable, Iterable, Optional, Set, Tuple, TypeVar, overload
+from typing import (
+    Any,
+    Awaitable,
+    Callable,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Set,
+    Tuple,
+    TypeVar,
+    overload,
+)
 
 from . import _native
 
@@ -206,6 +218,50 @@ def cached(
             name, func, prefix, key_fn, weigher, timeout, tag_list, refresh_after
         )
         functools.update_wrapper(wrapper, func)
+        return wrapper
+
+    return decorate
+
+
+_K = TypeVar("_K")
+
+
+@overload
+def cached_many(
+    name: str, keys: Iterable[Any], loader: Callable[[List[Any]], Mapping[Any, _T]]
+) -> List[_T]: ...
+
+
+@overload
+def cached_many(
+    name: str,
+) -> Callable[[Callable[[List[_K]], Mapping[_K, _T]]], Callable[[Iterable[_K]], List[_T]]]: ...
+
+
+def cached_many(name: str, keys: Any = _MISSING, loader: Any = None) -> Any:
+    """Call form ``cached_many(name, keys, loader)``: the values of ``keys``, in their order;
+    stored keys are hits, keys another caller computes are waited for, and the rest are loaded
+    by ONE call of ``loader(missing)``, which returns a dict of them to their values.
+
+    Decorator form ``@cached_many(name)`` on a function taking a list of ids and returning a
+    dict of them to their values: calling it with ids returns their values as a list; each id
+    is stored under ``(module.qualname, id)``, so one cache may hold several such functions."""
+    if keys is not _MISSING:
+        if loader is None:
+            raise TypeError("cached_many(name, keys, loader): the loader is missing")
+        return _native.cached_many(name, keys, loader)
+
+    def decorate(func: Callable[[List[Any]], Mapping[Any, Any]]) -> Callable[[Iterable[Any]], List[Any]]:
+        prefix = _prefix(func)
+        _claim_default_key(name, func, prefix)
+
+        def load(missing: List[Tuple[str, Any]]) -> dict[Tuple[str, Any], Any]:
+            return {(prefix, k): v for k, v in func([k for _, k in missing]).items()}
+
+        @functools.wraps(func)
+        def wrapper(ids: Iterable[Any]) -> List[Any]:
+            return _native.cached_many(name, [(prefix, i) for i in ids], load)
+
         return wrapper
 
     return decorate

@@ -8,6 +8,7 @@ from typing import (
     Generic,
     Iterable,
     Literal,
+    Mapping,
     Optional,
     Tuple,
     TypeVar,
@@ -204,6 +205,15 @@ def cached(
 ) -> _T:
     """Call form: the value for ``key`` in cache ``name``, computed by ``func()`` once however
     many callers ask at the same moment (the others wait for it, without the GIL)."""
+    ...
+def cached_many(
+    name: str, keys: Iterable[Key], loader: Callable[[list[Any]], Mapping[Any, _T]]
+) -> list[_T]:
+    """The values of ``keys`` in cache ``name``, in their order: stored keys are hits, keys
+    another caller computes are waited for, and the rest are loaded by ONE call of
+    ``loader(missing)`` that returns a dict of them to their values (each of them a flight
+    other callers join). A key the loader leaves out raises ``RuntimeError``; the loader's
+    exception reaches every caller of its keys."""
     ...
 def get(name: str, key: Key, default: Optional[_T] = None) -> Any:
     """The stored value for ``key`` in cache ``name``, or ``default`` on a miss (never computes;

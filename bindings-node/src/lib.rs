@@ -92,6 +92,8 @@ mod outcome {
     pub const NOCACHE: u32 = 2;
 }
 
+type CoreLead = Lead<Key, Val>;
+
 type Wake = ThreadsafeFunction<(), Unknown<'static>, (), Status, false, true>;
 
 /// State shared with other threads: release queue, events, and the wake-up.
@@ -365,7 +367,7 @@ pub struct Native {
     missed: Option<(i32, KeyWriter)>,
     /// A hit that is to refresh its value (`refreshAfter`): the number it answered (as a miss,
     /// so the JS side goes on to `start` with the function), the value's id, the refresh.
-    refresh: Option<(i32, u32, Box<Lead<Key, Val>>)>,
+    refresh: Option<(i32, u32, Box<CoreLead>)>,
     /// Counts `hit`'s misses.
     misses: i32,
     /// The array answers are written to: a reference that keeps it alive, its data, its length.

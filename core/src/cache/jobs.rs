@@ -515,7 +515,7 @@ mod tests {
 
     #[test]
     fn a_detached_refresh_computes_and_ends_without_a_caller() {
-        let clock = crate::Clock::manual();
+        let clock = crate::clock::Clock::manual();
         let c: Cache<u32, u32> =
             Cache::builder().clock(clock.clone()).refresh_after(Duration::from_secs(10)).build().unwrap();
         let (mut jobs, mut out) = (Jobs::new(|| {}), Vec::new());

@@ -23,6 +23,15 @@ export interface Settings {
   whenFull?: 'reject' | 'evict';
   /** At most this many computations of the cache at once; further leaders queue for a slot. `null` removes a limit. Default `null` (no limit). */
   maxConcurrency?: number | null;
+  /**
+   * Refresh ahead: seconds after a value was computed until a hit on it starts one background
+   * recomputation of the key (a detached promise); that hit and the others meanwhile get the
+   * stored value at once, and the new value replaces it when done. `cacheDuration` keeps its
+   * meaning. `null`: never. Default `null`.
+   */
+  refreshAfter?: number | null;
+  /** Whether a refresh that fails keeps the stored value (`false`: the entry goes); either way it counts in `refreshesFailed` and emits `refreshFailed`. Default `true`. */
+  serveStaleOnError?: boolean;
   /** The size in bytes of a value. Default: a built-in estimate (strings, numbers, bigints, Buffers and typed arrays, arrays, Maps, Sets, plain objects; any depth, cycles counted once, at most 10,000 values visited). */
   sizeOf?: (value: any, key: Key) => number;
   /**
@@ -52,6 +61,8 @@ export interface CallOptions {
   timeoutMs?: number;
   /** Tags stored with the value, for `invalidateTag`. Default: none. */
   tags?: readonly string[];
+  /** The value this call stores falls due for refresh after this many seconds (overrides the cache's `refreshAfter`). Default: the cache's. */
+  refreshAfter?: number;
   /** The size in bytes of this value (overrides the cache's `sizeOf`). Default: the cache's `sizeOf`, or the built-in estimate. */
   sizeOf?: (value: any, key: Key) => number;
 }
@@ -94,6 +105,14 @@ export interface Stats {
   bytesUsed: number;
   /** The limit, in bytes. */
   memoryLimit: number;
+  /** Refreshes started (`refreshAfter`). */
+  refreshesStarted: number;
+  /** Refreshes whose value replaced the stored one. */
+  refreshesSucceeded: number;
+  /** Refreshes that failed (see `serveStaleOnError`). */
+  refreshesFailed: number;
+  /** Values due for refresh (or whose refresh failed) returned as they were. */
+  staleServed: number;
   /** Computations running now. */
   inFlight: number;
   /** Shared mode only: values found in Redis (or delivered by another process's completion). */
@@ -131,7 +150,8 @@ export type ErrorCode =
   | 'ERR_COOPCACHE_INVALID_OPTION'
   | 'ERR_COOPCACHE_INVALID_ARGUMENT'
   | 'ERR_COOPCACHE_NOT_BUILT'
-  | 'ERR_COOPCACHE_REMOTE';
+  | 'ERR_COOPCACHE_REMOTE'
+  | 'ERR_COOPCACHE_COMPUTATION';
 
 /** An error thrown by coopcache itself (errors thrown by `fn` reach the callers as they were thrown). */
 export interface CoopcacheError extends Error {
@@ -171,6 +191,18 @@ export interface EvictEvent {
   count: number;
 }
 
+/** A refresh (`refreshAfter`) failed. Without a listener, a process warning `COOPCACHE_REFRESH`. */
+export interface RefreshFailedEvent {
+  /** The cache's name. */
+  cache: string;
+  /** The key, as far as it can be shown. */
+  key: string;
+  /** The error, as `name: message`. */
+  error: string;
+  /** Whether the old value was kept (`serveStaleOnError`). */
+  kept: boolean;
+}
+
 /** Shared mode: Redis became unreachable or slow; calls go on with the local tier. Without a listener, a process warning. */
 export interface SharedDownEvent {
   /** The cache's name. */
@@ -193,20 +225,23 @@ export interface ValueRefusedEvent {
   reason: string;
 }
 
-/** The `events` emitter: `full`, `evict`, and in shared mode `sharedDown`, `sharedUp`, `valueRefused`. Events arrive asynchronously on the JS thread. */
+/** The `events` emitter: `full`, `evict`, `refreshFailed`, and in shared mode `sharedDown`, `sharedUp`, `valueRefused`. Events arrive asynchronously on the JS thread. */
 export interface CoopcacheEvents extends EventEmitter {
   on(event: 'full', listener: (e: FullEvent) => void): this;
   on(event: 'evict', listener: (e: EvictEvent) => void): this;
+  on(event: 'refreshFailed', listener: (e: RefreshFailedEvent) => void): this;
   on(event: 'sharedDown', listener: (e: SharedDownEvent) => void): this;
   on(event: 'sharedUp', listener: (e: SharedUpEvent) => void): this;
   on(event: 'valueRefused', listener: (e: ValueRefusedEvent) => void): this;
   once(event: 'full', listener: (e: FullEvent) => void): this;
   once(event: 'evict', listener: (e: EvictEvent) => void): this;
+  once(event: 'refreshFailed', listener: (e: RefreshFailedEvent) => void): this;
   once(event: 'sharedDown', listener: (e: SharedDownEvent) => void): this;
   once(event: 'sharedUp', listener: (e: SharedUpEvent) => void): this;
   once(event: 'valueRefused', listener: (e: ValueRefusedEvent) => void): this;
   off(event: 'full', listener: (e: FullEvent) => void): this;
   off(event: 'evict', listener: (e: EvictEvent) => void): this;
+  off(event: 'refreshFailed', listener: (e: RefreshFailedEvent) => void): this;
   off(event: 'sharedDown', listener: (e: SharedDownEvent) => void): this;
   off(event: 'sharedUp', listener: (e: SharedUpEvent) => void): this;
   off(event: 'valueRefused', listener: (e: ValueRefusedEvent) => void): this;
@@ -218,7 +253,14 @@ export declare class Cache {
   /** The cache's name. */
   readonly name: string;
   /** The current settings (the memory limit in bytes, the idle duration in seconds). */
-  readonly settings: { memoryLimit: number; cacheDuration: number; whenFull: 'reject' | 'evict'; maxConcurrency: number | null };
+  readonly settings: {
+    memoryLimit: number;
+    cacheDuration: number;
+    whenFull: 'reject' | 'evict';
+    maxConcurrency: number | null;
+    refreshAfter: number | null;
+    serveStaleOnError: boolean;
+  };
   /** The value for `key`, computed by `fn` once however many callers ask at the same moment (see `cached`). */
   cached<T>(key: Key, fn: () => Computed<T> | PromiseLike<Computed<T>>, options?: CallOptions): Promise<T>;
   /** The stored value, without computing (`undefined` on a miss); a read resets the idle clock. */
@@ -249,7 +291,8 @@ export declare class Cache {
 /**
  * Creates the cache `name`, or updates its settings in place (entries kept; settings not given
  * keep their values). Defaults: `memoryLimit` 50 MiB, `cacheDuration` 300 s, `whenFull`
- * `'reject'`, `maxConcurrency` `null` (no limit), `sizeOf` the built-in estimate, no `redisUrl`
+ * `'reject'`, `maxConcurrency` `null` (no limit), `refreshAfter` `null` (never),
+ * `serveStaleOnError` `true`, `sizeOf` the built-in estimate, no `redisUrl`
  * (local only), `serializer` `'v8'`, no `secret`, `leaseTtl` 10 s.
  */
 export declare function configure(name: string, settings?: Settings): Cache;
@@ -257,7 +300,8 @@ export declare function configure(name: string, settings?: Settings): Cache;
  * The value for `key`, computed by `fn` once however many callers ask at the same moment: a hit
  * resolves with the stored object without calling `fn`; a miss while another caller computes
  * waits for that outcome (value or error). `fn` may be sync or async; its errors are not stored.
- * Options: `timeoutMs` (default none), `tags` (default none), `sizeOf` (default the cache's).
+ * Options: `timeoutMs` (default none), `tags` (default none), `refreshAfter` (default the
+ * cache's), `sizeOf` (default the cache's).
  */
 export declare function cached<T>(
   name: string,
@@ -265,6 +309,19 @@ export declare function cached<T>(
   fn: () => Computed<T> | PromiseLike<Computed<T>>,
   options?: CallOptions,
 ): Promise<T>;
+/**
+ * The values of `keys`, in their order: stored keys are hits, keys another caller computes are
+ * waited for, and the rest are loaded by ONE call of `loader(missing)`, which returns a `Map` of
+ * them to their values, a plain object (read by `String(key)`), or a promise of either. Each of
+ * those keys is a flight other callers (single or batch) join. A key the loader leaves out is an
+ * error for that key (`ERR_COOPCACHE_COMPUTATION`); the loader's error reaches every caller of
+ * its keys. Rejects with the first failing key's error. Local tier only.
+ */
+export declare function cachedMany<K extends Key, T>(
+  name: string,
+  keys: readonly K[],
+  loader: (missing: K[]) => Map<K, T> | Record<string, T> | PromiseLike<Map<K, T> | Record<string, T>>,
+): Promise<T[]>;
 /** Marks a value to be handed to every waiter but not stored. */
 export declare function nocache<T>(value: T): NoCache<T>;
 /** The stored value, without computing (`undefined` on a miss); a read resets the idle clock. */
@@ -281,7 +338,7 @@ export declare function stats(name: string): Stats;
 export declare function names(): string[];
 /** The handle of a configured cache (`ERR_COOPCACHE_UNKNOWN_CACHE` if there is none). */
 export declare function cache(name: string): Cache;
-/** Emits `full`, `evict`, `sharedDown`, `sharedUp` and `valueRefused`. */
+/** Emits `full`, `evict`, `refreshFailed`, `sharedDown`, `sharedUp` and `valueRefused`. */
 export declare const events: CoopcacheEvents;
 /** The package's version: one for the npm package, the Python wheel and the Rust crate. */
 export declare const version: string;
@@ -290,6 +347,7 @@ export declare const version: string;
 declare const coopcache: {
   configure: typeof configure;
   cached: typeof cached;
+  cachedMany: typeof cachedMany;
   nocache: typeof nocache;
   get: typeof get;
   invalidate: typeof invalidate;

@@ -22,7 +22,7 @@ function badArgument(message) {
 const STORE = 0;
 const FAILED = 1;
 const NOCACHE = 2;
-const LAST = 8;
+const LAST = 16;
 
 /** Values and errors the core holds, by id. The core releases an id when it lets go. */
 const values = new Map();
@@ -34,8 +34,10 @@ function put(v) {
   return nextId;
 }
 
-/** Emits `full`, `evict`, `sharedDown`, `sharedUp` and `valueRefused`. */
+/** Emits `full`, `evict`, `refreshFailed`, `sharedDown`, `sharedUp` and `valueRefused`. */
 const events = new EventEmitter();
+/** The code of the process warning an event without a listener becomes (the others': COOPCACHE_SHARED). */
+const WARNINGS = { full: 'COOPCACHE_FULL', refreshFailed: 'COOPCACHE_REFRESH' };
 
 // Called by the addon (through a threadsafe function that keeps the process alive only while a
 // leader waits for the shared tier) when the core completed something off a call into it,
@@ -46,7 +48,7 @@ function wake() {
   const evs = native.takeEvents(); // [name, payload, warning if nobody listens (or null)]
   for (let i = 0; i < evs.length; i += 3) {
     if (evs[i + 2] !== null && events.listenerCount(evs[i]) === 0) {
-      process.emitWarning(evs[i + 2], { code: evs[i] === 'full' ? 'COOPCACHE_FULL' : 'COOPCACHE_SHARED' });
+      process.emitWarning(evs[i + 2], { code: WARNINGS[evs[i]] ?? 'COOPCACHE_SHARED' });
       continue;
     }
     try {
@@ -168,6 +170,8 @@ const ACTIONS = [
   decode,
   (id, call, arg) => encode(id, call, values.get(arg)),
   () => {},
+  load,
+  (id, call) => settleMany(call, native.takeMany(id)),
 ];
 
 /** Does what the addon asks: triples [call, action, arg], as many as the count it wrote to `out`
@@ -178,7 +182,7 @@ function run(a) {
   for (let i = 0; i < r.length; i += 3) {
     const call = calls.get(r[i]);
     if (r[i + 1] >= LAST) calls.delete(r[i]);
-    ACTIONS[r[i + 1] & 7](r[i], call, r[i + 2]);
+    ACTIONS[r[i + 1] & 15](r[i], call, r[i + 2]);
   }
 }
 
@@ -224,6 +228,66 @@ function computed(id, call, ok, v) {
     }
   }
   run(report(id, kind, put(v), w, v));
+}
+
+/** The values of `keys` (an array), with one `loader(missing)` call for the keys nobody has. */
+function cachedMany(name, keys, loader) {
+  const c = byName.get(name);
+  if (c === undefined) return unknown(name);
+  if (!Array.isArray(keys)) return Promise.reject(badArgument(`keys must be an array, got ${typeof keys}`));
+  if (typeof loader !== 'function') return Promise.reject(badArgument(`loader must be a function, got ${typeof loader}`));
+  return new Promise((resolve, reject) => {
+    const id = ++lastCall;
+    const ctx = computing > 0 ? als.getStore() : undefined;
+    calls.set(id, { c, key: keys, fn: loader, resolve, reject, ctx });
+    run(native.many(id, c.idx, keys, ctx));
+  });
+}
+
+// A batch's loader, with the keys the addon asks for (its synchronous part inside their
+// computations, as compute does). It may return a Map, a plain object (read by String(key)),
+// or a promise of either.
+function load(id, call) {
+  const asked = native.takeLoad(id).map((i) => call.key[i]);
+  computing++;
+  enter(id);
+  let result;
+  try {
+    result = als.run(call.ctx === undefined ? [id] : call.ctx.concat(id), call.fn, asked);
+  } catch (e) {
+    result = Promise.reject(e);
+  }
+  exit(id);
+  Promise.resolve(result).then((m) => loaded(id, call, asked, m), (e) => loadFailed(id, e));
+}
+
+function loaded(id, call, asked, m) {
+  if (--computing === 0) als.disable();
+  if (m === null || typeof m !== 'object') {
+    return loadFailed(id, badArgument(`the loader must return a Map or an object of the keys to their values, got ${m === null ? 'null' : typeof m}`), true);
+  }
+  const entries = m instanceof Map ? [...m] : asked.filter((k) => Object.hasOwn(m, String(k))).map((k) => [k, m[String(k)]]);
+  let weights;
+  try {
+    weights = entries.map(([k, v]) => weigh({ c: call.c, key: k }, v));
+  } catch (e) {
+    return loadFailed(id, e, true);
+  }
+  run(native.loaded(id, entries.map(([k]) => k), entries.map(([, v]) => put(v)), weights));
+}
+
+function loadFailed(id, e, counted) {
+  if (!counted && --computing === 0) als.disable();
+  run(native.loadFailed(id, put(e), e));
+}
+
+function settleMany(call, r) {
+  const out = [];
+  for (let i = 0; i < r.length; i += 2) {
+    if (r[i] !== 0) return call.reject(r[i] === 1 ? values.get(r[i + 1]) : r[i + 1]);
+    out.push(values.get(r[i + 1]));
+  }
+  call.resolve(out);
 }
 
 function weigh(call, v) {
@@ -457,6 +521,7 @@ class Cache {
 module.exports = {
   configure,
   cached,
+  cachedMany,
   nocache,
   get: (name, key) => cache(name).get(key),
   invalidate: (name, key) => cache(name).invalidate(key),
@@ -471,5 +536,7 @@ module.exports = {
   version: require('../../package.json').version,
   /** Internal: the canonical bytes of a key (throws a TypeError for a bad key). */
   _keyBytes: (key) => native.keyBytes(key),
+  /** For tests only: the cache `name`, configured after this, reads a manual clock; returns its `advance(seconds)`. */
+  _manualClock: (name) => native.manualClock(name),
 };
 module.exports.default = module.exports;

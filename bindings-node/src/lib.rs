@@ -42,8 +42,8 @@ use std::time::Duration;
 
 use coopcache::options::{self, Arg, ErrorKind, OptionError, Style, Value};
 use coopcache::{
-    Action, Cache, CallOptions, Caller, Do, Error as CoreError, Event, Field, Jobs, Key, KeyWriter, Level,
-    Outcome, Registry,
+    Action, Cache, CallOptions, Caller, Do, Error as CoreError, Event, Field, Jobs, Key, KeyWriter, Lead,
+    Level, Outcome, Registry,
 };
 use napi::bindgen_prelude::*;
 use napi::sys;
@@ -69,8 +69,13 @@ mod act {
     pub const ENCODE: f64 = 5.0;
     /// Nothing left to do (the caller gave up before).
     pub const GONE: f64 = 6.0;
+    /// Call the batch's loader with the keys at `takeLoad(job)`, and report with `loaded` or
+    /// `loadFailed`.
+    pub const LOAD: f64 = 7.0;
+    /// Settle the batch's promise with `takeMany(job)`.
+    pub const MANY: f64 = 8.0;
     /// Added to the job's last action: the JS side forgets the job.
-    pub const LAST: f64 = 8.0;
+    pub const LAST: f64 = 16.0;
 }
 
 /// What the driver answers the JS side: a count of f64s (triples) written to the array given to
@@ -85,6 +90,8 @@ mod outcome {
     pub const FAILED: u32 = 1;
     pub const NOCACHE: u32 = 2;
 }
+
+type CoreLead = Lead<Key, Val>;
 
 type Wake = ThreadsafeFunction<(), Unknown<'static>, (), Status, false, true>;
 
@@ -126,8 +133,9 @@ impl Drop for ValInner {
     }
 }
 
-/// A JS error thrown or rejected by a computation, as the core's error type.
-struct JsError(Val);
+/// A JS error thrown or rejected by a computation, as the core's error type, with its
+/// `name: message` (what events such as `refreshFailed` show).
+struct JsError(Val, String);
 
 impl fmt::Debug for JsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -137,7 +145,7 @@ impl fmt::Debug for JsError {
 
 impl fmt::Display for JsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the computation threw a JavaScript error")
+        f.write_str(&self.1)
     }
 }
 
@@ -348,8 +356,15 @@ pub struct Native {
     jobs: Jobs<Key, Val>,
     /// Errors for `takeError`, by job.
     failures: HashMap<u64, Failure>,
+    /// The indices of the keys a batch's loader is to load (`takeLoad`), by job.
+    loads: HashMap<u64, Vec<usize>>,
+    /// A batch's outcomes (`takeMany`), by job.
+    many: HashMap<u64, Vec<std::result::Result<Val, CoreError>>>,
     /// The key bytes of `hit`'s last miss, with the (negated) number it answered.
     missed: Option<(i32, KeyWriter)>,
+    /// A hit that is to refresh its value (`refreshAfter`): the number it answered (as a miss,
+    /// so the JS side goes on to `start` with the function), the value's id, the refresh.
+    refresh: Option<(i32, u32, Box<CoreLead>)>,
     /// Counts `hit`'s misses.
     misses: i32,
     /// The array answers are written to: a reference that keeps it alive, its data, its length.
@@ -385,7 +400,10 @@ impl Native {
             sink,
             jobs: Jobs::new(move || job_sink.ping()),
             failures: HashMap::new(),
+            loads: HashMap::new(),
+            many: HashMap::new(),
             missed: None,
+            refresh: None,
             misses: 0,
             out: None,
             held: false,
@@ -430,7 +448,25 @@ impl Native {
     /// Checks a call's options (`wrap` checks its options when wrapping, not at each call).
     #[napi]
     pub fn check_options(&self, env: Env, options: Unknown<'_>) -> Result<()> {
-        call_tags(&env, Some(options)).map(drop).map_err(|f| f.throw(&env))
+        call_options(&env, Some(options)).map(drop).map_err(|f| f.throw(&env))
+    }
+
+    /// For tests only: the cache `name`, configured after this call, reads a manual clock;
+    /// returns the function that moves it forward by a number of seconds.
+    #[napi(ts_return_type = "(seconds: number) => void")]
+    pub fn manual_clock<'e>(&self, env: &'e Env, name: String) -> Result<Function<'e, f64, ()>> {
+        let Some(clock) = self.registry.manual_clock(&name) else {
+            return Err(Error::from_reason(format!(
+                "coopcache: _manualClock({name:?}): the cache exists already; call it before the first configure"
+            )));
+        };
+        env.create_function_from_closure("advance", move |ctx| {
+            let seconds: f64 = ctx.get(0)?;
+            clock.advance(
+                Duration::try_from_secs_f64(seconds).map_err(|e| Error::from_reason(e.to_string()))?,
+            );
+            Ok(())
+        })
     }
 
     /// Claims the default-key name of the function `wrap` numbered `owner` in the cache (see
@@ -466,6 +502,8 @@ impl Native {
         o.set("cacheDuration", s.cache_duration.as_secs_f64())?;
         o.set("whenFull", s.when_full.to_string())?;
         o.set("maxConcurrency", s.max_concurrency.map(|n| n as f64))?;
+        o.set("refreshAfter", s.refresh_after.map(|d| d.as_secs_f64()))?;
+        o.set("serveStaleOnError", s.serve_stale_on_error)?;
         Ok(o)
     }
 
@@ -521,25 +559,37 @@ impl Native {
         Ok(o)
     }
 
-    /// Starts job `job`: a miss in `cache` of a key (its bytes) with the call's tags, made
-    /// from inside the computations of the jobs `ctx`. Returns what the JS side does next (see
-    /// [`act`]).
+    /// Starts job `job`: a miss in `cache` of a key (its bytes) with the call's options, made
+    /// from inside the computations of the jobs `ctx`; or, for the hit that answered `missed`
+    /// and is to refresh its value, the value for the caller and the refresh, detached.
+    /// Returns what the JS side does next (see [`act`]).
     fn start(
         &mut self,
         job: f64,
         cache: u32,
-        call: std::result::Result<(Vec<String>, KeyWriter), Failure>,
+        call: std::result::Result<(CallOptions, KeyWriter), Failure>,
         ctx: Option<Vec<f64>>,
+        missed: i32,
     ) -> Answer {
         let mut out = Vec::new();
+        let refresh = self.refresh.take().filter(|(token, _, _)| *token == missed);
         match call {
             Err(f) => {
                 self.failures.insert(job as u64, f);
                 out.extend([job, act::ERROR + act::LAST, 0.0]);
             }
-            Ok((tags, w)) => {
+            Ok((opts, _)) if refresh.is_some() => {
+                let (_, value, mut lead) = refresh.expect("checked");
+                lead.set_options(&opts);
+                out.extend([job, act::VALUE, f64::from(value)]);
+                let mut acts = Vec::new();
+                let shared = self.caches[cache as usize].shared().is_some();
+                self.jobs.start_lead(job as u64, lead, shared, &mut acts);
+                self.triples(acts, &mut out);
+            }
+            Ok((opts, w)) => {
                 let c = &self.caches[cache as usize];
-                let call = c.call(w.finish(), &CallOptions::new().tags(tags), Caller::Blocking);
+                let call = c.call(w.finish(), &opts, Caller::Blocking);
                 let ctx = ctx.unwrap_or_default().into_iter().map(|j| j as u64).collect();
                 let mut acts = Vec::new();
                 self.jobs.start(job as u64, call, c.shared().is_some(), ctx, &mut acts);
@@ -565,6 +615,14 @@ impl Native {
                 Do::Decode => (act::DECODE, 0),
                 Do::Encode(v) => (act::ENCODE, v.0.id),
                 Do::Gone => (act::GONE, 0),
+                Do::Load(at) => {
+                    self.loads.insert(a.job, at);
+                    (act::LOAD, 0)
+                }
+                Do::SettleMany(values) => {
+                    self.many.insert(a.job, values);
+                    (act::MANY, 0)
+                }
             };
             out.extend([a.job as f64, action + if a.last { act::LAST } else { 0.0 }, f64::from(arg)]);
         }
@@ -665,7 +723,7 @@ impl Native {
         let outcome = match (kind, failed) {
             (outcome::NOCACHE, _) => Outcome::NoCache(v),
             (outcome::FAILED, Some((type_name, message))) => {
-                let error = CoreError::Computation(Arc::new(JsError(v)));
+                let error = CoreError::Computation(Arc::new(JsError(v, format!("{type_name}: {message}"))));
                 Outcome::Failed { error, type_name, message }
             }
             _ => {
@@ -676,6 +734,95 @@ impl Native {
         let mut acts = Vec::new();
         self.jobs.computed(job as u64, outcome, &mut acts);
         self.next(acts)
+    }
+
+    /// Starts job `job`: the batch `cachedMany(name, keys, loader)` in `cache`, made from
+    /// inside the computations of the jobs `ctx` (see [`Jobs::start_batch`]).
+    #[napi]
+    pub fn many(&mut self, job: f64, cache: u32, keys: Array<'_>, ctx: Option<Vec<f64>>) -> Answer {
+        let keys: std::result::Result<Vec<Key>, Failure> = (0..keys.len())
+            .map(|i| {
+                let k = keys.get::<Unknown>(i).ok().flatten().ok_or_else(|| Failure::key("a hole".into()))?;
+                key_writer(&k).map(KeyWriter::finish)
+            })
+            .collect();
+        let mut out = Vec::new();
+        match keys {
+            Err(f) => {
+                self.failures.insert(job as u64, f);
+                out.extend([job, act::ERROR + act::LAST, 0.0]);
+            }
+            Ok(keys) => {
+                let batch = self.caches[cache as usize].batch(keys, Caller::Blocking);
+                let ctx = ctx.unwrap_or_default().into_iter().map(|j| j as u64).collect();
+                let mut acts = Vec::new();
+                self.jobs.start_batch(job as u64, batch, ctx, &mut acts);
+                self.triples(acts, &mut out);
+            }
+        }
+        self.output(out)
+    }
+
+    /// The indices of the keys a LOAD action asks the loader for.
+    #[napi]
+    pub fn take_load(&mut self, job: f64) -> Vec<u32> {
+        self.loads.remove(&(job as u64)).unwrap_or_default().into_iter().map(|i| i as u32).collect()
+    }
+
+    /// Reports what a batch's loader returned: its keys, the ids of their values, and their
+    /// sizes in bytes. A key that is not a key fails the load.
+    #[napi]
+    pub fn loaded(&mut self, job: f64, keys: Array<'_>, values: Vec<u32>, weights: Vec<f64>) -> Answer {
+        let mut loaded = HashMap::new();
+        let mut result = Ok(());
+        for (i, (&value, &weight)) in values.iter().zip(&weights).enumerate() {
+            let v = self.val(value);
+            match keys.get::<Unknown>(i as u32).ok().flatten().map(|k| key_writer(&k)) {
+                Some(Ok(w)) => drop(loaded.insert(w.finish(), (v, bytes(weight)))),
+                Some(Err(f)) => {
+                    result =
+                        Err(CoreError::computation(format!("the loader returned a bad key: {}", f.message)))
+                }
+                None => {}
+            }
+        }
+        let mut acts = Vec::new();
+        self.jobs.loaded(job as u64, result.map(|()| loaded), &mut acts);
+        self.next(acts)
+    }
+
+    /// Reports that a batch's loader threw or rejected with the value `value` (`error`):
+    /// every caller of its keys gets it.
+    #[napi]
+    pub fn load_failed(&mut self, env: Env, job: f64, value: u32, error: Unknown<'_>) -> Answer {
+        let (type_name, message) = describe(&env, error);
+        let e = CoreError::Computation(Arc::new(JsError(self.val(value), format!("{type_name}: {message}"))));
+        let mut acts = Vec::new();
+        self.jobs.loaded(job as u64, Err(e), &mut acts);
+        self.next(acts)
+    }
+
+    /// A batch's outcomes, as `[code, x]` pairs in the keys' order: code 0, the id of the
+    /// value; 1, the id of the loader's error; 2, a coopcache error.
+    #[napi(ts_return_type = "Array<unknown>")]
+    pub fn take_many<'e>(&mut self, env: &'e Env, job: f64) -> Result<Array<'e>> {
+        let values = self.many.remove(&(job as u64)).unwrap_or_default();
+        let mut out = Vec::with_capacity(values.len() * 2);
+        for r in values {
+            let (code, x) = match r {
+                Ok(v) => (0, f64::from(v.0.id).into_unknown(env)?),
+                Err(e) => match e.downcast_ref::<JsError>() {
+                    Some(j) => (1, f64::from(j.0.0.id).into_unknown(env)?),
+                    // SAFETY: a value of this env, created just now.
+                    None => (2, unsafe {
+                        Unknown::from_raw_unchecked(env.raw(), Failure::of(e).to_js(env.raw())?)
+                    }),
+                },
+            };
+            out.push(code.into_unknown(env)?);
+            out.push(x);
+        }
+        Array::from_vec(env, out)
     }
 
     /// The bytes from the shared tier that a DECODE action asks to deserialize.
@@ -833,11 +980,15 @@ fn key_writer(key: &Unknown<'_>) -> std::result::Result<KeyWriter, Failure> {
     }
 }
 
-/// The tags of a call's options (`{ timeoutMs, tags, sizeOf }`), once the core checked them.
-fn call_tags(env: &Env, options: Option<Unknown<'_>>) -> std::result::Result<Vec<String>, Failure> {
-    let Some(options) = options else { return Ok(Vec::new()) };
+/// The core's options of a call (`{ timeoutMs, tags, refreshAfter, sizeOf }`), once it checked
+/// them.
+fn call_options(env: &Env, options: Option<Unknown<'_>>) -> std::result::Result<CallOptions, Failure> {
+    let Some(options) = options else { return Ok(CallOptions::new()) };
     let given = js_options(env, &options, options::INVALID_OPTION)?;
-    options::call(&given, Style::Node).map(|c| c.tags).map_err(Failure::option)
+    let c = options::call(&given, Style::Node).map_err(Failure::option)?;
+    let mut opts = CallOptions::new().tags(c.tags);
+    opts.refresh_after = c.refresh_after;
+    Ok(opts)
 }
 
 /// A weight from JS as bytes (anything but a positive finite number is 0).
@@ -1097,8 +1248,16 @@ mod raw {
                 let this = &mut *(data as *mut Native);
                 if let Some(c) = this.caches.get(cache as usize) {
                     // (In shared mode the core itself tells the shared tier of hits, batched.)
-                    id = match c.hit_with(w.as_bytes(), |v| v.0.id as i32) {
-                        Some(id) => id,
+                    // The call's options are the miss path's: a refresh gets them in `start`.
+                    let opts = CallOptions::new();
+                    let owned = || w.clone().finish();
+                    id = match c.hit_refresh_by(w.as_bytes(), owned, &opts, Caller::Blocking, |v| v.0.id) {
+                        Some((id, None)) => id as i32,
+                        Some((value, Some(lead))) => {
+                            let token = this.missed(w);
+                            this.refresh = Some((token, value, lead));
+                            token
+                        }
                         None => this.missed(w),
                     };
                 }
@@ -1114,16 +1273,18 @@ mod raw {
         // borrowed (but for taking `hit`'s key bytes).
         unsafe {
             method(env, info, |this, e, [job, cache, key, options, ctx, missed]| {
-                let tags = call_tags(e, Option::<Unknown>::from_napi_value(env, options)?);
+                let opts = call_options(e, Option::<Unknown>::from_napi_value(env, options)?);
+                let missed = i32::from_napi_value(env, missed)?;
                 let written = match (*this).missed.take() {
-                    Some((token, w)) if token == -i32::from_napi_value(env, missed)? => Ok(w),
+                    Some((token, w)) if token == -missed => Ok(w),
                     _ => key_writer(&Unknown::from_raw_unchecked(env, key)),
                 };
                 let out = (*this).start(
                     f64::from_napi_value(env, job)?,
                     u32::from_napi_value(env, cache)?,
-                    tags.and_then(|tags| Ok((tags, written?))),
+                    opts.and_then(|opts| Ok((opts, written?))),
                     Option::<Vec<f64>>::from_napi_value(env, ctx)?,
+                    missed,
                 );
                 ToNapiValue::to_napi_value(env, out)
             })

@@ -5,18 +5,19 @@
 //! slices, checking for Ctrl-C), asyncio through the small classes `Call`, `Lead` and
 //! `Signal` that `_decorator.py` drives.
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use coopcache::options::{self, Style};
 use coopcache::{
-    CallOptions, Caller, Computing, Error as CoreError, Key, KeyWriter, LeadStep, OnExecutor, Outcome, Ready,
-    RunsExecutor, Step,
+    BatchStep, CallOptions, Caller, Computing, Error as CoreError, Key, KeyWriter, LeadStep, OnExecutor,
+    Outcome, Ready, RunsExecutor, Step,
 };
 use pyo3::exceptions::{PyBaseException, PyRuntimeError, PyTimeoutError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::{PyDict, PyList, PyTuple};
 
 use crate::convert::{estimate, write_key};
 use crate::shared::{self, Codec};
@@ -31,27 +32,31 @@ const SLICE: Duration = Duration::from_millis(50);
 /// The keyword options of a call.
 pub(crate) struct Options {
     pub(crate) timeout: Option<Duration>,
-    pub(crate) tags: Vec<String>,
+    call: CallOptions,
 }
 
 impl Options {
-    /// The core checks the options (a timeout in seconds, tags a list of str).
+    /// The core checks the options (a timeout in seconds, tags a list of str, `refresh_after`
+    /// seconds > 0).
     pub(crate) fn parse(
         timeout: Option<&Bound<'_, PyAny>>,
         tags: Option<&Bound<'_, PyAny>>,
+        refresh_after: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Options> {
         let mut given = Vec::new();
-        for (k, v) in [("timeout", timeout), ("tags", tags)] {
+        for (k, v) in [("timeout", timeout), ("tags", tags), ("refresh_after", refresh_after)] {
             if let Some(v) = v {
                 given.push((k.to_owned(), arg(v)?));
             }
         }
         let c = options::call(&given, Style::Python).map_err(option_err)?;
-        Ok(Options { timeout: c.timeout, tags: c.tags })
+        let mut call = CallOptions::new().tags(c.tags);
+        call.refresh_after = c.refresh_after;
+        Ok(Options { timeout: c.timeout, call })
     }
 
-    fn call_options(&self) -> CallOptions {
-        CallOptions::new().tags(self.tags.iter().cloned())
+    fn call_options(&self) -> &CallOptions {
+        &self.call
     }
 }
 
@@ -191,19 +196,77 @@ fn drive_lead(
     }
 }
 
-/// The sync call form: a hit never leaves Rust, a miss is driven by [`run_sync`].
+/// The sync call form: a hit never leaves Rust (a hit due for refresh starts the refresh on a
+/// thread, see [`refresh_in_thread`]), a miss is driven by [`run_sync`].
 pub(crate) fn cached_sync<'py>(
     py: Python<'py>,
     cache: &CoreCache,
     key: Key,
-    func: impl FnOnce() -> PyResult<Bound<'py, PyAny>>,
+    func: &Bound<'py, PyAny>,
     opts: &Options,
     weigher: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Py<PyAny>> {
-    if let Some(v) = cache.hit_with(&key, |v| v.0.clone_ref(py)) {
+    let thunk = || Ok((func.clone(), PyTuple::empty(py), None));
+    if let Some(v) = hit(py, cache, key.as_bytes(), || key.clone(), opts, weigher, thunk)? {
         return Ok(v);
     }
-    run_sync(py, cache, key, func, opts, weigher)
+    run_sync(py, cache, key, || func.call0(), opts, weigher)
+}
+
+/// The function a refresh runs: the callable, its arguments and keyword arguments.
+type Thunk<'py> = (Bound<'py, PyAny>, Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>);
+
+/// The sync hit path: the stored value, or None on a miss. When this hit is the one to
+/// refresh the value (`refresh_after`), the refresh of `thunk()` starts on a thread of its own
+/// (`_decorator._refresh_in_thread`) and the value is returned at once.
+pub(crate) fn hit<'py>(
+    py: Python<'py>,
+    cache: &CoreCache,
+    key: &[u8],
+    owned: impl FnOnce() -> Key,
+    opts: &Options,
+    weigher: Option<&Bound<'py, PyAny>>,
+    thunk: impl FnOnce() -> PyResult<Thunk<'py>>,
+) -> PyResult<Option<Py<PyAny>>> {
+    let read = |v: &PyValue| v.0.clone_ref(py);
+    let Some((v, lead)) = cache.hit_refresh_by(key, owned, opts.call_options(), Caller::Blocking, read)
+    else {
+        return Ok(None);
+    };
+    if let Some(lead) = lead {
+        let lead = Lead::of(lead, weigher.map(|w| w.clone().unbind()), cache);
+        let (func, args, kwargs) = thunk()?;
+        refresh_in_thread(py)?.call1((lead, func, args, kwargs))?;
+    }
+    Ok(Some(v))
+}
+
+/// The asyncio hit path: (0, value), or (5, (value, Lead)) when this hit is the one to
+/// refresh the value (the caller runs the Lead as a task on its loop); None on a miss.
+pub(crate) fn hit_async(
+    py: Python<'_>,
+    cache: &CoreCache,
+    key: &Key,
+    opts: &Options,
+    weigher: Option<&Py<PyAny>>,
+) -> PyResult<Option<(u8, Py<PyAny>)>> {
+    let read = |v: &PyValue| v.0.clone_ref(py);
+    let Some((v, lead)) = cache.hit_refresh_with(key, opts.call_options(), Caller::Blocking, read) else {
+        return Ok(None);
+    };
+    Ok(Some(match lead {
+        None => (DONE, v),
+        Some(lead) => {
+            let lead = Py::new(py, Lead::of(lead, weigher.map(|w| w.clone_ref(py)), cache))?;
+            (REFRESH, (v, lead).into_pyobject(py)?.into_any().unbind())
+        }
+    }))
+}
+
+static REFRESH_IN_THREAD: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+fn refresh_in_thread(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    REFRESH_IN_THREAD.import(py, "coopcache._decorator", "_refresh_in_thread")
 }
 
 static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -231,7 +294,7 @@ pub(crate) fn run_sync<'py>(
     let deadline = opts.timeout.and_then(|t| Instant::now().checked_add(t));
     let frames = context_frames(py);
     let _on_loop = runs_loop(py)?; // for the whole call: every wait of it blocks the loop
-    let mut call = cache.call(key, &opts.call_options(), Caller::Blocking);
+    let mut call = cache.call(key, opts.call_options(), Caller::Blocking);
     let mut func = Some(func);
     loop {
         let step = {
@@ -247,38 +310,106 @@ pub(crate) fn run_sync<'py>(
                     return Err(timeout_err(opts.timeout));
                 }
             }
-            Step::Lead(mut lead) => loop {
-                match drive_lead(py, &mut lead, cache, weigher)? {
-                    Act::Wait(ready) => {
-                        if !wait_sync(py, &ready, deadline)? {
-                            return Err(timeout_err(opts.timeout));
-                        }
-                    }
-                    Act::Confirm(ready) => {
-                        wait_sync(py, &ready, None)?;
-                    }
-                    Act::Compute => {
-                        let result = match func.take() {
-                            Some(f) => {
-                                let _computing = lead.enter();
-                                f()
-                            }
-                            None => Err(PyRuntimeError::new_err("coopcache: a caller computes once")),
-                        };
-                        let outcome = match result {
-                            Ok(obj) => match used_once(&obj) {
-                                Some(why) => failure(py, PyTypeError::new_err(why)),
-                                None => outcome(py, Ok(obj), weigher),
-                            },
-                            r => outcome(py, r, weigher),
-                        };
-                        lead.computed(outcome);
-                    }
-                    Act::Done => break,
+            Step::Lead(mut lead) => {
+                if !lead_sync(py, &mut lead, cache, func.take(), weigher, deadline)? {
+                    return Err(timeout_err(opts.timeout));
                 }
-            },
+            }
         }
     }
+}
+
+/// Drives a lead on this thread: runs `func` (holding the GIL) when the core says so, and
+/// waits without the GIL. False: the deadline passed while waiting for a slot (the lead is
+/// dropped with it: a waiter takes over).
+fn lead_sync<'py>(
+    py: Python<'py>,
+    lead: &mut CoreLead,
+    cache: &CoreCache,
+    mut func: Option<impl FnOnce() -> PyResult<Bound<'py, PyAny>>>,
+    weigher: Option<&Bound<'py, PyAny>>,
+    deadline: Option<Instant>,
+) -> PyResult<bool> {
+    loop {
+        match drive_lead(py, lead, cache, weigher)? {
+            Act::Wait(ready) => {
+                if !wait_sync(py, &ready, deadline)? {
+                    return Ok(false);
+                }
+            }
+            Act::Confirm(ready) => {
+                wait_sync(py, &ready, None)?;
+            }
+            Act::Compute => {
+                let result = match func.take() {
+                    Some(f) => {
+                        let _computing = lead.enter();
+                        f()
+                    }
+                    None => Err(PyRuntimeError::new_err("coopcache: a caller computes once")),
+                };
+                let outcome = match result {
+                    Ok(obj) => match used_once(&obj) {
+                        Some(why) => failure(py, PyTypeError::new_err(why)),
+                        None => outcome(py, Ok(obj), weigher),
+                    },
+                    r => outcome(py, r, weigher),
+                };
+                lead.computed(outcome);
+            }
+            Act::Done => return Ok(true),
+        }
+    }
+}
+
+/// The values of `keys` in cache `name` (see `coopcache.cached_many`): the core's batch,
+/// driven on this thread. The loader runs holding the GIL, once per round, with the list of
+/// the keys to load (the objects given); every wait is without the GIL.
+pub(crate) fn cached_many(
+    py: Python<'_>,
+    cache: &CoreCache,
+    keys: &Bound<'_, PyAny>,
+    loader: &Bound<'_, PyAny>,
+) -> PyResult<Vec<Py<PyAny>>> {
+    let objs: Vec<Bound<'_, PyAny>> = keys.try_iter()?.collect::<PyResult<_>>()?;
+    let ks: Vec<Key> = objs.iter().map(crate::convert::to_key).collect::<PyResult<_>>()?;
+    let mut batch = cache.batch(ks, Caller::Blocking);
+    loop {
+        match batch.step() {
+            BatchStep::Wait(ready) => {
+                wait_sync(py, &ready, None)?;
+            }
+            BatchStep::Load(at) => {
+                let asked = PyList::new(py, at.iter().map(|&i| &objs[i]))?;
+                let result = {
+                    let _computing = batch.enter();
+                    loader.call1((asked,))
+                };
+                let loaded = result.and_then(|mapping| loaded(&mapping));
+                batch.loaded(loaded.map_err(|e| CoreError::Computation(Arc::new(PyErrBox::new(py, e)))));
+            }
+            BatchStep::Done(values) => {
+                return values.into_iter().map(|r| r.map(|v| v.0).map_err(|e| to_pyerr(py, &e))).collect();
+            }
+        }
+    }
+}
+
+/// A loader's mapping as the core's values by key, each weighed.
+fn loaded(mapping: &Bound<'_, PyAny>) -> PyResult<HashMap<Key, (PyValue, u64)>> {
+    let items = mapping.call_method0("items").map_err(|_| {
+        let t = mapping.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+        PyTypeError::new_err(format!(
+            "cached_many: the loader must return a mapping of its keys to their values (a dict), got a value of type {t}"
+        ))
+    })?;
+    let mut out = HashMap::new();
+    for item in items.try_iter()? {
+        let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item?.extract()?;
+        let weight = estimate(&v);
+        out.insert(crate::convert::to_key(&k)?, (PyValue::new(v.unbind()), weight));
+    }
+    Ok(out)
 }
 
 /// A value returned but not stored (see `nocache`).
@@ -312,6 +443,8 @@ const FAILED: u8 = 1;
 const WAIT: u8 = 2;
 const LEAD: u8 = 3;
 const COMPUTE: u8 = 4;
+/// A hit whose refresh this caller starts: (value, Lead).
+const REFRESH: u8 = 5;
 
 /// A computation a task is inside, kept in its context (`_decorator._COMPUTING`).
 #[pyclass(frozen, module = "coopcache._native")]
@@ -347,7 +480,7 @@ impl Call {
             // this task's own. A loop run on a thread inside a sync computation (asyncio.run in
             // the function) is that computation's: a task of it asking the same key would wait
             // for itself, so it is a recursion error, not a deadlock.
-            inner: Some(cache.call(key, &opts.call_options(), Caller::Blocking)),
+            inner: Some(cache.call(key, opts.call_options(), Caller::Blocking)),
             timeout: opts.timeout,
             weigher,
             cache: cache.clone(),
@@ -383,14 +516,8 @@ impl Call {
             }
             Step::Wait(ready) => (WAIT, Py::new(py, Signal { pending: Some(ready) })?.into_any()),
             Step::Lead(lead) => {
-                let lead = Lead {
-                    frame: lead.frame(),
-                    on_loop: None,
-                    inner: Some(lead),
-                    weigher: self.weigher.as_ref().map(|w| w.clone_ref(py)),
-                    cache: self.cache.clone(),
-                };
-                (LEAD, Py::new(py, lead)?.into_any())
+                let weigher = self.weigher.as_ref().map(|w| w.clone_ref(py));
+                (LEAD, Py::new(py, Lead::of(lead, weigher, &self.cache))?.into_any())
             }
         })
     }
@@ -420,6 +547,10 @@ pub(crate) struct Lead {
 }
 
 impl Lead {
+    pub(crate) fn of(lead: Box<CoreLead>, weigher: Option<Py<PyAny>>, cache: &CoreCache) -> Lead {
+        Lead { frame: lead.frame(), on_loop: None, inner: Some(lead), weigher, cache: cache.clone() }
+    }
+
     fn lead(&mut self) -> PyResult<&mut CoreLead> {
         self.inner.as_deref_mut().ok_or_else(|| PyRuntimeError::new_err("this coopcache computation is over"))
     }
@@ -478,6 +609,24 @@ impl Lead {
                 }
             });
         });
+        Ok(())
+    }
+
+    /// Drives the computation on this thread to its end, running `func(*args, **kwargs)`
+    /// (a refresh on a thread of its own: `_decorator._refresh_in_thread`).
+    #[pyo3(signature = (func, args, kwargs=None))]
+    fn run(
+        &mut self,
+        py: Python<'_>,
+        func: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<()> {
+        let weigher = self.weigher.as_ref().map(|w| w.bind(py).clone());
+        let cache = self.cache.clone();
+        let mut lead =
+            self.inner.take().ok_or_else(|| PyRuntimeError::new_err("this coopcache computation is over"))?;
+        lead_sync(py, &mut lead, &cache, Some(|| func.call(args, kwargs)), weigher.as_ref(), None)?;
         Ok(())
     }
 
@@ -586,7 +735,8 @@ impl CachedFunction {
 #[pymethods]
 impl CachedFunction {
     #[new]
-    #[pyo3(signature = (cache_name, func, prefix, key=None, weigher=None, timeout=None, tags=None))]
+    #[pyo3(signature = (cache_name, func, prefix, key=None, weigher=None, timeout=None, tags=None, refresh_after=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         cache_name: String,
         func: Py<PyAny>,
@@ -595,6 +745,7 @@ impl CachedFunction {
         weigher: Option<Py<PyAny>>,
         timeout: Option<&Bound<'_, PyAny>>,
         tags: Option<&Bound<'_, PyAny>>,
+        refresh_after: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let mut pk = KeyWriter::new();
         pk.str(&prefix);
@@ -606,7 +757,7 @@ impl CachedFunction {
             prefix,
             key_fn: key,
             weigher,
-            opts: Options::parse(timeout, tags)?,
+            opts: Options::parse(timeout, tags, refresh_after)?,
         })
     }
 
@@ -619,12 +770,13 @@ impl CachedFunction {
     ) -> PyResult<Py<PyAny>> {
         let cache = self.cache()?;
         let w = self.key_writer(args, kwargs)?;
-        if let Some(v) = cache.hit_with(w.as_bytes(), |v| v.0.clone_ref(py)) {
+        let func = self.func.bind(py);
+        let weigher = self.weigher.as_ref().map(|w| w.bind(py));
+        let thunk = || Ok((func.clone(), args.clone(), kwargs.cloned()));
+        if let Some(v) = hit(py, cache, w.as_bytes(), || w.clone().finish(), &self.opts, weigher, thunk)? {
             return Ok(v);
         }
         let key = w.finish();
-        let func = self.func.bind(py);
-        let weigher = self.weigher.as_ref().map(|w| w.bind(py));
         run_sync(py, cache, key, || func.call(args, kwargs), &self.opts, weigher)
     }
 

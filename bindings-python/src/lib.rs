@@ -201,6 +201,11 @@ pub(crate) fn lookup(name: &str) -> PyResult<CoreCache> {
 /// - `when_full="reject"`: a value that does not fit is returned but not stored; `"evict"`
 ///   drops least recently used entries instead.
 /// - `max_concurrency=None`: at most this many computations of the cache at once.
+/// - `refresh_after=None`: seconds after an entry was computed until a hit on it starts one
+///   background recomputation (the hit and the others meanwhile get the stored value); None:
+///   never.
+/// - `serve_stale_on_error=True`: a refresh that fails keeps the stored value (False: the
+///   entry goes); counted in `refreshes_failed` and logged either way.
 /// - `redis_url=None`: `redis://` or `rediss://`; gives the cache a shared tier on Redis (each
 ///   value computed once across processes). Fixed by the first `configure` that gives it.
 /// - `serializer="pickle"`: or `"json"` (the format Node and Rust share).
@@ -293,7 +298,8 @@ impl Cache {
 
     /// Call form `c.cached(key, fn)`: the value for `key`, computed by `fn()` once however
     /// many callers ask. Without `fn`, the decorator form (`@c.cached()`, `@c.cached(key=...)`).
-    #[pyo3(signature = (key=None, func=None, *, timeout=None, tags=None, weigher=None))]
+    #[pyo3(signature = (key=None, func=None, *, timeout=None, tags=None, weigher=None, refresh_after=None))]
+    #[allow(clippy::too_many_arguments)]
     fn cached(
         &self,
         py: Python<'_>,
@@ -302,22 +308,21 @@ impl Cache {
         timeout: Option<&Bound<'_, PyAny>>,
         tags: Option<&Bound<'_, PyAny>>,
         weigher: Option<&Bound<'_, PyAny>>,
+        refresh_after: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let (Some(key), Some(func)) = (key, func) else {
-            let kwargs = PyDict::new(py);
-            kwargs.set_item("timeout", timeout)?;
-            kwargs.set_item("tags", tags)?;
-            kwargs.set_item("weigher", weigher)?;
+            let kwargs = call_kwargs(py, timeout, tags, weigher, refresh_after)?;
             let decorator = py.import("coopcache._decorator")?.getattr("cached")?;
             return Ok(decorator.call((self.inner.name(), key, func), Some(&kwargs))?.unbind());
         };
         let k = convert::to_key(key)?;
-        let opts = flight::Options::parse(timeout, tags)?;
-        flight::cached_sync(py, &self.inner, k, || func.call0(), &opts, weigher)
+        let opts = flight::Options::parse(timeout, tags, refresh_after)?;
+        flight::cached_sync(py, &self.inner, k, func, &opts, weigher)
     }
 
     /// `await c.cached_async(key, fn)`: the asyncio form (see `coopcache.cached_async`).
-    #[pyo3(signature = (key, func, *, timeout=None, tags=None, weigher=None))]
+    #[pyo3(signature = (key, func, *, timeout=None, tags=None, weigher=None, refresh_after=None))]
+    #[allow(clippy::too_many_arguments)]
     fn cached_async(
         &self,
         py: Python<'_>,
@@ -326,17 +331,16 @@ impl Cache {
         timeout: Option<&Bound<'_, PyAny>>,
         tags: Option<&Bound<'_, PyAny>>,
         weigher: Option<&Bound<'_, PyAny>>,
+        refresh_after: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let kwargs = PyDict::new(py);
-        kwargs.set_item("timeout", timeout)?;
-        kwargs.set_item("tags", tags)?;
-        kwargs.set_item("weigher", weigher)?;
+        let kwargs = call_kwargs(py, timeout, tags, weigher, refresh_after)?;
         let f = py.import("coopcache._decorator")?.getattr("cached_async")?;
         Ok(f.call((self.inner.name(), key, func), Some(&kwargs))?.unbind())
     }
 
-    /// The asyncio layer's start of a call: (0, value) on a hit, else (1, Call) to drive.
-    #[pyo3(signature = (key, *, timeout=None, tags=None, weigher=None))]
+    /// The asyncio layer's start of a call: (0, value) on a hit, (5, (value, Lead)) on a hit
+    /// whose refresh the caller drives in a task of its own, else (1, Call) to drive.
+    #[pyo3(signature = (key, *, timeout=None, tags=None, weigher=None, refresh_after=None))]
     fn _call(
         &self,
         py: Python<'_>,
@@ -344,11 +348,12 @@ impl Cache {
         timeout: Option<&Bound<'_, PyAny>>,
         tags: Option<&Bound<'_, PyAny>>,
         weigher: Option<Py<PyAny>>,
+        refresh_after: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<(u8, Py<PyAny>)> {
         let k = convert::to_key(key)?;
-        let opts = flight::Options::parse(timeout, tags)?;
-        if let Some(v) = self.inner.hit_with(&k, |v| v.0.clone_ref(py)) {
-            return Ok((0, v));
+        let opts = flight::Options::parse(timeout, tags, refresh_after)?;
+        if let Some(hit) = flight::hit_async(py, &self.inner, &k, &opts, weigher.as_ref())? {
+            return Ok(hit);
         }
         let call = flight::Call::new(&self.inner, k, &opts, weigher);
         Ok((1, Py::new(py, call)?.into_any()))
@@ -367,6 +372,22 @@ impl Cache {
     }
 }
 
+/// The keyword arguments a Python form of `cached` passes on.
+fn call_kwargs<'py>(
+    py: Python<'py>,
+    timeout: Option<&Bound<'py, PyAny>>,
+    tags: Option<&Bound<'py, PyAny>>,
+    weigher: Option<&Bound<'py, PyAny>>,
+    refresh_after: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("timeout", timeout)?;
+    kwargs.set_item("tags", tags)?;
+    kwargs.set_item("weigher", weigher)?;
+    kwargs.set_item("refresh_after", refresh_after)?;
+    Ok(kwargs)
+}
+
 /// The `Cache` handle of a configured name (`UnknownCacheError` if there is none).
 #[pyfunction]
 fn cache(name: &str) -> PyResult<Cache> {
@@ -376,7 +397,8 @@ fn cache(name: &str) -> PyResult<Cache> {
 /// Call form: the value for `key` in cache `name`, computed by `func()` once however many
 /// callers ask at the same moment (the others wait for it, without the GIL).
 #[pyfunction]
-#[pyo3(signature = (name, key, func, *, timeout=None, tags=None, weigher=None))]
+#[pyo3(signature = (name, key, func, *, timeout=None, tags=None, weigher=None, refresh_after=None))]
+#[allow(clippy::too_many_arguments)]
 fn cached(
     py: Python<'_>,
     name: &str,
@@ -385,11 +407,28 @@ fn cached(
     timeout: Option<&Bound<'_, PyAny>>,
     tags: Option<&Bound<'_, PyAny>>,
     weigher: Option<&Bound<'_, PyAny>>,
+    refresh_after: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Py<PyAny>> {
     let c = lookup(name)?;
     let k = convert::to_key(key)?;
-    let opts = flight::Options::parse(timeout, tags)?;
-    flight::cached_sync(py, &c, k, || func.call0(), &opts, weigher)
+    let opts = flight::Options::parse(timeout, tags, refresh_after)?;
+    flight::cached_sync(py, &c, k, func, &opts, weigher)
+}
+
+/// The values of `keys` in cache `name`, in their order: stored keys are hits, keys another
+/// caller computes are waited for, and the rest are loaded by ONE call of `loader(missing)`
+/// (a list of those keys) that returns a dict of them to their values; each of them is a
+/// flight that other callers (single or batch) join. A key the loader leaves out raises
+/// `RuntimeError` (for its callers; nothing is stored for it); the loader's exception
+/// reaches every caller of its keys. The first failing key's exception is raised.
+#[pyfunction]
+fn cached_many(
+    py: Python<'_>,
+    name: &str,
+    keys: &Bound<'_, PyAny>,
+    loader: &Bound<'_, PyAny>,
+) -> PyResult<Vec<Py<PyAny>>> {
+    flight::cached_many(py, &lookup(name)?, keys, loader)
 }
 
 /// The stored value for `key` in cache `name`, or `default` on a miss. Never computes; a read
@@ -429,7 +468,8 @@ fn clear(name: &str) -> PyResult<()> {
 /// The counters of cache `name` as a dict: hits, misses, computations, coalesced, errors,
 /// nocache, rejected_full, evicted_idle, evicted_lru, evicted_invalidated (also as
 /// `evictions`), entries, bytes_used, memory_limit, in_flight; in shared mode also remote_hits,
-/// leases_won, leases_lost, remote_waits, fallbacks, rejected_values, message_bytes.
+/// leases_won, leases_lost, remote_waits, fallbacks, rejected_values, message_bytes. With
+/// `refresh_after`: refreshes_started, refreshes_succeeded, refreshes_failed, stale_served.
 #[pyfunction]
 fn stats<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyDict>> {
     stats_dict(py, &lookup(name)?)
@@ -465,6 +505,34 @@ fn key_bytes<'py>(py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'p
 #[pyfunction]
 fn estimate_size(value: &Bound<'_, PyAny>) -> u64 {
     convert::estimate(value)
+}
+
+/// For tests only: the cache `name`, configured after this call, reads a manual clock that
+/// moves only by `advance(seconds)` (no sleeping in refresh and expiry tests). `ValueError` if
+/// the cache exists already.
+#[pyfunction]
+fn _manual_clock(name: &str) -> PyResult<ManualClock> {
+    match REGISTRY.manual_clock(name) {
+        Some(clock) => Ok(ManualClock(clock)),
+        None => Err(PyValueError::new_err(format!(
+            "_manual_clock({name:?}): the cache exists already; call it before the first configure"
+        ))),
+    }
+}
+
+/// A cache's manual clock (see `_manual_clock`), for tests.
+#[pyclass(frozen, module = "coopcache._native")]
+struct ManualClock(Clock);
+
+#[pymethods]
+impl ManualClock {
+    /// Moves the clock forward by `seconds`.
+    fn advance(&self, seconds: f64) -> PyResult<()> {
+        let by = std::time::Duration::try_from_secs_f64(seconds)
+            .map_err(|_| PyValueError::new_err(format!("advance: seconds must be >= 0, got {seconds}")))?;
+        self.0.advance(by);
+        Ok(())
+    }
 }
 
 /// Called once by the package: the logger and the asyncio recursion context variable.
@@ -505,6 +573,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cache, m)?)?;
     m.add_function(wrap_pyfunction!(cached, m)?)?;
     m.add_function(wrap_pyfunction!(get, m)?)?;
+    m.add_function(wrap_pyfunction!(cached_many, m)?)?;
     m.add_function(wrap_pyfunction!(invalidate, m)?)?;
     m.add_function(wrap_pyfunction!(invalidate_tag, m)?)?;
     m.add_function(wrap_pyfunction!(clear, m)?)?;
@@ -514,6 +583,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(estimate_size, m)?)?;
     m.add_function(wrap_pyfunction!(flight::nocache, m)?)?;
     m.add_function(wrap_pyfunction!(_init, m)?)?;
+    m.add_function(wrap_pyfunction!(_manual_clock, m)?)?;
+    m.add_class::<ManualClock>()?;
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
     m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;
     Ok(())

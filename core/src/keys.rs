@@ -108,7 +108,7 @@ impl std::borrow::Borrow<[u8]> for Key {
 /// bindings walk their language's key once and call these methods; no tree is built. Keys of up
 /// to 64 bytes are written on the stack, so a hit looked up with [`KeyWriter::as_bytes`] (see
 /// [`crate::Cache::hit_with`]) allocates nothing.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct KeyWriter(SmallVec<[u8; 64]>);
 
 impl KeyWriter {

@@ -125,8 +125,8 @@ pub fn after_fork_in_child() {
 }
 
 pub use cache::{
-    Action, ByWeigh, ByWeigher, Cache, CacheBuilder, Call, CallOptions, Compute, Do, GetOrCompute, Jobs,
-    Lead, LeadStep, Outcome, RefreshHit, Step,
+    Action, Batch, BatchStep, ByWeigh, ByWeigher, Cache, CacheBuilder, Call, CallOptions, Compute, Do,
+    GetOrCompute, Jobs, Lead, LeadStep, Outcome, RefreshHit, Step,
 };
 pub use clock::Clock;
 pub use concurrency::Permit;

@@ -151,11 +151,13 @@ impl Style {
     /// `configure`'s options in this language (snake case).
     fn configure_options(self) -> &'static [&'static str] {
         // Node's own two come last.
-        const ALL: [&str; 10] = [
+        const ALL: [&str; 12] = [
             "memory_limit",
             "cache_duration",
             "when_full",
             "max_concurrency",
+            "refresh_after",
+            "serve_stale_on_error",
             "redis_url",
             "serializer",
             "secret",
@@ -164,7 +166,7 @@ impl Style {
             "size_of",
         ];
         match self {
-            Style::Python => &ALL[..8],
+            Style::Python => &ALL[..10],
             Style::Node => &ALL,
         }
     }
@@ -172,8 +174,8 @@ impl Style {
     /// A call's options in this language (snake case); Python's `weigher` is its own argument.
     fn call_options(self) -> &'static [&'static str] {
         match self {
-            Style::Python => &["timeout", "tags"],
-            Style::Node => &["timeout_ms", "tags", "size_of"],
+            Style::Python => &["timeout", "tags", "refresh_after"],
+            Style::Node => &["timeout_ms", "tags", "refresh_after", "size_of"],
         }
     }
 
@@ -294,8 +296,9 @@ pub struct Configure {
     pub style: Style,
 }
 
-/// Checks `configure`'s options (None values are omitted options, but for `max_concurrency`,
-/// where None removes the limit) and applies the settings to `base`.
+/// Checks `configure`'s options (None values are omitted options, but for `max_concurrency`
+/// and `refresh_after`, where None removes the limit or the refresh) and applies the settings
+/// to `base`.
 pub fn configure(base: Settings, options: &[(String, Arg)], style: Style) -> Result<Configure, OptionError> {
     let known = style.configure_options();
     let mut c = Configure {
@@ -312,7 +315,7 @@ pub fn configure(base: Settings, options: &[(String, Arg)], style: Style) -> Res
         let Some(&key) = known.iter().find(|k| style.name(k) == *given) else {
             return Err(OptionError::unknown(INVALID_CONFIG, "configure", given, known, style));
         };
-        if arg.value == Value::None && key != "max_concurrency" {
+        if arg.value == Value::None && !matches!(key, "max_concurrency" | "refresh_after") {
             continue;
         }
         let invalid =
@@ -355,6 +358,16 @@ pub fn configure(base: Settings, options: &[(String, Arg)], style: Style) -> Res
                     _ => return Err(wrong(&expected)),
                 };
             }
+            "refresh_after" => {
+                s.refresh_after = match arg.value {
+                    Value::None => None,
+                    _ => Some(seconds_after(arg).map_err(|kind| invalid(kind, &refresh_expected(style)))?),
+                };
+            }
+            "serve_stale_on_error" => match arg.value {
+                Value::Bool(b) => s.serve_stale_on_error = b,
+                _ => return Err(wrong(&format!("{} or {}", style.boolean(true), style.boolean(false)))),
+            },
             "redis_url" => match &arg.value {
                 Value::Str(u) => c.redis_url = Some(u.clone()),
                 _ => {
@@ -415,6 +428,20 @@ pub fn configure(base: Settings, options: &[(String, Arg)], style: Style) -> Res
     Ok(c)
 }
 
+/// What `refresh_after` accepts, in the language's spelling.
+fn refresh_expected(style: Style) -> String {
+    format!("a number of seconds > 0, or {} to never refresh", style.none())
+}
+
+/// A number of seconds > 0 (`refresh_after`, in every language), or the kind of error.
+fn seconds_after(arg: &Arg) -> Result<Duration, ErrorKind> {
+    match (&arg.value, arg.number()) {
+        (Value::Bool(_), _) | (_, None) => Err(ErrorKind::Type),
+        (_, Some(n)) if n <= 0.0 => Err(ErrorKind::Value),
+        (_, Some(n)) => Duration::try_from_secs_f64(n).map_err(|_| ErrorKind::Value),
+    }
+}
+
 /// The options of one call, checked.
 #[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
@@ -423,10 +450,14 @@ pub struct CallArgs {
     pub timeout: Option<Duration>,
     /// The tags the value is stored with.
     pub tags: Vec<String>,
+    /// The value this call stores falls due for refresh after this long instead of the
+    /// cache's `refresh_after` (seconds in every language).
+    pub refresh_after: Option<Duration>,
 }
 
 /// Checks a call's options: a timeout (Python's `timeout` in seconds, Node's `timeoutMs` in
-/// milliseconds; None or an infinite one is no timeout) and tags (a list of strings).
+/// milliseconds; None or an infinite one is no timeout), tags (a list of strings) and
+/// `refresh_after` (seconds > 0; None: the cache's).
 pub fn call(options: &[(String, Arg)], style: Style) -> Result<CallArgs, OptionError> {
     let known = style.call_options();
     let mut out = CallArgs::default();
@@ -473,6 +504,10 @@ pub fn call(options: &[(String, Arg)], style: Style) -> Result<CallArgs, OptionE
                         }
                     }
                 }
+            }
+            "refresh_after" => {
+                let expected = format!("a number of seconds > 0, or {} for the cache's", style.none());
+                out.refresh_after = Some(seconds_after(arg).map_err(|kind| invalid(kind, &expected))?);
             }
             "size_of" => {
                 if arg.value != Value::Func {
@@ -581,21 +616,22 @@ mod tests {
         assert_eq!(
             e.message,
             "configure() got an unexpected option 'memory_limt' (options: memory_limit, cache_duration, \
-             when_full, max_concurrency, redis_url, serializer, secret, lease_ttl)"
+             when_full, max_concurrency, refresh_after, serve_stale_on_error, redis_url, serializer, secret, \
+             lease_ttl)"
         );
         let e = conf_err(&[("memory_limit", py(Value::Int(10), "number"))], Style::Node);
         assert_eq!(
             e.message,
             "configure() got an unexpected option 'memory_limit' (options: memoryLimit, cacheDuration, \
-             whenFull, maxConcurrency, redisUrl, serializer, secret, leaseTtl, shared, sizeOf); did you mean \
-             'memoryLimit'?"
+             whenFull, maxConcurrency, refreshAfter, serveStaleOnError, redisUrl, serializer, secret, leaseTtl, \
+             shared, sizeOf); did you mean 'memoryLimit'?"
         );
         assert_eq!(e.code, INVALID_CONFIG);
         let e = call(&opts(&[("timeout", py(Value::Int(1), "number"))]), Style::Node).unwrap_err();
         assert_eq!((e.kind, e.code), (ErrorKind::Type, INVALID_OPTION));
         assert_eq!(
             e.message,
-            "cached() got an unexpected option 'timeout' (options: timeoutMs, tags, sizeOf)"
+            "cached() got an unexpected option 'timeout' (options: timeoutMs, tags, refreshAfter, sizeOf)"
         );
     }
 
@@ -619,6 +655,48 @@ mod tests {
         assert_eq!(c.secret.as_deref(), Some(&b"k"[..]));
         let c = configure(base, &opts(&[("maxConcurrency", py(Value::None, "null"))]), Style::Node).unwrap();
         assert_eq!(c.settings.max_concurrency, None);
+    }
+
+    #[test]
+    fn refresh_options_are_checked_in_each_language_s_spelling() {
+        let c = configure(
+            Settings::default(),
+            &opts(&[
+                ("refreshAfter", py(Value::Float(1.5), "number")),
+                ("serveStaleOnError", py(Value::Bool(false), "boolean")),
+            ]),
+            Style::Node,
+        )
+        .unwrap();
+        assert_eq!(c.settings.refresh_after, Some(Duration::from_millis(1500)));
+        assert!(!c.settings.serve_stale_on_error);
+        let c =
+            configure(c.settings, &opts(&[("refresh_after", py(Value::None, "NoneType"))]), Style::Python);
+        assert_eq!(c.unwrap().settings.refresh_after, None, "None: never refresh");
+        let e = conf_err(&[("refresh_after", py(Value::Int(0), "int"))], Style::Python);
+        assert_eq!((e.kind, e.code), (ErrorKind::Value, INVALID_CONFIG));
+        assert_eq!(
+            e.message,
+            "invalid refresh_after: 0 (int); expected a number of seconds > 0, or None to never refresh"
+        );
+        let e = conf_err(&[("refreshAfter", str_("60", "string"))], Style::Node);
+        assert_eq!(e.kind, ErrorKind::Type);
+        assert_eq!(
+            e.message,
+            "invalid refreshAfter: \"60\" (string); expected a number of seconds > 0, or null to never refresh"
+        );
+        let e = conf_err(&[("serve_stale_on_error", py(Value::Int(1), "int"))], Style::Python);
+        assert_eq!(e.kind, ErrorKind::Type);
+        assert_eq!(e.message, "invalid serve_stale_on_error: 1 (int); expected True or False");
+        let c = call(&opts(&[("refreshAfter", py(Value::Int(30), "number"))]), Style::Node).unwrap();
+        assert_eq!(c.refresh_after, Some(Duration::from_secs(30)));
+        let e =
+            call(&opts(&[("refresh_after", py(Value::Float(-1.0), "float"))]), Style::Python).unwrap_err();
+        assert_eq!((e.kind, e.code), (ErrorKind::Value, INVALID_OPTION));
+        assert_eq!(
+            e.message,
+            "invalid refresh_after: -1.0 (float); expected a number of seconds > 0, or None for the cache's"
+        );
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub struct Registry<V: Clone + Send + Sync + 'static> {
     names: Mutex<HashMap<(String, String), u64>>,
     listener: Option<Listener>,
     clock: Clock,
+    /// Clocks given to caches not configured yet ([`Registry::manual_clock`], for tests).
+    clocks: Mutex<HashMap<String, Clock>>,
 }
 
 impl<V: Clone + Send + Sync + 'static> Default for Registry<V> {
@@ -48,7 +50,40 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
 
     /// An empty registry whose caches report their events to `listener` and read `clock`.
     pub fn with(listener: Option<Listener>, clock: Clock) -> Self {
-        Registry { caches: RwLock::new(BTreeMap::new()), names: Mutex::default(), listener, clock }
+        Registry {
+            caches: RwLock::new(BTreeMap::new()),
+            names: Mutex::default(),
+            listener,
+            clock,
+            clocks: Mutex::default(),
+        }
+    }
+
+    /// For a binding's tests: the cache `name`, once configured, reads a [`Clock::manual`]
+    /// (returned, to advance) instead of the registry's clock, so refresh and expiry tests in
+    /// Python and Node move time instead of sleeping. `None` if the cache exists already (its
+    /// clock cannot change).
+    ///
+    /// ```
+    /// use coopcache::{Key, Registry, Settings};
+    /// use std::time::Duration;
+    ///
+    /// let registry: Registry<u32> = Registry::new();
+    /// let clock = registry.manual_clock("rates").unwrap();
+    /// let rates = registry.configure("rates", Settings::default().cache_duration(Duration::from_secs(60))).unwrap();
+    /// rates.insert(Key::from("eur"), 1);
+    /// clock.advance(Duration::from_secs(61));
+    /// assert_eq!(rates.get(&Key::from("eur")), None, "idle past cache_duration on the manual clock");
+    /// assert!(registry.manual_clock("rates").is_none(), "too late: the cache exists");
+    /// ```
+    pub fn manual_clock(&self, name: &str) -> Option<Clock> {
+        let caches = self.caches.read();
+        if caches.contains_key(name) {
+            return None;
+        }
+        let clock = Clock::manual();
+        self.clocks.lock().insert(name.to_owned(), clock.clone());
+        Some(clock)
     }
 
     /// Creates the cache `name`, or updates its settings in place (entries kept; a lower limit
@@ -67,7 +102,8 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
     }
 
     fn builder(&self, name: &str, settings: Settings) -> CacheBuilder<Key, V, ByWeigher> {
-        let mut b = Cache::builder().name(name).settings(settings).clock(self.clock.clone());
+        let clock = self.clocks.lock().remove(name).unwrap_or_else(|| self.clock.clone());
+        let mut b = Cache::builder().name(name).settings(settings).clock(clock);
         if let Some(l) = self.listener.clone() {
             b = b.listener(move |e| l(e));
         }

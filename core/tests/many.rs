@@ -148,3 +148,54 @@ fn the_async_form_loads_in_one_call_too() {
     assert_eq!(got, [10, 20, 30]);
     assert_eq!(calls.load(SeqCst), 1);
 }
+
+/// Drives a batch the way a binding does, with `load` as its loader.
+fn drive(
+    batch: &mut coopcache::Batch<u32, u32>,
+    mut load: impl FnMut(&[usize]) -> Result<HashMap<u32, (u32, u64)>, Error>,
+) -> Vec<Result<u32, Error>> {
+    loop {
+        match batch.step() {
+            coopcache::BatchStep::Load(at) => {
+                let result = {
+                    let _computing = batch.enter();
+                    load(&at)
+                };
+                batch.loaded(result);
+            }
+            coopcache::BatchStep::Wait(ready) => ready.wait(),
+            coopcache::BatchStep::Done(values) => return values,
+        }
+    }
+}
+
+#[test]
+fn a_sans_io_batch_is_joined_while_it_loads_and_its_error_reaches_every_caller() {
+    let cache: Cache<u32, u32> = Cache::builder().build().unwrap();
+    cache.insert(0, 0);
+    let keys = [0, 1, 2];
+    let mut batch = cache.batch(keys, coopcache::Caller::Blocking);
+    let coopcache::BatchStep::Load(at) = batch.step() else { panic!("keys 1 and 2 to load") };
+    assert_eq!(at, [1, 2]);
+    // A single call of a key being loaded joins its flight, on another thread.
+    std::thread::scope(|s| {
+        let single = s.spawn(|| cache.try_get_or_compute(2, || Ok::<_, std::io::Error>(99)));
+        while cache.stats().coalesced < 1 {
+            std::thread::yield_now();
+        }
+        batch.loaded(Err(Error::computation("backend down")));
+        let e = single.join().unwrap().unwrap_err();
+        assert_eq!(e.to_string(), "backend down", "the loader's error reaches the single caller");
+    });
+    let got = drive(&mut batch, |_| unreachable!("loaded once"));
+    assert_eq!(got[0].as_ref().unwrap(), &0);
+    assert!(got[1].is_err() && got[2].is_err());
+    // Nothing stored for a failed key: the next batch loads it, and a key left out is an error.
+    let got = drive(&mut cache.batch(keys, coopcache::Caller::Blocking), |at| {
+        assert_eq!(at, [1, 2]);
+        Ok(HashMap::from([(1, (10, 8))]))
+    });
+    assert_eq!(got[1].as_ref().unwrap(), &10);
+    assert!(got[2].as_ref().unwrap_err().to_string().contains("returned no value for key (this key)"));
+    assert_eq!(cache.get(&1), Some(10));
+}

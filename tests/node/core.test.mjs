@@ -383,9 +383,12 @@ test('configuring an existing name updates it in place and keeps entries', async
   assert.ok(names().includes(name));
 });
 
-test('defaults: 50 MiB, 300 s, reject, no concurrency limit', () => {
+test('defaults: 50 MiB, 300 s, reject, no concurrency limit, no refresh', () => {
   const c = configure(uniq('defaults'));
-  assert.deepEqual(c.settings, { memoryLimit: 50 * 1024 * 1024, cacheDuration: 300, whenFull: 'reject', maxConcurrency: null });
+  assert.deepEqual(c.settings, {
+    memoryLimit: 50 * 1024 * 1024, cacheDuration: 300, whenFull: 'reject', maxConcurrency: null,
+    refreshAfter: null, serveStaleOnError: true,
+  });
   const frac = configure(uniq('fraction'), { memoryLimit: 0.01 });
   assert.ok(frac.settings.memoryLimit > 0);
 });

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { configure, cached, cache } from 'coopcache';
 import { uniq } from './helpers.mjs';
 
-const KNOWN = 'memoryLimit, cacheDuration, whenFull, maxConcurrency, redisUrl, serializer, secret, leaseTtl, shared, sizeOf';
+const KNOWN =
+  'memoryLimit, cacheDuration, whenFull, maxConcurrency, refreshAfter, serveStaleOnError, redisUrl, serializer, secret, leaseTtl, shared, sizeOf';
 
 test('unknown configure options are errors naming the option and the known ones', () => {
   for (const [options, hint] of [
@@ -29,7 +30,7 @@ test('unknown call options are errors naming the option and the known ones', asy
   const check = (e) =>
     e instanceof TypeError &&
     e.code === 'ERR_COOPCACHE_INVALID_OPTION' &&
-    e.message === "cached() got an unexpected option 'timeout' (options: timeoutMs, tags, sizeOf)";
+    e.message === "cached() got an unexpected option 'timeout' (options: timeoutMs, tags, refreshAfter, sizeOf)";
   await assert.rejects(cached(name, 'k', () => 1, { timeout: 1 }), check);
   await assert.rejects(c.cached('k2', () => 1, { timeout: 1 }), check);
   assert.throws(() => c.wrap(() => 1, { key: () => 'w', timeout: 1 }), check); // when wrapping

@@ -90,3 +90,10 @@ configure('bad', { redisUrl: 'redis://localhost', serializer: 'pickle' });
 
 void main();
 void coopcache.cached('users', 'k', () => 1).then((v: number) => v + 1);
+
+const refreshing = configure('refreshing', { refreshAfter: 60, serveStaleOnError: false });
+const after: number | null = refreshing.settings.refreshAfter;
+void cached('refreshing', 'k', () => 1, { refreshAfter: 30 });
+void coopcache.cachedMany('refreshing', [1, 2], async (ids) => new Map(ids.map((id) => [id, `user ${id}`])))
+  .then((names: string[]) => names.length + (after ?? 0));
+coopcache.events.on('refreshFailed', (e) => console.log(e.cache, e.key, e.error, e.kept));

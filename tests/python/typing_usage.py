@@ -85,3 +85,23 @@ remote_error = coopcache.RemoteError("ValueError", "bad")
 remote_type: str = remote_error.type_name
 remote_message: str = remote_error.message
 assert str(remote_error) == "ValueError: bad"
+
+refreshing = coopcache.configure("typing-refresh", refresh_after=60, serve_stale_on_error=False)
+rate: float = coopcache.cached("typing-refresh", "EUR", lambda: 1.08, refresh_after=30)
+
+
+@coopcache.cached("typing-refresh", refresh_after=5.0)
+def refreshed(x: int) -> int:
+    return x
+
+
+many: List[str] = coopcache.cached_many("typing-refresh", [1, 2], lambda ids: {i: str(i) for i in ids})
+
+
+@coopcache.cached_many("typing-refresh")
+def load_names(ids: List[int]) -> Dict[int, str]:
+    return {i: f"name {i}" for i in ids}
+
+
+names_list: List[str] = load_names([1, 2])
+print(refreshed(1), many, names_list)

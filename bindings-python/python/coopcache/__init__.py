@@ -22,7 +22,7 @@ import os
 from importlib import metadata as _metadata
 
 from . import _native
-from ._decorator import _COMPUTING, cached, cached_async
+from ._decorator import _COMPUTING, cached, cached_async, cached_many
 from ._errors import RemoteError, UnknownCacheError
 from ._native import (
     Cache,
@@ -48,6 +48,7 @@ __all__ = [
     "cache",
     "cached",
     "cached_async",
+    "cached_many",
     "clear",
     "configure",
     "get",

@@ -15,8 +15,21 @@ import contextvars
 import functools
 import inspect
 import sys
+import threading
 import weakref
-from typing import Any, Awaitable, Callable, Iterable, Optional, Set, Tuple, TypeVar, overload
+from typing import (
+    Any,
+    Awaitable,
+    Callable,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Set,
+    Tuple,
+    TypeVar,
+    overload,
+)
 
 from . import _native
 
@@ -34,7 +47,7 @@ _TASKS: Set[asyncio.Task[None]] = set()
 _MISSING: Any = object()
 
 # The native steps' codes.
-_DONE, _FAILED, _WAIT, _LEAD, _COMPUTE = 0, 1, 2, 3, 4
+_DONE, _FAILED, _WAIT, _LEAD, _COMPUTE, _REFRESH = 0, 1, 2, 3, 4, 5
 
 #: A generator stored as a value would reach the second caller exhausted.
 _GENERATOR_RESULT = (
@@ -117,6 +130,7 @@ def cached(
     timeout: Optional[float] = None,
     tags: Optional[Iterable[str]] = None,
     weigher: Optional[Callable[[Any], int]] = None,
+    refresh_after: Optional[float] = None,
 ) -> _T: ...
 
 
@@ -129,6 +143,7 @@ def cached(
     timeout: Optional[float] = None,
     tags: Optional[Iterable[str]] = None,
     weigher: Optional[Callable[[Any], int]] = None,
+    refresh_after: Optional[float] = None,
 ) -> _T: ...
 
 
@@ -141,6 +156,7 @@ def cached(
     timeout: Optional[float] = None,
     tags: Optional[Iterable[str]] = None,
     weigher: Optional[Callable[[Any], int]] = None,
+    refresh_after: Optional[float] = None,
 ) -> Callable[[_F], _F]: ...
 
 
@@ -152,13 +168,16 @@ def cached(
     timeout: Optional[float] = None,
     tags: Optional[Iterable[str]] = None,
     weigher: Optional[Callable[[Any], int]] = None,
+    refresh_after: Optional[float] = None,
 ) -> Any:
     """Call form ``cached(name, key, fn)``: the value for ``key``, computed by ``fn()`` once
     however many callers ask at the same moment.
 
     Decorator form ``@cached(name)`` (also ``@cached(name, key=..., weigher=..., timeout=...,
-    tags=...)``) for plain and ``async def`` functions: the key is the function's module and
-    qualified name plus its arguments, or whatever ``key(*args, **kwargs)`` returns.
+    tags=..., refresh_after=...)``) for plain and ``async def`` functions: the key is the
+    function's module and qualified name plus its arguments, or whatever ``key(*args,
+    **kwargs)`` returns. ``refresh_after`` (seconds) overrides the cache's for the values
+    stored.
     """
     if callable(name) and key is _MISSING and fn is None:
         raise TypeError(
@@ -168,7 +187,9 @@ def cached(
     if fn is not None:
         if key is _MISSING:
             raise TypeError("cached(name, key, fn): the key is missing")
-        return _native.cached(name, key, fn, timeout=timeout, tags=tags, weigher=weigher)
+        return _native.cached(
+            name, key, fn, timeout=timeout, tags=tags, weigher=weigher, refresh_after=refresh_after
+        )
     if key is not _MISSING and key is not None and not callable(key):
         raise TypeError(
             "cached(name, key) without fn: give the function to compute the value "
@@ -189,12 +210,58 @@ def cached(
                 k = key_fn(*args, **kwargs) if key_fn is not None else _default_key(prefix, args, kwargs)
                 return await cached_async(
                     name, k, lambda: func(*args, **kwargs),
-                    timeout=timeout, tags=tag_list, weigher=weigher,
+                    timeout=timeout, tags=tag_list, weigher=weigher, refresh_after=refresh_after,
                 )
 
             return async_wrapper
-        wrapper = _native.CachedFunction(name, func, prefix, key_fn, weigher, timeout, tag_list)
+        wrapper = _native.CachedFunction(
+            name, func, prefix, key_fn, weigher, timeout, tag_list, refresh_after
+        )
         functools.update_wrapper(wrapper, func)
+        return wrapper
+
+    return decorate
+
+
+_K = TypeVar("_K")
+
+
+@overload
+def cached_many(
+    name: str, keys: Iterable[Any], loader: Callable[[List[Any]], Mapping[Any, _T]]
+) -> List[_T]: ...
+
+
+@overload
+def cached_many(
+    name: str,
+) -> Callable[[Callable[[List[_K]], Mapping[_K, _T]]], Callable[[Iterable[_K]], List[_T]]]: ...
+
+
+def cached_many(name: str, keys: Any = _MISSING, loader: Any = None) -> Any:
+    """Call form ``cached_many(name, keys, loader)``: the values of ``keys``, in their order;
+    stored keys are hits, keys another caller computes are waited for, and the rest are loaded
+    by ONE call of ``loader(missing)``, which returns a dict of them to their values.
+
+    Decorator form ``@cached_many(name)`` on a function taking a list of ids and returning a
+    dict of them to their values: calling it with ids returns their values as a list; each id
+    is stored under ``(module.qualname, id)``, so one cache may hold several such functions."""
+    if keys is not _MISSING:
+        if loader is None:
+            raise TypeError("cached_many(name, keys, loader): the loader is missing")
+        return _native.cached_many(name, keys, loader)
+
+    def decorate(func: Callable[[List[Any]], Mapping[Any, Any]]) -> Callable[[Iterable[Any]], List[Any]]:
+        prefix = _prefix(func)
+        _claim_default_key(name, func, prefix)
+
+        def load(missing: List[Tuple[str, Any]]) -> dict[Tuple[str, Any], Any]:
+            return {(prefix, k): v for k, v in func([k for _, k in missing]).items()}
+
+        @functools.wraps(func)
+        def wrapper(ids: Iterable[Any]) -> List[Any]:
+            return _native.cached_many(name, [(prefix, i) for i in ids], load)
+
         return wrapper
 
     return decorate
@@ -211,6 +278,7 @@ async def cached_async(
     timeout: Optional[float] = None,
     tags: Optional[Iterable[str]] = None,
     weigher: Optional[Callable[[Any], int]] = None,
+    refresh_after: Optional[float] = None,
 ) -> _T: ...
 
 
@@ -223,6 +291,7 @@ async def cached_async(
     timeout: Optional[float] = None,
     tags: Optional[Iterable[str]] = None,
     weigher: Optional[Callable[[Any], int]] = None,
+    refresh_after: Optional[float] = None,
 ) -> _T: ...
 
 
@@ -235,6 +304,7 @@ async def cached_async(
     timeout: Optional[float] = None,
     tags: Optional[Iterable[str]] = None,
     weigher: Optional[Callable[[Any], int]] = None,
+    refresh_after: Optional[float] = None,
 ) -> _T: ...
 
 
@@ -247,6 +317,7 @@ async def cached_async(
     timeout: Optional[float] = None,
     tags: Optional[Iterable[str]] = None,
     weigher: Optional[Callable[[Any], int]] = None,
+    refresh_after: Optional[float] = None,
 ) -> _T: ...
 
 
@@ -258,13 +329,22 @@ async def cached_async(
     timeout: Optional[float] = None,
     tags: Optional[Iterable[str]] = None,
     weigher: Optional[Callable[[Any], int]] = None,
+    refresh_after: Optional[float] = None,
 ) -> Any:
     """The value for ``key``, computed once by ``fn()`` (an ``async def`` function, or one that
     returns an awaitable or a plain value). Waiting never blocks the event loop; cancelling
-    the task that started the computation does not cancel it for the others."""
-    kind, obj = _native.cache(name)._call(key, timeout=timeout, tags=tags, weigher=weigher)
+    the task that started the computation does not cancel it for the others. A hit due for
+    refresh (``refresh_after``) returns the stored value and runs the refresh as a detached
+    task on this loop."""
+    kind, obj = _native.cache(name)._call(
+        key, timeout=timeout, tags=tags, weigher=weigher, refresh_after=refresh_after
+    )
     if kind == _DONE:
         return obj  # a hit
+    if kind == _REFRESH:  # a hit whose refresh this caller starts; nobody waits for it
+        value, refresh = obj
+        _detach(asyncio.get_running_loop(), _lead(refresh, fn))
+        return value
     call: _native.Call = obj
     try:
         loop = asyncio.get_running_loop()
@@ -280,9 +360,7 @@ async def cached_async(
                     raise call.timed_out()
             else:  # _LEAD: the computation runs as a task of its own; this caller waits for it
                 lead: _native.Lead = obj
-                task = _start(loop, _lead(lead, fn))
-                _TASKS.add(task)
-                task.add_done_callback(_TASKS.discard)
+                task = _detach(loop, _lead(lead, fn))
                 lead.on_abandoned(functools.partial(_cancel_soon, loop, task))
     finally:
         call.close()  # before it is done: this caller gave up (the others go on)
@@ -315,6 +393,24 @@ else:
     def _cancel_requested() -> bool:
         """Whether the current task was asked to stop (not a CancelledError of its own)."""
         return bool(getattr(asyncio.current_task(), "cancel_requested", False))
+
+
+def _detach(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[None]:
+    """Runs ``coro`` as a task of ``loop`` that nobody awaits (kept in ``_TASKS``)."""
+    task = _start(loop, coro)
+    _TASKS.add(task)
+    task.add_done_callback(_TASKS.discard)
+    return task
+
+
+def _refresh_in_thread(
+    lead: _native.Lead, fn: Callable[..., Any], args: Tuple[Any, ...], kwargs: Any
+) -> None:
+    """A sync refresh (``refresh_after``): ``fn(*args, **kwargs)`` on a daemon thread named
+    ``coopcache-refresh`` (tests join those), while the hit that started it returns."""
+    threading.Thread(
+        target=lead.run, args=(fn, args, kwargs), name="coopcache-refresh", daemon=True
+    ).start()
 
 
 def _cancel_soon(loop: asyncio.AbstractEventLoop, task: asyncio.Task[None]) -> None:

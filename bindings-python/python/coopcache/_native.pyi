@@ -8,6 +8,7 @@ from typing import (
     Generic,
     Iterable,
     Literal,
+    Mapping,
     Optional,
     Tuple,
     TypeVar,
@@ -70,6 +71,7 @@ class Cache:
         timeout: Optional[float] = None,
         tags: Optional[Iterable[str]] = None,
         weigher: Optional[Callable[[Any], int]] = None,
+        refresh_after: Optional[float] = None,
     ) -> _T: ...
     @overload
     def cached(
@@ -80,6 +82,7 @@ class Cache:
         timeout: Optional[float] = None,
         tags: Optional[Iterable[str]] = None,
         weigher: Optional[Callable[[Any], int]] = None,
+        refresh_after: Optional[float] = None,
     ) -> _T: ...
     @overload
     def cached(
@@ -90,6 +93,7 @@ class Cache:
         timeout: Optional[float] = None,
         tags: Optional[Iterable[str]] = None,
         weigher: Optional[Callable[[Any], int]] = None,
+        refresh_after: Optional[float] = None,
     ) -> Callable[[_F], _F]:
         """Call form ``c.cached(key, fn)``: the value for ``key``, computed by ``fn()`` once
         however many callers ask. Without ``fn``, the decorator form (``@c.cached()``,
@@ -104,6 +108,7 @@ class Cache:
         timeout: Optional[float] = None,
         tags: Optional[Iterable[str]] = None,
         weigher: Optional[Callable[[Any], int]] = None,
+        refresh_after: Optional[float] = None,
     ) -> _T: ...
     @overload
     async def cached_async(
@@ -114,6 +119,7 @@ class Cache:
         timeout: Optional[float] = None,
         tags: Optional[Iterable[str]] = None,
         weigher: Optional[Callable[[Any], int]] = None,
+        refresh_after: Optional[float] = None,
     ) -> _T: ...
     @overload
     async def cached_async(
@@ -124,6 +130,7 @@ class Cache:
         timeout: Optional[float] = None,
         tags: Optional[Iterable[str]] = None,
         weigher: Optional[Callable[[Any], int]] = None,
+        refresh_after: Optional[float] = None,
     ) -> _T: ...
     @overload
     async def cached_async(
@@ -134,6 +141,7 @@ class Cache:
         timeout: Optional[float] = None,
         tags: Optional[Iterable[str]] = None,
         weigher: Optional[Callable[[Any], int]] = None,
+        refresh_after: Optional[float] = None,
     ) -> _T:
         """``await c.cached_async(key, fn)``: the asyncio form (see ``coopcache.cached_async``)."""
         ...
@@ -144,6 +152,7 @@ class Cache:
         timeout: Optional[float] = None,
         tags: Optional[Iterable[str]] = None,
         weigher: Optional[Callable[[Any], int]] = None,
+        refresh_after: Optional[float] = None,
     ) -> Tuple[int, Any]: ...
 
 def configure(
@@ -152,6 +161,8 @@ def configure(
     cache_duration: Optional[float] = None,
     when_full: Optional[str] = None,
     max_concurrency: Optional[int] = None,
+    refresh_after: Optional[float] = None,
+    serve_stale_on_error: Optional[bool] = None,
     redis_url: Optional[str] = None,
     serializer: Optional[Literal["pickle", "json"]] = None,
     secret: Optional[Union[str, bytes]] = None,
@@ -161,7 +172,9 @@ def configure(
     returns its :class:`Cache` handle. On a new cache omitted settings take their defaults:
     ``memory_limit=50 * 1024 * 1024`` (bytes; a float in (0, 1] is a fraction of the machine's
     memory), ``cache_duration=300`` (idle seconds), ``when_full="reject"`` (or ``"evict"``),
-    ``max_concurrency=None`` (no limit); shared mode: ``redis_url=None``,
+    ``max_concurrency=None`` (no limit), ``refresh_after=None`` (seconds after an entry was
+    computed until a hit starts one background recomputation; None: never),
+    ``serve_stale_on_error=True`` (a failed refresh keeps the old value); shared mode: ``redis_url=None``,
     ``serializer="pickle"`` (or ``"json"``), ``secret=None``, ``lease_ttl=10.0``. On an existing
     cache they keep their current values. Bad settings raise ``ValueError`` / ``TypeError`` at once."""
     ...
@@ -177,6 +190,7 @@ def cached(
     timeout: Optional[float] = None,
     tags: Optional[Iterable[str]] = None,
     weigher: Optional[Callable[[Any], int]] = None,
+    refresh_after: Optional[float] = None,
 ) -> _T: ...
 @overload
 def cached(
@@ -187,9 +201,19 @@ def cached(
     timeout: Optional[float] = None,
     tags: Optional[Iterable[str]] = None,
     weigher: Optional[Callable[[Any], int]] = None,
+    refresh_after: Optional[float] = None,
 ) -> _T:
     """Call form: the value for ``key`` in cache ``name``, computed by ``func()`` once however
     many callers ask at the same moment (the others wait for it, without the GIL)."""
+    ...
+def cached_many(
+    name: str, keys: Iterable[Key], loader: Callable[[list[Any]], Mapping[Any, _T]]
+) -> list[_T]:
+    """The values of ``keys`` in cache ``name``, in their order: stored keys are hits, keys
+    another caller computes are waited for, and the rest are loaded by ONE call of
+    ``loader(missing)`` that returns a dict of them to their values (each of them a flight
+    other callers join). A key the loader leaves out raises ``RuntimeError``; the loader's
+    exception reaches every caller of its keys."""
     ...
 def get(name: str, key: Key, default: Optional[_T] = None) -> Any:
     """The stored value for ``key`` in cache ``name``, or ``default`` on a miss (never computes;
@@ -210,7 +234,8 @@ def stats(name: str) -> Dict[str, Any]:
     """The counters of cache ``name`` as a dict: hits, misses, computations, coalesced, errors,
     nocache, rejected_full, evicted_idle, evicted_lru, evicted_invalidated (also as
     ``evictions``), entries, bytes_used, memory_limit, in_flight; in shared mode also
-    remote_hits, leases_won, leases_lost, remote_waits, fallbacks, rejected_values, message_bytes."""
+    remote_hits, leases_won, leases_lost, remote_waits, fallbacks, rejected_values, message_bytes;
+    refreshes_started, refreshes_succeeded, refreshes_failed and stale_served count refreshes."""
     ...
 def names() -> list[str]:
     """The configured cache names, sorted."""
@@ -230,6 +255,13 @@ def estimate_size(value: object) -> int:
 def _init(logger: Any, computing: Any) -> None: ...
 def _shutdown() -> None: ...
 def _after_fork_in_child() -> None: ...
+def _manual_clock(name: str) -> ManualClock:
+    """For tests only: the cache ``name``, configured after this, reads a manual clock."""
+    ...
+
+@final
+class ManualClock:
+    def advance(self, seconds: float) -> None: ...
 
 @final
 class Frame:
@@ -258,6 +290,9 @@ class Lead:
     def computed(self, value: object) -> None: ...
     def failed(self, exc: BaseException) -> None: ...
     def on_abandoned(self, callback: Callable[[], None]) -> None: ...
+    def run(
+        self, func: Callable[..., Any], args: Tuple[Any, ...], kwargs: Optional[Dict[str, Any]] = None
+    ) -> None: ...
     def close(self) -> None: ...
 
 @final
@@ -271,6 +306,7 @@ class CachedFunction:
         weigher: Optional[Callable[[Any], int]] = None,
         timeout: Optional[float] = None,
         tags: Optional[Iterable[str]] = None,
+        refresh_after: Optional[float] = None,
     ) -> None: ...
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
     def __get__(self, instance: object, owner: Optional[type] = None) -> Any: ...

@@ -266,12 +266,30 @@ where
         K: std::borrow::Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
+        self.hit_refresh_by(key, || key.to_owned(), opts, caller, f)
+    }
+
+    /// [`Cache::hit_refresh_with`] for a borrowed form of the key that is not `ToOwned` into
+    /// `K` (a `Cache<Key, V>` searched with a [`crate::KeyWriter`]'s bytes): `owned` makes
+    /// the key, only when this hit starts a refresh, so a hit still allocates nothing.
+    pub fn hit_refresh_by<Q, R>(
+        &self,
+        key: &Q,
+        owned: impl FnOnce() -> K,
+        opts: &CallOptions,
+        caller: Caller,
+        f: impl FnOnce(&V) -> R,
+    ) -> Option<RefreshHit<R, K, V>>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let store = &self.local.store;
         let hash = store.hash(key);
         let (r, due) = store.lookup_due(hash, key, f)?;
         let Due::Claimed(at) = due else { return Some((r, None)) };
         let tags: Vec<&str> = opts.tags.iter().map(String::as_str).collect();
-        let lease = self.local.begin_refresh(&key.to_owned(), hash, at, &tags, caller);
+        let lease = self.local.begin_refresh(&owned(), hash, at, &tags, caller);
         self.local.count_stale();
         Some((r, lease.map(|lease| Box::new(Lead::detached(self, opts, lease)))))
     }
@@ -483,6 +501,16 @@ where
     /// Like [`Lead::enter`], for one poll of an async computation.
     pub fn enter_poll(&self) -> Computing {
         self.lease().enter_poll()
+    }
+
+    /// Sets the tags and `refresh_after` of the value this lead stores, before it computes: for
+    /// a binding whose hit path learns the call's options only once the hit has handed it a
+    /// refresh ([`Cache::hit_refresh_with`]).
+    pub fn set_options(&mut self, opts: &CallOptions) {
+        self.tags = opts.tags.clone();
+        if let Some(lease) = self.lease.as_mut() {
+            lease.set_refresh_after(opts.refresh_after);
+        }
     }
 
     /// Callers waiting now (the caller who leads counts, unless it gave up).

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::call::{Call, Lead, LeadStep, Outcome, Step};
+use super::many::{Batch, BatchStep};
 use crate::error::Error;
 use crate::flight::{Computing, Frame};
 use crate::sync::Mutex;
@@ -31,6 +32,12 @@ pub enum Do<V> {
     Encode(V),
     /// Nothing (the caller gave up before): the job is over.
     Gone,
+    /// Call the batch's loader with the keys at these indices (of the keys given), its
+    /// synchronous part between [`Jobs::enter`] and [`Jobs::exit`], then report it with
+    /// [`Jobs::loaded`].
+    Load(Vec<usize>),
+    /// Settle the batch's caller with every key's outcome, in the order given.
+    SettleMany(Vec<Result<V, Error>>),
 }
 
 /// One thing the binding does: `what` for job `job`; `last`: the job is over after it.
@@ -92,6 +99,8 @@ struct Job<K, V> {
     shared: bool,
     /// Whether this job keeps the host alive now (counted in [`Jobs::holds`]).
     held: bool,
+    /// A batch's job: its batch, and whether its loader runs in the binding.
+    batch: Option<(Batch<K, V>, bool)>,
 }
 
 impl<K, V> Job<K, V> {
@@ -180,6 +189,56 @@ where
             ctx,
             shared,
             held: false,
+            batch: None,
+        };
+        self.jobs.insert(id, Box::new(job));
+        self.advance(id, out);
+    }
+
+    /// Starts job `id` with a batch (see [`Batch`]), made from inside the computations of the
+    /// jobs `ctx`: its actions are [`Do::Load`] (as often as keys are left to load) and, last,
+    /// [`Do::SettleMany`].
+    pub fn start_batch(&mut self, id: u64, batch: Batch<K, V>, ctx: Vec<u64>, out: &mut Vec<Action<V>>) {
+        let job = Job {
+            call: None,
+            call_wait: None,
+            lead: None,
+            lead_at: LeadAt::Ready,
+            bytes: None,
+            ctx,
+            shared: false,
+            held: false,
+            batch: Some((batch, false)),
+        };
+        self.jobs.insert(id, Box::new(job));
+        self.advance(id, out);
+    }
+
+    /// Reports the outcome of a batch's loader (see [`Batch::loaded`]).
+    pub fn loaded(&mut self, id: u64, result: Result<HashMap<K, (V, u64)>, Error>, out: &mut Vec<Action<V>>) {
+        if let Some((batch, loading @ true)) = self.jobs.get_mut(&id).and_then(|j| j.batch.as_mut()) {
+            batch.loaded(result);
+            *loading = false;
+        }
+        self.advance(id, out);
+    }
+
+    /// Starts job `id` with a lead nobody waits for: the refresh [`Cache::hit_refresh_with`]
+    /// handed out (the hit has its value already). Its actions are the lead's (compute, and in
+    /// shared mode encode); its last is [`Do::Gone`].
+    ///
+    /// [`Cache::hit_refresh_with`]: super::Cache::hit_refresh_with
+    pub fn start_lead(&mut self, id: u64, lead: Box<Lead<K, V>>, shared: bool, out: &mut Vec<Action<V>>) {
+        let job = Job {
+            call: None,
+            call_wait: None,
+            lead: Some(lead),
+            lead_at: LeadAt::Ready,
+            bytes: None,
+            ctx: Vec::new(),
+            shared,
+            held: false,
+            batch: None,
         };
         self.jobs.insert(id, Box::new(job));
         self.advance(id, out);
@@ -196,6 +255,23 @@ where
         let notes = &self.notes;
         let job = self.jobs.get_mut(&id).expect("looked up above");
         let act = |what| Action { job: id, what, last: false };
+        while let Some((batch, false)) = job.batch.as_mut() {
+            if job.call_wait.as_ref().is_some_and(|p| p.try_get().is_none()) {
+                break;
+            }
+            job.call_wait = None;
+            match batch.step() {
+                BatchStep::Load(at) => {
+                    job.batch.as_mut().expect("a batch").1 = true;
+                    out.push(act(Do::Load(at)));
+                }
+                BatchStep::Wait(p) => job.call_wait = Some(notify(notes, p, id)),
+                BatchStep::Done(values) => {
+                    job.batch = None;
+                    out.push(act(Do::SettleMany(values)));
+                }
+            }
+        }
         loop {
             // The lead first: its steps end the flight the call waits for.
             if let Some(lead) = job.lead.as_mut() {
@@ -256,7 +332,7 @@ where
     /// neither a call nor a lead (its last action, from `first` on in `out`, says so).
     fn settle(&mut self, id: u64, first: usize, out: &mut Vec<Action<V>>) {
         let Some(job) = self.jobs.get_mut(&id) else { return };
-        let done = job.call.is_none() && job.lead.is_none();
+        let done = job.call.is_none() && job.lead.is_none() && job.batch.is_none();
         let held = job.holds() && !done;
         if held != job.held {
             job.held = held;
@@ -320,17 +396,21 @@ where
         }
     }
 
-    /// Marks the job's computation as running on this thread until [`Jobs::exit`] (the
-    /// synchronous part of the user's function).
+    /// Marks the job's computation (a batch's: its keys being loaded) as running on this
+    /// thread until [`Jobs::exit`] (the synchronous part of the user's function).
     pub fn enter(&mut self, id: u64) {
-        if let Some(lead) = self.jobs.get(&id).and_then(|j| j.lead.as_ref()) {
+        let Some(job) = self.jobs.get(&id) else { return };
+        if let Some(lead) = &job.lead {
             self.entered.push((id, lead.enter()));
+        }
+        if let Some((batch, _)) = &job.batch {
+            self.entered.extend(batch.enter().into_iter().map(|c| (id, c)));
         }
     }
 
     /// Ends what [`Jobs::enter`] started.
     pub fn exit(&mut self, id: u64) {
-        if let Some(pos) = self.entered.iter().rposition(|(j, _)| *j == id) {
+        while let Some(pos) = self.entered.iter().rposition(|(j, _)| *j == id) {
             drop(self.entered.remove(pos));
         }
     }
@@ -431,6 +511,49 @@ mod tests {
         jobs.computed(1, Outcome::Store { value: 25, weight: 0 }, &mut out);
         assert!(matches!(&out[..], [Action { job: 1, what: Do::Gone, last: true }]));
         assert_eq!(c.get(&5), Some(25));
+    }
+
+    #[test]
+    fn a_detached_refresh_computes_and_ends_without_a_caller() {
+        let clock = crate::clock::Clock::manual();
+        let c: Cache<u32, u32> =
+            Cache::builder().clock(clock.clone()).refresh_after(Duration::from_secs(10)).build().unwrap();
+        let (mut jobs, mut out) = (Jobs::new(|| {}), Vec::new());
+        c.insert(5, 1);
+        clock.advance(Duration::from_secs(11));
+        let (v, lead) = c.hit_refresh_with(&5, &CallOptions::new(), Caller::Blocking, |v| *v).unwrap();
+        assert_eq!(v, 1);
+        jobs.start_lead(1, lead.expect("due"), false, &mut out);
+        assert!(matches!(&out[..], [Action { job: 1, what: Do::Compute, last: false }]));
+        out.clear();
+        jobs.computed(1, Outcome::Store { value: 2, weight: 0 }, &mut out);
+        assert!(matches!(&out[..], [Action { job: 1, what: Do::Gone, last: true }]));
+        assert_eq!(c.get(&5), Some(2));
+        assert_eq!(c.stats().refreshes_succeeded, 1);
+    }
+
+    #[test]
+    fn a_batch_loads_once_and_a_single_call_of_its_key_waits_for_it() {
+        let (c, mut jobs, mut out) = jobs();
+        c.insert(1, 10);
+        jobs.start_batch(1, c.batch([1, 2, 3], Caller::Blocking), Vec::new(), &mut out);
+        assert!(matches!(&out[..], [Action { job: 1, what: Do::Load(at), last: false }] if at == &[1, 2]));
+        out.clear();
+        jobs.start(2, call(&c, 2), false, Vec::new(), &mut out);
+        assert!(out.is_empty(), "the single call waits for the batch's key");
+        jobs.enter(1);
+        jobs.start(3, call(&c, 3), false, vec![1], &mut out);
+        assert!(matches!(&out[..], [Action { job: 3, what: Do::Settle(Err(Error::Recursion { .. })), .. }]));
+        jobs.exit(1);
+        out.clear();
+        jobs.loaded(1, Ok(HashMap::from([(2, (20, 0)), (3, (30, 0))])), &mut out);
+        let [Action { job: 1, what: Do::SettleMany(values), last: true }] = &out[..] else {
+            panic!("settled")
+        };
+        assert_eq!(values.iter().map(|r| *r.as_ref().unwrap()).collect::<Vec<_>>(), [10, 20, 30]);
+        out.clear();
+        jobs.drain(&mut out);
+        assert!(matches!(&out[..], [Action { job: 2, what: Do::Settle(Ok(20)), last: true }]));
     }
 
     #[test]

@@ -14,8 +14,10 @@ use std::pin::pin;
 use std::task::Poll;
 
 use super::Cache;
+use crate::concurrency::Permit;
 use crate::error::{BoxError, Error};
 use crate::flight::{Begin, Caller, Completion, Computing, Lease, Waiter};
+use crate::wait::{Pending, Ready};
 
 /// A panic of the loader, resumed once every caller of its keys has its error.
 type Panic = Option<Box<dyn std::any::Any + Send>>;
@@ -202,6 +204,167 @@ where
     fn left_out(&self, key: &K) -> Error {
         let key = crate::flight::DebugKey(key);
         Error::computation(format!("the loader of cache {:?} returned no value for key {key:?}", self.name()))
+    }
+}
+
+/// A batch as a state machine without I/O of its own, for a binding whose loader is its
+/// language's function (a Python callable, a JS function returning a promise): the rules are
+/// [`Cache::get_or_compute_many`]'s, the binding only runs the loader and waits.
+///
+/// ```
+/// use coopcache::{BatchStep, Cache, Caller};
+/// use std::collections::HashMap;
+///
+/// let cache: Cache<u32, String> = Cache::builder().build().unwrap();
+/// cache.insert(1, "one".to_string());
+/// let mut batch = cache.batch([1, 2, 3], Caller::Blocking);
+/// let values = loop {
+///     match batch.step() {
+///         BatchStep::Load(missing) => {
+///             assert_eq!(missing, [1, 2], "the indices of the keys to load: 2 and 3");
+///             let _computing = batch.enter(); // asking 2 or 3 in here is a recursion error
+///             batch.loaded(Ok(HashMap::from([(2, ("2".to_string(), 0))]))); // 3 left out
+///         }
+///         BatchStep::Wait(ready) => ready.wait(),
+///         BatchStep::Done(values) => break values,
+///     }
+/// };
+/// assert_eq!(values[0].as_ref().unwrap(), "one");
+/// assert_eq!(values[1].as_ref().unwrap(), "2");
+/// assert!(values[2].as_ref().unwrap_err().to_string().contains("returned no value for key"));
+/// ```
+#[must_use = "a batch does nothing until driven with step()"]
+pub struct Batch<K, V> {
+    cache: Cache<K, V>,
+    keys: Vec<K>,
+    out: Vec<Option<Result<V, Error>>>,
+    /// Keys to begin in the next round.
+    todo: Vec<usize>,
+    caller: Caller,
+    /// The keys this round leads, until [`Batch::loaded`].
+    leases: Vec<(usize, Lease<K, V>)>,
+    /// The computation slot the loader waits for, then holds.
+    slot: Option<Pending<Permit>>,
+    permit: Option<Permit>,
+    /// Whether the loader was asked for this round's keys.
+    asked: bool,
+    /// The keys this round waits for.
+    waits: Vec<(usize, Waiter<V>)>,
+}
+
+/// What the binding does next for a [`Batch`].
+#[must_use = "a step must be acted on"]
+pub enum BatchStep<V> {
+    /// Call the loader once with the keys at these indices (of the keys given), holding
+    /// [`Batch::enter`] while it runs, and report with [`Batch::loaded`].
+    Load(Vec<usize>),
+    /// Wait until this is ready (a slot, another caller's computation), then ask again.
+    Wait(Ready),
+    /// Every key's outcome, in the order given.
+    Done(Vec<Result<V, Error>>),
+}
+
+impl<K, V> Cache<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// A batch of `keys` for a binding to drive step by step (see [`Batch`]).
+    pub fn batch(&self, keys: impl IntoIterator<Item = K>, caller: Caller) -> Batch<K, V> {
+        let keys: Vec<K> = keys.into_iter().collect();
+        Batch {
+            cache: self.clone(),
+            out: vec![None; keys.len()],
+            todo: (0..keys.len()).collect(),
+            keys,
+            caller,
+            leases: Vec::new(),
+            slot: None,
+            permit: None,
+            asked: false,
+            waits: Vec::new(),
+        }
+    }
+}
+
+impl<K, V> Batch<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// What to do next (see [`BatchStep`]). Asked again while the loader runs (before
+    /// [`Batch::loaded`]), it waits for nothing: a `Load` of no keys.
+    pub fn step(&mut self) -> BatchStep<V> {
+        loop {
+            if !self.leases.is_empty() {
+                if let Some(slot) = self.slot.take() {
+                    match slot.try_get() {
+                        None => {
+                            let ready = slot.ready();
+                            self.slot = Some(slot);
+                            return BatchStep::Wait(ready);
+                        }
+                        Some(permit) => self.permit = Some(permit),
+                    }
+                }
+                if std::mem::replace(&mut self.asked, true) {
+                    return BatchStep::Load(Vec::new());
+                }
+                return BatchStep::Load(self.leases.iter().map(|(i, _)| *i).collect());
+            }
+            if let Some((i, w)) = self.waits.pop() {
+                match w.pending().try_get() {
+                    None => {
+                        let ready = w.pending().ready();
+                        self.waits.push((i, w));
+                        return BatchStep::Wait(ready);
+                    }
+                    Some(c) => settle(i, c, &mut self.out, &mut self.todo),
+                }
+                continue;
+            }
+            if self.todo.is_empty() {
+                let out = std::mem::take(&mut self.out);
+                return BatchStep::Done(out.into_iter().map(|r| r.expect("every key settled")).collect());
+            }
+            let round = self.cache.round(&self.keys, &mut self.todo, &mut self.out, self.caller);
+            (self.leases, self.waits, self.asked) = (round.leases, round.waits, false);
+            self.slot = self.leases.first().map(|(_, l)| l.slot());
+        }
+    }
+
+    /// Marks the keys being loaded as computed on this thread until the guards drop (the
+    /// recursion checks: the loader asking one of them is an error, not a wait for itself).
+    pub fn enter(&self) -> Vec<Computing> {
+        enter(&self.leases, Lease::enter)
+    }
+
+    /// Reports the loader's outcome: its values by key, each with the bytes the binding
+    /// estimates for it (a key it leaves out is an error for that key), or its error, for
+    /// every caller of the keys it was asked for.
+    pub fn loaded(&mut self, result: Result<HashMap<K, (V, u64)>, Error>) {
+        let leases = std::mem::take(&mut self.leases);
+        self.permit = None;
+        match result {
+            Ok(mut values) => {
+                for (i, lease) in leases {
+                    self.out[i] = Some(match values.remove(lease.key()) {
+                        Some((v, weight)) => Ok(lease.store_with(v, weight, &[])),
+                        None => {
+                            let e = self.cache.left_out(lease.key());
+                            lease.fail(e.clone());
+                            Err(e)
+                        }
+                    });
+                }
+            }
+            Err(e) => {
+                for (i, lease) in leases {
+                    lease.fail(e.clone());
+                    self.out[i] = Some(Err(e.clone()));
+                }
+            }
+        }
     }
 }
 

@@ -24,6 +24,7 @@ use crate::weigh::Weigh;
 pub use call::{Call, Lead, LeadStep, Outcome, RefreshHit, Step};
 pub use future::{Compute, GetOrCompute};
 pub use jobs::{Action, Do, Jobs};
+pub use many::{Batch, BatchStep};
 
 /// Per-call options of every `get_or_compute` form.
 ///

@@ -32,6 +32,8 @@ export interface Settings {
   refreshAfter?: number | null;
   /** Whether a refresh that fails keeps the stored value (`false`: the entry goes); either way it counts in `refreshesFailed` and emits `refreshFailed`. Default `true`. */
   serveStaleOnError?: boolean;
+  /** Probabilistic early refresh (XFetch): its beta (> 0, 1 is usual). Each value computed here falls due before `refreshAfter` by beta x its computation time x a random exponential draw. `null`: none. Default `null`. */
+  earlyRefresh?: number | null;
   /** The size in bytes of a value. Default: a built-in estimate (strings, numbers, bigints, Buffers and typed arrays, arrays, Maps, Sets, plain objects; any depth, cycles counted once, at most 10,000 values visited). */
   sizeOf?: (value: any, key: Key) => number;
   /**
@@ -260,6 +262,7 @@ export declare class Cache {
     maxConcurrency: number | null;
     refreshAfter: number | null;
     serveStaleOnError: boolean;
+    earlyRefresh: number | null;
   };
   /** The value for `key`, computed by `fn` once however many callers ask at the same moment (see `cached`). */
   cached<T>(key: Key, fn: () => Computed<T> | PromiseLike<Computed<T>>, options?: CallOptions): Promise<T>;
@@ -292,7 +295,7 @@ export declare class Cache {
  * Creates the cache `name`, or updates its settings in place (entries kept; settings not given
  * keep their values). Defaults: `memoryLimit` 50 MiB, `cacheDuration` 300 s, `whenFull`
  * `'reject'`, `maxConcurrency` `null` (no limit), `refreshAfter` `null` (never),
- * `serveStaleOnError` `true`, `sizeOf` the built-in estimate, no `redisUrl`
+ * `serveStaleOnError` `true`, `earlyRefresh` `null`, `sizeOf` the built-in estimate, no `redisUrl`
  * (local only), `serializer` `'v8'`, no `secret`, `leaseTtl` 10 s.
  */
 export declare function configure(name: string, settings?: Settings): Cache;

@@ -504,6 +504,7 @@ impl Native {
         o.set("maxConcurrency", s.max_concurrency.map(|n| n as f64))?;
         o.set("refreshAfter", s.refresh_after.map(|d| d.as_secs_f64()))?;
         o.set("serveStaleOnError", s.serve_stale_on_error)?;
+        o.set("earlyRefresh", s.early_refresh)?;
         Ok(o)
     }
 

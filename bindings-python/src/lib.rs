@@ -206,6 +206,8 @@ pub(crate) fn lookup(name: &str) -> PyResult<CoreCache> {
 ///   never.
 /// - `serve_stale_on_error=True`: a refresh that fails keeps the stored value (False: the
 ///   entry goes); counted in `refreshes_failed` and logged either way.
+/// - `early_refresh=None`: XFetch's beta (> 0, 1.0 usual): each value computed here falls due
+///   before `refresh_after` by beta x its computation time x a random exponential draw.
 /// - `redis_url=None`: `redis://` or `rediss://`; gives the cache a shared tier on Redis (each
 ///   value computed once across processes). Fixed by the first `configure` that gives it.
 /// - `serializer="pickle"`: or `"json"` (the format Node and Rust share).

@@ -151,13 +151,14 @@ impl Style {
     /// `configure`'s options in this language (snake case).
     fn configure_options(self) -> &'static [&'static str] {
         // Node's own two come last.
-        const ALL: [&str; 12] = [
+        const ALL: [&str; 13] = [
             "memory_limit",
             "cache_duration",
             "when_full",
             "max_concurrency",
             "refresh_after",
             "serve_stale_on_error",
+            "early_refresh",
             "redis_url",
             "serializer",
             "secret",
@@ -166,7 +167,7 @@ impl Style {
             "size_of",
         ];
         match self {
-            Style::Python => &ALL[..10],
+            Style::Python => &ALL[..11],
             Style::Node => &ALL,
         }
     }
@@ -315,7 +316,7 @@ pub fn configure(base: Settings, options: &[(String, Arg)], style: Style) -> Res
         let Some(&key) = known.iter().find(|k| style.name(k) == *given) else {
             return Err(OptionError::unknown(INVALID_CONFIG, "configure", given, known, style));
         };
-        if arg.value == Value::None && !matches!(key, "max_concurrency" | "refresh_after") {
+        if arg.value == Value::None && !matches!(key, "max_concurrency" | "refresh_after" | "early_refresh") {
             continue;
         }
         let invalid =
@@ -368,6 +369,16 @@ pub fn configure(base: Settings, options: &[(String, Arg)], style: Style) -> Res
                 Value::Bool(b) => s.serve_stale_on_error = b,
                 _ => return Err(wrong(&format!("{} or {}", style.boolean(true), style.boolean(false)))),
             },
+            "early_refresh" => {
+                let expected =
+                    format!("a number > 0 (XFetch's beta, 1.0 is usual), or {} for none", style.none());
+                s.early_refresh = match (&arg.value, arg.number()) {
+                    (Value::None, _) => None,
+                    (Value::Bool(_), _) | (_, None) => return Err(wrong(&expected)),
+                    (_, Some(b)) if b.is_finite() && b > 0.0 => Some(b),
+                    _ => return Err(bad(&expected)),
+                };
+            }
             "redis_url" => match &arg.value {
                 Value::Str(u) => c.redis_url = Some(u.clone()),
                 _ => {
@@ -616,15 +627,15 @@ mod tests {
         assert_eq!(
             e.message,
             "configure() got an unexpected option 'memory_limt' (options: memory_limit, cache_duration, \
-             when_full, max_concurrency, refresh_after, serve_stale_on_error, redis_url, serializer, secret, \
-             lease_ttl)"
+             when_full, max_concurrency, refresh_after, serve_stale_on_error, early_refresh, redis_url, \
+             serializer, secret, lease_ttl)"
         );
         let e = conf_err(&[("memory_limit", py(Value::Int(10), "number"))], Style::Node);
         assert_eq!(
             e.message,
             "configure() got an unexpected option 'memory_limit' (options: memoryLimit, cacheDuration, \
-             whenFull, maxConcurrency, refreshAfter, serveStaleOnError, redisUrl, serializer, secret, leaseTtl, \
-             shared, sizeOf); did you mean 'memoryLimit'?"
+             whenFull, maxConcurrency, refreshAfter, serveStaleOnError, earlyRefresh, redisUrl, serializer, \
+             secret, leaseTtl, shared, sizeOf); did you mean 'memoryLimit'?"
         );
         assert_eq!(e.code, INVALID_CONFIG);
         let e = call(&opts(&[("timeout", py(Value::Int(1), "number"))]), Style::Node).unwrap_err();
@@ -684,6 +695,19 @@ mod tests {
         assert_eq!(
             e.message,
             "invalid refreshAfter: \"60\" (string); expected a number of seconds > 0, or null to never refresh"
+        );
+        let c = configure(
+            Settings::default(),
+            &opts(&[("earlyRefresh", py(Value::Int(1), "number"))]),
+            Style::Node,
+        );
+        assert_eq!(c.unwrap().settings.early_refresh, Some(1.0));
+        let e = conf_err(&[("early_refresh", py(Value::Float(0.0), "float"))], Style::Python);
+        assert_eq!((e.kind, e.code), (ErrorKind::Value, INVALID_CONFIG));
+        assert_eq!(
+            e.message,
+            "invalid early_refresh: 0.0 (float); expected a number > 0 (XFetch's beta, 1.0 is usual), or None \
+             for none"
         );
         let e = conf_err(&[("serve_stale_on_error", py(Value::Int(1), "int"))], Style::Python);
         assert_eq!(e.kind, ErrorKind::Type);

@@ -387,7 +387,7 @@ test('defaults: 50 MiB, 300 s, reject, no concurrency limit, no refresh', () => 
   const c = configure(uniq('defaults'));
   assert.deepEqual(c.settings, {
     memoryLimit: 50 * 1024 * 1024, cacheDuration: 300, whenFull: 'reject', maxConcurrency: null,
-    refreshAfter: null, serveStaleOnError: true,
+    refreshAfter: null, serveStaleOnError: true, earlyRefresh: null,
   });
   const frac = configure(uniq('fraction'), { memoryLimit: 0.01 });
   assert.ok(frac.settings.memoryLimit > 0);

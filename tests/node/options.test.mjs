@@ -6,7 +6,7 @@ import { configure, cached, cache } from 'coopcache';
 import { uniq } from './helpers.mjs';
 
 const KNOWN =
-  'memoryLimit, cacheDuration, whenFull, maxConcurrency, refreshAfter, serveStaleOnError, redisUrl, serializer, secret, leaseTtl, shared, sizeOf';
+  'memoryLimit, cacheDuration, whenFull, maxConcurrency, refreshAfter, serveStaleOnError, earlyRefresh, redisUrl, serializer, secret, leaseTtl, shared, sizeOf';
 
 test('unknown configure options are errors naming the option and the known ones', () => {
   for (const [options, hint] of [

@@ -120,3 +120,20 @@ test('refresh options are checked at once', async () => {
   assert.throws(() => cache(name).wrap((x) => x, { key: (x) => x, refreshAfter: '5' }), TypeError);
   assert.throws(() => coopcache._manualClock(name), /exists already/);
 });
+
+test('earlyRefresh: values fall due before refreshAfter, by a multiple of their computation time', async () => {
+  // 100 values loaded together in 10 s: with beta 1, each falls due 10 s x E early (E
+  // exponential), so 5 s before refreshAfter about exp(-0.5) = 61% of them are due.
+  const [name, advance] = manual({ refreshAfter: 100, earlyRefresh: 1 });
+  const keys = Array.from({ length: 100 }, (_, i) => i);
+  await coopcache.cachedMany(name, keys, (ks) => {
+    advance(10);
+    return new Map(ks.map((k) => [k, k]));
+  });
+  advance(95);
+  for (const k of keys) await cached(name, k, () => -1);
+  const due = stats(name).refreshesStarted;
+  assert.ok(due >= 30 && due <= 90, `${due} of 100 due 5 s early (about 61)`);
+  assert.equal(cache(name).settings.earlyRefresh, 1);
+  assert.throws(() => configure(name, { earlyRefresh: 0 }), /invalid earlyRefresh: 0 \(number\); expected a number > 0/);
+});

@@ -189,3 +189,23 @@ def test_refresh_options_are_checked_at_once() -> None:
         coopcache.cached(n, key=lambda x: x, refresh_after=0)(lambda x: x)
     with pytest.raises(ValueError, match="exists already"):
         _native._manual_clock(n)
+
+
+def test_early_refresh_makes_values_fall_due_before_refresh_after() -> None:
+    # 100 values loaded together in 10 s: with beta 1, each falls due 10 s x E early (E
+    # exponential), so 5 s before refresh_after about exp(-0.5) = 61% of them are due.
+    n, clock = manual(refresh_after=100, early_refresh=1.0)
+
+    def load(keys: List[int]) -> Any:
+        clock.advance(10)
+        return {k: k for k in keys}
+
+    coopcache.cached_many(n, list(range(100)), load)
+    clock.advance(95)
+    for k in range(100):
+        assert coopcache.cached(n, k, lambda: -1) in (k, -1)
+    join_refreshes()
+    due = coopcache.stats(n)["refreshes_started"]
+    assert 30 <= due <= 90, f"{due} of 100 due 5 s early (about 61)"
+    with pytest.raises(ValueError, match=r"invalid early_refresh: 0 \(int\); expected a number > 0"):
+        coopcache.configure(n, early_refresh=0)

@@ -163,6 +163,7 @@ def configure(
     max_concurrency: Optional[int] = None,
     refresh_after: Optional[float] = None,
     serve_stale_on_error: Optional[bool] = None,
+    early_refresh: Optional[float] = None,
     redis_url: Optional[str] = None,
     serializer: Optional[Literal["pickle", "json"]] = None,
     secret: Optional[Union[str, bytes]] = None,
@@ -174,7 +175,8 @@ def configure(
     memory), ``cache_duration=300`` (idle seconds), ``when_full="reject"`` (or ``"evict"``),
     ``max_concurrency=None`` (no limit), ``refresh_after=None`` (seconds after an entry was
     computed until a hit starts one background recomputation; None: never),
-    ``serve_stale_on_error=True`` (a failed refresh keeps the old value); shared mode: ``redis_url=None``,
+    ``serve_stale_on_error=True`` (a failed refresh keeps the old value), ``early_refresh=None``
+    (XFetch's beta: values computed here fall due a little early); shared mode: ``redis_url=None``,
     ``serializer="pickle"`` (or ``"json"``), ``secret=None``, ``lease_ttl=10.0``. On an existing
     cache they keep their current values. Bad settings raise ``ValueError`` / ``TypeError`` at once."""
     ...

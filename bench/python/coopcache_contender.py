@@ -4,8 +4,11 @@
     python anchors.py --contender coopcache-keyfn=path/to/coopcache_contender.py:KEYED
 
 CONTENDER goes through the decorator as a user would write it (``@coopcache.cached(name)``:
-the key is the function's qualified name plus its arguments). KEYED passes ``key=`` so the key
-is the bare argument (smaller keys, one Python call more per hit).
+the key is the function's qualified name plus its arguments). The harness defines its functions
+inside its scenarios, and the default key refuses such a function (every call of a scenario
+would make one of that name); so each is renamed first as if defined at this module's top level
+(``coopcache_contender.fn_N``), the name a user's module-level function has. KEYED passes
+``key=`` so the key is the bare argument (smaller keys, one Python call more per hit).
 Each wrap() configures a fresh named cache large enough for the memory scenario.
 """
 
@@ -34,13 +37,18 @@ class _Contender:
 
     def wrap(self, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
         if self._key is None:
-            return coopcache.cached(_fresh())(fn)
+            return coopcache.cached(_fresh())(_top_level(fn))
         return coopcache.cached(_fresh(), key=self._key)(fn)
 
     def wrap_async(self, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        if self._key is None:
-            return coopcache.cached(_fresh())(fn)
-        return coopcache.cached(_fresh(), key=self._key)(fn)
+        return self.wrap(fn)
+
+
+def _top_level(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``fn`` named as a function defined at this module's top level (see the module docs)."""
+    fn.__module__ = __name__
+    fn.__qualname__ = fn.__name__ = f"fn_{next(_ids)}"
+    return fn
 
 
 CONTENDER = _Contender("coopcache")

@@ -1,28 +1,16 @@
 //! What a hit costs while its value is being refreshed (issue 16; `make bench-rust` runs it):
 //!
-//! ```text
-//! bench_refresh_hit [--keys N] [--rounds N]
-//! ```
-//!
-//! `--keys` keys (default 10,000) are read round-robin, `--rounds` times each (default 200), by
-//! one thread, in three caches side by side in one run: without `refresh_after`; with it, no
-//! value due; and with every value due and its refresh running (each taken by a hit and held
-//! open, as a binding's detached refresh is while it computes). It prints the best of five
-//! passes per case (the cases take turns), in ns per hit, and each case's ratio to the first. A hit during a refresh
-//! gets the stored value as any hit does; the only extra work is counting it as stale.
+//! 10,000 keys are read round-robin, 200 times each, by one thread, in three caches side by side
+//! in one run: without `refresh_after`; with it, no value due; and with every value due and its
+//! refresh running (each taken by a hit and held open, as a binding's detached refresh is while
+//! it computes). It prints the best of five passes per case (the cases take turns), in ns per
+//! hit, and each case's ratio to the first. A hit during a refresh gets the stored value as any
+//! hit does; the only extra work is counting it as stale.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use coopcache::{Cache, CallOptions, Caller, Clock};
-
-fn arg(args: &[String], name: &str, default: usize) -> usize {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name}: a number, not {v:?}")))
-        .unwrap_or(default)
-}
 
 /// One pass over every key, `rounds` times, in ns per hit.
 fn pass(cache: &Cache<u64, u64>, keys: u64, rounds: usize) -> f64 {
@@ -36,8 +24,7 @@ fn pass(cache: &Cache<u64, u64>, keys: u64, rounds: usize) -> f64 {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let (keys, rounds) = (arg(&args, "--keys", 10_000) as u64, arg(&args, "--rounds", 200));
+    let (keys, rounds) = (10_000u64, 200);
     let after = Duration::from_secs(60);
     let clock = Clock::manual();
     let build = |refresh: bool| {

@@ -340,24 +340,20 @@ where
         Some((r, due))
     }
 
-    /// Whether values fall due early (`early_refresh`): only then does a computation note
-    /// when it began.
-    pub(crate) fn refreshes_early(&self) -> bool {
-        self.early_beta.load(Relaxed) != 0
-    }
-
-    /// A clock reading for a computation beginning now, if `early_refresh` needs it (else 0).
+    /// A clock reading for a computation beginning now, if `early_refresh` needs it (else 0,
+    /// so a miss reads no clock for it).
     pub(crate) fn computation_start(&self) -> u64 {
-        if self.refreshes_early() { self.clock.nanos().max(1) } else { 0 }
+        if self.early_beta.load(Relaxed) != 0 { self.clock.nanos().max(1) } else { 0 }
     }
 
-    /// How much earlier a value computed in `took` nanoseconds falls due (0 without
-    /// `early_refresh`, or for a value not computed here).
-    fn early(&self, took: u64, computed: bool) -> u64 {
-        match (f64::from_bits(self.early_beta.load(Relaxed)), computed) {
-            (beta, true) if beta > 0.0 => early_nanos(beta, took),
-            _ => 0,
+    /// How much earlier than `refresh_after` a value stored `now`, whose computation began at
+    /// `started` (0: not computed here), falls due; 0 without `early_refresh`.
+    fn early(&self, started: u64, now: u64) -> u64 {
+        let beta = f64::from_bits(self.early_beta.load(Relaxed));
+        if started == 0 || beta <= 0.0 {
+            return 0;
         }
+        early_nanos(beta, now.saturating_sub(started))
     }
 
     pub(crate) fn count_miss(&self, hash: u64) {
@@ -821,8 +817,7 @@ where
         let refresh_at = match refresh.after.unwrap_or_else(|| store.refresh_ns.load(Relaxed)) {
             NEVER => NEVER,
             after => {
-                let started = refresh.started;
-                let early = store.early(now.saturating_sub(started), started != 0).min(after);
+                let early = store.early(refresh.started, now).min(after);
                 now.saturating_add(after - early).max(REFRESHING + 1)
             }
         };

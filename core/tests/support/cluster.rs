@@ -67,7 +67,7 @@ impl Cluster {
         std::fs::create_dir_all(&dir).unwrap();
         let mut cluster = Cluster { nodes: Vec::new(), dir };
         for _ in 0..6 {
-            let port = cluster_port(&cluster.nodes);
+            let port = cluster_port();
             let child = Command::new("redis-server")
                 .current_dir(&cluster.dir)
                 .args(
@@ -238,12 +238,23 @@ impl Cluster {
     }
 }
 
-/// A free port for another node: not one of `nodes`' (a port released can be handed out again),
-/// and with its cluster bus port (10000 higher) a port too: redis-server refuses one above 55535.
-fn cluster_port(nodes: &[Node]) -> u16 {
+/// A free port for another node, never handed to a node of any cluster of this test process
+/// before (nor its cluster bus port, 10000 higher, which must be a port too: redis-server
+/// refuses one above 55535). A port a killed node released must not go to another cluster's
+/// node: the killed node's peers keep calling its address, and the two clusters would meet and
+/// merge.
+fn cluster_port() -> u16 {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static HANDED: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
     loop {
         let port = free_port();
-        if port <= 55535 && nodes.iter().all(|n| n.port != port) {
+        let mut handed = HANDED.lock().unwrap_or_else(|e| e.into_inner());
+        let handed = handed.get_or_insert_with(HashSet::new);
+        let taken =
+            |p: u16| handed.contains(&p) || handed.contains(&(p + 10000)) || handed.contains(&(p - 10000));
+        if port <= 55535 && port > 10000 && !taken(port) {
+            handed.insert(port);
             return port;
         }
     }

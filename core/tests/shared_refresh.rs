@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::time::Duration;
 
 use coopcache::shared::{SharedSettings, SharedTier};
-use coopcache::{Cache, Clock, JsonCodec, Key};
+use coopcache::{Cache, CallOptions, Caller, Clock, Computed, JsonCodec, Key, LeadStep, Outcome};
 
 mod support;
 use support::redis::Server;
@@ -84,4 +84,45 @@ fn a_value_due_in_every_process_is_refreshed_once_for_the_fleet() {
     clock.advance(AFTER);
     assert_eq!(fleet[0].get_or_compute(key.clone(), || "v3".into()), "v3");
     assert_eq!(fleet[1].get(&key).as_deref(), Some("v2"), "a refresh is not pushed to other processes");
+}
+
+/// A binding's hit path (Node's) learns a call's options only after the hit handed it the
+/// refresh, and sets them on the lead: the shared tier's "written lately" window is then the
+/// call's `refresh_after`, not the cache's.
+#[test]
+fn a_refresh_asks_the_fleet_with_the_calls_refresh_after() {
+    let s = Server::start();
+    let clock = Clock::manual();
+    let (writer, reader) = (process(&s, &clock), process(&s, &clock));
+    let opts = CallOptions::new().refresh_after(AFTER / 6);
+    let key = Key::from("short");
+    let ok = |v: &str| Ok::<_, std::convert::Infallible>(Computed::Store(v.to_string()));
+    assert_eq!(writer.compute(key.clone(), &opts, || ok("v1")).unwrap(), "v1");
+    let in_redis = || -> Result<Computed<String>, std::convert::Infallible> { unreachable!("in Redis") };
+    assert_eq!(reader.compute(key.clone(), &opts, in_redis).unwrap(), "v1");
+    clock.advance(AFTER / 3);
+
+    // Due by the call's 10 s, and the value in Redis is 20 s old: older than the call's
+    // refresh_after (though not the cache's 60 s), so this process recomputes it.
+    let (v, lead) =
+        reader.hit_refresh_with(&key, &CallOptions::new(), Caller::Blocking, Clone::clone).unwrap();
+    assert_eq!(v, "v1");
+    let mut lead = lead.expect("due: this hit refreshes");
+    lead.set_options(&opts);
+    let mut computed = false;
+    loop {
+        match lead.step() {
+            LeadStep::Wait(r) | LeadStep::Confirm(r) => drop(r.wait_deadline(None)),
+            LeadStep::Compute => {
+                computed = true;
+                lead.computed(Outcome::Store { value: "v2".into(), weight: 0 });
+            }
+            LeadStep::Encode(v) => lead.encoded(Ok(serde_json::to_vec(&v).unwrap())),
+            LeadStep::Decode(b) => lead.decoded(Ok((serde_json::from_slice(&b).unwrap(), 0))),
+            LeadStep::Done => break,
+            _ => unreachable!("no other step in this version"),
+        }
+    }
+    assert!(computed, "the value in Redis is older than the call's refresh_after");
+    assert_eq!(reader.get(&key).as_deref(), Some("v2"));
 }

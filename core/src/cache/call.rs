@@ -185,6 +185,9 @@ pub struct Lead<K, V> {
 enum LeadState {
     /// Asking for a computation slot.
     Slot(Pending<Permit>),
+    /// Holding a slot (or needing none), the shared tier not asked yet: the first step asks,
+    /// so that options set before it ([`Lead::set_options`]) decide what it asks.
+    Slotted,
     /// Asking the shared tier.
     #[cfg(feature = "shared")]
     Asking(Pending<crate::shared::Remote>),
@@ -429,9 +432,9 @@ where
         lease.set_refresh_after(refresh_after);
         let state = match cache.local.slots.limited() {
             true => LeadState::Slot(lease.slot()),
-            false => LeadState::Between,
+            false => LeadState::Slotted,
         };
-        let mut lead = Lead {
+        Lead {
             #[cfg(feature = "shared")]
             cache: cache.clone(),
             tags,
@@ -450,11 +453,7 @@ where
             #[cfg(feature = "shared")]
             outcome: None,
             state,
-        };
-        if matches!(lead.state, LeadState::Between) {
-            lead.state = lead.after_slot();
         }
-        lead
     }
 
     /// The step after the slot: ask the shared tier (if this caller serializes), or compute.
@@ -503,9 +502,10 @@ where
         self.lease().enter_poll()
     }
 
-    /// Sets the tags and `refresh_after` of the value this lead stores, before it computes: for
-    /// a binding whose hit path learns the call's options only once the hit has handed it a
-    /// refresh ([`Cache::hit_refresh_with`]).
+    /// Sets the tags and `refresh_after` of the value this lead stores, before its first step:
+    /// for a binding whose hit path learns the call's options only once the hit has handed it
+    /// a refresh ([`Cache::hit_refresh_with`]). The shared tier is asked at the first step, so
+    /// a refresh's "written lately" window is this `refresh_after` too.
     pub fn set_options(&mut self, opts: &CallOptions) {
         self.tags = opts.tags.clone();
         if let Some(lease) = self.lease.as_mut() {
@@ -536,9 +536,10 @@ where
                     }
                     Some(permit) => {
                         self.permit = Some(permit);
-                        self.state = self.after_slot();
+                        self.state = LeadState::Slotted;
                     }
                 },
+                LeadState::Slotted => self.state = self.after_slot(),
                 #[cfg(feature = "shared")]
                 LeadState::Asking(h) => match h.try_get() {
                     None => {

@@ -47,9 +47,9 @@ after(async () => {
 });
 
 /** A child with the cache configured in shared mode and connected. */
-async function sharedChild(name, options = {}, url = redis.url) {
+async function sharedChild(name, options = {}, url = redis.url, manualClock = false) {
   const c = ipcChild(children);
-  await c.call('configure', { name, options: { redisUrl: url, ...options } });
+  await c.call('configure', { name, options: { redisUrl: url, ...options }, manualClock });
   assert.equal(await c.call('ready', { name }), true);
   return c;
 }
@@ -384,4 +384,41 @@ test('Redis stopped in the middle of a cross-process stampede: no call fails', a
     assert.ok(r.value === 'from a' || r.value === 'from b');
   }
   await Promise.all([a.close(), b.close()]);
+});
+
+test('a value due in every process is refreshed once for the fleet', async () => {
+  // Four processes whose copies fall due together (their manual clocks moved alike): each
+  // returns its old value at once, and one refresh, by whichever process the key's lease
+  // picks, gives every process the new value.
+  const name = uniq('refresh');
+  const c = `coopcache-test:computed:${name}`;
+  const fleet = await Promise.all([0, 1, 2, 3].map(() => sharedChild(name, { refreshAfter: 60 }, redis.url, true)));
+  const each = (op, m = {}) => Promise.all(fleet.map((p) => p.call(op, { name, key: 'report', ...m })));
+  const call = async (value) => (await each('cached', { url: redis.url, counter: c, value })).map((r) => r[0].value);
+  assert.deepEqual(await call('v1'), ['v1', 'v1', 'v1', 'v1']);
+  assert.equal(await counter(c), 1, 'the other processes wait for it in Redis');
+  await each('advance', { seconds: 61 });
+  assert.deepEqual(await call('v2'), ['v1', 'v1', 'v1', 'v1'], 'a due value is returned at once');
+  assert.deepEqual(await each('until', { value: 'v2' }), [true, true, true, true], 'every process gets the new value');
+  assert.equal(await counter(c), 2, 'one refresh for the fleet');
+  assert.deepEqual((await each('stats')).map((s) => s.refreshesSucceeded), [1, 1, 1, 1]);
+  await Promise.all(fleet.map((p) => p.close()));
+});
+
+test("a refresh takes another process's value from Redis only within the call's refreshAfter", async () => {
+  // The cache says 60 s, the calls 10 s: 20 s after the value was written, a process whose copy
+  // is due recomputes it (it took the value in Redis as fresh, by the cache's 60 s, before).
+  const name = uniq('refresh');
+  const c = `coopcache-test:computed:${name}`;
+  const [writer, reader] = await Promise.all([0, 1].map(() => sharedChild(name, { refreshAfter: 60 }, redis.url, true)));
+  const call = (p, value) => p.call('cached', { name, key: 'k', url: redis.url, counter: c, value, callOptions: { refreshAfter: 10 } });
+  assert.equal((await call(writer, 'v1'))[0].value, 'v1');
+  assert.equal((await call(reader, 'v1'))[0].value, 'v1');
+  assert.equal(await counter(c), 1);
+  await Promise.all([writer, reader].map((p) => p.call('advance', { name, seconds: 20 })));
+  assert.equal((await call(reader, 'v2'))[0].value, 'v1', 'a due value is returned at once');
+  assert.ok(await until(async () => (await reader.call('stats', { name })).refreshesSucceeded === 1));
+  assert.equal(await counter(c), 2, 'recomputed: the value in Redis is older than the call\'s 10 s');
+  assert.equal(await reader.call('get', { name, key: 'k' }), 'v2');
+  await Promise.all([writer, reader].map((p) => p.close()));
 });

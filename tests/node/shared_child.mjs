@@ -1,6 +1,6 @@
 // A process of the shared-mode tests (tests/node/shared.test.mjs), driven over IPC: each message
 // { id, op, ... } gets one reply { id, ok, result | error }. Exits on its own once disconnected.
-import { configure, cached, cache, nocache, events } from 'coopcache';
+import coopcache, { configure, cached, cache, nocache, events } from 'coopcache';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { command } from './resp.mjs';
 
@@ -27,8 +27,12 @@ function computation(m) {
   };
 }
 
+// Each cache's manual clock (`configure` with `manualClock: true`), as advance(seconds).
+const clocks = new Map();
+
 const ops = {
   configure: (m) => {
+    if (m.manualClock) clocks.set(m.name, coopcache._manualClock(m.name));
     const options = { ...m.options };
     if (options.secretHex) {
       options.secret = Buffer.from(options.secretHex, 'hex');
@@ -46,7 +50,7 @@ const ops = {
     const calls = [];
     for (let i = 0; i < (m.callers ?? 1); i++) {
       calls.push(
-        cached(m.name, m.key, computation(m)).then(
+        cached(m.name, m.key, computation(m), m.callOptions).then(
           (value) => ({ ok: true, value }),
           (e) => ({ ok: false, error: describe(e) }),
         ),
@@ -55,6 +59,12 @@ const ops = {
     return Promise.all(calls);
   },
   get: (m) => cache(m.name).get(m.key),
+  advance: (m) => clocks.get(m.name)(m.seconds),
+  // Waits (30 s at most) until the local tier holds `value`.
+  async until(m) {
+    for (let i = 0; i < 3000 && cache(m.name).get(m.key) !== m.value; i++) await sleep(10);
+    return cache(m.name).get(m.key) === m.value;
+  },
   invalidate: (m) => cache(m.name).invalidate(m.key),
   stats: (m) => cache(m.name).stats(),
   events: () => seen,

@@ -457,3 +457,42 @@ def test_shared_worker_script(redis: Redis) -> None:
     assert [json.loads(o) for o in outs] == [{"value": "from python"}] * 3
     assert computed(redis, c) == 1
 
+
+
+def test_a_value_due_in_every_process_is_refreshed_once_for_the_fleet(redis: Redis) -> None:
+    """Four processes whose copies fall due together (their manual clocks moved alike): each
+    returns its old value at once, and one refresh, by whichever process the key's lease
+    picks, gives every process the new value."""
+    cache = cache_name()
+    cfg = json.dumps({"url": redis.url, "cache": cache, "key": "report", "refresh_after": 60})
+    child = os.path.join(HERE, "refresh_child.py")
+    pipes: dict[str, Any] = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
+    fleet = [subprocess.Popen([sys.executable, child, cfg], **pipes) for _ in range(4)]
+
+    def send(p: "subprocess.Popen[str]", **m: Any) -> None:
+        assert p.stdin is not None
+        p.stdin.write(json.dumps(m) + "\n")
+        p.stdin.flush()
+
+    def answer(p: "subprocess.Popen[str]") -> Any:
+        assert p.stdout is not None
+        return json.loads(p.stdout.readline())
+
+    def each(**m: Any) -> list[Any]:
+        for p in fleet:
+            send(p, **m)
+        return [answer(p) for p in fleet]
+
+    try:
+        assert each(op="call", value="v1") == ["v1"] * 4
+        assert computed(redis, cache) == 1, "the other processes wait for it in Redis"
+        each(op="advance", seconds=61)
+        assert each(op="call", value="v2") == ["v1"] * 4, "a due value is returned at once"
+        assert each(op="until", value="v2") == [True] * 4, "every process gets the new value"
+        assert computed(redis, cache) == 2, "one refresh for the fleet"
+        assert [s["refreshes_succeeded"] for s in each(op="stats")] == [1] * 4
+    finally:
+        for p in fleet:
+            assert p.stdin is not None
+            p.stdin.close()
+            p.wait(timeout=30)

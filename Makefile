@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: help test test-rust test-models check-models test-python test-node test-cross bench bench-rust bench-python bench-node bench-shared \
+.PHONY: help test test-rust test-models check-models test-python test-node test-cross bench bench-rust bench-python bench-node bench-shared bench-growth \
         demo demo-rust demo-python demo-node demo-shared test-examples bench-charts lint python-env node-env test-readme \
         dist test-dist
 
@@ -68,7 +68,7 @@ demo-node: node-env
 demo-shared: python-env node-env ## Python, Node and Rust processes on one cold key (REDIS_URL, or a redis-server on the PATH)
 	@$(PY) examples/shared/demo.py
 
-bench: bench-rust bench-python bench-node bench-shared bench-charts ## the anchor benchmarks with coopcache as a contender, shared mode, charts
+bench: bench-rust bench-python bench-node bench-shared bench-growth bench-charts ## the anchor benchmarks with coopcache as a contender, shared mode, growth, charts
 
 bench-rust:
 	bash bench/rust/run.sh
@@ -78,6 +78,9 @@ bench-python: python-env
 
 bench-node: node-env
 	bash bench/node/run.sh
+
+bench-growth: python-env node-env ## costs as a cache grows, 10^4 to 10^7 entries, in each language (bench/growth/run.sh)
+	bash bench/growth/run.sh $(PY)
 
 bench-charts: ## PNG charts (docs/bench/*.png) from the JSON of the last runs in bench/results/
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -3,9 +3,12 @@
     bench/results/rust.json    (bench/rust/run.sh)    -> docs/bench/rust.png
     bench/results/python.json  (bench/python/run.sh)  -> docs/bench/python.png
     bench/results/node.json    (bench/node/run.sh)    -> docs/bench/node.png
+    bench/results/growth-*.json (bench/growth/run.sh) -> docs/bench/growth.png
 
 Each PNG has two panels, hit latency (ns per hit) and memory per entry (bytes of RSS), with
-coopcache highlighted against the anchors of that language. Lower is better in both.
+coopcache highlighted against the anchors of that language. Lower is better in both. The growth
+chart has the same two measures against the number of entries (10^4 to 10^7), one line per
+language with its anchor dashed beside it.
 Run: python bench/chart.py [--results DIR] [--out DIR]   (`make bench-charts`; needs matplotlib)
 """
 
@@ -53,21 +56,37 @@ def rust(data: Dict[str, Any]) -> Tuple[Panel, Panel, str]:
 
     def figures(scenario: str, field: str) -> List[Tuple[str, float]]:
         # Memory: the sync row of each crate (its async row stores the same), and moka's future cache.
-        return [(label(r), r[field]) for r in rows if r["scenario"] == scenario and field in r
-                and (scenario == "hit" or r["mode"] == "sync" or r["contender"] == "moka-future")]
+        return [
+            (label(r), r[field])
+            for r in rows
+            if r["scenario"] == scenario
+            and field in r
+            and (scenario == "hit" or r["mode"] == "sync" or r["contender"] == "moka-future")
+        ]
 
     hit, mem = figures("hit", "uniform_1t_ns_per_op"), figures("memory", "rss_bytes_per_entry")
     meta = data.get("meta", {})
     return (
         Panel("hit: 100,000 warm keys, 1 thread, uniform", "ns per hit (lower is better)", hit),
-        Panel("memory: 1M entries u64 → [u8; 16]", "RSS bytes per entry (lower is better)", mem,
-              ("key + value", 24.0)),
+        Panel(
+            "memory: 1M entries u64 → [u8; 16]",
+            "RSS bytes per entry (lower is better)",
+            mem,
+            ("key + value", 24.0),
+        ),
         note(meta.get("rustc", "rustc ?"), meta.get("cpus", "?"), meta.get("quick")),
     )
 
 
-PYTHON_ANCHORS = ["coopcache", "coopcache-keyfn", "functools.lru_cache", "cachebox", "moka_py", "theine",
-                  "dogpile.cache"]
+PYTHON_ANCHORS = [
+    "coopcache",
+    "coopcache-keyfn",
+    "functools.lru_cache",
+    "cachebox",
+    "moka_py",
+    "theine",
+    "dogpile.cache",
+]
 
 
 def python(data: Dict[str, Any]) -> Tuple[Panel, Panel, str]:
@@ -82,10 +101,18 @@ def python(data: Dict[str, Any]) -> Tuple[Panel, Panel, str]:
 
     m = data.get("machine", {})
     return (
-        Panel("hit: @cached f(i), warm int key", "ns per hit (lower is better)",
-              results("hit", "ns_per_call_median"), dict_ref("hit", "ns_per_call_median")),
-        Panel("memory: 1M entries int → 100-byte bytes", "RSS bytes per entry (lower is better)",
-              results("memory", "bytes_per_entry"), dict_ref("memory", "bytes_per_entry")),
+        Panel(
+            "hit: @cached f(i), warm int key",
+            "ns per hit (lower is better)",
+            results("hit", "ns_per_call_median"),
+            dict_ref("hit", "ns_per_call_median"),
+        ),
+        Panel(
+            "memory: 1M entries int → 100-byte bytes",
+            "RSS bytes per entry (lower is better)",
+            results("memory", "bytes_per_entry"),
+            dict_ref("memory", "bytes_per_entry"),
+        ),
         note(f"CPython {m.get('python', '?')}", m.get("cpus", "?"), data.get("quick")),
     )
 
@@ -103,13 +130,19 @@ def node(data: Dict[str, Any]) -> Tuple[Panel, Panel, str]:
     meta = data.get("meta", {})
     value = "100-byte Buffer" if meta.get("memValue") == "buffer" else "100-char string"
     return (
-        Panel("hit: await cached(key), one warm key", "ns per hit (lower is better)",
-              results("hit", "nsPerOp"),
-              ref("hit", "ref: await of a resolved promise", "nsPerOp", "bare await")),
+        Panel(
+            "hit: await cached(key), one warm key",
+            "ns per hit (lower is better)",
+            results("hit", "nsPerOp"),
+            ref("hit", "ref: await of a resolved promise", "nsPerOp", "bare await"),
+        ),
         # RSS, not the JS heap alone: coopcache keeps its entries (not its values) in native memory.
-        Panel(f"memory: 1M entries 'k<i>' → {value}", "RSS bytes per entry (lower is better)",
-              results("memory", "rssPerEntry"),
-              ref("memory", "ref: Map<key,value> (sync set)", "rssPerEntry", "Map")),
+        Panel(
+            f"memory: 1M entries 'k<i>' → {value}",
+            "RSS bytes per entry (lower is better)",
+            results("memory", "rssPerEntry"),
+            ref("memory", "ref: Map<key,value> (sync set)", "rssPerEntry", "Map"),
+        ),
         note(f"Node {meta.get('node', '?')}", meta.get("cpus", "?"), meta.get("quick")),
     )
 
@@ -173,11 +206,74 @@ def draw(lang: str, data: Dict[str, Any], source: Path, out: Path) -> None:
     draw_panel(axes[0], hit, rows)
     draw_panel(axes[1], mem, rows)
     fig.suptitle(title, fontsize=12, fontweight="bold", x=0.01, ha="left")
-    fig.text(0.01, 0.01, f"bench/results/{source.name}: {footnote}; one run of `make bench` "
-             "(the machine and method: BENCHMARKS.md)", fontsize=7.5, color=REF)
+    fig.text(
+        0.01,
+        0.01,
+        f"bench/results/{source.name}: {footnote}; one run of `make bench` "
+        "(the machine and method: BENCHMARKS.md)",
+        fontsize=7.5,
+        color=REF,
+    )
     fig.tight_layout(rect=(0, 0.04, 1, 0.95))
     fig.savefig(out, dpi=110)
     plt.close(fig)
+
+
+# Each language's growth JSON: (coopcache's prefix, the anchor's prefix, the anchor's name).
+GROWTH = {
+    "rust": ("", "hashmap_", "HashMap"),
+    "python": ("coopcache_", "lru_cache_", "lru_cache"),
+    "node": ("coopcache_", "map_", "Map"),
+}
+
+
+def draw_growth(results: Path, out: Path) -> bool:
+    """docs/bench/growth.png: hit ns and bytes per entry against entries, per language."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    colors = {"rust": "#d9480f", "python": "#1971c2", "node": "#2f9e44"}
+    drawn = []
+    for lang, (coop, anchor, anchor_name) in GROWTH.items():
+        source = results / f"growth-{lang}.json"
+        if not source.exists():
+            continue
+        rows = json.loads(source.read_text())
+        n = [r["entries"] for r in rows]
+        for ax, measure in zip(axes, ("hit_ns", "bytes_per_entry")):
+            coop_label = f"{lang}: coopcache"
+            ax.plot(n, [r[coop + measure] for r in rows], "o-", color=colors[lang], label=coop_label)
+            ax.plot(
+                n,
+                [r[anchor + measure] for r in rows],
+                "o--",
+                color=colors[lang],
+                alpha=0.45,
+                label=f"{lang}: {anchor_name}",
+            )
+        drawn.append(lang)
+    if not drawn:
+        plt.close(fig)
+        return False
+    titles = ("Hit latency, uniform random keys (ns)", "Resident memory per entry (bytes)")
+    for ax, title in zip(axes, titles):
+        ax.set_xscale("log")
+        ax.set_xlabel("entries")
+        ax.set_title(title, fontsize=10)
+        ax.set_ylim(bottom=0)
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7.5, loc="upper right")
+    fig.suptitle("Costs as the cache grows", fontsize=12, fontweight="bold", x=0.01, ha="left")
+    fig.text(
+        0.01,
+        0.01,
+        "bench/results/growth-*.json: one run of `make bench-growth` (BENCHMARKS.md)",
+        fontsize=7.5,
+        color=REF,
+    )
+    fig.tight_layout(rect=(0, 0.04, 1, 0.95))
+    fig.savefig(out / "growth.png", dpi=110)
+    plt.close(fig)
+    return True
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -195,6 +291,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         out = args.out / f"{lang}.png"
         draw(lang, json.loads(source.read_text()), source, out)
         print(f"{lang}: {out}")
+        drawn += 1
+    if draw_growth(args.results, args.out):
+        print(f"growth: {args.out / 'growth.png'}")
         drawn += 1
     return 0 if drawn else 1
 

@@ -5,16 +5,7 @@ from typing import Any, List
 import coopcache
 import pytest
 from conftest import fresh
-from helpers import wait_until, waiting
-
-
-async def until(cond: Any) -> None:
-    """Awaits a condition without blocking the loop (generous bound, never a timing assertion)."""
-    for _ in range(20_000):
-        if cond():
-            return
-        await asyncio.sleep(0.001)
-    raise AssertionError("condition never held")
+from helpers import until, wait_until, waiting
 
 
 def test_asyncio_stampede_computes_once(name: str) -> None:

@@ -580,10 +580,17 @@ class _Driver:
                         st.fut.set_exception(obj)
             elif code in (_COMPUTE, _LOAD):
                 st.task = st.ctx.run(_detach, self.loop, self.compute(job, st, obj))
+                st.task.add_done_callback(functools.partial(self.stopped, job))
             if last:
                 del self.states[job]
                 if code == _GONE and st.task is not None:
                     st.task.cancel()  # nobody waits for its computation any more
+
+    def stopped(self, job: int, task: asyncio.Task[None]) -> None:
+        """A computation's task ended; cancelled (before it started, too: its loop closed),
+        it is abandoned: a waiter takes over (a no-op when nobody waits, the job is over)."""
+        if task.cancelled():
+            self.act(self.jobs.abandon(job))
 
     async def compute(self, job: int, st: _Job, at: Optional[List[int]]) -> None:
         """The function (or the loader, with the keys at ``at``) as a task of its own, in a copy
@@ -601,8 +608,7 @@ class _Driver:
         except BaseException as exc:
             st.task = None
             if isinstance(exc, asyncio.CancelledError) and _cancel_requested():
-                self.act(self.jobs.abandon(job))
-                raise
+                raise  # abandoned: see stopped
             self.act(self.jobs.failed(job, exc))
         else:
             st.task = None

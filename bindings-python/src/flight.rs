@@ -2,8 +2,8 @@
 //! miss (lead or wait, a computation slot, the shared tier's answer, publishing, storing,
 //! hand-over, recursion, giving up); this module converts values, runs the user's function,
 //! (de)serializes for the shared tier when asked, and waits: a thread without the GIL (in
-//! slices, checking for Ctrl-C), asyncio through the small classes `Call`, `Lead` and
-//! `Signal` that `_decorator.py` drives.
+//! slices, checking for Ctrl-C); asyncio and batches go through the core's callback table
+//! (see [`crate::jobs`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -11,19 +11,18 @@ use std::time::{Duration, Instant};
 
 use coopcache::options::{self, Style};
 use coopcache::{
-    BatchStep, CallOptions, Caller, Computing, Error as CoreError, Key, KeyWriter, LeadStep, OnExecutor,
-    Outcome, Ready, RunsExecutor, Step,
+    CallOptions, Caller, Computing, Error as CoreError, Key, KeyWriter, LeadStep, Outcome, Ready,
+    RunsExecutor, Step,
 };
-use pyo3::exceptions::{PyBaseException, PyRuntimeError, PyTimeoutError, PyTypeError};
+use pyo3::exceptions::{PyRuntimeError, PyTimeoutError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::types::{PyDict, PyTuple};
 
 use crate::convert::{estimate, write_key};
 use crate::shared::{self, Codec};
 use crate::{COMPUTING_VAR, CoreCache, PyErrBox, PyValue, arg, lookup, option_err, to_pyerr};
 
-type CoreCall = coopcache::Call<Key, PyValue>;
 type CoreLead = coopcache::Lead<Key, PyValue>;
 
 /// How long a waiting thread sleeps (without the GIL) between checks for Ctrl-C.
@@ -55,7 +54,7 @@ impl Options {
         Ok(Options { timeout: c.timeout, call })
     }
 
-    fn call_options(&self) -> &CallOptions {
+    pub(crate) fn call_options(&self) -> &CallOptions {
         &self.call
     }
 }
@@ -85,11 +84,15 @@ fn timeout_err(t: Option<Duration>) -> PyErr {
 
 /// The computations the current asyncio context is inside (`_decorator._COMPUTING`): a task's
 /// computations travel with its context, not with the thread that happens to run it.
-fn context_frames(py: Python<'_>) -> Vec<coopcache::Frame> {
+pub(crate) fn context(py: Python<'_>) -> Vec<Bound<'_, Frame>> {
     let Some(var) = COMPUTING_VAR.get(py) else { return Vec::new() };
     let Ok(frames) = var.bind(py).call_method0("get") else { return Vec::new() };
     let Ok(frames) = frames.cast_into::<PyTuple>() else { return Vec::new() };
-    frames.iter().filter_map(|f| f.cast::<Frame>().ok().map(|f| f.get().0)).collect()
+    frames.iter().filter_map(|f| f.cast_into::<Frame>().ok()).collect()
+}
+
+fn context_frames(py: Python<'_>) -> Vec<coopcache::Frame> {
+    context(py).iter().map(|f| f.get().0).collect()
 }
 
 /// Puts the context's computations on this thread while the guards live, so the core's
@@ -98,7 +101,7 @@ fn enter(frames: &[coopcache::Frame]) -> Vec<Computing> {
     frames.iter().map(|f| f.enter()).collect()
 }
 
-fn weigh(value: &Bound<'_, PyAny>, weigher: Option<&Bound<'_, PyAny>>) -> PyResult<u64> {
+pub(crate) fn weigh(value: &Bound<'_, PyAny>, weigher: Option<&Bound<'_, PyAny>>) -> PyResult<u64> {
     match weigher {
         None => Ok(estimate(value)),
         Some(w) => w
@@ -118,7 +121,7 @@ fn failure(py: Python<'_>, e: PyErr) -> Outcome<PyValue> {
 
 /// How the function's result ends the computation: a value to store (weighed), a `nocache`
 /// value, or a failure (the function's exception, or the weigher's).
-fn outcome(
+pub(crate) fn outcome(
     py: Python<'_>,
     result: PyResult<Bound<'_, PyAny>>,
     weigher: Option<&Bound<'_, PyAny>>,
@@ -241,28 +244,6 @@ pub(crate) fn hit<'py>(
     Ok(Some(v))
 }
 
-/// The asyncio hit path: (0, value), or (5, (value, Lead)) when this hit is the one to
-/// refresh the value (the caller runs the Lead as a task on its loop); None on a miss.
-pub(crate) fn hit_async(
-    py: Python<'_>,
-    cache: &CoreCache,
-    key: &Key,
-    opts: &Options,
-    weigher: Option<&Py<PyAny>>,
-) -> PyResult<Option<(u8, Py<PyAny>)>> {
-    let read = |v: &PyValue| v.0.clone_ref(py);
-    let Some((v, lead)) = cache.hit_refresh_with(key, opts.call_options(), Caller::Blocking, read) else {
-        return Ok(None);
-    };
-    Ok(Some(match lead {
-        None => (DONE, v),
-        Some(lead) => {
-            let lead = Py::new(py, Lead::of(lead, weigher.map(|w| w.clone_ref(py)), cache))?;
-            (REFRESH, (v, lead).into_pyobject(py)?.into_any().unbind())
-        }
-    }))
-}
-
 static REFRESH_IN_THREAD: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 fn refresh_in_thread(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
@@ -362,41 +343,8 @@ fn lead_sync<'py>(
     }
 }
 
-/// The values of `keys` in cache `name` (see `coopcache.cached_many`): the core's batch,
-/// driven on this thread. The loader runs holding the GIL, once per round, with the list of
-/// the keys to load (the objects given); every wait is without the GIL.
-pub(crate) fn cached_many(
-    py: Python<'_>,
-    cache: &CoreCache,
-    keys: &Bound<'_, PyAny>,
-    loader: &Bound<'_, PyAny>,
-) -> PyResult<Vec<Py<PyAny>>> {
-    let objs: Vec<Bound<'_, PyAny>> = keys.try_iter()?.collect::<PyResult<_>>()?;
-    let ks: Vec<Key> = objs.iter().map(crate::convert::to_key).collect::<PyResult<_>>()?;
-    let mut batch = cache.batch(ks, Caller::Blocking);
-    loop {
-        match batch.step() {
-            BatchStep::Wait(ready) => {
-                wait_sync(py, &ready, None)?;
-            }
-            BatchStep::Load(at) => {
-                let asked = PyList::new(py, at.iter().map(|&i| &objs[i]))?;
-                let result = {
-                    let _computing = batch.enter();
-                    loader.call1((asked,))
-                };
-                let loaded = result.and_then(|mapping| loaded(&mapping));
-                batch.loaded(loaded.map_err(|e| CoreError::Computation(Arc::new(PyErrBox::new(py, e)))));
-            }
-            BatchStep::Done(values) => {
-                return values.into_iter().map(|r| r.map(|v| v.0).map_err(|e| to_pyerr(py, &e))).collect();
-            }
-        }
-    }
-}
-
 /// A loader's mapping as the core's values by key, each weighed.
-fn loaded(mapping: &Bound<'_, PyAny>) -> PyResult<HashMap<Key, (PyValue, u64)>> {
+pub(crate) fn loaded(mapping: &Bound<'_, PyAny>) -> PyResult<HashMap<Key, (PyValue, u64)>> {
     let items = mapping.call_method0("items").map_err(|_| {
         let t = mapping.get_type().name().map(|n| n.to_string()).unwrap_or_default();
         PyTypeError::new_err(format!(
@@ -437,18 +385,10 @@ pub(crate) fn nocache(value: Py<PyAny>) -> NoCache {
     NoCache { value }
 }
 
-/// The step codes the asyncio layer reads (`_decorator.py` names them).
-const DONE: u8 = 0;
-const FAILED: u8 = 1;
-const WAIT: u8 = 2;
-const LEAD: u8 = 3;
-const COMPUTE: u8 = 4;
-/// A hit whose refresh this caller starts: (value, Lead).
-const REFRESH: u8 = 5;
-
-/// A computation a task is inside, kept in its context (`_decorator._COMPUTING`).
+/// A computation a task is inside, and the job (of its loop's table) computing it, kept in
+/// its context (`_decorator._COMPUTING`).
 #[pyclass(frozen, module = "coopcache._native")]
-pub(crate) struct Frame(coopcache::Frame);
+pub(crate) struct Frame(pub(crate) coopcache::Frame, pub(crate) u64);
 
 #[pymethods]
 impl Frame {
@@ -463,157 +403,24 @@ impl Frame {
     }
 }
 
-/// One asyncio caller's call on a miss (`Cache._call`). Closing it before it is done gives up:
-/// the computation goes on for the others.
-#[pyclass(module = "coopcache._native")]
-pub(crate) struct Call {
-    inner: Option<CoreCall>,
-    timeout: Option<Duration>,
-    weigher: Option<Py<PyAny>>,
-    cache: CoreCache,
-}
-
-impl Call {
-    pub(crate) fn new(cache: &CoreCache, key: Key, opts: &Options, weigher: Option<Py<PyAny>>) -> Call {
-        Call {
-            // Blocking, as for threads: every computation running on this thread counts as
-            // this task's own. A loop run on a thread inside a sync computation (asyncio.run in
-            // the function) is that computation's: a task of it asking the same key would wait
-            // for itself, so it is a recursion error, not a deadlock.
-            inner: Some(cache.call(key, opts.call_options(), Caller::Blocking)),
-            timeout: opts.timeout,
-            weigher,
-            cache: cache.clone(),
-        }
-    }
-}
-
-#[pymethods]
-impl Call {
-    /// The caller's timeout in seconds (None: none).
-    #[getter]
-    fn timeout(&self) -> Option<f64> {
-        self.timeout.map(|t| t.as_secs_f64())
-    }
-
-    /// What to do next: (0, value) | (1, exception) | (2, Signal: wait for it, bounded by the
-    /// timeout, then step again) | (3, Lead: drive it in a task of its own, then step again).
-    fn step(&mut self, py: Python<'_>) -> PyResult<(u8, Py<PyAny>)> {
-        let frames = context_frames(py);
-        let call =
-            self.inner.as_mut().ok_or_else(|| PyRuntimeError::new_err("this coopcache call is over"))?;
-        let step = {
-            let _inside = enter(&frames);
-            call.step()
-        };
-        Ok(match step {
-            Step::Done(r) => {
-                self.inner = None;
-                match r {
-                    Ok(v) => (DONE, v.0),
-                    Err(e) => (FAILED, to_pyerr(py, &e).into_value(py).into_any()),
-                }
-            }
-            Step::Wait(ready) => (WAIT, Py::new(py, Signal { pending: Some(ready) })?.into_any()),
-            Step::Lead(lead) => {
-                let weigher = self.weigher.as_ref().map(|w| w.clone_ref(py));
-                (LEAD, Py::new(py, Lead::of(lead, weigher, &self.cache))?.into_any())
-            }
-        })
-    }
-
-    /// Gives up because the timeout passed; returns the `TimeoutError` to raise.
-    fn timed_out(&mut self, py: Python<'_>) -> Py<PyAny> {
-        self.inner = None;
-        timeout_err(self.timeout).into_value(py).into_any()
-    }
-
-    /// Gives up (a no-op once done).
-    fn close(&mut self) {
-        self.inner = None;
-    }
-}
-
-/// The computation's side of a call, driven by a task of its own (`_decorator._lead`). Closed
-/// before it is done, the computation is abandoned: a waiter takes over.
+/// A refresh the sync hit path hands out, run on a thread of its own
+/// (`_decorator._refresh_in_thread`).
 #[pyclass(module = "coopcache._native")]
 pub(crate) struct Lead {
     inner: Option<Box<CoreLead>>,
-    frame: coopcache::Frame,
-    /// The event loop whose task runs the computation, while it runs.
-    on_loop: Option<OnExecutor>,
     weigher: Option<Py<PyAny>>,
     cache: CoreCache,
 }
 
 impl Lead {
     pub(crate) fn of(lead: Box<CoreLead>, weigher: Option<Py<PyAny>>, cache: &CoreCache) -> Lead {
-        Lead { frame: lead.frame(), on_loop: None, inner: Some(lead), weigher, cache: cache.clone() }
-    }
-
-    fn lead(&mut self) -> PyResult<&mut CoreLead> {
-        self.inner.as_deref_mut().ok_or_else(|| PyRuntimeError::new_err("this coopcache computation is over"))
+        Lead { inner: Some(lead), weigher, cache: cache.clone() }
     }
 }
 
 #[pymethods]
 impl Lead {
-    /// The computation's frame, for the task's context.
-    #[getter]
-    fn frame(&self) -> Frame {
-        Frame(self.frame)
-    }
-
-    /// What to do next: (2, Signal: wait for it, then step again) | (4, None: run the function
-    /// and report with `computed` or `failed`) | (0, None: done).
-    fn step(&mut self, py: Python<'_>) -> PyResult<(u8, Option<Py<Signal>>)> {
-        let weigher = self.weigher.as_ref().map(|w| w.bind(py).clone());
-        let cache = self.cache.clone();
-        let lead = self.lead()?;
-        Ok(match drive_lead(py, lead, &cache, weigher.as_ref())? {
-            Act::Wait(ready) | Act::Confirm(ready) => {
-                (WAIT, Some(Py::new(py, Signal { pending: Some(ready) })?))
-            }
-            Act::Compute => (COMPUTE, None),
-            Act::Done => {
-                self.inner = None;
-                self.on_loop = None;
-                (DONE, None)
-            }
-        })
-    }
-
-    /// Reports the function's result (a value, or `nocache(value)`).
-    fn computed(&mut self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        let weigher = self.weigher.as_ref().map(|w| w.bind(py).clone());
-        let outcome = outcome(py, Ok(value.clone()), weigher.as_ref());
-        self.lead()?.computed(outcome);
-        Ok(())
-    }
-
-    /// Reports the exception the function raised (any `BaseException`): every caller waiting
-    /// gets it, nothing is stored.
-    fn failed(&mut self, py: Python<'_>, exc: &Bound<'_, PyBaseException>) -> PyResult<()> {
-        let outcome = failure(py, PyErr::from_value(exc.clone().into_any()));
-        self.lead()?.computed(outcome);
-        Ok(())
-    }
-
-    /// Runs `callback()` once, from whichever thread, when every caller waiting gave up before
-    /// the computation ended: cancel its task then (and close this).
-    fn on_abandoned(&mut self, callback: Py<PyAny>) -> PyResult<()> {
-        self.lead()?.on_abandoned(move || {
-            let _ = Python::try_attach(|py| {
-                if let Err(e) = callback.call0(py) {
-                    e.write_unraisable(py, None);
-                }
-            });
-        });
-        Ok(())
-    }
-
-    /// Drives the computation on this thread to its end, running `func(*args, **kwargs)`
-    /// (a refresh on a thread of its own: `_decorator._refresh_in_thread`).
+    /// Drives the computation on this thread to its end, running `func(*args, **kwargs)`.
     #[pyo3(signature = (func, args, kwargs=None))]
     fn run(
         &mut self,
@@ -628,46 +435,6 @@ impl Lead {
             self.inner.take().ok_or_else(|| PyRuntimeError::new_err("this coopcache computation is over"))?;
         lead_sync(py, &mut lead, &cache, Some(|| func.call(args, kwargs)), weigher.as_ref(), None)?;
         Ok(())
-    }
-
-    /// Ends this side (a no-op once done): unfinished, the computation is abandoned.
-    fn close(&mut self) {
-        self.inner = None;
-        self.on_loop = None;
-    }
-
-    /// Records that a task of the event loop `loop_id` (its `id()`) runs the computation: a
-    /// blocking call made on that loop's thread for this key would stop the loop, so it fails.
-    fn runs_on(&mut self, loop_id: u64) {
-        self.on_loop = Some(self.frame.runs_on(loop_id));
-    }
-}
-
-/// Something the asyncio layer waits for: `on_ready(callback)` calls `callback()` once it is
-/// ready, on whichever thread makes it so (at once if it is).
-#[pyclass(module = "coopcache._native")]
-pub(crate) struct Signal {
-    pending: Option<Ready>,
-}
-
-#[pymethods]
-impl Signal {
-    /// True once ready.
-    fn ready(&self) -> bool {
-        self.pending.as_ref().is_none_or(|p| p.try_get().is_some())
-    }
-
-    /// Calls `callback()` once ready (replacing a callback set before).
-    fn on_ready(&self, callback: Py<PyAny>) {
-        if let Some(p) = &self.pending {
-            p.on_ready(move |()| {
-                let _ = Python::try_attach(|py| {
-                    if let Err(e) = callback.call0(py) {
-                        e.write_unraisable(py, None);
-                    }
-                });
-            });
-        }
     }
 }
 

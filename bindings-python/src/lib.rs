@@ -2,11 +2,12 @@
 //!
 //! All semantics live in the core crate. This module converts keys (in Rust, see
 //! [`convert`]), weighs values, runs the user's function in Python, waits without holding the
-//! GIL (threads) or blocking the event loop (asyncio, through callbacks that the pure-Python
-//! layer turns into futures), and maps errors to Python exceptions.
+//! GIL (threads) or blocking the event loop (asyncio and batches, on the core's table of jobs:
+//! see [`jobs`]), and maps errors to Python exceptions.
 
 mod convert;
 mod flight;
+mod jobs;
 mod shared;
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -340,27 +341,6 @@ impl Cache {
         Ok(f.call((self.inner.name(), key, func), Some(&kwargs))?.unbind())
     }
 
-    /// The asyncio layer's start of a call: (0, value) on a hit, (5, (value, Lead)) on a hit
-    /// whose refresh the caller drives in a task of its own, else (1, Call) to drive.
-    #[pyo3(signature = (key, *, timeout=None, tags=None, weigher=None, refresh_after=None))]
-    fn _call(
-        &self,
-        py: Python<'_>,
-        key: &Bound<'_, PyAny>,
-        timeout: Option<&Bound<'_, PyAny>>,
-        tags: Option<&Bound<'_, PyAny>>,
-        weigher: Option<Py<PyAny>>,
-        refresh_after: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<(u8, Py<PyAny>)> {
-        let k = convert::to_key(key)?;
-        let opts = flight::Options::parse(timeout, tags, refresh_after)?;
-        if let Some(hit) = flight::hit_async(py, &self.inner, &k, &opts, weigher.as_ref())? {
-            return Ok(hit);
-        }
-        let call = flight::Call::new(&self.inner, k, &opts, weigher);
-        Ok((1, Py::new(py, call)?.into_any()))
-    }
-
     fn __repr__(&self) -> String {
         let s = self.inner.settings();
         format!(
@@ -415,22 +395,6 @@ fn cached(
     let k = convert::to_key(key)?;
     let opts = flight::Options::parse(timeout, tags, refresh_after)?;
     flight::cached_sync(py, &c, k, func, &opts, weigher)
-}
-
-/// The values of `keys` in cache `name`, in their order: stored keys are hits, keys another
-/// caller computes are waited for, and the rest are loaded by ONE call of `loader(missing)`
-/// (a list of those keys) that returns a dict of them to their values; each of them is a
-/// flight that other callers (single or batch) join. A key the loader leaves out raises
-/// `RuntimeError` (for its callers; nothing is stored for it); the loader's exception
-/// reaches every caller of its keys. The first failing key's exception is raised.
-#[pyfunction]
-fn cached_many(
-    py: Python<'_>,
-    name: &str,
-    keys: &Bound<'_, PyAny>,
-    loader: &Bound<'_, PyAny>,
-) -> PyResult<Vec<Py<PyAny>>> {
-    flight::cached_many(py, &lookup(name)?, keys, loader)
 }
 
 /// The stored value for `key` in cache `name`, or `default` on a miss. Never computes; a read
@@ -564,9 +528,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ENTRY_OVERHEAD", coopcache::ENTRY_OVERHEAD)?;
     m.add_class::<Cache>()?;
     m.add_class::<flight::NoCache>()?;
-    m.add_class::<flight::Call>()?;
     m.add_class::<flight::Lead>()?;
-    m.add_class::<flight::Signal>()?;
+    m.add_class::<jobs::Jobs>()?;
     m.add_class::<flight::Frame>()?;
     m.add_class::<flight::CachedFunction>()?;
     m.add_function(wrap_pyfunction!(configure, m)?)?;
@@ -575,7 +538,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cache, m)?)?;
     m.add_function(wrap_pyfunction!(cached, m)?)?;
     m.add_function(wrap_pyfunction!(get, m)?)?;
-    m.add_function(wrap_pyfunction!(cached_many, m)?)?;
     m.add_function(wrap_pyfunction!(invalidate, m)?)?;
     m.add_function(wrap_pyfunction!(invalidate_tag, m)?)?;
     m.add_function(wrap_pyfunction!(clear, m)?)?;

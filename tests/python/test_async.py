@@ -5,16 +5,7 @@ from typing import Any, List
 import coopcache
 import pytest
 from conftest import fresh
-from helpers import wait_until, waiting
-
-
-async def until(cond: Any) -> None:
-    """Awaits a condition without blocking the loop (generous bound, never a timing assertion)."""
-    for _ in range(20_000):
-        if cond():
-            return
-        await asyncio.sleep(0.001)
-    raise AssertionError("condition never held")
+from helpers import until, wait_until, waiting
 
 
 def test_asyncio_stampede_computes_once(name: str) -> None:
@@ -335,3 +326,25 @@ def test_tags_as_a_single_str_is_a_type_error(name: str) -> None:
             await coopcache.cached_async(name, "k", lambda: 1, tags="t")
 
     asyncio.run(main())
+
+
+def test_a_computation_cancelled_before_its_task_started_hands_the_key_over(name: str) -> None:
+    """The loop stops right after the caller's first step made the computation's task, and
+    closes with that task never started: a waiting thread takes the key over."""
+    loop = asyncio.new_event_loop()
+    caller = loop.create_task(coopcache.cached_async(name, "k", lambda: "async"))
+    loop.call_soon(loop.stop)  # one iteration: the caller's step, which creates the task
+    loop.run_forever()
+    assert coopcache.stats(name)["in_flight"] == 1
+    got: List[Any] = []
+    st = threading.Thread(target=lambda: got.append(coopcache.cached(name, "k", lambda: "sync")))
+    st.start()
+    wait_until(waiting(name, 1), "the thread waits")
+    tasks = asyncio.all_tasks(loop)
+    assert len(tasks) == 2 and caller in tasks
+    for t in tasks:
+        t.cancel()
+    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+    loop.close()
+    st.join(20)
+    assert got == ["sync"], "the thread computed the key"

@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable, List
 
 import coopcache
 import pytest
-from helpers import wait_until, waiting
+from helpers import until, wait_until, waiting
 
 
 class Halt(BaseException):
@@ -32,14 +32,6 @@ IDS = ["KeyboardInterrupt", "SystemExit", "CancelledError", "BaseException-subcl
 
 N = 8
 
-
-async def until(cond: Callable[[], bool]) -> None:
-    """Awaits a condition without blocking the loop (a generous bound, never a timing assertion)."""
-    for _ in range(20_000):
-        if cond():
-            return
-        await asyncio.sleep(0.001)
-    raise AssertionError("condition never held")
 
 
 async def outcome(aw: Awaitable[Any]) -> Any:

@@ -1,13 +1,14 @@
 """Batches (``cached_many``): one loader call for the keys nobody has, each of them a flight
 that single calls and other batches join. Ordering by events and counters, never sleeps."""
 
+import asyncio
 import threading
 from collections import Counter
 from typing import Dict, List
 
 import coopcache
 import pytest
-from helpers import wait_until
+from helpers import until, wait_until
 
 
 def test_three_overlapping_batches_and_ten_single_calls_load_each_key_once(name: str) -> None:
@@ -120,3 +121,107 @@ def test_the_decorator_form_takes_a_list_of_ids() -> None:
     assert asked == [[1, 2], [3]], "one call for the ids nobody has"
     assert load_users.__name__ == "load_users"
     assert coopcache.get("test-many-decorated", ("test_many.load_users", 3)) == "user 3"
+
+
+
+def test_an_async_loader(name: str) -> None:
+    async def loader(missing: List[int]) -> Dict[int, str]:
+        await asyncio.sleep(0)
+        return {k: f"v{k}" for k in missing}
+
+    async def main() -> None:
+        assert await coopcache.cached_many_async(name, [1, 2], loader) == ["v1", "v2"]
+        # A sync loader works in the async form too; stored keys are hits.
+        assert await coopcache.cached_many_async(name, [2, 3], lambda m: {k: k for k in m}) == ["v2", 3]
+
+    asyncio.run(main())
+
+
+def test_async_three_overlapping_batches_and_ten_single_calls_load_each_key_once(name: str) -> None:
+    loads: Counter[int] = Counter()
+    batches = [list(range(0, 6)), list(range(3, 10)), list(range(0, 10, 2))]
+
+    async def main() -> List[List[str]]:
+        gate = asyncio.Event()
+
+        async def loader(missing: List[int]) -> Dict[int, str]:
+            loads.update(missing)
+            await gate.wait()  # the first batch holds its keys while the others join them
+            return {k: f"v{k}" for k in missing}
+
+        async def one(k: int) -> str:
+            return (await loader([k]))[k]
+
+        first = asyncio.ensure_future(coopcache.cached_many_async(name, batches[0], loader))
+        await until(lambda: coopcache.stats(name)["in_flight"] == 6)
+        calls = [coopcache.cached_many_async(name, b, loader) for b in batches[1:]]
+        calls += [coopcache.cached_async(name, k, lambda k=k: one(k)) for k in range(10)]
+        rest = asyncio.ensure_future(asyncio.gather(*calls))
+        # Keys 6..9 led by the second batch; 3 + 5 keys of batches and 10 single calls wait.
+        await until(lambda: coopcache.stats(name)["in_flight"] == 10)
+        await until(lambda: coopcache.stats(name)["coalesced"] >= 18)
+        gate.set()
+        return [await first, *[r if isinstance(r, list) else [r] for r in await rest]]
+
+    results = asyncio.run(main())
+    assert loads == Counter(range(10)), "every key loaded exactly once"
+    for i, keys in enumerate(batches):
+        assert results[i] == [f"v{k}" for k in keys]
+    assert results[3:] == [[f"v{k}"] for k in range(10)]
+
+
+def test_an_async_loader_s_exception_reaches_every_waiter_of_its_keys(name: str) -> None:
+    async def main() -> List[BaseException]:
+        go = asyncio.Event()
+
+        async def loader(missing: List[int]) -> Dict[int, int]:
+            await go.wait()
+            raise Down("backend down")
+
+        batch = asyncio.ensure_future(coopcache.cached_many_async(name, [1, 2, 3], loader))
+        await until(lambda: coopcache.stats(name)["in_flight"] == 3)
+        single = asyncio.ensure_future(coopcache.cached_async(name, 2, lambda: 0))
+        other = asyncio.ensure_future(coopcache.cached_many_async(name, [3, 4], lambda m: {4: 4}))
+        await until(lambda: coopcache.stats(name)["coalesced"] >= 2)
+        go.set()
+        got = await asyncio.gather(batch, single, other, return_exceptions=True)
+        return list(got)  # type: ignore[arg-type]
+
+    errors = asyncio.run(main())
+    assert all(isinstance(e, Down) for e in errors), errors
+    assert errors[0] is errors[1] is errors[2], "the very exception, for every waiter"
+    assert [coopcache.get(name, k) for k in (1, 2, 3, 4)] == [None, None, None, 4]
+
+
+def test_an_async_loader_asking_its_own_key_after_an_await_is_a_recursion_error(name: str) -> None:
+    async def loader(missing: List[int]) -> Dict[int, object]:
+        await asyncio.sleep(0)
+        return {k: await coopcache.cached_async(name, k, lambda: 0) for k in missing}
+
+    async def main() -> None:
+        with pytest.raises(coopcache.CacheRecursionError):
+            # A hang guard only: the error comes at once.
+            await asyncio.wait_for(coopcache.cached_many_async(name, [1, 2], loader), 20)
+
+    asyncio.run(main())
+
+
+coopcache.configure("test-many-decorated-async")
+asked_async: List[List[int]] = []
+
+
+@coopcache.cached_many("test-many-decorated-async")
+async def load_users_async(ids: List[int]) -> Dict[int, str]:
+    asked_async.append(ids)
+    await asyncio.sleep(0)
+    return {i: f"user {i}" for i in ids}
+
+
+def test_the_decorator_form_of_an_async_def_is_async() -> None:
+    async def main() -> None:
+        assert await load_users_async([1, 2]) == ["user 1", "user 2"]
+        assert await load_users_async([2, 3]) == ["user 2", "user 3"]
+
+    asyncio.run(main())
+    assert asked_async == [[1, 2], [3]]
+    assert load_users_async.__name__ == "load_users_async"

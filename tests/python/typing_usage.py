@@ -104,4 +104,19 @@ def load_names(ids: List[int]) -> Dict[int, str]:
 
 
 names_list: List[str] = load_names([1, 2])
+
+
+@coopcache.cached_many("typing-refresh")
+async def load_names_async(ids: List[int]) -> Dict[int, str]:
+    return {i: f"name {i}" for i in ids}
+
+
+async def many_async() -> List[str]:
+    got: List[str] = await coopcache.cached_many_async(
+        "typing-refresh", [3], lambda ids: {i: "x" for i in ids}
+    )
+    return got + await load_names_async([4])
+
+
+print(asyncio.run(many_async()))
 print(refreshed(1), many, names_list)

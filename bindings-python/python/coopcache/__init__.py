@@ -22,7 +22,7 @@ import os
 from importlib import metadata as _metadata
 
 from . import _native
-from ._decorator import _COMPUTING, cached, cached_async, cached_many
+from ._decorator import _COMPUTING, cached, cached_async, cached_many, cached_many_async
 from ._errors import RemoteError, UnknownCacheError
 from ._native import (
     Cache,
@@ -49,6 +49,7 @@ __all__ = [
     "cached",
     "cached_async",
     "cached_many",
+    "cached_many_async",
     "clear",
     "configure",
     "get",

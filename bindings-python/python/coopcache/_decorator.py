@@ -14,6 +14,7 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import itertools
 import sys
 import threading
 import weakref
@@ -25,6 +26,7 @@ from typing import (
     List,
     Mapping,
     Optional,
+    Protocol,
     Set,
     Tuple,
     TypeVar,
@@ -32,8 +34,6 @@ from typing import (
 )
 
 from . import _native
-
-_get_running_loop = asyncio._get_running_loop
 
 #: The computations (their frames) the current asyncio context is inside: the core's
 #: recursion and wait-cycle checks see them on every call a task makes.
@@ -45,9 +45,6 @@ _COMPUTING: contextvars.ContextVar[Tuple[_native.Frame, ...]] = contextvars.Cont
 _TASKS: Set[asyncio.Task[None]] = set()
 
 _MISSING: Any = object()
-
-# The native steps' codes.
-_DONE, _FAILED, _WAIT, _LEAD, _COMPUTE, _REFRESH = 0, 1, 2, 3, 4, 5
 
 #: A generator stored as a value would reach the second caller exhausted.
 _GENERATOR_RESULT = (
@@ -226,6 +223,18 @@ def cached(
 _K = TypeVar("_K")
 
 
+class _ManyDecorator(Protocol):
+    """``@cached_many(name)``: a sync loader makes a sync function, an async one an async one."""
+
+    @overload
+    def __call__(
+        self, func: Callable[[List[_K]], Awaitable[Mapping[_K, _T]]]
+    ) -> Callable[[Iterable[_K]], Awaitable[List[_T]]]: ...
+
+    @overload
+    def __call__(self, func: Callable[[List[_K]], Mapping[_K, _T]]) -> Callable[[Iterable[_K]], List[_T]]: ...
+
+
 @overload
 def cached_many(
     name: str, keys: Iterable[Any], loader: Callable[[List[Any]], Mapping[Any, _T]]
@@ -233,38 +242,80 @@ def cached_many(
 
 
 @overload
-def cached_many(
-    name: str,
-) -> Callable[[Callable[[List[_K]], Mapping[_K, _T]]], Callable[[Iterable[_K]], List[_T]]]: ...
+def cached_many(name: str) -> _ManyDecorator: ...
 
 
 def cached_many(name: str, keys: Any = _MISSING, loader: Any = None) -> Any:
     """Call form ``cached_many(name, keys, loader)``: the values of ``keys``, in their order;
     stored keys are hits, keys another caller computes are waited for, and the rest are loaded
-    by ONE call of ``loader(missing)``, which returns a dict of them to their values.
+    by ONE call of ``loader(missing)``, which returns a dict of them to their values. (For an
+    ``async def`` loader: ``await cached_many_async(name, keys, loader)``.)
 
     Decorator form ``@cached_many(name)`` on a function taking a list of ids and returning a
     dict of them to their values: calling it with ids returns their values as a list; each id
-    is stored under ``(module.qualname, id)``, so one cache may hold several such functions."""
+    is stored under ``(module.qualname, id)``, so one cache may hold several such functions.
+    On an ``async def`` function the result is an ``async def`` function too."""
     if keys is not _MISSING:
         if loader is None:
             raise TypeError("cached_many(name, keys, loader): the loader is missing")
-        return _native.cached_many(name, keys, loader)
+        return _many_sync(_native.cache(name), _key_list(keys), loader)
 
-    def decorate(func: Callable[[List[Any]], Mapping[Any, Any]]) -> Callable[[Iterable[Any]], List[Any]]:
+    def decorate(func: Callable[[List[Any]], Any]) -> Callable[[Iterable[Any]], Any]:
         prefix = _prefix(func)
         _claim_default_key(name, func, prefix)
 
+        def keyed(loaded: Mapping[Any, Any]) -> dict[Tuple[str, Any], Any]:
+            return {(prefix, k): v for k, v in loaded.items()}
+
+        if inspect.iscoroutinefunction(func):
+
+            async def load_async(missing: List[Tuple[str, Any]]) -> dict[Tuple[str, Any], Any]:
+                return keyed(await func([k for _, k in missing]))
+
+            @functools.wraps(func)
+            async def async_wrapper(ids: Iterable[Any]) -> List[Any]:
+                return await cached_many_async(name, [(prefix, i) for i in ids], load_async)
+
+            return async_wrapper
+
         def load(missing: List[Tuple[str, Any]]) -> dict[Tuple[str, Any], Any]:
-            return {(prefix, k): v for k, v in func([k for _, k in missing]).items()}
+            return keyed(func([k for _, k in missing]))
 
         @functools.wraps(func)
         def wrapper(ids: Iterable[Any]) -> List[Any]:
-            return _native.cached_many(name, [(prefix, i) for i in ids], load)
+            return _many_sync(_native.cache(name), [(prefix, i) for i in ids], load)
 
         return wrapper
 
     return decorate
+
+
+def _many_sync(cache: _native.Cache, keys: List[Any], loader: Callable[[List[Any]], Any]) -> List[Any]:
+    """A batch on this thread, on a table of its own: the loader runs here (its keys count as
+    computed in its context: asking one of them is a recursion error); waits release the GIL."""
+    ready = threading.Event()
+    jobs = _native.Jobs(None, ready.set)
+    actions = jobs.batch(0, cache, keys)
+    while True:
+        for _, code, obj, _ in actions:
+            if code == _VALUE:
+                return list(obj)
+            if code == _ERROR:
+                raise obj
+        if actions and actions[-1][1] == _LOAD:
+            token = _COMPUTING.set(_COMPUTING.get() + tuple(jobs.frames(0)))
+            try:
+                mapping = loader([keys[i] for i in actions[-1][2]])
+            except BaseException as exc:
+                actions = jobs.failed(0, exc)
+            else:
+                actions = jobs.computed(0, mapping)
+            finally:
+                _COMPUTING.reset(token)
+        else:
+            ready.wait()
+            ready.clear()
+            actions = jobs.drain()
 
 
 # One overload per kind of `fn` (a union of them in one signature leaves type checkers to
@@ -336,34 +387,39 @@ async def cached_async(
     the task that started the computation does not cancel it for the others. A hit due for
     refresh (``refresh_after``) returns the stored value and runs the refresh as a detached
     task on this loop."""
-    kind, obj = _native.cache(name)._call(
-        key, timeout=timeout, tags=tags, weigher=weigher, refresh_after=refresh_after
+    return await _driver().call(
+        _native.cache(name), key, fn,
+        timeout=timeout, tags=tags, weigher=weigher, refresh_after=refresh_after,
     )
-    if kind == _DONE:
-        return obj  # a hit
-    if kind == _REFRESH:  # a hit whose refresh this caller starts; nobody waits for it
-        value, refresh = obj
-        _detach(asyncio.get_running_loop(), _lead(refresh, fn))
-        return value
-    call: _native.Call = obj
-    try:
-        loop = asyncio.get_running_loop()
-        deadline = None if call.timeout is None else loop.time() + call.timeout
-        while True:
-            kind, obj = call.step()
-            if kind == _DONE:
-                return obj
-            if kind == _FAILED:
-                raise obj
-            if kind == _WAIT:
-                if not await _ready(obj, loop, deadline):
-                    raise call.timed_out()
-            else:  # _LEAD: the computation runs as a task of its own; this caller waits for it
-                lead: _native.Lead = obj
-                task = _detach(loop, _lead(lead, fn))
-                lead.on_abandoned(functools.partial(_cancel_soon, loop, task))
-    finally:
-        call.close()  # before it is done: this caller gave up (the others go on)
+
+
+@overload
+async def cached_many_async(
+    name: str, keys: Iterable[Any], loader: Callable[[List[Any]], Awaitable[Mapping[Any, _T]]]
+) -> List[_T]: ...
+
+
+@overload
+async def cached_many_async(
+    name: str, keys: Iterable[Any], loader: Callable[[List[Any]], Mapping[Any, _T]]
+) -> List[_T]: ...
+
+
+async def cached_many_async(name: str, keys: Iterable[Any], loader: Callable[[List[Any]], Any]) -> List[Any]:
+    """``await cached_many_async(name, keys, loader)``: ``cached_many`` for asyncio. ``loader``
+    may be an ``async def`` function (or return a plain dict); waiting never blocks the event
+    loop, and the loader runs as a task of its own."""
+    keys = _key_list(keys)
+    return await _driver().many(_native.cache(name), keys, loader)  # type: ignore[no-any-return]
+
+
+def _key_list(keys: Iterable[Any]) -> List[Any]:
+    if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable):
+        raise TypeError(
+            f"cached_many: keys must be a list (or another iterable) of keys, got {keys!r} "
+            f"of type {type(keys).__name__}"
+        )
+    return list(keys)
 
 
 if sys.version_info >= (3, 11):
@@ -413,70 +469,147 @@ def _refresh_in_thread(
     ).start()
 
 
-def _cancel_soon(loop: asyncio.AbstractEventLoop, task: asyncio.Task[None]) -> None:
-    try:
-        loop.call_soon_threadsafe(task.cancel)
-    except RuntimeError:  # the loop is closed
-        pass
+#: Job numbers, unique in the process: a task's context names the jobs it computes for.
+_JOB_IDS = itertools.count(1)
+
+#: The native table's actions: settle the caller with a value or an exception, run the
+#: function, run the loader (with the keys at the given indices), nothing.
+_VALUE, _ERROR, _COMPUTE, _LOAD, _GONE = 0, 1, 2, 3, 4
+
+#: The current thread's driver, for its running event loop.
+_LOCAL = threading.local()
 
 
-def _settle(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
+class _Job:
+    """A job's Python side: the function or loader, the caller's future (None: nobody waits,
+    a refresh), a batch's keys, the caller's context, and the task computing for it."""
+
+    __slots__ = ("fn", "fut", "keys", "ctx", "task")
+
+    def __init__(self, fn: Callable[..., Any], fut: Optional[asyncio.Future[Any]], keys: List[Any]) -> None:
+        self.fn, self.fut, self.keys = fn, fut, keys
+        self.ctx = contextvars.copy_context()
+        self.task: Optional[asyncio.Task[None]] = None
 
 
-async def _ready(signal: _native.Signal, loop: asyncio.AbstractEventLoop, deadline: Optional[float]) -> bool:
-    """Waits without blocking the loop until ``signal`` is ready (True) or the deadline passes
-    (False)."""
-    if signal.ready():
-        return True
-    fut: asyncio.Future[None] = loop.create_future()
-
-    def on_ready() -> None:  # any thread, GIL held
-        if _get_running_loop() is loop:  # on the loop's own thread (a task of it made it ready)
-            _settle(fut)
-            return
-        try:
-            loop.call_soon_threadsafe(_settle, fut)
-        except RuntimeError:  # the loop is closed
-            pass
-
-    signal.on_ready(on_ready)
-    if deadline is None:
-        await fut
-        return True
-    done, _ = await asyncio.wait((fut,), timeout=max(0.0, deadline - loop.time()))
-    return bool(done)
-
-
-async def _lead(lead: _native.Lead, fn: Callable[[], Any]) -> None:
-    """The computation, as a task of its own (in a copy of the caller's context). It runs the
-    function when the core says so and reports how it ended; whatever the function raises is
-    its outcome, for every caller. Only this task being cancelled (nobody waits any more, or
-    its loop is closing) abandons it: then a waiter takes over."""
-    _COMPUTING.set(_COMPUTING.get() + (lead.frame,))
+def _driver() -> _Driver:
     loop = asyncio.get_running_loop()
-    lead.runs_on(id(loop))  # a blocking call on this loop's thread for this key fails, not hangs
-    try:
-        while True:
-            kind, signal = lead.step()
-            if kind == _WAIT:
-                assert signal is not None
-                await _ready(signal, loop, None)
-            elif kind == _COMPUTE:
-                try:
-                    result = fn()
-                    if inspect.isawaitable(result):
-                        result = await result
-                    if inspect.isgenerator(result) or inspect.isasyncgen(result):
-                        raise TypeError(_GENERATOR_RESULT)
-                except BaseException as exc:
-                    if isinstance(exc, asyncio.CancelledError) and _cancel_requested():
-                        raise  # abandoned: closed below, a waiter takes over
-                    lead.failed(exc)
-                else:
-                    lead.computed(result)
-            else:
-                return
-    finally:
-        lead.close()  # a no-op once done
+    d: Optional[_Driver] = getattr(_LOCAL, "driver", None)
+    if d is None or d.loop is not loop:
+        d = _LOCAL.driver = _Driver(loop)
+    return d
+
+
+def _wake_later(ref: weakref.ReferenceType[_Driver]) -> Callable[[], None]:
+    """The table's wake-up (called on any thread), holding the driver weakly (no cycle through
+    the native table)."""
+
+    def wake() -> None:
+        d = ref()
+        if d is not None and not d.woken:
+            d.woken = True
+            try:
+                d.loop.call_soon_threadsafe(d.drain)
+            except RuntimeError:  # the loop is closed
+                pass
+
+    return wake
+
+
+class _Driver:
+    """One event loop's misses on the core's table of jobs (``_native.Jobs``), which decides
+    every step: this runs the function (or loader) as a detached task when told, settles the
+    callers' futures, and drains the table when a callback from any thread wakes the loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.woken = False
+        self.jobs = _native.Jobs(id(loop), _wake_later(weakref.ref(self)))
+        self.states: dict[int, _Job] = {}
+
+    def drain(self) -> None:
+        self.woken = False
+        self.act(self.jobs.drain())
+
+    async def call(self, cache: _native.Cache, key: Any, fn: Callable[[], Any], **opts: Any) -> Any:
+        job = next(_JOB_IDS)
+        hit, value, timeout, actions = self.jobs.call(job, cache, key, **opts)
+        if hit:
+            if actions:  # its refresh, which this caller starts and nobody waits for
+                self.states[job] = _Job(fn, None, [])
+                self.act(actions)
+            return value
+        st = self.states[job] = _Job(fn, self.loop.create_future(), [])
+        self.act(actions)
+        return await self.wait(job, st, timeout)
+
+    async def many(self, cache: _native.Cache, keys: List[Any], loader: Callable[..., Any]) -> Any:
+        job = next(_JOB_IDS)
+        actions = self.jobs.batch(job, cache, keys)
+        st = self.states[job] = _Job(loader, self.loop.create_future(), keys)
+        self.act(actions)
+        return await self.wait(job, st, None)
+
+    async def wait(self, job: int, st: _Job, timeout: Optional[float]) -> Any:
+        """The caller's outcome; past its timeout, or cancelled, it gives up alone (the
+        computation goes on while anyone waits for it)."""
+        assert st.fut is not None
+        timer = None if timeout is None else self.loop.call_later(timeout, self.give_up, job)
+        try:
+            return await st.fut
+        except asyncio.CancelledError:
+            self.give_up(job)
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def give_up(self, job: int) -> None:
+        self.act(self.jobs.give_up(job))
+
+    def act(self, actions: List[Tuple[int, int, Any, bool]]) -> None:
+        for job, code, obj, last in actions:
+            st = self.states.get(job)
+            if st is None:
+                continue
+            if code in (_VALUE, _ERROR):
+                if st.fut is not None and not st.fut.done():
+                    if code == _VALUE:
+                        st.fut.set_result(obj)
+                    else:
+                        st.fut.set_exception(obj)
+            elif code in (_COMPUTE, _LOAD):
+                st.task = st.ctx.run(_detach, self.loop, self.compute(job, st, obj))
+                st.task.add_done_callback(functools.partial(self.stopped, job))
+            if last:
+                del self.states[job]
+                if code == _GONE and st.task is not None:
+                    st.task.cancel()  # nobody waits for its computation any more
+
+    def stopped(self, job: int, task: asyncio.Task[None]) -> None:
+        """A computation's task ended; cancelled (before it started, too: its loop closed),
+        it is abandoned: a waiter takes over (a no-op when nobody waits, the job is over)."""
+        if task.cancelled():
+            self.act(self.jobs.abandon(job))
+
+    async def compute(self, job: int, st: _Job, at: Optional[List[int]]) -> None:
+        """The function (or the loader, with the keys at ``at``) as a task of its own, in a copy
+        of the caller's context that carries its computations (the core's recursion checks
+        see them on every call it makes, after an await too). Whatever it raises is its
+        outcome, for every caller. Only this task being cancelled (nobody waits any more, or
+        its loop is closing) abandons it: then a waiter takes over."""
+        _COMPUTING.set(_COMPUTING.get() + tuple(self.jobs.frames(job)))
+        try:
+            result = st.fn() if at is None else st.fn([st.keys[i] for i in at])
+            if inspect.isawaitable(result):
+                result = await result
+            if inspect.isgenerator(result) or inspect.isasyncgen(result):
+                raise TypeError(_GENERATOR_RESULT)
+        except BaseException as exc:
+            st.task = None
+            if isinstance(exc, asyncio.CancelledError) and _cancel_requested():
+                raise  # abandoned: see stopped
+            self.act(self.jobs.failed(job, exc))
+        else:
+            st.task = None
+            self.act(self.jobs.computed(job, result))

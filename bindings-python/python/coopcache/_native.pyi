@@ -7,8 +7,8 @@ from typing import (
     Dict,
     Generic,
     Iterable,
+    List,
     Literal,
-    Mapping,
     Optional,
     Tuple,
     TypeVar,
@@ -145,15 +145,6 @@ class Cache:
     ) -> _T:
         """``await c.cached_async(key, fn)``: the asyncio form (see ``coopcache.cached_async``)."""
         ...
-    def _call(
-        self,
-        key: Key,
-        *,
-        timeout: Optional[float] = None,
-        tags: Optional[Iterable[str]] = None,
-        weigher: Optional[Callable[[Any], int]] = None,
-        refresh_after: Optional[float] = None,
-    ) -> Tuple[int, Any]: ...
 
 def configure(
     name: str,
@@ -208,15 +199,6 @@ def cached(
     """Call form: the value for ``key`` in cache ``name``, computed by ``func()`` once however
     many callers ask at the same moment (the others wait for it, without the GIL)."""
     ...
-def cached_many(
-    name: str, keys: Iterable[Key], loader: Callable[[list[Any]], Mapping[Any, _T]]
-) -> list[_T]:
-    """The values of ``keys`` in cache ``name``, in their order: stored keys are hits, keys
-    another caller computes are waited for, and the rest are loaded by ONE call of
-    ``loader(missing)`` that returns a dict of them to their values (each of them a flight
-    other callers join). A key the loader leaves out raises ``RuntimeError``; the loader's
-    exception reaches every caller of its keys."""
-    ...
 def get(name: str, key: Key, default: Optional[_T] = None) -> Any:
     """The stored value for ``key`` in cache ``name``, or ``default`` on a miss (never computes;
     a read resets the entry's idle clock)."""
@@ -270,32 +252,36 @@ class Frame:
     @property
     def id(self) -> int: ...
 
-@final
-class Signal:
-    def ready(self) -> bool: ...
-    def on_ready(self, callback: Callable[[], None]) -> None: ...
+_Action = Tuple[int, int, Any, bool]
 
 @final
-class Call:
-    @property
-    def timeout(self) -> Optional[float]: ...
-    def step(self) -> Tuple[int, Any]: ...
-    def timed_out(self) -> TimeoutError: ...
-    def close(self) -> None: ...
+class Jobs:
+    """One event loop's (or one blocking batch's) misses on the core's table of jobs."""
+    def __init__(self, loop_id: Optional[int], wake: Callable[[], None]) -> None: ...
+    def call(
+        self,
+        job: int,
+        cache: Cache,
+        key: Key,
+        *,
+        timeout: Optional[float] = None,
+        tags: Optional[Iterable[str]] = None,
+        weigher: Optional[Callable[[Any], int]] = None,
+        refresh_after: Optional[float] = None,
+    ) -> Tuple[bool, Any, Optional[float], List[_Action]]: ...
+    def batch(self, job: int, cache: Cache, keys: List[Any]) -> List[_Action]: ...
+    def computed(self, job: int, value: object) -> List[_Action]: ...
+    def failed(self, job: int, exc: BaseException) -> List[_Action]: ...
+    def give_up(self, job: int) -> List[_Action]: ...
+    def abandon(self, job: int) -> List[_Action]: ...
+    def drain(self) -> List[_Action]: ...
+    def frames(self, job: int) -> List[Frame]: ...
 
 @final
 class Lead:
-    @property
-    def frame(self) -> Frame: ...
-    def runs_on(self, loop_id: int) -> None: ...
-    def step(self) -> Tuple[int, Optional[Signal]]: ...
-    def computed(self, value: object) -> None: ...
-    def failed(self, exc: BaseException) -> None: ...
-    def on_abandoned(self, callback: Callable[[], None]) -> None: ...
     def run(
         self, func: Callable[..., Any], args: Tuple[Any, ...], kwargs: Optional[Dict[str, Any]] = None
     ) -> None: ...
-    def close(self) -> None: ...
 
 @final
 class CachedFunction:

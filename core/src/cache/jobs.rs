@@ -361,16 +361,28 @@ where
             for n in notes {
                 match n {
                     Note::Ready(id) => self.advance(id, out),
-                    Note::Abandoned(id) => {
-                        // Nobody waits any more: the computation goes on in the host, unheard.
-                        if let Some(job) = self.jobs.get_mut(&id) {
-                            (job.lead, job.lead_at, job.bytes) = (None, LeadAt::Ready, None);
-                            self.advance(id, out);
-                        }
-                    }
+                    // Nobody waits any more: the computation goes on in the host, unheard.
+                    Note::Abandoned(id) => self.abandon(id, out),
                 }
             }
         }
+    }
+
+    /// Drops the job's lead (the host stopped its computation: a waiter takes over), and
+    /// steps the job's call on if it has one.
+    pub fn abandon(&mut self, id: u64, out: &mut Vec<Action<V>>) {
+        if let Some(job) = self.jobs.get_mut(&id) {
+            (job.lead, job.lead_at, job.bytes) = (None, LeadAt::Ready, None);
+            self.advance(id, out);
+        }
+    }
+
+    /// The frames of the job's computation, or of the keys its batch loads: for a host whose
+    /// computations go on after their synchronous part, to carry in their context.
+    pub fn frames(&self, id: u64) -> Vec<Frame> {
+        let Some(job) = self.jobs.get(&id) else { return Vec::new() };
+        let lead = job.lead.as_ref().map(|l| l.frame());
+        lead.into_iter().chain(job.batch.iter().flat_map(|(b, _)| b.frames())).collect()
     }
 
     /// Whether a job keeps the host alive now (a lead waiting for the shared tier).
@@ -554,6 +566,23 @@ mod tests {
         out.clear();
         jobs.drain(&mut out);
         assert!(matches!(&out[..], [Action { job: 2, what: Do::Settle(Ok(20)), last: true }]));
+    }
+
+    #[test]
+    fn an_abandoned_lead_hands_the_key_to_a_waiter_and_frames_name_what_a_job_computes() {
+        let (c, mut jobs, mut out) = jobs();
+        jobs.start(1, call(&c, 5), false, Vec::new(), &mut out);
+        jobs.start(2, call(&c, 5), false, Vec::new(), &mut out);
+        jobs.start_batch(3, c.batch([6, 7], Caller::Blocking), Vec::new(), &mut out);
+        assert_eq!(jobs.frames(1).len(), 1);
+        assert!(jobs.frames(2).is_empty(), "a waiter computes nothing");
+        assert_eq!(jobs.frames(3).len(), 2, "a batch's frames: the keys it loads");
+        out.clear();
+        jobs.abandon(1, &mut out);
+        jobs.drain(&mut out);
+        // The leader's caller waits on and the waiter takes the key over (or the reverse).
+        assert!(matches!(&out[..], [Action { what: Do::Compute, last: false, .. }]), "one computes again");
+        assert_eq!(c.stats().in_flight, 3, "key 5 again, and the batch's two");
     }
 
     #[test]

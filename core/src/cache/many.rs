@@ -16,7 +16,7 @@ use std::task::Poll;
 use super::Cache;
 use crate::concurrency::Permit;
 use crate::error::{BoxError, Error};
-use crate::flight::{Begin, Caller, Completion, Computing, Lease, Waiter};
+use crate::flight::{Begin, Caller, Completion, Computing, Frame, Lease, Waiter};
 use crate::wait::{Pending, Ready};
 
 /// A panic of the loader, resumed once every caller of its keys has its error.
@@ -337,6 +337,12 @@ where
     /// recursion checks: the loader asking one of them is an error, not a wait for itself).
     pub fn enter(&self) -> Vec<Computing> {
         enter(&self.leases, Lease::enter)
+    }
+
+    /// The frames of the keys being loaded: for a binding whose loader goes on after its
+    /// synchronous part (an `async` loader), to carry in its context.
+    pub fn frames(&self) -> Vec<Frame> {
+        self.leases.iter().map(|(_, l)| l.frame()).collect()
     }
 
     /// Reports the loader's outcome: its values by key, each with the bytes the binding

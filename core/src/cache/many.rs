@@ -16,7 +16,7 @@ use std::task::Poll;
 use super::Cache;
 use crate::concurrency::Permit;
 use crate::error::{BoxError, Error};
-use crate::flight::{Begin, Caller, Completion, Computing, Lease, Waiter};
+use crate::flight::{Begin, Caller, Completion, Computing, Frame, Lease, Waiter};
 use crate::wait::{Pending, Ready};
 
 /// A panic of the loader, resumed once every caller of its keys has its error.
@@ -337,6 +337,12 @@ where
     /// recursion checks: the loader asking one of them is an error, not a wait for itself).
     pub fn enter(&self) -> Vec<Computing> {
         enter(&self.leases, Lease::enter)
+    }
+
+    /// The frames of the keys being loaded, for a binding that keeps track of what a task is
+    /// inside: a call made from the loader after an await asks from inside them.
+    pub fn frames(&self) -> impl Iterator<Item = Frame> + '_ {
+        self.leases.iter().map(|(_, l)| l.frame())
     }
 
     /// Reports the loader's outcome: its values by key, each with the bytes the binding

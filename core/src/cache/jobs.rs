@@ -427,10 +427,14 @@ where
         self.jobs.get_mut(&id)?.bytes.take()
     }
 
-    /// Reports how the job's computation ended.
+    /// Reports how the job's computation ended. A batch's loader that failed is reported here
+    /// too, as a computation is (every caller of its keys gets the error); its values go to
+    /// [`Jobs::loaded`].
     pub fn computed(&mut self, id: u64, outcome: Outcome<V>, out: &mut Vec<Action<V>>) {
         if let Some(lead) = self.lead_host(id) {
             lead.computed(outcome);
+        } else if let Outcome::Failed { error, .. } = outcome {
+            return self.loaded(id, Err(error), out);
         }
         self.advance(id, out);
     }
@@ -596,5 +600,18 @@ mod tests {
             panic!("settled")
         };
         assert!(matches!(values[..], [Ok(30), Err(Error::Recursion { .. })]));
+    }
+
+    #[test]
+    fn a_batch_loader_that_fails_is_reported_as_a_computation() {
+        let (c, mut jobs, mut out) = jobs();
+        jobs.start_batch(1, c.batch([1, 2], Caller::Blocking), Vec::new(), &mut out);
+        out.clear();
+        jobs.computed(1, Outcome::failed(Error::computation("down"), "Error"), &mut out);
+        let [Action { job: 1, what: Do::SettleMany(values), last: true }] = &out[..] else {
+            panic!("settled")
+        };
+        assert!(values.iter().all(|r| r.as_ref().is_err_and(|e| e.to_string().contains("down"))));
+        assert_eq!(c.stats().entries, 0);
     }
 }

@@ -68,16 +68,15 @@ const out = new Float64Array(3 * 1024); // the addon writes its answers here (se
 native.setOutput(out);
 
 const SERIALIZERS = {
-  v8: { encode: (v) => v8.serialize(v), decode: (b) => v8.deserialize(b) },
-  json: {
-    encode(v) {
-      const s = JSON.stringify(v);
-      if (s === undefined) throw new TypeError(`${typeof v} is not representable in JSON`);
-      return Buffer.from(s, 'utf8');
-    },
-    decode: (b) => JSON.parse(b.toString('utf8')),
-  },
+  v8: { encode: v8.serialize, decode: v8.deserialize },
+  json: { encode: toJson, decode: (b) => JSON.parse(b.toString('utf8')) },
 };
+
+function toJson(v) {
+  const s = JSON.stringify(v);
+  if (s === undefined) throw new TypeError(`${typeof v} is not representable in JSON`);
+  return Buffer.from(s, 'utf8');
+}
 
 // ---------------------------------------------------------------------------------------------
 // Caches by name
@@ -166,12 +165,12 @@ const ACTIONS = [
   (id, call, arg) => settle(call, call.resolve, values.get(arg)),
   (id, call, arg) => settle(call, call.reject, values.get(arg)),
   (id, call) => settle(call, call.reject, native.takeError(id)),
-  compute,
+  (id, call) => compute(id, call),
   decode,
   (id, call, arg) => encode(id, call, values.get(arg)),
   () => {},
-  load,
-  (id, call) => settleMany(call, native.takeMany(id)),
+  (id, call) => compute(id, call, native.takeLoad(id).map((i) => call.keys[i])),
+  (id, call) => settle(call, call.resolve, native.takeMany(id).map((i) => values.get(i))),
 ];
 
 /** Does what the addon asks: triples [call, action, arg], as many as the count it wrote to `out`
@@ -195,25 +194,28 @@ function isThenable(v) {
   return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof v.then === 'function';
 }
 
-// Runs the user's function: its synchronous part inside the computation (enter), the
-// rest in an async context that knows it (als), for the core's recursion checks.
-function compute(id, call) {
+// Runs the user's function (a batch's loader: with the keys `asked`): its synchronous part
+// inside the computation (enter), the rest in an async context that knows it (als), for the
+// core's recursion checks.
+function compute(id, call, asked) {
   computing++;
   enter(id);
   let result;
   try {
-    result = als.run(call.ctx === undefined ? [id] : call.ctx.concat(id), call.fn);
+    const ctx = call.ctx === undefined ? [id] : call.ctx.concat(id);
+    result = asked === undefined ? als.run(ctx, call.fn) : als.run(ctx, call.fn, asked);
   } catch (e) {
     exit(id);
-    return computed(id, call, false, e);
+    return computed(id, call, false, e, asked);
   }
   exit(id);
-  if (isThenable(result)) Promise.resolve(result).then((v) => computed(id, call, true, v), (e) => computed(id, call, false, e));
-  else computed(id, call, true, result);
+  if (isThenable(result)) Promise.resolve(result).then((v) => computed(id, call, true, v, asked), (e) => computed(id, call, false, e, asked));
+  else computed(id, call, true, result, asked);
 }
 
-function computed(id, call, ok, v) {
+function computed(id, call, ok, v, asked) {
   if (--computing === 0) als.disable();
+  if (ok && asked !== undefined) return loaded(id, call, asked, v);
   let kind = !ok ? FAILED : v instanceof NoCache ? NOCACHE : STORE;
   if (kind === STORE && isGenerator(v, '')) {
     [kind, v] = [FAILED, badArgument('the function returned a generator, which can be iterated once; return an array of its items to cache them')];
@@ -239,55 +241,26 @@ function cachedMany(name, keys, loader) {
   return new Promise((resolve, reject) => {
     const id = ++lastCall;
     const ctx = computing > 0 ? als.getStore() : undefined;
-    calls.set(id, { c, key: keys, fn: loader, resolve, reject, ctx });
+    calls.set(id, { c, keys, fn: loader, resolve, reject, ctx });
     run(native.many(id, c.idx, keys, ctx));
   });
 }
 
-// A batch's loader, with the keys the addon asks for (its synchronous part inside their
-// computations, as compute does). It may return a Map, a plain object (read by String(key)),
-// or a promise of either.
-function load(id, call) {
-  const asked = native.takeLoad(id).map((i) => call.key[i]);
-  computing++;
-  enter(id);
-  let result;
-  try {
-    result = als.run(call.ctx === undefined ? [id] : call.ctx.concat(id), call.fn, asked);
-  } catch (e) {
-    result = Promise.reject(e);
-  }
-  exit(id);
-  Promise.resolve(result).then((m) => loaded(id, call, asked, m), (e) => loadFailed(id, e));
-}
-
+// What a batch's loader returned: a Map, or a plain object (read by String(key)), of the keys
+// `asked` to their values (a failure is reported as a computation's).
 function loaded(id, call, asked, m) {
-  if (--computing === 0) als.disable();
   if (m === null || typeof m !== 'object') {
-    return loadFailed(id, badArgument(`the loader must return a Map or an object of the keys to their values, got ${m === null ? 'null' : typeof m}`), true);
+    const e = badArgument(`the loader must return a Map or an object of the keys to their values, got ${m === null ? 'null' : typeof m}`);
+    return run(report(id, FAILED, put(e), 0, e));
   }
   const entries = m instanceof Map ? [...m] : asked.filter((k) => Object.hasOwn(m, String(k))).map((k) => [k, m[String(k)]]);
   let weights;
   try {
     weights = entries.map(([k, v]) => weigh({ c: call.c, key: k }, v));
   } catch (e) {
-    return loadFailed(id, e, true);
+    return run(report(id, FAILED, put(e), 0, e));
   }
   run(native.loaded(id, entries.map(([k]) => k), entries.map(([, v]) => put(v)), weights));
-}
-
-function loadFailed(id, e, counted) {
-  if (!counted && --computing === 0) als.disable();
-  run(native.loadFailed(id, put(e), e));
-}
-
-function settleMany(call, r) {
-  const out = [];
-  for (let i = 0; i < r.length; i += 2) {
-    if (r[i] !== 0) return call.reject(r[i] === 1 ? values.get(r[i + 1]) : r[i + 1]);
-    out.push(values.get(r[i + 1]));
-  }
-  call.resolve(out);
 }
 
 function weigh(call, v) {
@@ -331,11 +304,32 @@ function encode(id, call, v) {
 // key and value, Set member and own property value reached); past that, a container's remaining
 // contents count only as the 8 to 24 bytes per slot its own size already includes. Every object
 // is weighed once (`seen`), so shared references and cycles are safe. The stack never holds more
-// than MAX_NODES objects. (Python's estimate recurses, so it also stops at depth 32; this one
+// than MAX_NODES values. (Python's estimate recurses, so it also stops at depth 32; this one
 // needs no depth bound.)
 const MAX_NODES = 10000;
 
-function estimate(v) {
+function estimate(root) {
+  if (typeof root !== 'object' || root === null) return scalar(root);
+  const seen = new Set();
+  const stack = [root];
+  let budget = MAX_NODES - 1; // values that may still be stacked
+  const more = () => budget > 0;
+  const visit = (x) => {
+    if (budget-- > 0) stack.push(x);
+  };
+  let total = 0;
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (typeof v !== 'object' || v === null) total += scalar(v);
+    else if (!seen.has(v)) {
+      seen.add(v);
+      total += container(v, visit, more);
+    }
+  }
+  return total;
+}
+
+function scalar(v) {
   switch (typeof v) {
     case 'string':
       return 16 + v.length;
@@ -343,13 +337,6 @@ function estimate(v) {
       return 8;
     case 'bigint':
       return 16 + Math.ceil(v.toString(16).length / 2);
-    case 'object': {
-      if (v === null) return 0;
-      const budget = { n: 1, seen: new Set([v]), stack: [v] };
-      let total = 0;
-      while (budget.stack.length > 0) total += estimateObject(budget.stack.pop(), budget);
-      return total;
-    }
     case 'function':
       return 64;
     default:
@@ -357,54 +344,30 @@ function estimate(v) {
   }
 }
 
-// An object's own size and its scalar contents'; the objects it holds go on budget.stack.
-function estimateObject(v, budget) {
+// An object's own size; `visit` stacks what it holds while `more()` (the budget) allows.
+function container(v, visit, more) {
   if (ArrayBuffer.isView(v)) return 64 + v.byteLength;
   if (v instanceof ArrayBuffer) return 32 + v.byteLength;
-  let total;
-  if (Array.isArray(v)) {
-    total = 16 + 8 * v.length;
-    for (let i = 0; i < v.length && budget.n < MAX_NODES; i++) total += inner(v[i], budget);
-    return total;
-  }
-  if (v instanceof Map) {
-    total = 32 + 24 * v.size;
-    for (const [k, x] of v) {
-      if (budget.n + 1 >= MAX_NODES) break;
-      total += inner(k, budget) + inner(x, budget);
-    }
-    return total;
-  }
-  if (v instanceof Set) {
-    total = 32 + 16 * v.size;
-    for (const x of v) {
-      if (budget.n >= MAX_NODES) break;
-      total += inner(x, budget);
-    }
-    return total;
-  }
   if (v instanceof Date) return 32;
-  total = 24;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length && more(); i++) visit(v[i]);
+    return 16 + 8 * v.length;
+  }
+  if (v instanceof Map || v instanceof Set) {
+    for (const [k, x] of v.entries()) {
+      if (!more()) break;
+      if (v instanceof Map) visit(k);
+      visit(x);
+    }
+    return 32 + (v instanceof Map ? 24 : 16) * v.size;
+  }
+  let total = 24;
   for (const k in v) {
-    if (!Object.prototype.hasOwnProperty.call(v, k)) continue;
-    total += 16 + (budget.n < MAX_NODES ? inner(v[k], budget) : 0);
+    if (!Object.hasOwn(v, k)) continue;
+    total += 16;
+    if (more()) visit(v[k]);
   }
   return total;
-}
-
-// One value found in a container (counted against the budget): a scalar's size, or 0 for an
-// object, which is stacked to be weighed later unless it was seen already.
-function inner(x, budget) {
-  budget.n++;
-  if (typeof x === 'object' && x !== null) {
-    if (!budget.seen.has(x)) {
-      budget.seen.add(x);
-      budget.stack.push(x);
-    }
-    return 0;
-  }
-  if (typeof x === 'string') return 16 + x.length;
-  return typeof x === 'number' ? 8 : estimate(x);
 }
 
 // ---------------------------------------------------------------------------------------------

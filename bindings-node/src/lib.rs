@@ -69,10 +69,11 @@ mod act {
     pub const ENCODE: f64 = 5.0;
     /// Nothing left to do (the caller gave up before).
     pub const GONE: f64 = 6.0;
-    /// Call the batch's loader with the keys at `takeLoad(job)`, and report with `loaded` or
-    /// `loadFailed`.
+    /// Call the batch's loader with the keys at `takeLoad(job)`, and report with `loaded` (or
+    /// its failure with `computed`, as a computation's).
     pub const LOAD: f64 = 7.0;
-    /// Settle the batch's promise with `takeMany(job)`.
+    /// Resolve the batch's promise with the values `takeMany(job)` (a batch with an error for a
+    /// key gets FAILED or ERROR instead, as a single call does).
     pub const MANY: f64 = 8.0;
     /// Added to the job's last action: the JS side forgets the job.
     pub const LAST: f64 = 16.0;
@@ -358,8 +359,8 @@ pub struct Native {
     failures: HashMap<u64, Failure>,
     /// The indices of the keys a batch's loader is to load (`takeLoad`), by job.
     loads: HashMap<u64, Vec<usize>>,
-    /// A batch's outcomes (`takeMany`), by job.
-    many: HashMap<u64, Vec<std::result::Result<Val, CoreError>>>,
+    /// The ids of a batch's values (`takeMany`), by job.
+    many: HashMap<u64, Vec<u32>>,
     /// The key bytes of `hit`'s last miss, with the (negated) number it answered.
     missed: Option<(i32, KeyWriter)>,
     /// A hit that is to refresh its value (`refreshAfter`): the number it answered (as a miss,
@@ -604,14 +605,7 @@ impl Native {
     fn triples(&mut self, acts: Vec<Action<Val>>, out: &mut Vec<f64>) {
         for a in acts {
             let (action, arg) = match a.what {
-                Do::Settle(Ok(v)) => (act::VALUE, v.0.id),
-                Do::Settle(Err(e)) => match e.downcast_ref::<JsError>() {
-                    Some(j) => (act::FAILED, j.0.0.id),
-                    None => {
-                        self.failures.insert(a.job, Failure::of(e));
-                        (act::ERROR, 0)
-                    }
-                },
+                Do::Settle(r) => self.settle(a.job, r),
                 Do::Compute => (act::COMPUTE, 0),
                 Do::Decode => (act::DECODE, 0),
                 Do::Encode(v) => (act::ENCODE, v.0.id),
@@ -620,12 +614,32 @@ impl Native {
                     self.loads.insert(a.job, at);
                     (act::LOAD, 0)
                 }
+                // The first key's error rejects the batch's promise, as a single call's would.
                 Do::SettleMany(values) => {
-                    self.many.insert(a.job, values);
-                    (act::MANY, 0)
+                    match values.into_iter().collect::<std::result::Result<Vec<_>, _>>() {
+                        Ok(values) => {
+                            self.many.insert(a.job, values.iter().map(|v| v.0.id).collect());
+                            (act::MANY, 0)
+                        }
+                        Err(e) => self.settle(a.job, Err(e)),
+                    }
                 }
             };
             out.extend([a.job as f64, action + if a.last { act::LAST } else { 0.0 }, f64::from(arg)]);
+        }
+    }
+
+    /// The action (and its argument) that settles the job's caller with `r`.
+    fn settle(&mut self, job: u64, r: std::result::Result<Val, CoreError>) -> (f64, u32) {
+        match r {
+            Ok(v) => (act::VALUE, v.0.id),
+            Err(e) => match e.downcast_ref::<JsError>() {
+                Some(j) => (act::FAILED, j.0.0.id),
+                None => {
+                    self.failures.insert(job, Failure::of(e));
+                    (act::ERROR, 0)
+                }
+            },
         }
     }
 
@@ -792,38 +806,10 @@ impl Native {
         self.next(acts)
     }
 
-    /// Reports that a batch's loader threw or rejected with the value `value` (`error`):
-    /// every caller of its keys gets it.
+    /// The ids of a batch's values, in the keys' order (its MANY action).
     #[napi]
-    pub fn load_failed(&mut self, env: Env, job: f64, value: u32, error: Unknown<'_>) -> Answer {
-        let (type_name, message) = describe(&env, error);
-        let e = CoreError::Computation(Arc::new(JsError(self.val(value), format!("{type_name}: {message}"))));
-        let mut acts = Vec::new();
-        self.jobs.loaded(job as u64, Err(e), &mut acts);
-        self.next(acts)
-    }
-
-    /// A batch's outcomes, as `[code, x]` pairs in the keys' order: code 0, the id of the
-    /// value; 1, the id of the loader's error; 2, a coopcache error.
-    #[napi(ts_return_type = "Array<unknown>")]
-    pub fn take_many<'e>(&mut self, env: &'e Env, job: f64) -> Result<Array<'e>> {
-        let values = self.many.remove(&(job as u64)).unwrap_or_default();
-        let mut out = Vec::with_capacity(values.len() * 2);
-        for r in values {
-            let (code, x) = match r {
-                Ok(v) => (0, f64::from(v.0.id).into_unknown(env)?),
-                Err(e) => match e.downcast_ref::<JsError>() {
-                    Some(j) => (1, f64::from(j.0.0.id).into_unknown(env)?),
-                    // SAFETY: a value of this env, created just now.
-                    None => (2, unsafe {
-                        Unknown::from_raw_unchecked(env.raw(), Failure::of(e).to_js(env.raw())?)
-                    }),
-                },
-            };
-            out.push(code.into_unknown(env)?);
-            out.push(x);
-        }
-        Array::from_vec(env, out)
+    pub fn take_many(&mut self, job: f64) -> Vec<u32> {
+        self.many.remove(&(job as u64)).unwrap_or_default()
     }
 
     /// The bytes from the shared tier that a DECODE action asks to deserialize.

@@ -81,3 +81,30 @@ test('bad arguments are rejected at once', async () => {
   await assert.rejects(cachedMany(name, [1], () => 5), /must return a Map or an object/);
   await assert.rejects(cachedMany('never-configured-many', [1], () => ({})), { code: 'ERR_COOPCACHE_UNKNOWN_CACHE' });
 });
+
+test('a loader asking for one of its own keys gets ERR_COOPCACHE_RECURSION, synchronously and after an await (never a hang)', { timeout: 10_000 }, async () => {
+  const name = uniq('many-recursion');
+  configure(name);
+  const isRecursion = (e) => e.code === 'ERR_COOPCACHE_RECURSION';
+  // The timeout turns a hang into a failure; the test's order comes from the promises.
+  const seen = [];
+  const got = await cachedMany(name, [1, 2], (missing) => {
+    // Synchronously: a single call and a batch of one of the keys being loaded.
+    seen.push(cached(name, 1, () => 'never').catch((e) => e));
+    seen.push(cachedMany(name, [2], () => ({ 2: 'never' })).catch((e) => e));
+    return Object.fromEntries(missing.map((k) => [k, `v${k}`]));
+  });
+  assert.deepEqual(got, ['v1', 'v2']);
+  const after = await cachedMany(name, [3, 4], async (missing) => {
+    await Promise.resolve();
+    seen.push(await cached(name, 3, () => 'never').catch((e) => e));
+    seen.push(await cachedMany(name, [5, 4], () => ({ 5: 'five', 4: 'never' })).catch((e) => e));
+    return new Map(missing.map((k) => [k, `v${k}`]));
+  });
+  assert.deepEqual(after, ['v3', 'v4']);
+  const errors = await Promise.all(seen);
+  assert.equal(errors.length, 4);
+  for (const e of errors) assert.ok(isRecursion(e), String(e));
+  assert.equal(stats(name).inFlight, 0);
+  assert.equal(await cached(name, 1, () => 'fresh'), 'v1');
+});

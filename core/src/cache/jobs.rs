@@ -247,8 +247,15 @@ where
     /// Steps job `id` as far as it goes without the binding, appending what the binding does.
     fn advance(&mut self, id: u64, out: &mut Vec<Action<V>>) {
         let Some(job) = self.jobs.get(&id) else { return };
-        let frames: Vec<Frame> =
-            job.ctx.iter().filter_map(|l| self.jobs.get(l)?.lead.as_ref().map(|l| l.frame())).collect();
+        // A context job's computation: its lead's, or the keys its batch is loading.
+        let frames: Vec<Frame> = job
+            .ctx
+            .iter()
+            .filter_map(|l| self.jobs.get(l))
+            .flat_map(|j| {
+                j.lead.iter().map(|l| l.frame()).chain(j.batch.iter().flat_map(|(b, _)| b.frames()))
+            })
+            .collect();
         // The call was made from inside these computations: the core's checks see them.
         let _inside: Vec<Computing> = frames.into_iter().map(Frame::enter).collect();
         let first = out.len();
@@ -432,10 +439,14 @@ where
         self.jobs.get_mut(&id)?.bytes.take()
     }
 
-    /// Reports how the job's computation ended.
+    /// Reports how the job's computation ended. A batch's loader that failed is reported here
+    /// too, as a computation is (every caller of its keys gets the error); its values go to
+    /// [`Jobs::loaded`].
     pub fn computed(&mut self, id: u64, outcome: Outcome<V>, out: &mut Vec<Action<V>>) {
         if let Some(lead) = self.lead_host(id) {
             lead.computed(outcome);
+        } else if let Outcome::Failed { error, .. } = outcome {
+            return self.loaded(id, Err(error), out);
         }
         self.advance(id, out);
     }
@@ -595,5 +606,41 @@ mod tests {
             &out[..],
             [Action { job: 2, what: Do::Settle(Err(Error::Recursion { .. })), last: true }]
         ));
+    }
+
+    #[test]
+    fn a_batch_loader_asking_for_its_own_key_is_refused_after_an_await_too() {
+        let (c, mut jobs, mut out) = jobs();
+        jobs.start_batch(1, c.batch([1, 2], Caller::Blocking), Vec::new(), &mut out);
+        out.clear();
+        // Not entered: the loader's synchronous part is over, and it asks from its context.
+        jobs.start(2, call(&c, 2), false, vec![1], &mut out);
+        assert!(matches!(
+            &out[..],
+            [Action { job: 2, what: Do::Settle(Err(Error::Recursion { .. })), last: true }]
+        ));
+        out.clear();
+        jobs.start_batch(3, c.batch([3, 1], Caller::Blocking), vec![1], &mut out);
+        let [Action { job: 3, what: Do::Load(at), last: false }] = &out[..] else { panic!("loads 3") };
+        assert_eq!(at, &[0]);
+        out.clear();
+        jobs.loaded(3, Ok(HashMap::from([(3, (30, 0))])), &mut out);
+        let [Action { job: 3, what: Do::SettleMany(values), last: true }] = &out[..] else {
+            panic!("settled")
+        };
+        assert!(matches!(values[..], [Ok(30), Err(Error::Recursion { .. })]));
+    }
+
+    #[test]
+    fn a_batch_loader_that_fails_is_reported_as_a_computation() {
+        let (c, mut jobs, mut out) = jobs();
+        jobs.start_batch(1, c.batch([1, 2], Caller::Blocking), Vec::new(), &mut out);
+        out.clear();
+        jobs.computed(1, Outcome::failed(Error::computation("down"), "Error"), &mut out);
+        let [Action { job: 1, what: Do::SettleMany(values), last: true }] = &out[..] else {
+            panic!("settled")
+        };
+        assert!(values.iter().all(|r| r.as_ref().is_err_and(|e| e.to_string().contains("down"))));
+        assert_eq!(c.stats().entries, 0);
     }
 }

@@ -339,10 +339,10 @@ where
         enter(&self.leases, Lease::enter)
     }
 
-    /// The frames of the keys being loaded: for a binding whose loader goes on after its
-    /// synchronous part (an `async` loader), to carry in its context.
-    pub fn frames(&self) -> Vec<Frame> {
-        self.leases.iter().map(|(_, l)| l.frame()).collect()
+    /// The frames of the keys being loaded, for a binding that keeps track of what a task is
+    /// inside: a call made from the loader after an await asks from inside them.
+    pub fn frames(&self) -> impl Iterator<Item = Frame> + '_ {
+        self.leases.iter().map(|(_, l)| l.frame())
     }
 
     /// Reports the loader's outcome: its values by key, each with the bytes the binding

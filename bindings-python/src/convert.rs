@@ -29,11 +29,11 @@ pub(crate) fn write_key(
 ) -> PyResult<()> {
     if let Ok(i) = obj.cast::<PyInt>() {
         // bool is an int subclass: True is 1, as Python's == says.
-        match i.extract::<i64>() {
-            Ok(v) => {
+        match small_int(i) {
+            Some(v) => {
                 w.int(v);
             }
-            Err(_) => write_big_int(w, i)?,
+            None => write_big_int(w, i)?,
         }
     } else if let Ok(s) = obj.cast::<PyString>() {
         w.str(&s.to_cow()?);
@@ -64,6 +64,17 @@ pub(crate) fn write_key(
         return Err(unsupported_key(obj, context));
     }
     Ok(())
+}
+
+/// An int in the i64 range, or None. One C call: an int object cannot fail the conversion,
+/// only overflow it (`extract::<i64>` would also ask for an error on every -1).
+#[inline]
+fn small_int(i: &Bound<'_, PyInt>) -> Option<i64> {
+    let mut overflow = 0;
+    // SAFETY: `i` is a live int object (an exact int or a subclass, read without `__index__`)
+    // and `overflow` a valid out-pointer; the GIL is held.
+    let v = unsafe { pyo3::ffi::PyLong_AsLongLongAndOverflow(i.as_ptr(), &mut overflow) };
+    (overflow == 0).then_some(v)
 }
 
 /// An int outside the i64 range: sign and big-endian magnitude.

@@ -450,40 +450,60 @@ pub(crate) struct CachedFunction {
     prefix: String,
     /// `prefix` encoded once as a key item (a str).
     prefix_key: Key,
+    /// How the key of a call with one positional argument and no keyword arguments (the
+    /// common call) begins: the list, `prefix_key` and the arguments' list, copied in one step.
+    one_arg: KeyWriter,
     key_fn: Option<Py<PyAny>>,
     weigher: Option<Py<PyAny>>,
     opts: Options,
 }
 
 impl CachedFunction {
+    #[inline]
     fn cache(&self) -> PyResult<&CoreCache> {
-        if let Some(c) = self.cache.get() {
-            return Ok(c);
+        match self.cache.get() {
+            Some(c) => Ok(c),
+            None => self.first_cache(),
         }
+    }
+
+    /// The first call's lookup of the cache by name, out of the hit's way.
+    #[cold]
+    #[inline(never)]
+    fn first_cache(&self) -> PyResult<&CoreCache> {
         let c = lookup(&self.cache_name)?;
         Ok(self.cache.get_or_init(|| c))
     }
 
     fn key(&self, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Key> {
-        self.key_writer(args, kwargs).map(KeyWriter::finish)
+        let mut w = KeyWriter::new();
+        self.write_call_key(&mut w, args, kwargs)?;
+        Ok(w.finish())
     }
 
-    /// The call's key, written on the stack: a hit is looked up with its bytes, no `Key` made.
-    fn key_writer(
+    /// Writes the call's key into `w`, the caller's writer on its stack (not returned: a
+    /// writer is 72 bytes to copy): a hit is looked up with its bytes, no `Key` made.
+    #[inline]
+    fn write_call_key(
         &self,
+        w: &mut KeyWriter,
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<KeyWriter> {
-        let mut w = KeyWriter::new();
+    ) -> PyResult<()> {
         if let Some(kf) = &self.key_fn {
             let k = kf.bind(args.py()).call(args, kwargs)?;
-            write_key(&mut w, &k, 0, &|| " (returned by key=)".to_owned())?;
-            return Ok(w);
+            return write_key(w, &k, 0, &|| " (returned by key=)".to_owned());
         }
         let kwargs = kwargs.filter(|d| !d.is_empty());
-        w.list(if kwargs.is_some() { 3 } else { 2 }).key(&self.prefix_key).list(args.len());
-        for (i, a) in args.iter().enumerate() {
-            write_key(&mut w, &a, 1, &|| format!(" (argument {i} of {})", self.prefix))?;
+        let n = args.len();
+        if n == 1 && kwargs.is_none() {
+            w.append(&self.one_arg);
+        } else {
+            w.list(if kwargs.is_some() { 3 } else { 2 }).key(&self.prefix_key).list(n);
+        }
+        for i in 0..n {
+            let a = args.get_borrowed_item(i)?;
+            write_key(w, &a, 1, &|| format!(" (argument {i} of {})", self.prefix))?;
         }
         if let Some(kw) = kwargs {
             let mut items: Vec<(String, Bound<'_, PyAny>)> =
@@ -492,10 +512,10 @@ impl CachedFunction {
             w.list(items.len());
             for (k, v) in &items {
                 w.list(2).str(k);
-                write_key(&mut w, v, 2, &|| format!(" (argument {k}= of {})", self.prefix))?;
+                write_key(w, v, 2, &|| format!(" (argument {k}= of {})", self.prefix))?;
             }
         }
-        Ok(w)
+        Ok(())
     }
 }
 
@@ -516,11 +536,15 @@ impl CachedFunction {
     ) -> PyResult<Self> {
         let mut pk = KeyWriter::new();
         pk.str(&prefix);
+        let prefix_key = pk.finish();
+        let mut one_arg = KeyWriter::new();
+        one_arg.list(2).key(&prefix_key).list(1);
         Ok(CachedFunction {
             cache_name,
             cache: OnceLock::new(),
             func,
-            prefix_key: pk.finish(),
+            one_arg,
+            prefix_key,
             prefix,
             key_fn: key,
             weigher,
@@ -536,7 +560,8 @@ impl CachedFunction {
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyAny>> {
         let cache = self.cache()?;
-        let w = self.key_writer(args, kwargs)?;
+        let mut w = KeyWriter::new();
+        self.write_call_key(&mut w, args, kwargs)?;
         let func = self.func.bind(py);
         let weigher = self.weigher.as_ref().map(|w| w.bind(py));
         let thunk = || Ok((func.clone(), args.clone(), kwargs.cloned()));

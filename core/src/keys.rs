@@ -118,15 +118,20 @@ impl KeyWriter {
     }
 
     /// `None` / `null`.
+    #[inline]
     pub fn none(&mut self) -> &mut Self {
         self.0.push(NONE);
         self
     }
 
     /// An int (also a bool: `true` is `1`).
+    #[inline]
     pub fn int(&mut self, v: i64) -> &mut Self {
-        self.0.push(INT);
-        self.0.extend_from_slice(&v.to_be_bytes());
+        // One copy of the tag and the bytes together (a binding's hit writes an int key
+        // on every call).
+        let mut item = [INT; 9];
+        item[1..].copy_from_slice(&v.to_be_bytes());
+        self.put(&item);
         self
     }
 
@@ -149,7 +154,7 @@ impl KeyWriter {
         self.0.push(BIG_INT);
         self.0.push(negative as u8);
         self.len(mag.len());
-        self.0.extend_from_slice(mag);
+        self.put(mag);
         self
     }
 
@@ -157,7 +162,7 @@ impl KeyWriter {
     pub fn float(&mut self, v: f64) -> &mut Self {
         if v.is_nan() {
             self.0.push(FLOAT);
-            self.0.extend_from_slice(&f64::NAN.to_bits().to_be_bytes());
+            self.put(&f64::NAN.to_bits().to_be_bytes());
             return self;
         }
         if v.is_finite() && v.fract() == 0.0 {
@@ -181,27 +186,30 @@ impl KeyWriter {
             return self.big_int(v < 0.0, &mag);
         }
         self.0.push(FLOAT);
-        self.0.extend_from_slice(&v.to_bits().to_be_bytes());
+        self.put(&v.to_bits().to_be_bytes());
         self
     }
 
     /// A string.
+    #[inline]
     pub fn str(&mut self, v: &str) -> &mut Self {
         self.0.push(STR);
         self.len(v.len());
-        self.0.extend_from_slice(v.as_bytes());
+        self.put(v.as_bytes());
         self
     }
 
     /// A byte string (Python `bytes`, a Node `Buffer` or `Uint8Array`).
+    #[inline]
     pub fn bytes(&mut self, v: &[u8]) -> &mut Self {
         self.0.push(BYTES);
         self.len(v.len());
-        self.0.extend_from_slice(v);
+        self.put(v);
         self
     }
 
     /// Starts a list (tuple, array) of `len` items; write the items next.
+    #[inline]
     pub fn list(&mut self, len: usize) -> &mut Self {
         self.0.push(LIST);
         self.len(len);
@@ -209,13 +217,33 @@ impl KeyWriter {
     }
 
     /// The bytes written so far: the canonical encoding once one complete value is written.
+    #[inline]
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
 
     /// A key written before, as one item (for example inside a list).
+    #[inline]
     pub fn key(&mut self, k: &Key) -> &mut Self {
-        self.0.extend_from_slice(&k.0);
+        self.put(&k.0);
+        self
+    }
+
+    /// What another writer wrote, as it is: a start many keys share (a list announced and
+    /// its first items) can be written once and copied into each key.
+    ///
+    /// ```
+    /// use coopcache::{Key, KeyWriter};
+    ///
+    /// let mut start = KeyWriter::new();
+    /// start.list(2).str("user");
+    /// let mut w = KeyWriter::new();
+    /// w.append(&start).int(42);
+    /// assert_eq!(w.finish(), Key::from(("user", 42)));
+    /// ```
+    #[inline]
+    pub fn append(&mut self, other: &KeyWriter) -> &mut Self {
+        self.put(&other.0);
         self
     }
 
@@ -225,7 +253,28 @@ impl KeyWriter {
         Key(SmallVec::from_slice(&self.0))
     }
 
+    /// Appends `bytes`. `SmallVec::extend_from_slice` inserts at the end, calling `memmove`
+    /// to shift nothing before it copies; this copies only (a hit writes its key with a few
+    /// of these).
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        let len = self.0.len();
+        self.0.reserve(bytes.len());
+        // SAFETY: `reserve` made room for `bytes.len()` more bytes after the first `len`, which
+        // are written (from a slice that cannot overlap the writer's own buffer) before the
+        // length covers them.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.0.as_mut_ptr().add(len), bytes.len());
+            self.0.set_len(len + bytes.len());
+        }
+    }
+
+    #[inline]
     fn len(&mut self, mut n: usize) {
+        if n < 0x80 {
+            self.0.push(n as u8);
+            return;
+        }
         loop {
             let byte = (n & 0x7f) as u8;
             n >>= 7;

@@ -76,3 +76,21 @@ fn tuples_vectors_and_nested_keys_agree() {
     w.list(2).key(&inner).int(2);
     assert_eq!(w.finish(), Key::from((("a", 1), 2)));
 }
+
+#[test]
+fn a_writer_keeps_every_byte_across_its_inline_buffer() {
+    // Items that cross the 64 bytes a writer keeps on the stack, and a shared start copied in.
+    let mut start = KeyWriter::new();
+    start.list(4).str(&"s".repeat(60));
+    let mut w = KeyWriter::new();
+    w.append(&start).int(-2).bytes(&[7; 30]).append(&start.clone());
+    let mut expected = vec![0x06, 4, 0x04, 60];
+    expected.extend([b's'; 60]);
+    expected.push(0x01);
+    expected.extend((-2i64).to_be_bytes());
+    expected.extend([0x05, 30]);
+    expected.extend([7; 30]);
+    expected.extend([0x06, 4, 0x04, 60]);
+    expected.extend([b's'; 60]);
+    assert_eq!(w.as_bytes(), expected.as_slice());
+}

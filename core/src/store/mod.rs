@@ -27,6 +27,7 @@ mod wheel;
 
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
+use std::num::NonZeroU32;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, OnceLock};
 
@@ -44,6 +45,8 @@ use wheel::{Place, Wheel};
 /// `[u8; 16]`, RSS growth per entry minus the 24 payload bytes: 40); see BENCHMARKS.md. Plus the
 /// 8 bytes of the time an entry's refresh falls due (`refresh_after`), added since.
 pub const ENTRY_OVERHEAD: u64 = 48;
+// An entry's charge includes the overhead, so it is never zero: `Entry::charge`'s niche.
+const _: () = assert!(ENTRY_OVERHEAD > 0);
 
 /// The largest weight an entry may have (its top bit says whether it has tags).
 const MAX_WEIGHT: u64 = (1 << 31) - 1;
@@ -97,8 +100,10 @@ pub(crate) struct Entry<K, V> {
     key: K,
     value: V,
     last_access: AtomicU64,
-    /// Bytes charged; the top bit is set when the entry has tags.
-    weight: u32,
+    /// Bytes charged (never zero: they include [`ENTRY_OVERHEAD`]); the top bit is set when
+    /// the entry has tags. Being non-zero, it is the niche that makes a free slab slot
+    /// (`None`) cost no tag beside the entry.
+    charge: NonZeroU32,
     /// Where the entry's expiry record is.
     place: Place,
     /// The tenth of the duration in which the entry was written or last reported to the hook.
@@ -109,11 +114,11 @@ pub(crate) struct Entry<K, V> {
 
 impl<K, V> Entry<K, V> {
     fn weight(&self) -> u64 {
-        (self.weight & !TAGGED) as u64
+        (self.charge.get() & !TAGGED) as u64
     }
 
     fn tagged(&self) -> bool {
-        self.weight & TAGGED != 0
+        self.charge.get() & TAGGED != 0
     }
 }
 
@@ -833,7 +838,8 @@ where
             key,
             value,
             last_access: AtomicU64::new(now),
-            weight: weight.min(MAX_WEIGHT) as u32 | if tags.is_empty() { 0 } else { TAGGED },
+            charge: NonZeroU32::new(weight.min(MAX_WEIGHT) as u32 | if tags.is_empty() { 0 } else { TAGGED })
+                .expect("a charge includes ENTRY_OVERHEAD"),
             place: Place { due: 0, pos: 0 },
             period: AtomicU32::new(period),
             refresh_at: AtomicU64::new(refresh_at),
@@ -989,6 +995,15 @@ mod tests {
         put(&s, 1, &[]);
         put(&s, 1, &[]);
         assert_eq!(wheel_records(&s), 1, "a replaced entry's record went with it");
+    }
+
+    #[test]
+    fn a_free_slab_slot_costs_no_more_than_an_entry() {
+        // The slab is a `Vec<Option<Entry>>`: the entry's charge, never zero, is the niche
+        // that tells a free slot, so `Option` adds no tag (8 bytes per entry with padding).
+        type E = Entry<u64, [u8; 16]>;
+        assert_eq!(size_of::<Option<E>>(), size_of::<E>());
+        assert_eq!(size_of::<Option<E>>(), 56, "u64 -> [u8; 16]: 24 payload bytes, 32 of metadata");
     }
 
     #[test]

@@ -43,7 +43,7 @@ fn main() {
         ));
     }
     if let Some(path) = json {
-        std::fs::write(&path, format!("[\n  {}\n]\n", rows.join(",\n  "))).expect("write the JSON");
+        std::fs::write(path, format!("[\n  {}\n]\n", rows.join(",\n  "))).expect("write the JSON");
     }
 }
 

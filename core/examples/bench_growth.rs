@@ -16,7 +16,9 @@ const LOOKUPS: usize = 2_000_000;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if let [_, row, n] = &args[..] {
+    if let [_, flag, row, n] = &args[..]
+        && flag == "--row"
+    {
         let n = n.parse().expect("a count of entries");
         let keys = random_keys(n);
         let figures = match row.as_str() {
@@ -47,10 +49,10 @@ fn main() {
     }
 }
 
-/// One row's figures, measured by a process of its own (this program with `row n`).
+/// One row's figures, measured by a process of its own (this program with `--row ROW N`).
 fn row(row: &str, n: u64) -> [f64; 4] {
     let out = std::process::Command::new(std::env::current_exe().expect("this program"))
-        .args([row, &n.to_string()])
+        .args(["--row", row, &n.to_string()])
         .output()
         .expect("run a row");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

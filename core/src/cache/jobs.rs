@@ -247,15 +247,8 @@ where
     /// Steps job `id` as far as it goes without the binding, appending what the binding does.
     fn advance(&mut self, id: u64, out: &mut Vec<Action<V>>) {
         let Some(job) = self.jobs.get(&id) else { return };
-        // A context job's computation: its lead's, or the keys its batch is loading.
-        let frames: Vec<Frame> = job
-            .ctx
-            .iter()
-            .filter_map(|l| self.jobs.get(l))
-            .flat_map(|j| {
-                j.lead.iter().map(|l| l.frame()).chain(j.batch.iter().flat_map(|(b, _)| b.frames()))
-            })
-            .collect();
+        // Each context job's computation: its lead's, or the keys its batch is loading.
+        let frames: Vec<Frame> = job.ctx.iter().flat_map(|&l| self.frames(l)).collect();
         // The call was made from inside these computations: the core's checks see them.
         let _inside: Vec<Computing> = frames.into_iter().map(Frame::enter).collect();
         let first = out.len();

@@ -447,8 +447,10 @@ pub(crate) struct CachedFunction {
     cache_name: String,
     cache: OnceLock<CoreCache>,
     func: Py<PyAny>,
+    /// The function's qualified name (for messages).
     prefix: String,
-    /// `prefix` encoded once as a key item (a str).
+    /// The function's id in its calls' keys ([`coopcache::function_id`] of `prefix`), encoded
+    /// once as a key item (bytes).
     prefix_key: Key,
     /// How the key of a call with one positional argument and no keyword arguments (the
     /// common call) begins: the list, `prefix_key` and the arguments' list, copied in one step.
@@ -535,7 +537,7 @@ impl CachedFunction {
         refresh_after: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let mut pk = KeyWriter::new();
-        pk.str(&prefix);
+        pk.bytes(&coopcache::function_id(&prefix));
         let prefix_key = pk.finish();
         let mut one_arg = KeyWriter::new();
         one_arg.list(2).key(&prefix_key).list(1);

@@ -467,6 +467,12 @@ fn key_bytes<'py>(py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'p
     Ok(PyBytes::new(py, convert::to_key(key)?.as_bytes()))
 }
 
+/// The id that stands for the function of qualified name `name` in its calls' default keys.
+#[pyfunction]
+fn function_id<'py>(py: Python<'py>, name: &str) -> Bound<'py, PyBytes> {
+    PyBytes::new(py, &coopcache::function_id(name))
+}
+
 /// The native deep-size estimate of a value, in bytes.
 #[pyfunction]
 fn estimate_size(value: &Bound<'_, PyAny>) -> u64 {
@@ -544,6 +550,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(stats, m)?)?;
     m.add_function(wrap_pyfunction!(names, m)?)?;
     m.add_function(wrap_pyfunction!(key_bytes, m)?)?;
+    m.add_function(wrap_pyfunction!(function_id, m)?)?;
     m.add_function(wrap_pyfunction!(estimate_size, m)?)?;
     m.add_function(wrap_pyfunction!(flight::nocache, m)?)?;
     m.add_function(wrap_pyfunction!(_init, m)?)?;

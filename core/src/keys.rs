@@ -18,6 +18,8 @@
 
 use std::fmt;
 
+use compact_bytes::CompactBytes;
+use sha2::{Digest, Sha256};
 use smallvec::SmallVec;
 
 const NONE: u8 = 0x00;
@@ -28,7 +30,8 @@ const STR: u8 = 0x04;
 const BYTES: u8 = 0x05;
 const LIST: u8 = 0x06;
 
-/// A key in its canonical byte encoding; small keys (ints, short strings) need no allocation.
+/// A key in its canonical byte encoding; keys of up to 23 bytes (ints, short strings, a
+/// decorated function's id with one int argument) need no allocation, in 24 bytes.
 ///
 /// ```
 /// use coopcache::{Key, KeyWriter};
@@ -39,8 +42,21 @@ const LIST: u8 = 0x06;
 /// assert_eq!(Key::from(1.0), Key::from(1));
 /// assert_eq!(Key::from(true), Key::from(1));
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Key(SmallVec<[u8; 16]>);
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Key(CompactBytes);
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Keys order as their bytes do.
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
 
 impl Key {
     /// The canonical encoding, as the shared tier stores it.
@@ -54,7 +70,7 @@ impl Key {
         if !rest.is_empty() {
             return Err(KeyError("trailing bytes after the key"));
         }
-        Ok(Key(SmallVec::from_slice(bytes)))
+        Ok(Key(CompactBytes::new(bytes)))
     }
 
     /// The key as a tree of values, for display and for bindings that hand keys back.
@@ -87,7 +103,7 @@ impl fmt::Display for KeyError {
 
 impl std::error::Error for KeyError {}
 
-/// A key weighs its encoding (on the heap only when it is longer than 16 bytes).
+/// A key weighs its encoding (on the heap only when it is longer than 23 bytes).
 impl crate::weigh::Weigh for Key {
     fn heap_bytes(&self) -> usize {
         if self.0.spilled() { self.0.capacity() } else { 0 }
@@ -250,7 +266,7 @@ impl KeyWriter {
     /// The finished key. The caller is responsible for having written one complete value
     /// (lists with as many items as announced); bindings guarantee it by construction.
     pub fn finish(self) -> Key {
-        Key(SmallVec::from_slice(&self.0))
+        Key(CompactBytes::new(&self.0))
     }
 
     /// Appends `bytes`. `SmallVec::extend_from_slice` inserts at the end, calling `memmove`
@@ -399,6 +415,24 @@ fn read_len(b: &[u8]) -> Result<(usize, &[u8]), KeyError> {
         }
     }
     Err(KeyError("bad length"))
+}
+
+/// The id that stands for a memoized function in its calls' keys: the first 8 bytes of the
+/// SHA-256 of its qualified name (Python's `module.qualname`). Every process that shares a
+/// cache makes the same id for the same name, as the name itself would; unlike the name, a
+/// key of the id and one int argument (23 bytes) is held inline by [`Key`], with no allocation
+/// per entry. Two names share an id with the odds of a 64-bit hash collision (about 1 in
+/// 10^19 per pair of functions in one cache).
+///
+/// ```
+/// assert_eq!(coopcache::function_id("app.users.profile"), coopcache::function_id("app.users.profile"));
+/// assert_ne!(coopcache::function_id("app.users.profile"), coopcache::function_id("app.users.avatar"));
+/// ```
+pub fn function_id(qualified_name: &str) -> [u8; 8] {
+    let digest = Sha256::digest(qualified_name.as_bytes());
+    let mut id = [0; 8];
+    id.copy_from_slice(&digest[..8]);
+    id
 }
 
 /// Writes one value of a Rust type into a key; implemented for the types keys are made of.

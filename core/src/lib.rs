@@ -136,7 +136,7 @@ pub use flight::{
     Begin, Caller, Completion, Computed, Computing, ExecutorId, FlightId, Frame, Lease, OnExecutor,
     RunsExecutor, Waiter, nocache,
 };
-pub use keys::{IntoKeyPart, Key, KeyError, KeyValue, KeyWriter};
+pub use keys::{IntoKeyPart, Key, KeyError, KeyValue, KeyWriter, function_id};
 pub use registry::Registry;
 #[cfg(feature = "shared")]
 pub use remote::Codec;

@@ -1,6 +1,6 @@
 //! Canonical keys: normalised as Python's `==`, stable bytes for the shared tier.
 
-use coopcache::{Key, KeyValue, KeyWriter};
+use coopcache::{Key, KeyValue, KeyWriter, Weigh, function_id};
 
 #[test]
 fn equal_numbers_are_one_key() {
@@ -93,4 +93,26 @@ fn a_writer_keeps_every_byte_across_its_inline_buffer() {
     expected.extend([0x06, 4, 0x04, 60]);
     expected.extend([b's'; 60]);
     assert_eq!(w.as_bytes(), expected.as_slice());
+}
+
+/// The key of a memoized function's call with one int argument (the default key of a Python
+/// decorated function: its id, then the arguments' list) is held inline: no heap block per
+/// entry, in a `Key` no larger than before.
+#[test]
+fn a_functions_key_with_one_int_argument_needs_no_allocation() {
+    let mut w = KeyWriter::new();
+    w.list(2).bytes(&function_id("coopcache_contender.fn_3")).list(1).int(7);
+    let key = w.finish();
+    assert_eq!(key.as_bytes().len(), 23);
+    assert_eq!(key.heap_bytes(), 0, "a 23-byte key is held inline");
+    assert_eq!(std::mem::size_of::<Key>(), 24);
+    let long = Key::from("a str that is too long to be inline");
+    assert!(long.heap_bytes() >= long.as_bytes().len(), "a longer key weighs its heap block");
+}
+
+/// A function's id is part of the shared-mode wire format: the first 8 bytes of the SHA-256
+/// of its qualified name, the same in every process and every release.
+#[test]
+fn a_functions_id_is_stable() {
+    assert_eq!(function_id("app.users.profile"), [0x25, 0x22, 0x58, 0xd0, 0x90, 0x5c, 0x6b, 0x4c]);
 }

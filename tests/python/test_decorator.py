@@ -1,4 +1,5 @@
 import asyncio
+import hashlib
 from typing import Any, List
 
 import coopcache
@@ -174,9 +175,20 @@ def test_async_and_sync_default_keys_encode_alike() -> None:
     from coopcache._decorator import _default_key
 
     f = keyword_only
-    prefix = f"{f.__module__}.{f.__qualname__}"
-    assert f.cache_key(1, y=2) == coopcache.key_bytes(_default_key(prefix, (1,), {"y": 2}))  # type: ignore
-    assert f.cache_key(1) == coopcache.key_bytes(_default_key(prefix, (1,), {}))  # type: ignore
+    fid = coopcache.function_id(f"{f.__module__}.{f.__qualname__}")
+    assert f.cache_key(1, y=2) == coopcache.key_bytes(_default_key(fid, (1,), {"y": 2}))  # type: ignore
+    assert f.cache_key(1) == coopcache.key_bytes(_default_key(fid, (1,), {}))  # type: ignore
+
+
+def test_the_default_key_names_the_function_by_an_id_that_keeps_it_inline() -> None:
+    """The default key is (the function's id, args): 8 bytes that every process makes from the
+    qualified name, so a call with one int argument makes a 23-byte key, which the core holds
+    without a heap block per entry (the name itself made a 37-byte key here)."""
+    f = keyword_only
+    name = f"{f.__module__}.{f.__qualname__}"
+    assert coopcache.function_id(name) == hashlib.sha256(name.encode()).digest()[:8]
+    assert f.cache_key(7) == coopcache.key_bytes((coopcache.function_id(name), (7,)))  # type: ignore
+    assert len(f.cache_key(7)) == 23  # type: ignore
 
 
 def test_call_form_without_fn_is_an_error() -> None:

@@ -120,7 +120,8 @@ def test_the_decorator_form_takes_a_list_of_ids() -> None:
     assert load_users([2, 3, 1]) == ["user 2", "user 3", "user 1"]
     assert asked == [[1, 2], [3]], "one call for the ids nobody has"
     assert load_users.__name__ == "load_users"
-    assert coopcache.get("test-many-decorated", ("test_many.load_users", 3)) == "user 3"
+    fid = coopcache.function_id("test_many.load_users")
+    assert coopcache.get("test-many-decorated", (fid, 3)) == "user 3"
 
 
 

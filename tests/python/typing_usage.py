@@ -53,6 +53,7 @@ count: int = coopcache.invalidate_tag("typing", "u")
 coopcache.clear("typing")
 stats: Dict[str, object] = coopcache.stats("typing")
 kb: bytes = coopcache.key_bytes(("user", 1))
+fid: bytes = coopcache.function_id("app.users.profile")
 names: List[str] = coopcache.names()
 try:
     coopcache.cached("nope", 1, lambda: 1)

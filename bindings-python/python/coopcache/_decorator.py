@@ -56,11 +56,12 @@ _T = TypeVar("_T")
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def _default_key(prefix: str, args: Tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """The decorator's key; encodes exactly as the native decorator's (tuples are lists)."""
+def _default_key(fid: bytes, args: Tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The decorator's key, ``fid`` the function's id (``_native.function_id`` of its
+    qualified name); encodes exactly as the native decorator's (tuples are lists)."""
     if kwargs:
-        return (prefix, args, tuple(sorted(kwargs.items())))
-    return (prefix, args)
+        return (fid, args, tuple(sorted(kwargs.items())))
+    return (fid, args)
 
 
 def _tag_list(tags: Optional[Iterable[str]]) -> Optional[list[str]]:
@@ -89,7 +90,7 @@ def _refuse_generator(name: str, func: Callable[..., Any]) -> None:
 
 
 def _claim_default_key(name: str, func: Callable[..., Any], prefix: str) -> None:
-    """The default key is ``(module.qualname, args)``: it must name this function, and only
+    """The default key is ``(id of module.qualname, args)``: it must name this function, and only
     this one, in every process that shares the cache. A name that several functions share
     (lambdas, functions defined inside a function call: closures of one factory) or that
     another function already holds in this cache is refused; ``key=`` names the call instead."""
@@ -201,10 +202,11 @@ def cached(
         if key_fn is None:
             _claim_default_key(name, func, prefix)
         if inspect.iscoroutinefunction(func):
+            fid = _native.function_id(prefix)
 
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                k = key_fn(*args, **kwargs) if key_fn is not None else _default_key(prefix, args, kwargs)
+                k = key_fn(*args, **kwargs) if key_fn is not None else _default_key(fid, args, kwargs)
                 return await cached_async(
                     name, k, lambda: func(*args, **kwargs),
                     timeout=timeout, tags=tag_list, weigher=weigher, refresh_after=refresh_after,
@@ -253,7 +255,8 @@ def cached_many(name: str, keys: Any = _MISSING, loader: Any = None) -> Any:
 
     Decorator form ``@cached_many(name)`` on a function taking a list of ids and returning a
     dict of them to their values: calling it with ids returns their values as a list; each id
-    is stored under ``(module.qualname, id)``, so one cache may hold several such functions.
+    is stored under ``(function id, id)`` (the function id as in ``cached``'s default key), so
+    one cache may hold several such functions.
     On an ``async def`` function the result is an ``async def`` function too."""
     if keys is not _MISSING:
         if loader is None:
@@ -263,27 +266,28 @@ def cached_many(name: str, keys: Any = _MISSING, loader: Any = None) -> Any:
     def decorate(func: Callable[[List[Any]], Any]) -> Callable[[Iterable[Any]], Any]:
         prefix = _prefix(func)
         _claim_default_key(name, func, prefix)
+        fid = _native.function_id(prefix)
 
-        def keyed(loaded: Mapping[Any, Any]) -> dict[Tuple[str, Any], Any]:
-            return {(prefix, k): v for k, v in loaded.items()}
+        def keyed(loaded: Mapping[Any, Any]) -> dict[Tuple[bytes, Any], Any]:
+            return {(fid, k): v for k, v in loaded.items()}
 
         if inspect.iscoroutinefunction(func):
 
-            async def load_async(missing: List[Tuple[str, Any]]) -> dict[Tuple[str, Any], Any]:
+            async def load_async(missing: List[Tuple[bytes, Any]]) -> dict[Tuple[bytes, Any], Any]:
                 return keyed(await func([k for _, k in missing]))
 
             @functools.wraps(func)
             async def async_wrapper(ids: Iterable[Any]) -> List[Any]:
-                return await cached_many_async(name, [(prefix, i) for i in ids], load_async)
+                return await cached_many_async(name, [(fid, i) for i in ids], load_async)
 
             return async_wrapper
 
-        def load(missing: List[Tuple[str, Any]]) -> dict[Tuple[str, Any], Any]:
+        def load(missing: List[Tuple[bytes, Any]]) -> dict[Tuple[bytes, Any], Any]:
             return keyed(func([k for _, k in missing]))
 
         @functools.wraps(func)
         def wrapper(ids: Iterable[Any]) -> List[Any]:
-            return _many_sync(_native.cache(name), [(prefix, i) for i in ids], load)
+            return _many_sync(_native.cache(name), [(fid, i) for i in ids], load)
 
         return wrapper
 

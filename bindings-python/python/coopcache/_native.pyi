@@ -233,6 +233,9 @@ def release_name(cache: str, name: str, owner: int) -> None:
 def key_bytes(key: Key) -> bytes:
     """The canonical key bytes of a key (equal keys, equal bytes, in every language)."""
     ...
+def function_id(name: str) -> bytes:
+    """The 8 bytes that stand for the function of qualified name ``name`` in its default keys."""
+    ...
 def estimate_size(value: object) -> int:
     """The native deep-size estimate of a value, in bytes."""
     ...

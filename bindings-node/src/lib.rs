@@ -69,10 +69,10 @@ mod act {
     pub const ENCODE: f64 = 5.0;
     /// Nothing left to do (the caller gave up before).
     pub const GONE: f64 = 6.0;
-    /// Call the batch's loader with the keys at `takeLoad(job)`, and report with `loaded` (or
+    /// Call the batch's loader with the keys at `takeList(job)`, and report with `loaded` (or
     /// its failure with `computed`, as a computation's).
     pub const LOAD: f64 = 7.0;
-    /// Resolve the batch's promise with the values `takeMany(job)` (a batch with an error for a
+    /// Resolve the batch's promise with the values `takeList(job)` (a batch with an error for a
     /// key gets FAILED or ERROR instead, as a single call does).
     pub const MANY: f64 = 8.0;
     /// Added to the job's last action: the JS side forgets the job.
@@ -264,7 +264,10 @@ fn js_arg(env: &Env, v: &Unknown<'_>, depth: u32) -> Arg {
                 (Value::Other, "object")
             }
         }
-        t => (Value::Other, js_typeof(t)),
+        ValueType::Undefined => (Value::Other, "undefined"),
+        ValueType::Symbol => (Value::Other, "symbol"),
+        ValueType::BigInt => (Value::Other, "bigint"),
+        _ => (Value::Other, "unknown"),
     };
     Arg::new(value, name)
 }
@@ -313,21 +316,6 @@ fn js_options(
     Ok(out)
 }
 
-/// What JS's `typeof` says of a value of type `t`.
-fn js_typeof(t: ValueType) -> &'static str {
-    match t {
-        ValueType::Undefined => "undefined",
-        ValueType::Null | ValueType::Object => "object",
-        ValueType::Boolean => "boolean",
-        ValueType::Number => "number",
-        ValueType::String => "string",
-        ValueType::Symbol => "symbol",
-        ValueType::Function => "function",
-        ValueType::BigInt => "bigint",
-        _ => "unknown",
-    }
-}
-
 /// `String(v)` for a primitive; what an object, function or symbol is (no JS runs: no
 /// `toString` is called).
 fn text(env: &Env, v: &Unknown<'_>) -> String {
@@ -357,10 +345,9 @@ pub struct Native {
     jobs: Jobs<Key, Val>,
     /// Errors for `takeError`, by job.
     failures: HashMap<u64, Failure>,
-    /// The indices of the keys a batch's loader is to load (`takeLoad`), by job.
-    loads: HashMap<u64, Vec<usize>>,
-    /// The ids of a batch's values (`takeMany`), by job.
-    many: HashMap<u64, Vec<u32>>,
+    /// For `takeList`, by job: the indices of the keys a batch's loader is to load (LOAD), or
+    /// the ids of a batch's values (MANY).
+    lists: HashMap<u64, Vec<u32>>,
     /// The key bytes of `hit`'s last miss, with the (negated) number it answered.
     missed: Option<(i32, KeyWriter)>,
     /// A hit that is to refresh its value (`refreshAfter`): the number it answered (as a miss,
@@ -401,8 +388,7 @@ impl Native {
             sink,
             jobs: Jobs::new(move || job_sink.ping()),
             failures: HashMap::new(),
-            loads: HashMap::new(),
-            many: HashMap::new(),
+            lists: HashMap::new(),
             missed: None,
             refresh: None,
             misses: 0,
@@ -526,19 +512,16 @@ impl Native {
     /// the JS side keeps alive with them): napi-rs's method dispatch costs more than a whole
     /// hit. `hit(cache, key)` is the hit path alone: the value's id; or on a miss a negative
     /// number, for `start` to reuse the key's bytes; or 0 for a bad key (which `start` reports).
-    /// It never touches the call driver. `start`, `enter`,
-    /// `exit` and `computed` are the methods of the same names.
-    #[napi(
-        ts_return_type = "Record<'hit' | 'start' | 'enter' | 'exit' | 'computed', (...args: any[]) => any>"
-    )]
+    /// It never touches the call driver. `start` and `computed` are the methods of the same
+    /// names; `frame` enters or leaves a computation (see [`raw::frame`]).
+    #[napi(ts_return_type = "Record<'hit' | 'start' | 'frame' | 'computed', (...args: any[]) => any>")]
     pub fn fns<'e>(&mut self, env: &'e Env) -> Result<Object<'e>> {
         let data: *mut Native = self;
         let mut o = Object::new(env)?;
-        let fns: [(&std::ffi::CStr, sys::napi_callback); 5] = [
+        let fns: [(&std::ffi::CStr, sys::napi_callback); 4] = [
             (c"hit", Some(raw::hit)),
             (c"start", Some(raw::start)),
-            (c"enter", Some(raw::enter)),
-            (c"exit", Some(raw::exit)),
+            (c"frame", Some(raw::frame)),
             (c"computed", Some(raw::computed)),
         ];
         for (name, cb) in fns {
@@ -611,14 +594,14 @@ impl Native {
                 Do::Encode(v) => (act::ENCODE, v.0.id),
                 Do::Gone => (act::GONE, 0),
                 Do::Load(at) => {
-                    self.loads.insert(a.job, at);
+                    self.lists.insert(a.job, at.into_iter().map(|i| i as u32).collect());
                     (act::LOAD, 0)
                 }
                 // The first key's error rejects the batch's promise, as a single call's would.
                 Do::SettleMany(values) => {
                     match values.into_iter().collect::<std::result::Result<Vec<_>, _>>() {
                         Ok(values) => {
-                            self.many.insert(a.job, values.iter().map(|v| v.0.id).collect());
+                            self.lists.insert(a.job, values.iter().map(|v| v.0.id).collect());
                             (act::MANY, 0)
                         }
                         Err(e) => self.settle(a.job, Err(e)),
@@ -778,10 +761,11 @@ impl Native {
         self.output(out)
     }
 
-    /// The indices of the keys a LOAD action asks the loader for.
+    /// The list of a LOAD action (the indices of the keys to load) or of a MANY action (the ids
+    /// of the batch's values, in the keys' order).
     #[napi]
-    pub fn take_load(&mut self, job: f64) -> Vec<u32> {
-        self.loads.remove(&(job as u64)).unwrap_or_default().into_iter().map(|i| i as u32).collect()
+    pub fn take_list(&mut self, job: f64) -> Vec<u32> {
+        self.lists.remove(&(job as u64)).unwrap_or_default()
     }
 
     /// Reports what a batch's loader returned: its keys, the ids of their values, and their
@@ -804,12 +788,6 @@ impl Native {
         let mut acts = Vec::new();
         self.jobs.loaded(job as u64, result.map(|()| loaded), &mut acts);
         self.next(acts)
-    }
-
-    /// The ids of a batch's values, in the keys' order (its MANY action).
-    #[napi]
-    pub fn take_many(&mut self, job: f64) -> Vec<u32> {
-        self.many.remove(&(job as u64)).unwrap_or_default()
     }
 
     /// The bytes from the shared tier that a DECODE action asks to deserialize.
@@ -926,13 +904,11 @@ impl Native {
     pub fn stats<'e>(&self, env: &'e Env, cache: u32) -> Result<Object<'e>> {
         let c = &self.caches[cache as usize];
         let mut o = Object::new(env)?;
-        for (name, n) in c.stats().fields() {
+        // The shared tier's counters too, if the cache has one.
+        for (name, n) in
+            c.stats().fields().into_iter().chain(c.shared().into_iter().flat_map(|t| t.stats().fields()))
+        {
             o.set(Style::Node.name(name), n as f64)?;
-        }
-        if let Some(t) = c.shared() {
-            for (name, n) in t.stats().fields() {
-                o.set(Style::Node.name(name), n as f64)?;
-            }
         }
         Ok(o)
     }
@@ -1278,23 +1254,17 @@ mod raw {
         }
     }
 
-    /// `enter(job)`: see [`Jobs::enter`].
-    pub unsafe extern "C" fn enter(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    /// `frame(job, inside)`: the job's computation enters ([`Jobs::enter`]) or leaves
+    /// ([`Jobs::exit`]) its synchronous part.
+    pub unsafe extern "C" fn frame(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
         // SAFETY: as for `method`.
         unsafe {
-            method(env, info, |this, _, [job]| {
-                (*this).jobs.enter(f64::from_napi_value(env, job)? as u64);
-                <()>::to_napi_value(env, ())
-            })
-        }
-    }
-
-    /// `exit(job)`: see [`Jobs::exit`].
-    pub unsafe extern "C" fn exit(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
-        // SAFETY: as for `method`.
-        unsafe {
-            method(env, info, |this, _, [job]| {
-                (*this).jobs.exit(f64::from_napi_value(env, job)? as u64);
+            method(env, info, |this, _, [job, inside]| {
+                let job = f64::from_napi_value(env, job)? as u64;
+                match bool::from_napi_value(env, inside)? {
+                    true => (*this).jobs.enter(job),
+                    false => (*this).jobs.exit(job),
+                }
                 <()>::to_napi_value(env, ())
             })
         }

@@ -10,7 +10,7 @@ const { EventEmitter } = require('node:events');
 const { AsyncLocalStorage } = require('node:async_hooks');
 const v8 = require('node:v8');
 
-const { Native } = require('./load.js').load();
+const { Native, NativeCache } = require('./load.js').load();
 
 /** A bad argument: a TypeError with the stable code of the addon's (ERR_COOPCACHE_INVALID_ARGUMENT). */
 function badArgument(message) {
@@ -398,40 +398,20 @@ function defaultKey(c, fn) {
 // The rest of the API
 // ---------------------------------------------------------------------------------------------
 
-/** A handle on one named cache (what `configure` returns). */
-class Cache {
+/** A handle on one named cache (what `configure` returns). The addon's class has what needs no
+ * JS value of the cache's: `name`, `settings`, `sharedUp`, `invalidate`, `invalidateTag`,
+ * `clear` and `stats`. */
+class Cache extends NativeCache {
   #c;
   constructor(c) {
+    super(native, c.idx);
     this.#c = c;
-  }
-  get name() {
-    return this.#c.name;
-  }
-  get settings() {
-    return native.settings(this.#c.idx);
   }
   cached(key, fn, options) {
     return cachedOn(this.#c, key, fn, options);
   }
   get(key) {
     return values.get(native.get(this.#c.idx, key)); // 0 (none) is never an id
-  }
-  invalidate(key) {
-    return native.invalidate(this.#c.idx, key);
-  }
-  invalidateTag(tag) {
-    if (typeof tag !== 'string') throw badArgument(`a tag must be a string, got ${typeof tag}`);
-    return native.invalidateTag(this.#c.idx, tag);
-  }
-  clear() {
-    native.clear(this.#c.idx);
-  }
-  stats() {
-    return native.stats(this.#c.idx);
-  }
-  /** `true` while the shared tier is connected, `false` while it is not, `null` without one. */
-  get sharedUp() {
-    return native.sharedUp(this.#c.idx);
   }
   configure(options) {
     return configure(this.#c.name, options);

@@ -199,7 +199,7 @@ function isThenable(v) {
 // core's recursion checks.
 function compute(id, call, asked) {
   computing++;
-  frame(id, true); // its synchronous part runs inside the job's frame
+  frame(id, true);
   let ok = true;
   let result;
   try {

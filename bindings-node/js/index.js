@@ -10,7 +10,7 @@ const { EventEmitter } = require('node:events');
 const { AsyncLocalStorage } = require('node:async_hooks');
 const v8 = require('node:v8');
 
-const { Native } = require('./load.js').load();
+const { Native, NativeCache } = require('./load.js').load();
 
 /** A bad argument: a TypeError with the stable code of the addon's (ERR_COOPCACHE_INVALID_ARGUMENT). */
 function badArgument(message) {
@@ -63,7 +63,7 @@ function wake() {
 }
 
 const native = new Native(wake);
-const { hit, start, enter, exit, computed: report } = native.fns(); // the call path, without napi-rs's dispatch
+const { hit, start, frame, computed: report } = native.fns(); // the call path, without napi-rs's dispatch
 const out = new Float64Array(3 * 1024); // the addon writes its answers here (see run)
 native.setOutput(out);
 
@@ -169,8 +169,8 @@ const ACTIONS = [
   decode,
   (id, call, arg) => encode(id, call, values.get(arg)),
   () => {},
-  (id, call) => compute(id, call, native.takeLoad(id).map((i) => call.keys[i])),
-  (id, call) => settle(call, call.resolve, native.takeMany(id).map((i) => values.get(i))),
+  (id, call) => compute(id, call, native.takeList(id).map((i) => call.keys[i])),
+  (id, call) => settle(call, call.resolve, native.takeList(id).map((i) => values.get(i))),
 ];
 
 /** Does what the addon asks: triples [call, action, arg], as many as the count it wrote to `out`
@@ -195,41 +195,39 @@ function isThenable(v) {
 }
 
 // Runs the user's function (a batch's loader: with the keys `asked`): its synchronous part
-// inside the computation (enter), the rest in an async context that knows it (als), for the
+// inside the computation (its frame), the rest in an async context that knows it (als), for the
 // core's recursion checks.
 function compute(id, call, asked) {
   computing++;
-  enter(id);
+  frame(id, true);
+  let ok = true;
   let result;
   try {
     const ctx = call.ctx === undefined ? [id] : call.ctx.concat(id);
     result = asked === undefined ? als.run(ctx, call.fn) : als.run(ctx, call.fn, asked);
   } catch (e) {
-    exit(id);
-    return computed(id, call, false, e, asked);
+    [ok, result] = [false, e];
   }
-  exit(id);
-  if (isThenable(result)) Promise.resolve(result).then((v) => computed(id, call, true, v, asked), (e) => computed(id, call, false, e, asked));
-  else computed(id, call, true, result, asked);
+  frame(id, false);
+  if (ok && isThenable(result)) Promise.resolve(result).then((v) => computed(id, call, true, v, asked), (e) => computed(id, call, false, e, asked));
+  else computed(id, call, ok, result, asked);
 }
 
 function computed(id, call, ok, v, asked) {
   if (--computing === 0) als.disable();
-  if (ok && asked !== undefined) return loaded(id, call, asked, v);
   let kind = !ok ? FAILED : v instanceof NoCache ? NOCACHE : STORE;
-  if (kind === STORE && isGenerator(v, '')) {
-    [kind, v] = [FAILED, badArgument('the function returned a generator, which can be iterated once; return an array of its items to cache them')];
-  }
   let w = 0;
-  if (kind === NOCACHE) v = v.value;
-  if (kind === STORE) {
-    try {
-      w = weigh(call, v);
-    } catch (e) {
-      [kind, v] = [FAILED, e];
-    }
+  let batch; // a batch's loader's result, as `loaded` takes it
+  try {
+    if (ok && asked !== undefined) batch = loaded(call, asked, v);
+    else if (kind === STORE && isGenerator(v, '')) {
+      throw badArgument('the function returned a generator, which can be iterated once; return an array of its items to cache them');
+    } else if (kind === NOCACHE) v = v.value;
+    else if (kind === STORE) w = weigh(call, v);
+  } catch (e) {
+    [kind, v] = [FAILED, e]; // reported as the computation's failure
   }
-  run(report(id, kind, put(v), w, v));
+  run(batch !== undefined ? native.loaded(id, ...batch) : report(id, kind, put(v), w, v));
 }
 
 /** The values of `keys` (an array), with one `loader(missing)` call for the keys nobody has. */
@@ -247,20 +245,15 @@ function cachedMany(name, keys, loader) {
 }
 
 // What a batch's loader returned: a Map, or a plain object (read by String(key)), of the keys
-// `asked` to their values (a failure is reported as a computation's).
-function loaded(id, call, asked, m) {
+// `asked` to their values; as [keys, value ids, weights] for the addon's `loaded` (throws for
+// anything else, or a value that cannot be weighed).
+function loaded(call, asked, m) {
   if (m === null || typeof m !== 'object') {
-    const e = badArgument(`the loader must return a Map or an object of the keys to their values, got ${m === null ? 'null' : typeof m}`);
-    return run(report(id, FAILED, put(e), 0, e));
+    throw badArgument(`the loader must return a Map or an object of the keys to their values, got ${m === null ? 'null' : typeof m}`);
   }
   const entries = m instanceof Map ? [...m] : asked.filter((k) => Object.hasOwn(m, String(k))).map((k) => [k, m[String(k)]]);
-  let weights;
-  try {
-    weights = entries.map(([k, v]) => weigh({ c: call.c, key: k }, v));
-  } catch (e) {
-    return run(report(id, FAILED, put(e), 0, e));
-  }
-  run(native.loaded(id, entries.map(([k]) => k), entries.map(([, v]) => put(v)), weights));
+  const weights = entries.map(([k, v]) => weigh({ c: call.c, key: k }, v));
+  return [entries.map(([k]) => k), entries.map(([, v]) => put(v)), weights];
 }
 
 function weigh(call, v) {
@@ -314,9 +307,7 @@ function estimate(root) {
   const stack = [root];
   let budget = MAX_NODES - 1; // values that may still be stacked
   const more = () => budget > 0;
-  const visit = (x) => {
-    if (budget-- > 0) stack.push(x);
-  };
+  const visit = (x) => budget-- > 0 && stack.push(x);
   let total = 0;
   while (stack.length > 0) {
     const v = stack.pop();
@@ -330,18 +321,10 @@ function estimate(root) {
 }
 
 function scalar(v) {
-  switch (typeof v) {
-    case 'string':
-      return 16 + v.length;
-    case 'number':
-      return 8;
-    case 'bigint':
-      return 16 + Math.ceil(v.toString(16).length / 2);
-    case 'function':
-      return 64;
-    default:
-      return 0;
-  }
+  if (typeof v === 'string') return 16 + v.length;
+  if (typeof v === 'number') return 8;
+  if (typeof v === 'bigint') return 16 + Math.ceil(v.toString(16).length / 2);
+  return typeof v === 'function' ? 64 : 0;
 }
 
 // An object's own size; `visit` stacks what it holds while `more()` (the budget) allows.
@@ -361,13 +344,9 @@ function container(v, visit, more) {
     }
     return 32 + (v instanceof Map ? 24 : 16) * v.size;
   }
-  let total = 24;
-  for (const k in v) {
-    if (!Object.hasOwn(v, k)) continue;
-    total += 16;
-    if (more()) visit(v[k]);
-  }
-  return total;
+  const keys = Object.keys(v); // own enumerable string keys, as `for...in` with `Object.hasOwn`
+  for (let i = 0; i < keys.length && more(); i++) visit(v[keys[i]]);
+  return 24 + 16 * keys.length;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -396,53 +375,43 @@ const owners = new WeakMap();
 let lastOwner = 0;
 const unclaim = new FinalizationRegistry(([idx, name, owner]) => native.releaseName(idx, name, owner));
 
-/** The default key is [fn.name, ...args]: the addon refuses a name that is not this function's
- * alone in the cache (an anonymous function, a second function of a name already taken: two
- * `load`s, bound methods of two instances); `key` names the call instead. */
-function claimName(c, fn) {
+/** The default key of `wrap(fn)`, [fn.name, ...args]: the addon refuses a name that is not this
+ * function's alone in the cache (an anonymous function, a second function of a name already
+ * taken: two `load`s, bound methods of two instances), and a method call is refused, since it
+ * leaves `this` out and every instance would share entries; `key` names the call instead. */
+function defaultKey(c, fn) {
+  const fname = fn.name;
   if (!owners.has(fn)) owners.set(fn, ++lastOwner);
-  if (native.claimName(c.idx, fn.name, owners.get(fn))) unclaim.register(fn, [c.idx, fn.name, owners.get(fn)]);
-  return fn.name;
+  if (native.claimName(c.idx, fname, owners.get(fn))) unclaim.register(fn, [c.idx, fname, owners.get(fn)]);
+  return function (...args) {
+    if (this !== undefined && this !== globalThis) {
+      throw badArgument(
+        `wrap(${fname}) was called as a method: the default key [name, ...args] leaves \`this\` out, ` +
+        'so every instance would share entries; give wrap() a key: function (...args) { return [..., this.id, ...args]; }',
+      );
+    }
+    return [fname, ...args];
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
 // The rest of the API
 // ---------------------------------------------------------------------------------------------
 
-/** A handle on one named cache (what `configure` returns). */
-class Cache {
+/** A handle on one named cache (what `configure` returns). The addon's class has what needs no
+ * JS value of the cache's: `name`, `settings`, `sharedUp`, `invalidate`, `invalidateTag`,
+ * `clear` and `stats`. */
+class Cache extends NativeCache {
   #c;
   constructor(c) {
+    super(native, c.idx);
     this.#c = c;
-  }
-  get name() {
-    return this.#c.name;
-  }
-  get settings() {
-    return native.settings(this.#c.idx);
   }
   cached(key, fn, options) {
     return cachedOn(this.#c, key, fn, options);
   }
   get(key) {
     return values.get(native.get(this.#c.idx, key)); // 0 (none) is never an id
-  }
-  invalidate(key) {
-    return native.invalidate(this.#c.idx, key);
-  }
-  invalidateTag(tag) {
-    if (typeof tag !== 'string') throw badArgument(`a tag must be a string, got ${typeof tag}`);
-    return native.invalidateTag(this.#c.idx, tag);
-  }
-  clear() {
-    native.clear(this.#c.idx);
-  }
-  stats() {
-    return native.stats(this.#c.idx);
-  }
-  /** `true` while the shared tier is connected, `false` while it is not, `null` without one. */
-  get sharedUp() {
-    return native.sharedUp(this.#c.idx);
   }
   configure(options) {
     return configure(this.#c.name, options);
@@ -457,26 +426,15 @@ class Cache {
     const c = this.#c;
     const opts = Object.keys(callOptions).length ? callOptions : undefined;
     if (opts !== undefined) native.checkOptions(opts); // bad options fail here, not at each call
-    if (key !== undefined) {
-      return function wrapped(...args) {
-        let k;
-        try {
-          k = key.apply(this, args);
-        } catch (e) {
-          return Promise.reject(e);
-        }
-        return cachedOn(c, k, () => fn.apply(this, args), opts);
-      };
-    }
-    const fname = claimName(c, fn);
+    const keyOf = key ?? defaultKey(c, fn);
     return function wrapped(...args) {
-      if (this !== undefined && this !== globalThis) {
-        return Promise.reject(badArgument(
-          `wrap(${fname}) was called as a method: the default key [name, ...args] leaves \`this\` out, ` +
-          'so every instance would share entries; give wrap() a key: function (...args) { return [..., this.id, ...args]; }',
-        ));
+      let k;
+      try {
+        k = keyOf.apply(this, args);
+      } catch (e) {
+        return Promise.reject(e);
       }
-      return cachedOn(c, [fname, ...args], () => fn.apply(this, args), opts);
+      return cachedOn(c, k, () => fn.apply(this, args), opts);
     };
   }
 }

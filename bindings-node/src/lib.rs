@@ -69,10 +69,10 @@ mod act {
     pub const ENCODE: f64 = 5.0;
     /// Nothing left to do (the caller gave up before).
     pub const GONE: f64 = 6.0;
-    /// Call the batch's loader with the keys at `takeLoad(job)`, and report with `loaded` (or
+    /// Call the batch's loader with the keys at `takeList(job)`, and report with `loaded` (or
     /// its failure with `computed`, as a computation's).
     pub const LOAD: f64 = 7.0;
-    /// Resolve the batch's promise with the values `takeMany(job)` (a batch with an error for a
+    /// Resolve the batch's promise with the values `takeList(job)` (a batch with an error for a
     /// key gets FAILED or ERROR instead, as a single call does).
     pub const MANY: f64 = 8.0;
     /// Added to the job's last action: the JS side forgets the job.
@@ -247,7 +247,7 @@ fn js_arg(env: &Env, v: &Unknown<'_>, depth: u32) -> Arg {
             let whole = n.is_finite() && n.fract() == 0.0 && n.abs() < 9.0e15;
             (if whole { Value::Int(n as i128) } else { Value::Float(n) }, "number")
         }
-        ValueType::String => (Value::Str(text(env, v)), "string"),
+        ValueType::String => (Value::Str(js_string(env, v).unwrap_or_default()), "string"),
         ValueType::Function => (Value::Func, "function"),
         ValueType::Object => {
             let mut is = false;
@@ -264,7 +264,10 @@ fn js_arg(env: &Env, v: &Unknown<'_>, depth: u32) -> Arg {
                 (Value::Other, "object")
             }
         }
-        t => (Value::Other, js_typeof(t)),
+        ValueType::Undefined => (Value::Other, "undefined"),
+        ValueType::Symbol => (Value::Other, "symbol"),
+        ValueType::BigInt => (Value::Other, "bigint"),
+        _ => (Value::Other, "unknown"),
     };
     Arg::new(value, name)
 }
@@ -313,37 +316,14 @@ fn js_options(
     Ok(out)
 }
 
-/// What JS's `typeof` says of a value of type `t`.
-fn js_typeof(t: ValueType) -> &'static str {
-    match t {
-        ValueType::Undefined => "undefined",
-        ValueType::Null | ValueType::Object => "object",
-        ValueType::Boolean => "boolean",
-        ValueType::Number => "number",
-        ValueType::String => "string",
-        ValueType::Symbol => "symbol",
-        ValueType::Function => "function",
-        ValueType::BigInt => "bigint",
-        _ => "unknown",
+/// `String(v)`; None if that threw (a `toString` or `Symbol.toPrimitive` of an object), with
+/// its exception cleared.
+fn js_string(env: &Env, v: &Unknown<'_>) -> Option<String> {
+    let s = v.coerce_to_string().and_then(|s| s.into_utf8()).and_then(|s| s.into_owned());
+    if s.is_err() {
+        clear_exception(env);
     }
-}
-
-/// `String(v)` for a primitive; what an object, function or symbol is (no JS runs: no
-/// `toString` is called).
-fn text(env: &Env, v: &Unknown<'_>) -> String {
-    let what = match v.get_type() {
-        Ok(ValueType::Object) => "an object",
-        Ok(ValueType::Function) => "a function",
-        Ok(ValueType::Symbol) => "a symbol",
-        _ => {
-            let s = v.coerce_to_string().and_then(|s| s.into_utf8()).and_then(|s| s.into_owned());
-            return s.unwrap_or_else(|_| {
-                clear_exception(env);
-                "(unprintable)".to_owned()
-            });
-        }
-    };
-    what.to_owned()
+    s.ok()
 }
 
 /// One addon instance's caches and jobs (one per JS environment: the main thread and each
@@ -357,10 +337,9 @@ pub struct Native {
     jobs: Jobs<Key, Val>,
     /// Errors for `takeError`, by job.
     failures: HashMap<u64, Failure>,
-    /// The indices of the keys a batch's loader is to load (`takeLoad`), by job.
-    loads: HashMap<u64, Vec<usize>>,
-    /// The ids of a batch's values (`takeMany`), by job.
-    many: HashMap<u64, Vec<u32>>,
+    /// For `takeList`, by job: the indices of the keys a batch's loader is to load (LOAD), or
+    /// the ids of a batch's values (MANY).
+    lists: HashMap<u64, Vec<u32>>,
     /// The key bytes of `hit`'s last miss, with the (negated) number it answered.
     missed: Option<(i32, KeyWriter)>,
     /// A hit that is to refresh its value (`refreshAfter`): the number it answered (as a miss,
@@ -401,8 +380,7 @@ impl Native {
             sink,
             jobs: Jobs::new(move || job_sink.ping()),
             failures: HashMap::new(),
-            loads: HashMap::new(),
-            many: HashMap::new(),
+            lists: HashMap::new(),
             missed: None,
             refresh: None,
             misses: 0,
@@ -475,7 +453,11 @@ impl Native {
     /// new (the JS side frees it when the function is collected).
     #[napi]
     pub fn claim_name(&self, env: Env, cache: u32, name: Unknown<'_>, owner: f64) -> Result<bool> {
-        let name = if name.get_type()? == ValueType::String { text(&env, &name) } else { String::new() };
+        let name = if name.get_type()? == ValueType::String {
+            js_string(&env, &name).unwrap_or_default()
+        } else {
+            String::new()
+        };
         let c = self.caches[cache as usize].name();
         self.registry
             .claim_name(c, &name, owner as u64, Style::Node)
@@ -494,21 +476,6 @@ impl Native {
         self.registry.names()
     }
 
-    /// The current settings, as `cache.settings` returns them.
-    #[napi(ts_return_type = "Record<string, unknown>")]
-    pub fn settings<'e>(&self, env: &'e Env, cache: u32) -> Result<Object<'e>> {
-        let s = self.caches[cache as usize].settings();
-        let mut o = Object::new(env)?;
-        o.set("memoryLimit", s.memory_limit.resolve().unwrap_or(0) as f64)?;
-        o.set("cacheDuration", s.cache_duration.as_secs_f64())?;
-        o.set("whenFull", s.when_full.to_string())?;
-        o.set("maxConcurrency", s.max_concurrency.map(|n| n as f64))?;
-        o.set("refreshAfter", s.refresh_after.map(|d| d.as_secs_f64()))?;
-        o.set("serveStaleOnError", s.serve_stale_on_error)?;
-        o.set("earlyRefresh", s.early_refresh)?;
-        Ok(o)
-    }
-
     /// Keeps the key bytes of `hit`'s miss for `start`; returns the (negative) number `hit`
     /// answers.
     #[cold]
@@ -518,27 +485,20 @@ impl Native {
         -self.misses
     }
 
-    fn key(&self, env: &Env, key: &Unknown<'_>) -> Result<Key> {
-        key_writer(key).map(KeyWriter::finish).map_err(|f| f.throw(env))
-    }
-
     /// The functions of the call path, as plain N-API functions bound to this instance (which
     /// the JS side keeps alive with them): napi-rs's method dispatch costs more than a whole
     /// hit. `hit(cache, key)` is the hit path alone: the value's id; or on a miss a negative
     /// number, for `start` to reuse the key's bytes; or 0 for a bad key (which `start` reports).
-    /// It never touches the call driver. `start`, `enter`,
-    /// `exit` and `computed` are the methods of the same names.
-    #[napi(
-        ts_return_type = "Record<'hit' | 'start' | 'enter' | 'exit' | 'computed', (...args: any[]) => any>"
-    )]
+    /// It never touches the call driver. `start` and `computed` are the methods of the same
+    /// names; `frame` enters or leaves a computation (see [`raw::frame`]).
+    #[napi(ts_return_type = "Record<'hit' | 'start' | 'frame' | 'computed', (...args: any[]) => any>")]
     pub fn fns<'e>(&mut self, env: &'e Env) -> Result<Object<'e>> {
         let data: *mut Native = self;
         let mut o = Object::new(env)?;
-        let fns: [(&std::ffi::CStr, sys::napi_callback); 5] = [
+        let fns: [(&std::ffi::CStr, sys::napi_callback); 4] = [
             (c"hit", Some(raw::hit)),
             (c"start", Some(raw::start)),
-            (c"enter", Some(raw::enter)),
-            (c"exit", Some(raw::exit)),
+            (c"frame", Some(raw::frame)),
             (c"computed", Some(raw::computed)),
         ];
         for (name, cb) in fns {
@@ -611,14 +571,14 @@ impl Native {
                 Do::Encode(v) => (act::ENCODE, v.0.id),
                 Do::Gone => (act::GONE, 0),
                 Do::Load(at) => {
-                    self.loads.insert(a.job, at);
+                    self.lists.insert(a.job, at.into_iter().map(|i| i as u32).collect());
                     (act::LOAD, 0)
                 }
                 // The first key's error rejects the batch's promise, as a single call's would.
                 Do::SettleMany(values) => {
                     match values.into_iter().collect::<std::result::Result<Vec<_>, _>>() {
                         Ok(values) => {
-                            self.many.insert(a.job, values.iter().map(|v| v.0.id).collect());
+                            self.lists.insert(a.job, values.iter().map(|v| v.0.id).collect());
                             (act::MANY, 0)
                         }
                         Err(e) => self.settle(a.job, Err(e)),
@@ -778,10 +738,11 @@ impl Native {
         self.output(out)
     }
 
-    /// The indices of the keys a LOAD action asks the loader for.
+    /// The list of a LOAD action (the indices of the keys to load) or of a MANY action (the ids
+    /// of the batch's values, in the keys' order).
     #[napi]
-    pub fn take_load(&mut self, job: f64) -> Vec<u32> {
-        self.loads.remove(&(job as u64)).unwrap_or_default().into_iter().map(|i| i as u32).collect()
+    pub fn take_list(&mut self, job: f64) -> Vec<u32> {
+        self.lists.remove(&(job as u64)).unwrap_or_default()
     }
 
     /// Reports what a batch's loader returned: its keys, the ids of their values, and their
@@ -804,12 +765,6 @@ impl Native {
         let mut acts = Vec::new();
         self.jobs.loaded(job as u64, result.map(|()| loaded), &mut acts);
         self.next(acts)
-    }
-
-    /// The ids of a batch's values, in the keys' order (its MANY action).
-    #[napi]
-    pub fn take_many(&mut self, job: f64) -> Vec<u32> {
-        self.many.remove(&(job as u64)).unwrap_or_default()
     }
 
     /// The bytes from the shared tier that a DECODE action asks to deserialize.
@@ -903,46 +858,6 @@ impl Native {
         Ok(self.caches[cache as usize].get(w.as_bytes()).map_or(0, |v| v.0.id))
     }
 
-    /// Removes the key's entry: true if one was removed.
-    #[napi]
-    pub fn invalidate(&self, env: Env, cache: u32, key: Unknown<'_>) -> Result<bool> {
-        Ok(self.caches[cache as usize].invalidate(&self.key(&env, &key)?))
-    }
-
-    /// Removes every entry stored with `tag`; returns how many.
-    #[napi]
-    pub fn invalidate_tag(&self, cache: u32, tag: String) -> f64 {
-        self.caches[cache as usize].invalidate_tag(&tag) as f64
-    }
-
-    /// Removes every entry.
-    #[napi]
-    pub fn clear(&self, cache: u32) {
-        self.caches[cache as usize].clear();
-    }
-
-    /// The counters as `stats()` returns them (the shared tier's too, if the cache has one).
-    #[napi(ts_return_type = "Record<string, number>")]
-    pub fn stats<'e>(&self, env: &'e Env, cache: u32) -> Result<Object<'e>> {
-        let c = &self.caches[cache as usize];
-        let mut o = Object::new(env)?;
-        for (name, n) in c.stats().fields() {
-            o.set(Style::Node.name(name), n as f64)?;
-        }
-        if let Some(t) = c.shared() {
-            for (name, n) in t.stats().fields() {
-                o.set(Style::Node.name(name), n as f64)?;
-            }
-        }
-        Ok(o)
-    }
-
-    /// Whether the cache's shared tier is connected now (null without one).
-    #[napi]
-    pub fn shared_up(&self, cache: u32) -> Option<bool> {
-        self.caches.get(cache as usize)?.shared().map(|t| t.is_up())
-    }
-
     /// The serializer of the cache's shared tier (`v8` or `json`: the JS side serializes).
     #[napi]
     pub fn serializer(&self, cache: u32) -> &'static str {
@@ -953,8 +868,89 @@ impl Native {
     /// The canonical encoding of a key (for tests: it must match the other languages').
     #[napi]
     pub fn key_bytes(&self, env: Env, key: Unknown<'_>) -> Result<Buffer> {
-        Ok(self.key(&env, &key)?.as_bytes().to_vec().into())
+        Ok(js_key(&env, &key)?.as_bytes().to_vec().into())
     }
+}
+
+/// A cache's handle: `Cache` in index.js extends this class with what needs the JS side (its
+/// values, running functions).
+#[napi]
+pub struct NativeCache {
+    cache: Cache<Key, Val>,
+}
+
+#[napi]
+impl NativeCache {
+    /// The handle on the cache at `index` of `native` (what `configure` returned).
+    #[napi(constructor)]
+    pub fn new(native: &Native, index: u32) -> Self {
+        NativeCache { cache: native.caches[index as usize].clone() }
+    }
+
+    /// The cache's name.
+    #[napi(getter)]
+    pub fn name(&self) -> String {
+        self.cache.name().to_owned()
+    }
+
+    /// The current settings (the memory limit in bytes, durations in seconds).
+    #[napi(getter, ts_return_type = "Record<string, unknown>")]
+    pub fn settings<'e>(&self, env: &'e Env) -> Result<Object<'e>> {
+        let s = self.cache.settings();
+        let mut o = Object::new(env)?;
+        o.set("memoryLimit", s.memory_limit.resolve().unwrap_or(0) as f64)?;
+        o.set("cacheDuration", s.cache_duration.as_secs_f64())?;
+        o.set("whenFull", s.when_full.to_string())?;
+        o.set("maxConcurrency", s.max_concurrency.map(|n| n as f64))?;
+        o.set("refreshAfter", s.refresh_after.map(|d| d.as_secs_f64()))?;
+        o.set("serveStaleOnError", s.serve_stale_on_error)?;
+        o.set("earlyRefresh", s.early_refresh)?;
+        Ok(o)
+    }
+
+    /// Removes the key's entry: true if one was removed.
+    #[napi]
+    pub fn invalidate(&self, env: Env, key: Unknown<'_>) -> Result<bool> {
+        Ok(self.cache.invalidate(&js_key(&env, &key)?))
+    }
+
+    /// Removes every entry stored with `tag` (a string); returns how many.
+    #[napi]
+    pub fn invalidate_tag(&self, env: Env, tag: Unknown<'_>) -> Result<f64> {
+        let arg = js_arg(&env, &tag, 0);
+        let tag = options::tag(&arg, Style::Node).map_err(|e| Failure::option(e).throw(&env))?;
+        Ok(self.cache.invalidate_tag(tag) as f64)
+    }
+
+    /// Removes every entry.
+    #[napi]
+    pub fn clear(&self) {
+        self.cache.clear();
+    }
+
+    /// The counters (the shared tier's too, if the cache has one).
+    #[napi(ts_return_type = "Record<string, number>")]
+    pub fn stats<'e>(&self, env: &'e Env) -> Result<Object<'e>> {
+        let c = &self.cache;
+        let mut o = Object::new(env)?;
+        for (name, n) in
+            c.stats().fields().into_iter().chain(c.shared().into_iter().flat_map(|t| t.stats().fields()))
+        {
+            o.set(Style::Node.name(name), n as f64)?;
+        }
+        Ok(o)
+    }
+
+    /// Whether the cache's shared tier is connected now (null without one).
+    #[napi(getter)]
+    pub fn shared_up(&self) -> Option<bool> {
+        self.cache.shared().map(|t| t.is_up())
+    }
+}
+
+/// The key, or the thrown error of why it is not a key.
+fn js_key(env: &Env, key: &Unknown<'_>) -> Result<Key> {
+    key_writer(key).map(KeyWriter::finish).map_err(|f| f.throw(env))
 }
 
 /// The key's canonical bytes, or why it is not a key.
@@ -986,35 +982,23 @@ fn bytes(weight: f64) -> u64 {
 /// The type name and message of a thrown JS value, as other processes are told: an object's
 /// string `name` (else `Error`) and string `message` (else the value as a string).
 fn describe(env: &Env, e: Unknown<'_>) -> (String, String) {
-    let text = |v: Option<Unknown<'_>>| -> Option<String> {
-        let v = v?;
-        match v.get_type() {
-            Ok(ValueType::String) => v.coerce_to_string().ok()?.into_utf8().ok()?.into_owned().ok(),
-            _ => None,
+    // A property of an object that is a string (a getter that throws: none).
+    let prop = |name: &str| -> Option<String> {
+        if e.get_type().ok() != Some(ValueType::Object) {
+            return None;
         }
-    };
-    let prop = |o: &Object<'_>, name: &str| -> Option<String> {
-        let v = o.get::<Unknown>(name);
+        let v = Object::from_raw(env.raw(), e.raw()).get::<Unknown>(name);
         if v.is_err() {
             clear_exception(env);
         }
-        text(v.ok().flatten())
+        v.ok()
+            .flatten()
+            .filter(|v| v.get_type().ok() == Some(ValueType::String))
+            .and_then(|v| js_string(env, &v))
     };
-    let (name, message) = match e.get_type() {
-        Ok(ValueType::Object) => {
-            let o = Object::from_raw(env.raw(), e.raw());
-            (prop(&o, "name"), prop(&o, "message"))
-        }
-        _ => (None, None),
-    };
-    let message = message.or_else(|| {
-        let s = e.coerce_to_string().and_then(|s| s.into_utf8()).and_then(|s| s.into_owned());
-        if s.is_err() {
-            clear_exception(env);
-        }
-        s.ok()
-    });
-    (name.unwrap_or_else(|| "Error".to_owned()), message.unwrap_or_else(|| "(unprintable)".to_owned()))
+    let name = prop("name").unwrap_or_else(|| "Error".to_owned());
+    let message = prop("message").or_else(|| js_string(env, &e));
+    (name, message.unwrap_or_else(|| "(unprintable)".to_owned()))
 }
 
 /// Clears an exception a getter or `toString` threw while describing an error.
@@ -1278,23 +1262,17 @@ mod raw {
         }
     }
 
-    /// `enter(job)`: see [`Jobs::enter`].
-    pub unsafe extern "C" fn enter(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    /// `frame(job, inside)`: the job's computation enters ([`Jobs::enter`]) or leaves
+    /// ([`Jobs::exit`]) its synchronous part.
+    pub unsafe extern "C" fn frame(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
         // SAFETY: as for `method`.
         unsafe {
-            method(env, info, |this, _, [job]| {
-                (*this).jobs.enter(f64::from_napi_value(env, job)? as u64);
-                <()>::to_napi_value(env, ())
-            })
-        }
-    }
-
-    /// `exit(job)`: see [`Jobs::exit`].
-    pub unsafe extern "C" fn exit(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
-        // SAFETY: as for `method`.
-        unsafe {
-            method(env, info, |this, _, [job]| {
-                (*this).jobs.exit(f64::from_napi_value(env, job)? as u64);
+            method(env, info, |this, _, [job, inside]| {
+                let job = f64::from_napi_value(env, job)? as u64;
+                match bool::from_napi_value(env, inside)? {
+                    true => (*this).jobs.enter(job),
+                    false => (*this).jobs.exit(job),
+                }
                 <()>::to_napi_value(env, ())
             })
         }

@@ -276,6 +276,21 @@ pub fn cache_name(arg: &Arg, style: Style) -> Result<&str, OptionError> {
     }
 }
 
+/// A tag (`invalidate_tag`'s): a string.
+pub fn tag(arg: &Arg, style: Style) -> Result<&str, OptionError> {
+    match &arg.value {
+        Value::Str(s) => Ok(s),
+        _ => Err(OptionError::invalid(
+            ErrorKind::Type,
+            INVALID_ARGUMENT,
+            "tag",
+            arg,
+            style,
+            "a tag (a string)",
+        )),
+    }
+}
+
 /// The options of `configure`, checked; `settings` is the cache's current settings with the
 /// given ones applied.
 #[derive(Debug, Clone, PartialEq)]
@@ -779,6 +794,10 @@ mod tests {
         assert_eq!((e.kind, e.code), (ErrorKind::Type, INVALID_ARGUMENT));
         assert_eq!(e.message, "invalid name: 123 (int); expected a cache name (a string)");
         assert_eq!(cache_name(&str_("users", "str"), Style::Python).unwrap(), "users");
+        let e = tag(&py(Value::Int(1), "number"), Style::Node).unwrap_err();
+        assert_eq!((e.kind, e.code), (ErrorKind::Type, INVALID_ARGUMENT));
+        assert_eq!(e.message, "invalid tag: 1 (number); expected a tag (a string)");
+        assert_eq!(tag(&str_("user:1", "string"), Style::Node).unwrap(), "user:1");
         let core = ConfigError { setting: "lease_ttl", value: "5ms".into(), expected: "at least 10 ms" };
         assert_eq!(
             OptionError::config(&core, Style::Node).message,

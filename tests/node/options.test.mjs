@@ -67,7 +67,7 @@ test('every argument error has a stable code', async () => {
   assert.throws(() => configure(123), (e) => arg(e) && e.message === 'invalid name: 123 (number); expected a cache name (a string)');
   assert.throws(() => cache(123), arg);
   await assert.rejects(cached(name, 'k', 'not a function'), arg);
-  assert.throws(() => c.invalidateTag(1), arg);
+  assert.throws(() => c.invalidateTag(1), (e) => arg(e) && e.message === 'invalid tag: 1 (number); expected a tag (a string)');
   assert.throws(() => c.wrap(1), arg);
   assert.throws(() => c.wrap(() => 1, { key: 1 }), arg);
 });

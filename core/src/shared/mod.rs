@@ -413,7 +413,8 @@ fn inc(c: &AtomicU64) {
     c.fetch_add(1, Relaxed);
 }
 
-/// What a local tier does when another process invalidates: the key bytes, a tag, or all.
+/// What a local tier does when another process invalidates (the key bytes, a tag, or all),
+/// or refreshed a value.
 #[derive(Clone, Copy)]
 pub enum Invalidation<'a> {
     /// One key (canonical bytes).
@@ -422,6 +423,16 @@ pub enum Invalidation<'a> {
     Tag(&'a str),
     /// Everything.
     All,
+    /// Another process refreshed the key's value (`refresh_after`) and wrote it to Redis at
+    /// `written` (its wall clock, in ms since the epoch): a local copy older than that falls
+    /// due, so its next hit starts a refresh that takes that value from Redis.
+    #[cfg(feature = "redis")]
+    Refreshed {
+        /// The key (canonical bytes).
+        key: &'a [u8],
+        /// When the new value was written.
+        written: u64,
+    },
 }
 
 type InvalidationHook = Box<dyn Fn(Invalidation<'_>) + Send + Sync>;

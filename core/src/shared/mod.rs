@@ -71,7 +71,7 @@ pub struct SharedSettings {
     /// When set, every stored value is signed (HMAC-SHA256, covering the cache's name, the key
     /// and the value) and checked on read; a value that fails the check is a miss and is never
     /// deserialized. Every message on the cache's channel (completions, errors, invalidations,
-    /// clears) is signed and checked too: one that fails is dropped.
+    /// clears, refreshes) is signed and checked too: one that fails is dropped.
     pub secret: Option<Vec<u8>>,
     /// How long a computing process holds a key before another may take over, if it stops
     /// renewing (it renews every third of this while it computes). Default 10 s.

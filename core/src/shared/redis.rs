@@ -10,7 +10,8 @@
 //! completion published before its subscription was confirmed is not missed. The holder renews its
 //! lease while it computes and publishes with a script that writes only if it still owns the
 //! lease and no invalidation overtook it (see the protocol's docs); a publish that fails ends
-//! the lease all the same.
+//! the lease all the same. A refresh's publish also announces the write to every process on the
+//! cache's channel, which hands it to the local tier with the invalidations (`Refreshed`).
 //!
 //! Every Redis call goes through the cache's [`Link`], the connections the process shares with
 //! every other cache on the same Redis. When Redis is down or slow (every call has a timeout),

@@ -16,6 +16,7 @@ clock, so "due" is decided by the test, not by time passing.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -60,7 +61,7 @@ def main() -> int:
         elif op == "until":
             out = until(m["value"])
         elif op == "call_until":
-            out = until(m["value"], lambda: call(m["compute"]))
+            out = until(m["value"], functools.partial(call, m["compute"]))
         else:
             out = coopcache.stats(cache)
         print(json.dumps(out), flush=True)

@@ -61,7 +61,7 @@ pub(crate) struct Remote<V> {
 }
 
 /// Connects a freshly built local tier to its shared tier: remote invalidations reach the local
-/// tier, and its first hit on an entry in each tenth of the duration refreshes the shared TTL.
+/// tier, another process's refresh makes an older local copy due, and its first hit on an entry in each tenth of the duration refreshes the shared TTL.
 pub(crate) fn attach<K, V>(
     local: &Arc<FlightCache<K, V>>,
     mode: SharedMode,
@@ -72,6 +72,10 @@ where
     V: Clone + Send + Sync + 'static,
 {
     let (settings, clock) = (local.settings(), local.store.clock().clone());
+    #[cfg(feature = "redis")]
+    if matches!(mode, SharedMode::Redis(_)) {
+        local.store.record_written();
+    }
     let tier = SharedTier::start(&local.store.name, mode, &settings, clock, local.store.listener())?;
     let weak: Weak<FlightCache<K, V>> = Arc::downgrade(local);
     tier.on_invalidation(move |inv| {
@@ -88,6 +92,14 @@ where
                 local.invalidate_tag(tag);
             }
             Invalidation::All => local.clear(),
+            #[cfg(feature = "redis")]
+            Invalidation::Refreshed { key: bytes, written } => {
+                if let Ok(key) = Key::from_bytes(bytes) {
+                    if let Some(k) = (&key as &dyn Any).downcast_ref::<K>() {
+                        local.store.refreshed_elsewhere(local.store.hash(k), k, written);
+                    }
+                }
+            }
         }
     });
     let touch = tier.clone();

@@ -8,9 +8,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Barrier};
+use std::time::Duration;
 
 use coopcache::shared::{SharedSettings, SharedTier};
-use coopcache::{Cache, CallOptions, Key};
+use coopcache::{Cache, CallOptions, Clock, Key};
 
 mod support;
 use support::cluster::Cluster;
@@ -102,6 +103,43 @@ fn invalidations_reach_every_process_and_every_master() {
             "{k} was invalidated in the cluster"
         );
     }
+
+    // So does a refresh (signed, as every message of a cache with a secret): a process whose
+    // copy is not due yet takes the new value from the cluster on its next hit, whichever
+    // master serves the key.
+    let clock = Clock::manual();
+    let after = Duration::from_secs(60);
+    let refreshing = || {
+        let settings = SharedSettings::new(c.url()).secret(b"a secret".to_vec());
+        let cache: Cache<Key, String> = Cache::builder()
+            .name("rfr")
+            .clock(clock.clone())
+            .refresh_after(after)
+            .shared(settings, coopcache::JsonCodec)
+            .build()
+            .unwrap();
+        until("the cache is connected", || cache.shared().is_some_and(SharedTier::is_up));
+        cache
+    };
+    let (a, b) = (refreshing(), refreshing());
+    for k in keys() {
+        a.get_or_compute(k.clone(), || "v1".into());
+    }
+    clock.advance(after / 2);
+    for k in keys() {
+        assert_eq!(b.get_or_compute(k.clone(), || unreachable!("{k} is in the cluster")), "v1");
+    }
+    clock.advance(after / 2);
+    for k in keys() {
+        assert_eq!(a.get_or_compute(k.clone(), || "v2".into()), "v2", "due in a: a refreshes {k}");
+    }
+    until("b's copies fell due and took the new values", || {
+        keys()
+            .into_iter()
+            .all(|k| b.get_or_compute(k.clone(), || unreachable!("{k} is in the cluster")) == "v2")
+    });
+    let (local, shared) = (b.stats(), b.shared().unwrap().stats());
+    assert_eq!((local.computations, shared.leases_won, shared.rejected_values), (0, 0, 0));
 }
 
 /// `clear` deletes the cache's values on every master and reaches every process.

@@ -119,6 +119,7 @@ fn invalidations_reach_every_process() {
             Invalidation::Key(k) => format!("key {}", Key::from_bytes(k).unwrap()),
             Invalidation::Tag(t) => format!("tag {t}"),
             Invalidation::All => "all".into(),
+            Invalidation::Refreshed { key, written } => format!("refreshed {key:?} at {written}"),
         })
     });
     let key = Key::from("i");

@@ -204,6 +204,7 @@ fn signatures_cover_the_cache_name_and_the_control_messages() {
             Invalidation::Key(_) => "key".into(),
             Invalidation::Tag(t) => format!("tag {t}"),
             Invalidation::All => "all".into(),
+            Invalidation::Refreshed { .. } => "refreshed".into(),
         })
     });
     let f = Key::from("f");

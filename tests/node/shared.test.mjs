@@ -389,20 +389,32 @@ test('Redis stopped in the middle of a cross-process stampede: no call fails', a
 test('a value due in every process is refreshed once for the fleet', async () => {
   // Four processes whose copies fall due together (their manual clocks moved alike): each
   // returns its old value at once, and one refresh, by whichever process the key's lease
-  // picks, gives every process the new value.
+  // picks, gives every process the new value. A fifth process, whose copy is not due yet,
+  // hears of that refresh: its next call returns its copy and takes the new value from Redis,
+  // without computing.
   const name = uniq('refresh');
   const c = `coopcache-test:computed:${name}`;
-  const fleet = await Promise.all([0, 1, 2, 3].map(() => sharedChild(name, { refreshAfter: 60 }, redis.url, true)));
+  const start = () => sharedChild(name, { refreshAfter: 60 }, redis.url, true);
+  const [late, ...fleet] = await Promise.all([0, 1, 2, 3, 4].map(start));
   const each = (op, m = {}) => Promise.all(fleet.map((p) => p.call(op, { name, key: 'report', ...m })));
   const call = async (value) => (await each('cached', { url: redis.url, counter: c, value })).map((r) => r[0].value);
+  const callLate = async (value) => (await late.call('cached', { name, key: 'report', url: redis.url, counter: c, value }))[0].value;
+  const advance = (seconds) => Promise.all([...fleet, late].map((p) => p.call('advance', { name, seconds })));
   assert.deepEqual(await call('v1'), ['v1', 'v1', 'v1', 'v1']);
   assert.equal(await counter(c), 1, 'the other processes wait for it in Redis');
-  await each('advance', { seconds: 61 });
+  await advance(30);
+  assert.equal(await callLate('late'), 'v1', 'read from Redis half-way');
+  await advance(31);
   assert.deepEqual(await call('v2'), ['v1', 'v1', 'v1', 'v1'], 'a due value is returned at once');
   assert.deepEqual(await each('until', { value: 'v2' }), [true, true, true, true], 'every process gets the new value');
   assert.equal(await counter(c), 2, 'one refresh for the fleet');
   assert.deepEqual((await each('stats')).map((s) => s.refreshesSucceeded), [1, 1, 1, 1]);
-  await Promise.all(fleet.map((p) => p.close()));
+  // Not due by its own clock (31 s old), the late process's copy fell due on the fleet's
+  // refresh: a call returns it, and the next ones the new value, not computed.
+  assert.ok(await until(async () => (await callLate('late')) === 'v2', 30000), 'the late process gets the new value');
+  assert.equal(await counter(c), 2, 'the late process took the value from Redis');
+  assert.equal((await late.call('stats', { name })).refreshesSucceeded, 1);
+  await Promise.all([...fleet, late].map((p) => p.close()));
 });
 
 test("a refresh takes another process's value from Redis only within the call's refreshAfter", async () => {

@@ -5,6 +5,9 @@ line at a time on stdin, answering one JSON line each on stdout:
                                     coopcache-test:computed:<cache> and returns v
     {"op": "advance", "seconds": s} moves this process's manual clock
     {"op": "until", "value": v}     waits (30 s at most) until the local tier holds v
+    {"op": "call_until", "value": v, "compute": c}
+                                    calls as "call" does (fn returns c) until a call
+                                    returns v (30 s at most): each hit may start a refresh
     {"op": "stats"}                 coopcache.stats(cache)
 
 The first argument is {"url", "cache", "key", "refresh_after"}; the cache runs on a manual
@@ -13,6 +16,7 @@ clock, so "due" is decided by the test, not by time passing.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -39,9 +43,9 @@ def main() -> int:
 
         return coopcache.cached(cache, key, compute)
 
-    def until(value: Any) -> bool:
+    def until(value: Any, read: Any = lambda: coopcache.get(cache, key)) -> bool:
         end = time.monotonic() + 30
-        while coopcache.get(cache, key) != value:
+        while read() != value:
             if time.monotonic() > end:
                 return False
             time.sleep(0.01)
@@ -56,6 +60,8 @@ def main() -> int:
             out = clock.advance(m["seconds"])
         elif op == "until":
             out = until(m["value"])
+        elif op == "call_until":
+            out = until(m["value"], functools.partial(call, m["compute"]))
         else:
             out = coopcache.stats(cache)
         print(json.dumps(out), flush=True)

@@ -462,12 +462,15 @@ def test_shared_worker_script(redis: Redis) -> None:
 def test_a_value_due_in_every_process_is_refreshed_once_for_the_fleet(redis: Redis) -> None:
     """Four processes whose copies fall due together (their manual clocks moved alike): each
     returns its old value at once, and one refresh, by whichever process the key's lease
-    picks, gives every process the new value."""
+    picks, gives every process the new value. A fifth process, whose copy is not due yet,
+    hears of that refresh: its next call returns its copy and takes the new value from
+    Redis, without computing."""
     cache = cache_name()
     cfg = json.dumps({"url": redis.url, "cache": cache, "key": "report", "refresh_after": 60})
     child = os.path.join(HERE, "refresh_child.py")
     pipes: dict[str, Any] = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
     fleet = [subprocess.Popen([sys.executable, child, cfg], **pipes) for _ in range(4)]
+    late = subprocess.Popen([sys.executable, child, cfg], **pipes)
 
     def send(p: "subprocess.Popen[str]", **m: Any) -> None:
         assert p.stdin is not None
@@ -483,16 +486,29 @@ def test_a_value_due_in_every_process_is_refreshed_once_for_the_fleet(redis: Red
             send(p, **m)
         return [answer(p) for p in fleet]
 
+    def ask(p: "subprocess.Popen[str]", **m: Any) -> Any:
+        send(p, **m)
+        return answer(p)
+
     try:
         assert each(op="call", value="v1") == ["v1"] * 4
         assert computed(redis, cache) == 1, "the other processes wait for it in Redis"
-        each(op="advance", seconds=61)
+        each(op="advance", seconds=30)
+        ask(late, op="advance", seconds=30)
+        assert ask(late, op="call", value="late") == "v1", "read from Redis half-way"
+        each(op="advance", seconds=31)
+        ask(late, op="advance", seconds=31)
         assert each(op="call", value="v2") == ["v1"] * 4, "a due value is returned at once"
         assert each(op="until", value="v2") == [True] * 4, "every process gets the new value"
         assert computed(redis, cache) == 2, "one refresh for the fleet"
         assert [s["refreshes_succeeded"] for s in each(op="stats")] == [1] * 4
+        # Not due by its own clock (31 s old), the late process's copy fell due on the
+        # fleet's refresh: a call returns it, and the next ones the new value, not computed.
+        assert ask(late, op="call_until", value="v2", compute="late") is True
+        assert computed(redis, cache) == 2, "the late process took the value from Redis"
+        assert ask(late, op="stats")["refreshes_succeeded"] == 1
     finally:
-        for p in fleet:
+        for p in [*fleet, late]:
             assert p.stdin is not None
             p.stdin.close()
             p.wait(timeout=30)

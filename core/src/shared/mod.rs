@@ -71,7 +71,7 @@ pub struct SharedSettings {
     /// When set, every stored value is signed (HMAC-SHA256, covering the cache's name, the key
     /// and the value) and checked on read; a value that fails the check is a miss and is never
     /// deserialized. Every message on the cache's channel (completions, errors, invalidations,
-    /// clears) is signed and checked too: one that fails is dropped.
+    /// clears, refreshes) is signed and checked too: one that fails is dropped.
     pub secret: Option<Vec<u8>>,
     /// How long a computing process holds a key before another may take over, if it stops
     /// renewing (it renews every third of this while it computes). Default 10 s.
@@ -413,7 +413,8 @@ fn inc(c: &AtomicU64) {
     c.fetch_add(1, Relaxed);
 }
 
-/// What a local tier does when another process invalidates: the key bytes, a tag, or all.
+/// What a local tier does when another process invalidates (the key bytes, a tag, or all),
+/// or refreshed a value.
 #[derive(Clone, Copy)]
 pub enum Invalidation<'a> {
     /// One key (canonical bytes).
@@ -422,6 +423,16 @@ pub enum Invalidation<'a> {
     Tag(&'a str),
     /// Everything.
     All,
+    /// Another process refreshed the key's value (`refresh_after`) and wrote it to Redis at
+    /// `written` (its wall clock, in ms since the epoch): a local copy older than that falls
+    /// due, so its next hit starts a refresh that takes that value from Redis.
+    #[cfg(feature = "redis")]
+    Refreshed {
+        /// The key (canonical bytes).
+        key: &'a [u8],
+        /// When the new value was written.
+        written: u64,
+    },
 }
 
 type InvalidationHook = Box<dyn Fn(Invalidation<'_>) + Send + Sync>;

@@ -8,8 +8,8 @@
 //! * `coopcache:N:e:`: the cache's epoch, a counter that every tag invalidation and every clear
 //!   moves on; `coopcache:N:h:TAG`, the epoch of the tag's last invalidation, and
 //!   `coopcache:N:c:`, the epoch of the last clear (no TTL: one per tag, one per cache);
-//! * channel `coopcache:N`: invalidations and clears (one message per event), which every
-//!   process of the cache receives;
+//! * channel `coopcache:N`: invalidations, clears and refreshes (one message per event), which
+//!   every process of the cache receives;
 //! * channel `coopcache:N:w:{H}` (`H` as in a value's hash tag, below): the completions of the
 //!   keys of that hash, which only the processes waiting for one receive (each subscribes while
 //!   it waits). On a cluster it is a sharded channel (`SSUBSCRIBE`/`SPUBLISH`) in the key's
@@ -35,6 +35,18 @@
 //! lately. With a secret the MAC covers the cache's name, the key and everything after the
 //! MAC, so a value cannot be forged nor moved to another key or another cache; a blob that
 //! fails the check is never handed to a deserializer.
+//!
+//! A refresh (`refresh_after`) is computed by one process for the whole fleet, under the
+//! key's lease; the processes that wait for it get its value on the key's channel. The others
+//! hold their old copy locally, not due yet by their own clock: the publish script of a
+//! refresh that stored its value also sends `Refreshed {key, written}` on the cache's channel
+//! (small: no blob, since decoding is the binding's and needs its language's thread). A process
+//! that holds a copy of the key older than `written` marks it due, so its next hit still
+//! returns that copy at once and starts a refresh of its own, which finds the value written
+//! lately in Redis and takes it without computing. A copy as new or newer (the writer's own,
+//! or one that a process took or computed since), one being refreshed now (that refresh asks
+//! Redis), or one of a cache without `refresh_after` is left as it is; a key no longer held
+//! (invalidated, expired) has nothing to mark.
 //!
 //! With a secret, every message on the channel is signed too: `S`, an HMAC-SHA256 of the cache
 //! name and the message, then the message. A message that is not signed (or not for this
@@ -201,6 +213,9 @@ pub(crate) enum Message {
     InvalidateTag { tag: String },
     /// Drop everything from every local tier.
     Clear,
+    /// Another process refreshed the key's value, written at `written` (wall-clock ms, as in
+    /// a blob): a local copy older than that falls due (see the module docs).
+    Refreshed { key: Vec<u8>, written: u64 },
 }
 
 const DONE: u8 = b'D';
@@ -210,6 +225,7 @@ const RELEASED: u8 = b'R';
 const INVALIDATE: u8 = b'I';
 const INVALIDATE_TAG: u8 = b'T';
 const CLEAR: u8 = b'C';
+const REFRESHED: u8 = b'F';
 
 fn put_len(out: &mut Vec<u8>, mut n: usize) {
     loop {
@@ -277,6 +293,7 @@ impl Message {
                 out
             }
             Message::Clear => vec![CLEAR],
+            Message::Refreshed { key, written } => with_key(REFRESHED, key, &written.to_be_bytes()),
         }
     }
 
@@ -291,8 +308,13 @@ impl Message {
         }
         let (key, rest) = take_bytes(rest)?;
         let key = key.to_vec();
-        if kind == INVALIDATE {
-            return rest.is_empty().then_some(Message::Invalidate { key });
+        match kind {
+            INVALIDATE => return rest.is_empty().then_some(Message::Invalidate { key }),
+            REFRESHED => {
+                let written = u64::from_be_bytes(rest.try_into().ok()?);
+                return Some(Message::Refreshed { key, written });
+            }
+            _ => {}
         }
         let (token, rest) = take_bytes(rest)?;
         let token = token.to_vec();
@@ -489,9 +511,13 @@ return {0, redis.call('PTTL', KEYS[1]), held}
 /// waiting processes get it at once; the refusal is returned. The tag sets are written first:
 /// a value is never stored without the tag sets that let its tags' invalidation find it.
 ///
+/// A refresh that wrote its value also tells every process on the cache's channel
+/// (`Refreshed`, see the module docs).
+///
 /// KEYS: lease, value, cleared, then each tag's set and then each tag's epoch. ARGV: token,
-/// blob, idle ms, the key's channel, `Done` head, `NoCache` head. Returns 1 (written), 0 (not written:
-/// not the owner, or invalidated) or the refusal's error text.
+/// blob, idle ms, the key's channel, `Done` head, `NoCache` head, the cache's channel, the
+/// `Refreshed` message (empty: not a refresh). Returns 1 (written), 0 (not written: not the
+/// owner, or invalidated) or the refusal's error text.
 pub(crate) const PUBLISH_VALUE: &str = r#"
 local held = redis.call('GET', KEYS[1])
 local snap = tonumber(string.match(ARGV[1], ':(%d+)$')) or 0
@@ -514,6 +540,7 @@ local r = redis.pcall('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 if type(r) == 'table' and r.err then return unstored(r.err) end
 redis.call('DEL', KEYS[1])
 redis.call('PUBLISH', ARGV[4], ARGV[5] .. ARGV[2])
+if ARGV[8] ~= '' then redis.call('PUBLISH', ARGV[7], ARGV[8]) end
 return 1
 "#;
 
@@ -611,7 +638,9 @@ return {0, redis.call('PTTL', KEYS[1]), held}
 /// [`PUBLISH_VALUE`] for a cluster: the checks of tags and clears are the process's (see
 /// above). KEYS: lease, value. ARGV: token, blob, idle ms, the key's channel (sharded, in the
 /// lease's slot), `Done` head, `NoCache` head, `1` to store (`0`: stale, or a tag set refused the value), the lease's epoch as
-/// stored before the blob. Returns 1 (written), 0 (not written) or the refusal's error text.
+/// stored before the blob, the cache's channel (not sharded: every process of every node
+/// hears it, as invalidations), the `Refreshed` message (empty: not a refresh). Returns 1
+/// (written), 0 (not written) or the refusal's error text.
 pub(crate) const PUBLISH_VALUE_CLUSTER: &str = r#"
 local held = redis.call('GET', KEYS[1])
 local function unstored(r)
@@ -624,6 +653,7 @@ local r = redis.pcall('SET', KEYS[2], ARGV[8] .. ARGV[2], 'PX', ARGV[3])
 if type(r) == 'table' and r.err then return unstored(r.err) end
 redis.call('DEL', KEYS[1])
 redis.call('SPUBLISH', ARGV[4], ARGV[5] .. ARGV[2])
+if ARGV[10] ~= '' then redis.call('PUBLISH', ARGV[9], ARGV[10]) end
 return 1
 "#;
 
@@ -677,6 +707,7 @@ mod tests {
             Message::Invalidate { key: b"k".to_vec() },
             Message::InvalidateTag { tag: "user:1".into() },
             Message::Clear,
+            Message::Refreshed { key: b"k".to_vec(), written: 1_700_000_000_123 },
         ];
         for signer in [Signer::new("c", None), Signer::new("c", Some(b"secret"))] {
             for m in all.clone() {

@@ -10,7 +10,8 @@
 //! completion published before its subscription was confirmed is not missed. The holder renews its
 //! lease while it computes and publishes with a script that writes only if it still owns the
 //! lease and no invalidation overtook it (see the protocol's docs); a publish that fails ends
-//! the lease all the same.
+//! the lease all the same. A refresh's publish also announces the write to every process on the
+//! cache's channel, which hands it to the local tier with the invalidations (`Refreshed`).
 //!
 //! Every Redis call goes through the cache's [`Link`], the connections the process shares with
 //! every other cache on the same Redis. When Redis is down or slow (every call has a timeout),
@@ -73,6 +74,9 @@ pub(super) struct LeaseState {
     tier: Arc<Tier>,
     key: Vec<u8>,
     token: String,
+    /// Whether it refreshes a value (`refresh_after`): its write is then announced to every
+    /// process of the cache (`Refreshed`, see the protocol's docs).
+    refresh: bool,
     finished: AtomicBool,
     renew: tokio::task::AbortHandle,
 }
@@ -289,7 +293,12 @@ impl LeaseState {
     pub(super) fn store(&self, blob: &Blob) -> Pending<bool> {
         let st = self.finish();
         let tier = st.tier.clone();
-        let sealed = tier.signer.seal(&st.key, blob, tier.clock.wall_ms());
+        let written = tier.clock.wall_ms();
+        let sealed = tier.signer.seal(&st.key, blob, written);
+        let refreshed = match st.refresh {
+            true => tier.signer.message(&Message::Refreshed { key: st.key.clone(), written }),
+            false => Vec::new(),
+        };
         let (lkey, vkey) = (tier.names.key(Kind::Lease, &st.key), tier.names.key(Kind::Value, &st.key));
         let done = tier.signer.done_head(&st.key, st.token.as_bytes(), &sealed);
         let nocache = tier.signer.nocache_head(&st.key, st.token.as_bytes(), &sealed);
@@ -331,6 +340,8 @@ impl LeaseState {
                         .arg(&nocache)
                         .arg(if store { "1" } else { "0" })
                         .arg(&snap.to_be_bytes()[..])
+                        .arg(&tier.channel)
+                        .arg(&refreshed)
                         .invoke_async::<redis::Value>(&mut c)
                         .await?
                 }
@@ -342,6 +353,7 @@ impl LeaseState {
                         call.key(k);
                     }
                     call.arg(token).arg(&sealed).arg(idle).arg(&channel).arg(&done).arg(&nocache);
+                    call.arg(&tier.channel).arg(&refreshed);
                     call.invoke_async::<redis::Value>(&mut c).await?
                 }
             };
@@ -654,7 +666,7 @@ impl Tier {
                         return self.fallback();
                     };
                     inc(&self.counters.leases_won);
-                    return Remote::Compute(self.lease(key.clone(), token));
+                    return Remote::Compute(self.lease(key.clone(), token, within.is_some()));
                 }
                 // A lease without a TTL (not one of ours) is waited on for a lease TTL.
                 Some([_, redis::Value::Int(ms @ (1.. | -1)), holder]) => {
@@ -727,7 +739,7 @@ impl Tier {
         Ok(epochs.into_iter().all(|e| e.unwrap_or(0) <= snap))
     }
 
-    fn lease(self: &Arc<Self>, key: Vec<u8>, token: String) -> RemoteLease {
+    fn lease(self: &Arc<Self>, key: Vec<u8>, token: String, refresh: bool) -> RemoteLease {
         let (lkey, tok) = (self.names.key(Kind::Lease, &key), token.clone());
         let ttl = self.settings.lease_ttl;
         let link = self.link.clone();
@@ -754,6 +766,7 @@ impl Tier {
             tier: self.clone(),
             key,
             token,
+            refresh,
             finished: AtomicBool::new(false),
             renew: renew.abort_handle(),
         })))
@@ -801,6 +814,7 @@ impl Tier {
                 Message::Invalidate { key } => f(Invalidation::Key(key)),
                 Message::InvalidateTag { tag } => f(Invalidation::Tag(tag)),
                 Message::Clear => f(Invalidation::All),
+                Message::Refreshed { key, written } => f(Invalidation::Refreshed { key, written: *written }),
                 _ => {}
             }
         }

@@ -128,6 +128,13 @@ pub(crate) struct Shard<K, V, A> {
     free: Vec<u32>,
     len: usize,
     wheel: Wheel,
+    /// When the value in each slot was stored, by the wall clock in ms (the time the shared
+    /// tier writes with a value), for the values that refresh of a cache that records it (see
+    /// [`Store::record_written`]): another process's refresh is compared with it. Kept beside
+    /// the slab, and empty in every other cache, so that those pay nothing per entry; not
+    /// charged to the memory limit (8 bytes per slot).
+    #[cfg(feature = "redis")]
+    written: Vec<u64>,
     /// The layer above's own state for this shard's keys.
     side: A,
 }
@@ -166,6 +173,9 @@ pub(crate) struct Store<K, V, A> {
     period_hook: OnceLock<PeriodHook<K>>,
     /// Idle evictions by the background sweeper not yet told to the listener.
     untold_idle: AtomicU64,
+    /// Whether the shards keep when each refreshing value was stored (`Shard::written`).
+    #[cfg(feature = "redis")]
+    records_written: AtomicBool,
 }
 
 fn tick_ns_for(duration_ns: u64) -> u64 {
@@ -218,6 +228,8 @@ where
                         free: Vec::new(),
                         len: 0,
                         wheel: Wheel::default(),
+                        #[cfg(feature = "redis")]
+                        written: Vec::new(),
                         side: A::default(),
                     }),
                     hits: AtomicU64::new(0),
@@ -242,6 +254,8 @@ where
             listener,
             period_hook: OnceLock::new(),
             untold_idle: AtomicU64::new(0),
+            #[cfg(feature = "redis")]
+            records_written: AtomicBool::new(false),
         })
     }
 }
@@ -343,6 +357,37 @@ where
             _ => cell.hits.fetch_add(1, Relaxed),
         };
         Some((r, due))
+    }
+
+    /// From now on, the shards keep when each value that refreshes was stored, for
+    /// [`Store::refreshed_elsewhere`] (a cache with a shared tier on Redis).
+    #[cfg(feature = "redis")]
+    pub(crate) fn record_written(&self) {
+        self.records_written.store(true, Relaxed);
+    }
+
+    /// Another process refreshed `key`'s value, writing it at `written` (wall-clock ms): an
+    /// entry stored before then falls due now, so its next hit returns it as it is and starts
+    /// a refresh (which takes that value from the shared tier). An entry stored since (it
+    /// already has that value, or a newer one), one being refreshed now, or one that never
+    /// refreshes is left as it is. True if the entry fell due.
+    #[cfg(feature = "redis")]
+    pub(crate) fn refreshed_elsewhere<Q>(&self, hash: u64, key: &Q, written: u64) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let now = self.clock.nanos().max(REFRESHING + 1);
+        let sh = self.cell(hash).lock.read();
+        let Some(idx) = sh.find(hash, key) else { return false };
+        let e = sh.slots[idx as usize].as_ref().expect("indexed slot is occupied");
+        if sh.written.get(idx as usize).is_some_and(|&w| w >= written) {
+            return false;
+        }
+        // Only an entry due later than now: not one never due, nor one being refreshed
+        // ([`REFRESHING`] is never later), and a claim of its refresh racing with this wins or
+        // loses as a whole.
+        e.refresh_at.fetch_update(Relaxed, Relaxed, |at| (at != NEVER && at > now).then_some(now)).is_ok()
     }
 
     /// A clock reading for a computation beginning now, if `early_refresh` needs it (else 0,
@@ -845,6 +890,14 @@ where
             refresh_at: AtomicU64::new(refresh_at),
         };
         let idx = sh.insert(hash, entry, &store.hasher);
+        // A slot reused by a value that never refreshes keeps its old time: nothing reads it.
+        #[cfg(feature = "redis")]
+        if refresh_at != NEVER && store.records_written.load(Relaxed) {
+            if sh.written.len() <= idx as usize {
+                sh.written.resize(sh.slots.len(), 0);
+            }
+            sh.written[idx as usize] = store.clock.wall_ms();
+        }
         let place = sh.wheel.push(store.due_tick(now), idx);
         sh.slots[idx as usize].as_mut().expect("just inserted").place = place;
     }

@@ -248,9 +248,7 @@ class ManualClock:
     def advance(self, seconds: float) -> None: ...
 
 @final
-class Frame:
-    @property
-    def id(self) -> int: ...
+class Frame: ...
 
 _Action = Tuple[int, int, Any, bool]
 
@@ -276,12 +274,6 @@ class Jobs:
     def abandon(self, job: int) -> List[_Action]: ...
     def drain(self) -> List[_Action]: ...
     def frames(self, job: int) -> List[Frame]: ...
-
-@final
-class Lead:
-    def run(
-        self, func: Callable[..., Any], args: Tuple[Any, ...], kwargs: Optional[Dict[str, Any]] = None
-    ) -> None: ...
 
 @final
 class CachedFunction:

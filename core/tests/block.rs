@@ -90,7 +90,8 @@ fn a_waiter_past_its_timeout_or_stopped_by_its_host_gives_up_alone() {
 fn a_refresh_driven_by_lead_block_replaces_the_value() {
     let clock = Clock::manual();
     let after = Duration::from_secs(60);
-    let c: Cache<&'static str, u32> = Cache::builder().clock(clock.clone()).refresh_after(after).build().unwrap();
+    let c: Cache<&'static str, u32> =
+        Cache::builder().clock(clock.clone()).refresh_after(after).build().unwrap();
     assert_eq!(call(&c).block(&mut Thread::new(1, &|| ()), None).unwrap().unwrap(), 1);
     clock.advance(after);
     let (v, lead) = c.hit_refresh_with(&"k", &CallOptions::new(), Caller::Blocking, |v| *v).unwrap();

@@ -1,29 +1,29 @@
-//! Driving the core's call (`coopcache::Call`) from Python. The core decides every step of a
+//! The sync forms of a call and what every form shares. The core decides every step of a
 //! miss (lead or wait, a computation slot, the shared tier's answer, publishing, storing,
-//! hand-over, recursion, giving up); this module converts values, runs the user's function,
-//! (de)serializes for the shared tier when asked, and waits: a thread without the GIL (in
-//! slices, checking for Ctrl-C); asyncio and batches go through the core's callback table
-//! (see [`crate::jobs`]).
+//! hand-over, recursion, giving up) and drives it: on this thread for the sync forms
+//! ([`coopcache::Host`]), on its callback table for asyncio and batches ([`crate::jobs`]). This
+//! module looks up hits, converts values, runs the user's function, (de)serializes for the
+//! shared tier when asked, and waits: without the GIL, in slices, checking for Ctrl-C.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use coopcache::options::{self, Style};
 use coopcache::{
-    CallOptions, Caller, Computing, Error as CoreError, Key, KeyWriter, LeadStep, Outcome, Ready,
-    RunsExecutor, Step,
+    CallOptions, Caller, Computing, Error as CoreError, Host, Key, KeyWriter, Outcome, Ready, RefreshHit,
+    RunsExecutor,
 };
-use pyo3::exceptions::{PyRuntimeError, PyTimeoutError, PyTypeError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::{PyCFunction, PyDict, PyTuple};
 
 use crate::convert::{estimate, write_key};
 use crate::shared::{self, Codec};
 use crate::{COMPUTING_VAR, CoreCache, PyErrBox, PyValue, arg, lookup, option_err, to_pyerr};
 
-type CoreLead = coopcache::Lead<Key, PyValue>;
+pub(crate) type CoreLead = coopcache::Lead<Key, PyValue>;
 
 /// How long a waiting thread sleeps (without the GIL) between checks for Ctrl-C.
 const SLICE: Duration = Duration::from_millis(50);
@@ -31,7 +31,7 @@ const SLICE: Duration = Duration::from_millis(50);
 /// The keyword options of a call.
 pub(crate) struct Options {
     pub(crate) timeout: Option<Duration>,
-    call: CallOptions,
+    pub(crate) call: CallOptions,
 }
 
 impl Options {
@@ -53,33 +53,6 @@ impl Options {
         call.refresh_after = c.refresh_after;
         Ok(Options { timeout: c.timeout, call })
     }
-
-    pub(crate) fn call_options(&self) -> &CallOptions {
-        &self.call
-    }
-}
-
-/// Waits until `ready` is ready without holding the GIL, in slices, checking for signals
-/// (Ctrl-C) between them. False: the deadline passed first.
-fn wait_sync(py: Python<'_>, ready: &Ready, deadline: Option<Instant>) -> PyResult<bool> {
-    if ready.try_get().is_some() {
-        return Ok(true);
-    }
-    loop {
-        let slice_end = Instant::now() + SLICE;
-        let end = deadline.map_or(slice_end, |d| d.min(slice_end));
-        if py.detach(|| ready.wait_deadline(Some(end))).is_some() {
-            return Ok(true);
-        }
-        py.check_signals()?;
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return Ok(false);
-        }
-    }
-}
-
-fn timeout_err(t: Option<Duration>) -> PyErr {
-    PyTimeoutError::new_err(CoreError::Timeout(t.unwrap_or_default()).to_string())
 }
 
 /// The computations the current asyncio context is inside (`_decorator._COMPUTING`): a task's
@@ -89,16 +62,6 @@ pub(crate) fn context(py: Python<'_>) -> Vec<Bound<'_, Frame>> {
     let Ok(frames) = var.bind(py).call_method0("get") else { return Vec::new() };
     let Ok(frames) = frames.cast_into::<PyTuple>() else { return Vec::new() };
     frames.iter().filter_map(|f| f.cast_into::<Frame>().ok()).collect()
-}
-
-fn context_frames(py: Python<'_>) -> Vec<coopcache::Frame> {
-    context(py).iter().map(|f| f.get().0).collect()
-}
-
-/// Puts the context's computations on this thread while the guards live, so the core's
-/// recursion and wait-cycle checks see them.
-fn enter(frames: &[coopcache::Frame]) -> Vec<Computing> {
-    frames.iter().map(|f| f.enter()).collect()
 }
 
 pub(crate) fn weigh(value: &Bound<'_, PyAny>, weigher: Option<&Bound<'_, PyAny>>) -> PyResult<u64> {
@@ -131,10 +94,10 @@ pub(crate) fn outcome(
         Err(e) => return failure(py, e),
     };
     if let Ok(nc) = obj.cast::<NoCache>() {
-        return Outcome::NoCache(PyValue::new(nc.get().value.clone_ref(py)));
+        return Outcome::NoCache(PyValue(nc.get().value.clone_ref(py)));
     }
     match weigh(&obj, weigher) {
-        Ok(weight) => Outcome::Store { value: PyValue::new(obj.unbind()), weight },
+        Ok(weight) => Outcome::Store { value: PyValue(obj.unbind()), weight },
         Err(e) => failure(py, e),
     }
 }
@@ -156,98 +119,77 @@ fn used_once(obj: &Bound<'_, PyAny>) -> Option<&'static str> {
     )
 }
 
-/// What the leader's side asks the binding to do (the shared tier's bytes are turned into
-/// values and back on the spot).
-enum Act {
-    /// Wait for a computation slot or the shared tier's answer (bounded by the caller's
-    /// timeout), then step again.
-    Wait(Ready),
-    /// Wait for the shared tier to confirm the write (it bounds this itself), then step again.
-    Confirm(Ready),
-    /// Run the function and report how it ended.
-    Compute,
-    /// The flight has ended: step the call for this caller's outcome.
-    Done,
+/// A Python key written for the hit path, which looks it up by its bytes (a `Key` is made on
+/// a miss only).
+pub(crate) fn key_writer(key: &Bound<'_, PyAny>) -> PyResult<KeyWriter> {
+    let mut w = KeyWriter::new();
+    write_key(&mut w, key, 0, &String::new)?;
+    Ok(w)
 }
 
-fn drive_lead(
+/// The hit path of every form: the stored value, and the refresh this hit starts if the value
+/// is due for one (`refresh_after`); None on a miss.
+#[inline]
+pub(crate) fn hit(
     py: Python<'_>,
-    lead: &mut CoreLead,
     cache: &CoreCache,
-    weigher: Option<&Bound<'_, PyAny>>,
-) -> PyResult<Act> {
-    loop {
-        match lead.step() {
-            LeadStep::Wait(ready) => return Ok(Act::Wait(ready)),
-            LeadStep::Confirm(ready) => return Ok(Act::Confirm(ready)),
-            LeadStep::Compute => return Ok(Act::Compute),
-            LeadStep::Done => return Ok(Act::Done),
-            LeadStep::Decode(bytes) => {
-                let decoded = Codec::of(cache).decode(py, &bytes, |v| weigh(v, weigher));
-                lead.decoded(decoded);
-            }
-            LeadStep::Encode(value) => {
-                let encoded = Codec::of(cache).encode(value.0.bind(py));
-                lead.encoded(encoded);
-            }
-            _ => {
-                return Err(PyRuntimeError::new_err(
-                    "coopcache: the core asked for a step this binding does not know",
-                ));
-            }
-        }
-    }
+    w: &KeyWriter,
+    opts: &Options,
+) -> Option<RefreshHit<Py<PyAny>, Key, PyValue>> {
+    let read = |v: &PyValue| v.0.clone_ref(py);
+    cache.hit_refresh_by(w.as_bytes(), || w.clone().finish(), &opts.call, Caller::Blocking, read)
 }
+
+/// The function a call runs: the callable, its arguments and keyword arguments.
+pub(crate) type Thunk<'a, 'py> =
+    (&'a Bound<'py, PyAny>, &'a Bound<'py, PyTuple>, Option<&'a Bound<'py, PyDict>>);
 
 /// The sync call form: a hit never leaves Rust (a hit due for refresh starts the refresh on a
-/// thread, see [`refresh_in_thread`]), a miss is driven by [`run_sync`].
+/// thread, see [`refresh`]); a miss is driven by [`run_sync`].
+#[inline]
 pub(crate) fn cached_sync<'py>(
     py: Python<'py>,
     cache: &CoreCache,
-    key: Key,
-    func: &Bound<'py, PyAny>,
+    w: KeyWriter,
+    (func, args, kwargs): Thunk<'_, 'py>,
     opts: &Options,
     weigher: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Py<PyAny>> {
-    let thunk = || Ok((func.clone(), PyTuple::empty(py), None));
-    if let Some(v) = hit(py, cache, key.as_bytes(), || key.clone(), opts, weigher, thunk)? {
-        return Ok(v);
+    match hit(py, cache, &w, opts) {
+        Some((v, None)) => Ok(v),
+        Some((v, Some(lead))) => {
+            refresh(py, cache, lead, (func, args, kwargs), weigher)?;
+            Ok(v)
+        }
+        None => run_sync(py, cache, w.finish(), || func.call(args, kwargs), opts, weigher),
     }
-    run_sync(py, cache, key, || func.call0(), opts, weigher)
-}
-
-/// The function a refresh runs: the callable, its arguments and keyword arguments.
-type Thunk<'py> = (Bound<'py, PyAny>, Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>);
-
-/// The sync hit path: the stored value, or None on a miss. When this hit is the one to
-/// refresh the value (`refresh_after`), the refresh of `thunk()` starts on a thread of its own
-/// (`_decorator._refresh_in_thread`) and the value is returned at once.
-pub(crate) fn hit<'py>(
-    py: Python<'py>,
-    cache: &CoreCache,
-    key: &[u8],
-    owned: impl FnOnce() -> Key,
-    opts: &Options,
-    weigher: Option<&Bound<'py, PyAny>>,
-    thunk: impl FnOnce() -> PyResult<Thunk<'py>>,
-) -> PyResult<Option<Py<PyAny>>> {
-    let read = |v: &PyValue| v.0.clone_ref(py);
-    let Some((v, lead)) = cache.hit_refresh_by(key, owned, opts.call_options(), Caller::Blocking, read)
-    else {
-        return Ok(None);
-    };
-    if let Some(lead) = lead {
-        let lead = Lead::of(lead, weigher.map(|w| w.clone().unbind()), cache);
-        let (func, args, kwargs) = thunk()?;
-        refresh_in_thread(py)?.call1((lead, func, args, kwargs))?;
-    }
-    Ok(Some(v))
 }
 
 static REFRESH_IN_THREAD: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
-fn refresh_in_thread(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
-    REFRESH_IN_THREAD.import(py, "coopcache._decorator", "_refresh_in_thread")
+/// Starts the refresh of `thunk` on a thread of its own (`_decorator._refresh_in_thread`),
+/// driven there by the core ([`coopcache::Lead::block`]); the hit returns the stored value
+/// meanwhile.
+fn refresh(
+    py: Python<'_>,
+    cache: &CoreCache,
+    lead: Box<CoreLead>,
+    (func, args, kwargs): Thunk<'_, '_>,
+    weigher: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let (cache, weigher) = (cache.clone(), weigher.map(|w| w.clone().unbind()));
+    let (func, args, kwargs) =
+        (func.clone().unbind(), args.clone().unbind(), kwargs.map(|k| k.clone().unbind()));
+    let lead = Mutex::new(Some(lead));
+    let run = PyCFunction::new_closure(py, None, None, move |a, _| -> PyResult<()> {
+        let py = a.py();
+        let Some(mut lead) = lead.lock().ok().and_then(|mut l| l.take()) else { return Ok(()) };
+        let func = || func.bind(py).call(args.bind(py), kwargs.as_ref().map(|k| k.bind(py)));
+        let weigher = weigher.as_ref().map(|w| w.bind(py));
+        lead.block(&mut Thread { py, cache: &cache, func: Some(func), weigher }, None).map(drop)
+    })?;
+    REFRESH_IN_THREAD.import(py, "coopcache._decorator", "_refresh_in_thread")?.call1((run,))?;
+    Ok(())
 }
 
 static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -262,8 +204,9 @@ fn runs_loop(py: Python<'_>) -> PyResult<Option<RunsExecutor>> {
 }
 
 /// The sync form on a miss (the hit was looked up already): the core's call, driven on this
-/// thread. The leader runs the function holding the GIL, as Python code must; every wait
-/// (for the computation, a slot, the shared tier) is without it, bounded by the timeout.
+/// thread by the core, for the whole of which the context's computations are on this thread
+/// (the core's recursion and wait-cycle checks see them) and so is its event loop (see
+/// [`runs_loop`]).
 pub(crate) fn run_sync<'py>(
     py: Python<'py>,
     cache: &CoreCache,
@@ -272,74 +215,64 @@ pub(crate) fn run_sync<'py>(
     opts: &Options,
     weigher: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Py<PyAny>> {
-    let deadline = opts.timeout.and_then(|t| Instant::now().checked_add(t));
-    let frames = context_frames(py);
-    let _on_loop = runs_loop(py)?; // for the whole call: every wait of it blocks the loop
-    let mut call = cache.call(key, opts.call_options(), Caller::Blocking);
-    let mut func = Some(func);
-    loop {
-        let step = {
-            let _inside = enter(&frames);
-            call.step()
-        };
-        match step {
-            Step::Done(Ok(v)) => return Ok(v.0),
-            Step::Done(Err(e)) => return Err(to_pyerr(py, &e)),
-            // Giving up (a timeout, Ctrl-C) drops the call: the others go on.
-            Step::Wait(ready) => {
-                if !wait_sync(py, &ready, deadline)? {
-                    return Err(timeout_err(opts.timeout));
-                }
-            }
-            Step::Lead(mut lead) => {
-                if !lead_sync(py, &mut lead, cache, func.take(), weigher, deadline)? {
-                    return Err(timeout_err(opts.timeout));
-                }
-            }
-        }
+    let _inside: Vec<Computing> = context(py).iter().map(|f| f.get().0.enter()).collect();
+    let _on_loop = runs_loop(py)?;
+    let mut thread = Thread { py, cache, func: Some(func), weigher };
+    // Giving up (a timeout, Ctrl-C) drops the call: the others go on.
+    match cache.call(key, &opts.call, Caller::Blocking).block(&mut thread, opts.timeout)? {
+        Ok(v) => Ok(v.0),
+        Err(e) => Err(to_pyerr(py, &e)),
     }
 }
 
-/// Drives a lead on this thread: runs `func` (holding the GIL) when the core says so, and
-/// waits without the GIL. False: the deadline passed while waiting for a slot (the lead is
-/// dropped with it: a waiter takes over).
-fn lead_sync<'py>(
+/// This thread's side of a sync call or refresh: it runs the function holding the GIL, as
+/// Python code must, and waits without it.
+struct Thread<'a, 'py, F> {
     py: Python<'py>,
-    lead: &mut CoreLead,
-    cache: &CoreCache,
-    mut func: Option<impl FnOnce() -> PyResult<Bound<'py, PyAny>>>,
-    weigher: Option<&Bound<'py, PyAny>>,
-    deadline: Option<Instant>,
-) -> PyResult<bool> {
-    loop {
-        match drive_lead(py, lead, cache, weigher)? {
-            Act::Wait(ready) => {
-                if !wait_sync(py, &ready, deadline)? {
-                    return Ok(false);
-                }
-            }
-            Act::Confirm(ready) => {
-                wait_sync(py, &ready, None)?;
-            }
-            Act::Compute => {
-                let result = match func.take() {
-                    Some(f) => {
-                        let _computing = lead.enter();
-                        f()
-                    }
-                    None => Err(PyRuntimeError::new_err("coopcache: a caller computes once")),
-                };
-                let outcome = match result {
-                    Ok(obj) => match used_once(&obj) {
-                        Some(why) => failure(py, PyTypeError::new_err(why)),
-                        None => outcome(py, Ok(obj), weigher),
-                    },
-                    r => outcome(py, r, weigher),
-                };
-                lead.computed(outcome);
-            }
-            Act::Done => return Ok(true),
+    cache: &'a CoreCache,
+    func: Option<F>,
+    weigher: Option<&'a Bound<'py, PyAny>>,
+}
+
+impl<'py, F: FnOnce() -> PyResult<Bound<'py, PyAny>>> Host<PyValue> for Thread<'_, 'py, F> {
+    type Stop = PyErr;
+
+    /// Waits in slices, checking for signals (Ctrl-C) between them.
+    fn wait(&mut self, ready: &Ready, deadline: Option<Instant>) -> PyResult<bool> {
+        if ready.try_get().is_some() {
+            return Ok(true);
         }
+        loop {
+            let slice_end = Instant::now() + SLICE;
+            let end = deadline.map_or(slice_end, |d| d.min(slice_end));
+            if self.py.detach(|| ready.wait_deadline(Some(end))).is_some() {
+                return Ok(true);
+            }
+            self.py.check_signals()?;
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
+            }
+        }
+    }
+
+    fn compute(&mut self) -> Outcome<PyValue> {
+        let result = match self.func.take() {
+            Some(f) => f(),
+            None => Err(PyRuntimeError::new_err("coopcache: a caller computes once")),
+        };
+        let result = result.and_then(|obj| match used_once(&obj) {
+            Some(why) => Err(PyTypeError::new_err(why)),
+            None => Ok(obj),
+        });
+        outcome(self.py, result, self.weigher)
+    }
+
+    fn decode(&mut self, bytes: &[u8]) -> Result<(PyValue, u64), String> {
+        Codec::of(self.cache).decode(self.py, bytes, |v| weigh(v, self.weigher))
+    }
+
+    fn encode(&mut self, value: &PyValue) -> Result<Vec<u8>, (String, String)> {
+        Codec::of(self.cache).encode(value.0.bind(self.py))
     }
 }
 
@@ -355,7 +288,7 @@ pub(crate) fn loaded(mapping: &Bound<'_, PyAny>) -> PyResult<HashMap<Key, (PyVal
     for item in items.try_iter()? {
         let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item?.extract()?;
         let weight = estimate(&v);
-        out.insert(crate::convert::to_key(&k)?, (PyValue::new(v.unbind()), weight));
+        out.insert(crate::convert::to_key(&k)?, (PyValue(v.unbind()), weight));
     }
     Ok(out)
 }
@@ -392,49 +325,8 @@ pub(crate) struct Frame(pub(crate) coopcache::Frame, pub(crate) u64);
 
 #[pymethods]
 impl Frame {
-    /// The flight's id.
-    #[getter]
-    fn id(&self) -> u64 {
-        self.0.id()
-    }
-
     fn __repr__(&self) -> String {
         format!("<coopcache computation frame {}>", self.0.id())
-    }
-}
-
-/// A refresh the sync hit path hands out, run on a thread of its own
-/// (`_decorator._refresh_in_thread`).
-#[pyclass(module = "coopcache._native")]
-pub(crate) struct Lead {
-    inner: Option<Box<CoreLead>>,
-    weigher: Option<Py<PyAny>>,
-    cache: CoreCache,
-}
-
-impl Lead {
-    pub(crate) fn of(lead: Box<CoreLead>, weigher: Option<Py<PyAny>>, cache: &CoreCache) -> Lead {
-        Lead { inner: Some(lead), weigher, cache: cache.clone() }
-    }
-}
-
-#[pymethods]
-impl Lead {
-    /// Drives the computation on this thread to its end, running `func(*args, **kwargs)`.
-    #[pyo3(signature = (func, args, kwargs=None))]
-    fn run(
-        &mut self,
-        py: Python<'_>,
-        func: &Bound<'_, PyAny>,
-        args: &Bound<'_, PyTuple>,
-        kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<()> {
-        let weigher = self.weigher.as_ref().map(|w| w.bind(py).clone());
-        let cache = self.cache.clone();
-        let mut lead =
-            self.inner.take().ok_or_else(|| PyRuntimeError::new_err("this coopcache computation is over"))?;
-        lead_sync(py, &mut lead, &cache, Some(|| func.call(args, kwargs)), weigher.as_ref(), None)?;
-        Ok(())
     }
 }
 
@@ -566,12 +458,7 @@ impl CachedFunction {
         self.write_call_key(&mut w, args, kwargs)?;
         let func = self.func.bind(py);
         let weigher = self.weigher.as_ref().map(|w| w.bind(py));
-        let thunk = || Ok((func.clone(), args.clone(), kwargs.cloned()));
-        if let Some(v) = hit(py, cache, w.as_bytes(), || w.clone().finish(), &self.opts, weigher, thunk)? {
-            return Ok(v);
-        }
-        let key = w.finish();
-        run_sync(py, cache, key, || func.call(args, kwargs), &self.opts, weigher)
+        cached_sync(py, cache, w, (func, args, kwargs), &self.opts, weigher)
     }
 
     fn __get__(

@@ -18,7 +18,7 @@ use coopcache::{Clock, ConfigError, Error as CoreError, Event, Key, Level, Regis
 use pyo3::exceptions::{PyRecursionError, PyRuntimeError, PyTimeoutError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyString};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyString, PyTuple};
 pyo3::create_exception!(
     _native,
     CacheRecursionError,
@@ -41,12 +41,6 @@ pub(crate) struct PyValue(pub(crate) Py<PyAny>);
 impl Clone for PyValue {
     fn clone(&self) -> Self {
         Python::attach(|py| PyValue(self.0.clone_ref(py)))
-    }
-}
-
-impl PyValue {
-    pub(crate) fn new(obj: Py<PyAny>) -> Self {
-        PyValue(obj)
     }
 }
 
@@ -100,9 +94,9 @@ pub(crate) fn to_pyerr(py: Python<'_>, e: &CoreError) -> PyErr {
         CoreError::Recursion { .. } | CoreError::BlocksExecutor { .. } => {
             CacheRecursionError::new_err(e.to_string())
         }
-        CoreError::UnknownCache { .. } => unknown_cache(py, e),
+        CoreError::UnknownCache { .. } => error_of(py, "UnknownCacheError", (e.to_string(),)),
         CoreError::Config(c) => config_err(c),
-        CoreError::Remote { type_name, message } => shared::remote_error(py, type_name, message),
+        CoreError::Remote { type_name, message } => error_of(py, "RemoteError", (type_name, message)),
         _ => PyRuntimeError::new_err(e.to_string()),
     }
 }
@@ -119,10 +113,10 @@ pub(crate) fn option_err(e: OptionError) -> PyErr {
     }
 }
 
-/// `coopcache.UnknownCacheError` (defined in Python: a `KeyError` whose message is not quoted).
-fn unknown_cache(py: Python<'_>, e: &CoreError) -> PyErr {
-    static CLASS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    match CLASS.import(py, "coopcache._errors", "UnknownCacheError").and_then(|c| c.call1((e.to_string(),))) {
+/// An exception of a class defined in Python (`coopcache._errors`): `UnknownCacheError` (a
+/// `KeyError` whose message is not quoted), `RemoteError(type_name, message)`.
+fn error_of<'py>(py: Python<'py>, class: &str, args: impl pyo3::call::PyCallArgs<'py>) -> PyErr {
+    match py.import("coopcache._errors").and_then(|m| m.getattr(class)).and_then(|c| c.call1(args)) {
         Ok(err) => PyErr::from_value(err),
         Err(err) => err,
     }
@@ -187,7 +181,7 @@ fn forward_event(event: &Event) {
 }
 
 pub(crate) fn lookup(name: &str) -> PyResult<CoreCache> {
-    REGISTRY.get(name).map_err(|e| Python::attach(|py| unknown_cache(py, &e)))
+    REGISTRY.get(name).map_err(|e| Python::attach(|py| to_pyerr(py, &e)))
 }
 
 /// Creates the cache `name`, or updates its settings in place (entries are kept), and returns
@@ -318,9 +312,9 @@ impl Cache {
             let decorator = py.import("coopcache._decorator")?.getattr("cached")?;
             return Ok(decorator.call((self.inner.name(), key, func), Some(&kwargs))?.unbind());
         };
-        let k = convert::to_key(key)?;
         let opts = flight::Options::parse(timeout, tags, refresh_after)?;
-        flight::cached_sync(py, &self.inner, k, func, &opts, weigher)
+        let thunk = (func, &PyTuple::empty(py), None);
+        flight::cached_sync(py, &self.inner, flight::key_writer(key)?, thunk, &opts, weigher)
     }
 
     /// `await c.cached_async(key, fn)`: the asyncio form (see `coopcache.cached_async`).
@@ -392,9 +386,9 @@ fn cached(
     refresh_after: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Py<PyAny>> {
     let c = lookup(name)?;
-    let k = convert::to_key(key)?;
     let opts = flight::Options::parse(timeout, tags, refresh_after)?;
-    flight::cached_sync(py, &c, k, func, &opts, weigher)
+    let thunk = (func, &PyTuple::empty(py), None);
+    flight::cached_sync(py, &c, flight::key_writer(key)?, thunk, &opts, weigher)
 }
 
 /// The stored value for `key` in cache `name`, or `default` on a miss. Never computes; a read
@@ -534,7 +528,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ENTRY_OVERHEAD", coopcache::ENTRY_OVERHEAD)?;
     m.add_class::<Cache>()?;
     m.add_class::<flight::NoCache>()?;
-    m.add_class::<flight::Lead>()?;
     m.add_class::<jobs::Jobs>()?;
     m.add_class::<flight::Frame>()?;
     m.add_class::<flight::CachedFunction>()?;

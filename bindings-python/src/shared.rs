@@ -86,7 +86,7 @@ impl Codec {
             why
         })?;
         let weight = weigh(&v).map_err(|e| describe(py, &e))?;
-        Ok((PyValue::new(v.unbind()), weight))
+        Ok((PyValue(v.unbind()), weight))
     }
 
     /// A computed value's bytes for the shared tier (or why there are none: the other
@@ -121,18 +121,6 @@ fn warn(py: Python<'_>, msg: String) {
         if let Err(e) = logger.call_method1(py, "warning", (msg,)) {
             e.write_unraisable(py, None);
         }
-    }
-}
-
-/// `coopcache.RemoteError(type_name, message)`.
-pub(crate) fn remote_error(py: Python<'_>, type_name: &str, message: &str) -> PyErr {
-    match py
-        .import("coopcache._errors")
-        .and_then(|m| m.getattr("RemoteError"))
-        .and_then(|cls| cls.call1((type_name, message)))
-    {
-        Ok(obj) => PyErr::from_value(obj),
-        Err(err) => err,
     }
 }
 

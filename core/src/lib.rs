@@ -77,7 +77,8 @@
 //!    publishing after.
 //! 7. **`cache`**: the typed [`Cache`], its builder, the call driver ([`Call`] and [`Lead`]:
 //!    every rule of a call, as steps a caller drives: the Rust forms and both bindings run on
-//!    it) and the `get_or_compute` family built on it.
+//!    it; a blocking thread through [`Call::block`] and a [`Host`], a host that never blocks
+//!    through [`Jobs`]) and the `get_or_compute` family built on it.
 //! 8. **`registry`**: named caches for the bindings.
 //!
 //! ## Features
@@ -126,7 +127,7 @@ pub fn after_fork_in_child() {
 
 pub use cache::{
     Action, Batch, BatchStep, ByWeigh, ByWeigher, Cache, CacheBuilder, Call, CallOptions, Compute, Do,
-    GetOrCompute, Jobs, Lead, LeadStep, Outcome, RefreshHit, Step,
+    GetOrCompute, Host, Jobs, Lead, LeadStep, Outcome, RefreshHit, Step,
 };
 pub use clock::Clock;
 pub use concurrency::Permit;

@@ -463,14 +463,11 @@ def _detach(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[None]:
     return task
 
 
-def _refresh_in_thread(
-    lead: _native.Lead, fn: Callable[..., Any], args: Tuple[Any, ...], kwargs: Any
-) -> None:
-    """A sync refresh (``refresh_after``): ``fn(*args, **kwargs)`` on a daemon thread named
-    ``coopcache-refresh`` (tests join those), while the hit that started it returns."""
-    threading.Thread(
-        target=lead.run, args=(fn, args, kwargs), name="coopcache-refresh", daemon=True
-    ).start()
+def _refresh_in_thread(run: Callable[[], None]) -> None:
+    """A sync refresh (``refresh_after``): ``run()`` drives it on a table of its own, on a
+    daemon thread named ``coopcache-refresh`` (tests join those), while the hit that started it
+    returns."""
+    threading.Thread(target=run, name="coopcache-refresh", daemon=True).start()
 
 
 #: Job numbers, unique in the process: a task's context names the jobs it computes for.

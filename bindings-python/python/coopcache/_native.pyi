@@ -251,9 +251,7 @@ class ManualClock:
     def advance(self, seconds: float) -> None: ...
 
 @final
-class Frame:
-    @property
-    def id(self) -> int: ...
+class Frame: ...
 
 _Action = Tuple[int, int, Any, bool]
 
@@ -279,12 +277,6 @@ class Jobs:
     def abandon(self, job: int) -> List[_Action]: ...
     def drain(self) -> List[_Action]: ...
     def frames(self, job: int) -> List[Frame]: ...
-
-@final
-class Lead:
-    def run(
-        self, func: Callable[..., Any], args: Tuple[Any, ...], kwargs: Optional[Dict[str, Any]] = None
-    ) -> None: ...
 
 @final
 class CachedFunction:

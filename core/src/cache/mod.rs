@@ -1,6 +1,7 @@
 //! The typed cache for Rust users: a builder and the `get_or_compute` family (the async forms'
 //! future is in `future`).
 
+mod block;
 mod call;
 mod future;
 mod jobs;
@@ -20,7 +21,9 @@ use crate::error::{BoxError, Error};
 use crate::flight::{Begin, Caller, Computed, FlightCache};
 use crate::stats::{Listener, Stats};
 use crate::store::{Due, Weigher};
+use crate::wait::Ready;
 use crate::weigh::Weigh;
+pub use block::Host;
 pub use call::{Call, Lead, LeadStep, Outcome, RefreshHit, Step};
 pub use future::{Compute, GetOrCompute};
 pub use jobs::{Action, Do, Jobs};
@@ -559,7 +562,7 @@ where
         E: Into<BoxError>,
     {
         let caller = Caller::Blocking;
-        let mut call = match found {
+        let call = match found {
             Found::Hit(v) => return Ok(v),
             Found::Due(due) => match Call::refreshing(self, key, opts, caller, due) {
                 Ok(call) => call,
@@ -567,46 +570,12 @@ where
             },
             Found::Miss => Call::new(self, key, opts, caller, infallible, self.has_codec()),
         };
-        let deadline = opts.timeout.and_then(|t| Instant::now().checked_add(t));
-        let timed_out = || Err(Error::Timeout(opts.timeout.unwrap_or_default()));
-        let mut f = Some(f);
-        let mut panic = None;
-        loop {
-            match call.step() {
-                Step::Done(r) => {
-                    if let Some(p) = panic {
-                        resume_unwind(p);
-                    }
-                    return r;
-                }
-                Step::Wait(ready) => {
-                    if ready.wait_deadline(deadline).is_none() {
-                        return timed_out();
-                    }
-                }
-                Step::Lead(mut lead) => loop {
-                    match lead.step() {
-                        LeadStep::Wait(ready) => {
-                            if ready.wait_deadline(deadline).is_none() {
-                                return timed_out();
-                            }
-                        }
-                        LeadStep::Confirm(ready) => ready.wait(),
-                        LeadStep::Decode(bytes) => lead.decoded(self.decode(&bytes)),
-                        LeadStep::Encode(v) => lead.encoded(self.encode(&v)),
-                        LeadStep::Compute => {
-                            let f = f.take().expect("a caller computes once");
-                            let result = {
-                                let _computing = lead.enter();
-                                catch_unwind(AssertUnwindSafe(f))
-                            };
-                            lead.computed(outcome(result, std::any::type_name::<E>(), &mut panic));
-                        }
-                        LeadStep::Done => break,
-                    }
-                },
-            }
+        let mut host = RustHost { cache: self, f: Some(f), panic: None };
+        let Ok(r) = call.block(&mut host, opts.timeout);
+        if let Some(p) = host.panic {
+            resume_unwind(p);
         }
+        r
     }
 
     /// The async form of [`Cache::get_or_compute`]: waiting never blocks a thread, under any
@@ -714,6 +683,42 @@ where
 
 /// What a Rust computation's result reports to its lead; a panic is kept to resume once every
 /// caller has heard of it.
+/// The Rust sync forms' side of a blocking call: runs `f` once (a panic is the computation's
+/// error for every caller, and is resumed in this one once the call ended), and (de)serializes
+/// with the cache's codec.
+struct RustHost<'a, K, V, F> {
+    cache: &'a Cache<K, V>,
+    f: Option<F>,
+    panic: Option<Box<dyn std::any::Any + Send>>,
+}
+
+impl<K, V, F, E> Host<V> for RustHost<'_, K, V, F>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    F: FnOnce() -> Result<Computed<V>, E>,
+    E: Into<BoxError>,
+{
+    type Stop = std::convert::Infallible;
+
+    fn wait(&mut self, ready: &Ready, deadline: Option<Instant>) -> Result<bool, Self::Stop> {
+        Ok(ready.wait_deadline(deadline).is_some())
+    }
+
+    fn compute(&mut self) -> Outcome<V> {
+        let f = self.f.take().expect("a caller computes once");
+        outcome(catch_unwind(AssertUnwindSafe(f)), std::any::type_name::<E>(), &mut self.panic)
+    }
+
+    fn decode(&mut self, bytes: &[u8]) -> Result<(V, u64), String> {
+        self.cache.decode(bytes)
+    }
+
+    fn encode(&mut self, value: &V) -> Result<Vec<u8>, (String, String)> {
+        self.cache.encode(value)
+    }
+}
+
 pub(crate) fn outcome<V, E: Into<BoxError>>(
     result: std::thread::Result<Result<Computed<V>, E>>,
     error_type: &str,

@@ -411,6 +411,54 @@ fn a_publish_between_the_read_and_the_lease_script_is_read_not_computed_again() 
 /// Another process holds key `k`'s lease of cache `name` and publishes (its value, its lease
 /// gone; done with redis-cli, as the hook runs on the tier's runtime) the first time `b`'s
 /// fetch reaches `moment`: the moment a completion could slip by. Returns how often it did.
+/// A refresh reads the key's value, finds it too old, and runs the lease script; another
+/// process's refresh can take the lease, write the new value and end the lease in between.
+/// The lease is then free, but the value there is not the one the read refused: the refresh
+/// reads it (it was written lately), it does not take the lease and compute the key a second
+/// time (the Python fleet test saw 3 computations for 2 values, now and then).
+#[test]
+fn a_refresh_that_finds_a_newer_value_at_its_lease_script_reads_it() {
+    let s = Server::start();
+    let clock = coopcache::Clock::manual();
+    let local = coopcache::Settings::default().cache_duration(Duration::from_secs(60));
+    let process = |ms| {
+        let mut settings = SharedSettings::new(s.url());
+        settings.timeout = Duration::from_millis(ms); // another link: another process
+        let t = SharedTier::start("rgap", SharedMode::Redis(settings), &local, clock.clone(), None).unwrap();
+        s.until(|| t.is_up());
+        t
+    };
+    let (a, b) = (process(1000), process(1001));
+    let (key, other) = (Key::from("k"), Key::from("other"));
+    let Remote::Compute(lease) = wait(&a.fetch(&key)) else { panic!("a computes") };
+    assert!(wait_bool(lease.store(&blob("old"))));
+    clock.advance(Duration::from_secs(10));
+    let Remote::Compute(lease) = wait(&a.fetch(&other)) else { panic!("a computes") };
+    assert!(wait_bool(lease.store(&blob("new"))));
+    // Between b's read of "old" and its lease script, "new" replaces it (with no lease left).
+    let port = s.port.to_string();
+    let value_key = |k: &Key| [b"coopcache:rgap:v:".as_slice(), k.as_bytes()].concat();
+    let (from, to) = (value_key(&other), value_key(&key));
+    let copied = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = copied.clone();
+    b.at(move |at, _| {
+        if at != Moment::Missed || seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) > 0 {
+            return;
+        }
+        use std::os::unix::ffi::OsStrExt;
+        let mut c = std::process::Command::new("redis-cli");
+        let args: [&[u8]; 4] = [b"COPY", &from, &to, b"REPLACE"];
+        c.args(["-p", &port]).args(args.iter().map(|a| std::ffi::OsStr::from_bytes(a)));
+        assert!(c.output().unwrap().status.success());
+    });
+    let got = wait(&b.refetch(&key, Duration::from_secs(5)).expect("a Redis tier refetches"));
+    let st = b.stats();
+    assert_eq!(copied.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert!(matches!(got, Remote::Value(_)), "the value written lately, not a lease: {st:?}");
+    assert_eq!(payload(got), "new");
+    assert_eq!((st.leases_won, st.remote_hits), (0, 1), "{st:?}");
+}
+
 fn holder_publishes_at(
     s: &Server,
     a: &SharedTier,

@@ -481,12 +481,14 @@ impl Signer {
 /// own, as on the local tier). The lease's value is the owner's token: a random part, `:`, and
 /// the cache's epoch when it was taken.
 /// A holder that published between the caller's read and this script leaves a value, not a
-/// free lease: unless the caller's read found a value it refused (a bad signature), a value
-/// there means "read it" (`{2}`), so the key is not computed twice.
-/// KEYS: lease, epoch, cleared, value. ARGV: random part, lease ms, `1` to look at the value.
-/// Returns `{1, token}` (taken), `{0, PTTL, holder's token}` or `{2}`.
+/// free lease: a value there that is not the one the caller's read refused (a bad signature,
+/// or too old for a refresh) means "read it" (`{2}`), so the key is not computed twice.
+/// KEYS: lease, epoch, cleared, value. ARGV: random part, lease ms, the start of the value the
+/// read refused ([`seen`]; empty: it found none). Returns `{1, token}` (taken), `{0, PTTL,
+/// holder's token}` or `{2}`.
 pub(crate) const TAKE_LEASE: &str = r#"
-if ARGV[3] == '1' and redis.call('EXISTS', KEYS[4]) == 1 then return {2} end
+local now = redis.call('GETRANGE', KEYS[4], 0, math.max(#ARGV[3], 1) - 1)
+if now ~= '' and now ~= ARGV[3] then return {2} end
 local mine = ARGV[1] .. ':' .. (redis.call('GET', KEYS[2]) or '0')
 if redis.call('SET', KEYS[1], mine, 'NX', 'PX', ARGV[2]) then return {1, mine} end
 local held = redis.call('GET', KEYS[1])
@@ -618,12 +620,21 @@ return epoch
 /// The length of the epoch a value stored on a cluster starts with.
 pub(crate) const EPOCH_LEN: usize = 8;
 
+/// What the lease script is told of the value a read refused (stale, too old for a refresh,
+/// badly signed), so that a different value written since is read, not computed again: its
+/// first bytes, which hold when it was written and its MAC (after a cluster's epoch), so two
+/// writes of a key differ in them. Empty when the read found no value.
+pub(crate) fn seen(found: Option<&[u8]>) -> &[u8] {
+    const START: usize = EPOCH_LEN + 2 + MAC_LEN + 8;
+    found.map_or(&[], |b| &b[..b.len().min(START)])
+}
+
 /// [`TAKE_LEASE`] for a cluster (the value is in the lease's slot). KEYS: lease, value. ARGV:
-/// random part, lease ms, the cache's epoch, its last clear's epoch, `1` to look at the value
-/// (`0`: the caller's read found one it refused: stale or badly signed). Returns as
-/// [`TAKE_LEASE`].
+/// random part, lease ms, the cache's epoch, its last clear's epoch, the start of the value the
+/// read refused ([`seen`]; empty: it found none). Returns as [`TAKE_LEASE`].
 pub(crate) const TAKE_LEASE_CLUSTER: &str = r#"
-if ARGV[5] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then return {2} end
+local now = redis.call('GETRANGE', KEYS[2], 0, math.max(#ARGV[5], 1) - 1)
+if now ~= '' and now ~= ARGV[5] then return {2} end
 local mine = ARGV[1] .. ':' .. ARGV[3]
 if redis.call('SET', KEYS[1], mine, 'NX', 'PX', ARGV[2]) then return {1, mine} end
 local held = redis.call('GET', KEYS[1])

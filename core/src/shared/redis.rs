@@ -582,9 +582,9 @@ impl Tier {
                 return self.fallback();
             };
             let cluster = self.names.cluster();
-            // Whether the lease script may take a value there as "read it": not if this read
-            // refused the one it found (it would be found and refused again, for ever).
-            let look = if found.is_none() { "1" } else { "0" };
+            // The lease script takes a value there as "read it" unless it is the one this read
+            // refuses (it would be found and refused again, for ever).
+            let seen = protocol::seen(found.as_deref()).to_vec();
             let found = match (found, cluster) {
                 // On a cluster a value starts with its lease's epoch: stale if one of its tags
                 // was invalidated, or the cache cleared, since (see the protocol's docs).
@@ -627,7 +627,7 @@ impl Tier {
                 f(Moment::Missed, &key);
             }
             let random = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-            let (lkey, vkey, epoch, cleared, random) = (&lkey, &vkey, &epoch, &cleared, &random);
+            let (lkey, vkey, epoch, cleared, random, seen) = (&lkey, &vkey, &epoch, &cleared, &random, &seen);
             let taken = self
                 .link
                 .run(|mut c| async move {
@@ -642,7 +642,7 @@ impl Tier {
                             .arg(lease_ms)
                             .arg(e.unwrap_or(0))
                             .arg(cl.unwrap_or(0))
-                            .arg(look)
+                            .arg(seen)
                             .invoke_async::<Vec<redis::Value>>(&mut c)
                             .await;
                     }
@@ -653,7 +653,7 @@ impl Tier {
                         .key(vkey)
                         .arg(random)
                         .arg(lease_ms)
-                        .arg(look)
+                        .arg(seen)
                         .invoke_async::<Vec<redis::Value>>(&mut c)
                         .await
                 })

@@ -113,21 +113,7 @@ fn a_refresh_asks_the_fleet_with_the_calls_refresh_after() {
     assert_eq!(v, "v1");
     let mut lead = lead.expect("due: this hit refreshes");
     lead.set_options(&opts);
-    let mut computed = false;
-    loop {
-        match lead.step() {
-            LeadStep::Wait(r) | LeadStep::Confirm(r) => drop(r.wait_deadline(None)),
-            LeadStep::Compute => {
-                computed = true;
-                lead.computed(Outcome::Store { value: "v2".into(), weight: 0 });
-            }
-            LeadStep::Encode(v) => lead.encoded(Ok(serde_json::to_vec(&v).unwrap())),
-            LeadStep::Decode(b) => lead.decoded(Ok((serde_json::from_slice(&b).unwrap(), 0))),
-            LeadStep::Done => break,
-            _ => unreachable!("no other step in this version"),
-        }
-    }
-    assert!(computed, "the value in Redis is older than the call's refresh_after");
+    assert!(drive(lead, "v2"), "the value in Redis is older than the call's refresh_after");
     assert_eq!(reader.get(&key).as_deref(), Some("v2"));
 }
 

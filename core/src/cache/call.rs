@@ -275,6 +275,7 @@ where
     /// [`Cache::hit_refresh_with`] for a borrowed form of the key that is not `ToOwned` into
     /// `K` (a `Cache<Key, V>` searched with a [`crate::KeyWriter`]'s bytes): `owned` makes
     /// the key, only when this hit starts a refresh, so a hit still allocates nothing.
+    #[inline(always)]
     pub fn hit_refresh_by<Q, R>(
         &self,
         key: &Q,

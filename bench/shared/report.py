@@ -50,13 +50,15 @@ def _hit_table(rows: list[dict[str, Any]], with_signed: bool) -> list[str]:
 
 def _stampede_table(stampede: dict[str, Any]) -> list[str]:
     out = ["| contender | callers | last waiter, median ms | last waiter, max ms | median caller ms "
-           "| computing caller ms | first other process ms | executions (rounds) | errors / fallbacks |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "| computing caller ms | first other process ms | every process reached ms "
+           "| spread within a process ms | executions (rounds) | errors / fallbacks |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in stampede["results"]:
         out.append(f"| {r['contender']} | {r['callers']} | {r['last_waiter_ms_median']:.2f} | "
                    f"{r['last_waiter_ms_max']:.2f} | "
                    f"{r['caller_ms_median']:.2f} | {r['leader_ms_median']:.2f} | "
-                   f"{r['first_other_process_ms_median']:.2f} | {r['executions_total']} ({r['rounds']}) | "
+                   f"{r['first_other_process_ms_median']:.2f} | {r['last_process_reached_ms_median']:.2f} | "
+                   f"{r['in_process_spread_ms_median']:.2f} | {r['executions_total']} ({r['rounds']}) | "
                    f"{r['errors']} / {r['fallbacks']} |")
     return out
 

@@ -175,12 +175,19 @@ def run(args: argparse.Namespace, label: str, lib: str, lock_sleep: float, threa
             # return on the completion message.
             leader = min((t for s in seen for t in s["leaders"]), default=write)
             remote = [t for s in seen if not s["done"] for t in s["returns"]]
+            # Where the last waiter's time goes: the value reaching every process (each process's
+            # first caller to return) and the callers of one process returning after its first
+            # (waking its threads, each taking the GIL in turn).
+            reached = [min(s["returns"]) for s in seen if s["returns"]]
+            spread = [max(s["returns"]) - min(s["returns"]) for s in seen if s["returns"]]
             rounds.append({
                 "executions": len(done),
                 "last_ms": lat[-1],
                 "median_ms": statistics.median(lat),
                 "leader_ms": (leader - write) / 1e6,
                 "first_other_process_ms": (min(remote) - write) / 1e6 if remote else None,
+                "last_process_reached_ms": (max(reached) - write) / 1e6,
+                "in_process_spread_ms": max(spread) / 1e6,
                 "late_callers": sum(1 for t in starts if t >= write),
                 "start_skew_ms": (max(starts) - go) / 1e6,
                 "errors": len(errors),
@@ -213,6 +220,8 @@ def run(args: argparse.Namespace, label: str, lib: str, lock_sleep: float, threa
         "leader_ms_median": statistics.median(x["leader_ms"] for x in rounds),
         "first_other_process_ms_median": statistics.median(
             x["first_other_process_ms"] for x in rounds if x["first_other_process_ms"] is not None),
+        "last_process_reached_ms_median": statistics.median(x["last_process_reached_ms"] for x in rounds),
+        "in_process_spread_ms_median": statistics.median(x["in_process_spread_ms"] for x in rounds),
         "executions_total": sum(execs),
         "executions_per_round_max": max(execs),
         "late_callers": sum(x["late_callers"] for x in rounds),
@@ -242,7 +251,9 @@ def main() -> int:
     out = {"procs": args.procs, "threads": args.threads, "compute_s": args.sleep, "results": results}
     for r in results:
         print(f"{r['contender']}: last waiter median {r['last_waiter_ms_median']:.2f} ms, "
-              f"max {r['last_waiter_ms_max']:.2f} ms; "
+              f"max {r['last_waiter_ms_max']:.2f} ms (value in every process after "
+              f"{r['last_process_reached_ms_median']:.2f} ms, callers of one process within "
+              f"{r['in_process_spread_ms_median']:.2f} ms); "
               f"executions {r['executions_total']} in {r['rounds']} rounds")
     if args.json:
         with open(args.json, "w") as f:

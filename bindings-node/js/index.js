@@ -29,18 +29,26 @@ const LAST = 16;
  * many. Id 0 is never given: it stands for none. */
 class Values {
   #byId = [undefined];
+  /** By id: the promise hits of the value resolve to, made at its first hit. A settled promise
+   * can be shared, and a hit that allocates none costs less (and leaves the GC less to do). */
+  #hits = [undefined];
   #free = [];
   get(id) {
     return this.#byId[id];
   }
+  hit(id) {
+    return (this.#hits[id] ??= Promise.resolve(this.#byId[id]));
+  }
   add(v) {
     const id = this.#free.length > 0 ? this.#free.pop() : this.#byId.length;
     this.#byId[id] = v;
+    this.#hits[id] = undefined;
     return id;
   }
   delete(id) {
     if (this.#byId[id] === RELEASED) return; // (never twice on the free list)
     this.#byId[id] = RELEASED;
+    this.#hits[id] = undefined;
     this.#free.push(id);
   }
 }
@@ -167,7 +175,7 @@ function cachedOn(c, key, fn, options) {
   if (typeof fn !== 'function') return Promise.reject(badArgument(`fn must be a function, got ${typeof fn}`));
   c.hit(key);
   const id = out[0]; // > 0: a hit; else the miss for start()
-  return id > 0 ? Promise.resolve(values.get(id)) : miss(c, key, fn, options, id);
+  return id > 0 ? values.hit(id) : miss(c, key, fn, options, id);
 }
 
 function miss(c, key, fn, options, missed) {

@@ -76,8 +76,9 @@ test('values not stored (memory limit 0) and failed computations are released', 
 });
 
 test('the ids of released values, reused for new values, answer only for the new keys', async () => {
-  // The JS side keeps values in an array by id and reuses the ids the core released: a key whose
-  // value went must miss, a kept key keep its value, and a new key get its own.
+  // The JS side keeps values (and the promise their hits resolve to) in arrays by id and reuses
+  // the ids the core released: a key whose value went must miss, a kept key keep its value, and a
+  // new key get its own.
   const name = uniq('reuse');
   configure(name);
   let collected = 0;
@@ -88,6 +89,7 @@ test('the ids of released values, reused for new values, answer only for the new
       const v = old(i);
       if (i % 2 === 1) registry.register(v, i);
       await cached(name, i, () => v);
+      assert.equal(await cached(name, i, () => 'a hit'), v);
     }
   })();
   for (let i = 1; i < 20; i += 2) invalidate(name, i);

@@ -29,29 +29,37 @@ const LAST = 16;
  * many. Id 0 is never given: it stands for none. */
 class Values {
   #byId = [undefined];
-  /** By id: the promise hits of the value resolve to, made at its first hit. A settled promise
-   * can be shared, and a hit that allocates none costs less (and leaves the GC less to do). */
-  #hits = [undefined];
   #free = [];
+  // The promises recent hits resolved to, in HOT slots by id (the slot's id beside it): a settled
+  // promise can be shared, and a hit of a hot value that allocates none costs less (and leaves
+  // the GC less to do); bounded, so a cache of many values holds no promise per value.
+  #hotIds = new Int32Array(HOT);
+  #hot = new Array(HOT).fill(undefined);
   get(id) {
     return this.#byId[id];
   }
   hit(id) {
-    return (this.#hits[id] ??= Promise.resolve(this.#byId[id]));
+    const slot = id & (HOT - 1);
+    if (this.#hotIds[slot] === id) return this.#hot[slot];
+    const p = Promise.resolve(this.#byId[id]);
+    this.#hotIds[slot] = id;
+    this.#hot[slot] = p;
+    return p;
   }
   add(v) {
     const id = this.#free.length > 0 ? this.#free.pop() : this.#byId.length;
     this.#byId[id] = v;
-    this.#hits[id] = undefined;
     return id;
   }
   delete(id) {
     if (this.#byId[id] === RELEASED) return; // (never twice on the free list)
     this.#byId[id] = RELEASED;
-    this.#hits[id] = undefined;
+    const slot = id & (HOT - 1);
+    if (this.#hotIds[slot] === id) [this.#hotIds[slot], this.#hot[slot]] = [0, undefined];
     this.#free.push(id);
   }
 }
+const HOT = 1024; // a power of 2
 const RELEASED = Symbol('released');
 const values = new Values();
 const put = (v) => values.add(v);

@@ -1142,15 +1142,16 @@ unsafe fn write_str(
     if len < N - 1 {
         // SAFETY: N-API wrote `len` units.
         let units: &[u16] = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast(), len) };
-        if units.iter().all(|&u| u < 0x80) {
-            let mut ascii = [std::mem::MaybeUninit::<u8>::uninit(); N];
-            for (a, &u) in ascii.iter_mut().zip(units) {
-                a.write(u as u8);
-            }
-            // SAFETY: `len` bytes were written, every one ASCII.
-            w.str(unsafe {
-                std::str::from_utf8_unchecked(std::slice::from_raw_parts(ascii.as_ptr().cast(), len))
-            });
+        // Narrowed and checked in one pass: ASCII if no unit has a bit above the low 7.
+        let mut ascii = [0u8; N];
+        let mut any = 0u16;
+        for (a, &u) in ascii.iter_mut().zip(units) {
+            *a = u as u8;
+            any |= u;
+        }
+        if any < 0x80 {
+            // SAFETY: every one of the `len` bytes is ASCII.
+            w.str(unsafe { std::str::from_utf8_unchecked(&ascii[..len]) });
         } else {
             w.str(&String::from_utf16_lossy(units));
         }

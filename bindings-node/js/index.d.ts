@@ -301,7 +301,8 @@ export declare class Cache {
 export declare function configure(name: string, settings?: Settings): Cache;
 /**
  * The value for `key`, computed by `fn` once however many callers ask at the same moment: a hit
- * resolves with the stored object without calling `fn`; a miss while another caller computes
+ * resolves with the stored object without calling `fn` (repeated hits of one stored value may
+ * return the same settled promise); a miss while another caller computes
  * waits for that outcome (value or error). `fn` may be sync or async; its errors are not stored.
  * Options: `timeoutMs` (default none), `tags` (default none), `refreshAfter` (default the
  * cache's), `sizeOf` (default the cache's).

@@ -24,15 +24,45 @@ const FAILED = 1;
 const NOCACHE = 2;
 const LAST = 16;
 
-/** Values and errors the core holds, by id. The core releases an id when it lets go. */
-const values = new Map();
-let nextId = 0;
-function put(v) {
-  do nextId = (nextId + 1) & 0x7fffffff;
-  while (nextId === 0 || values.has(nextId));
-  values.set(nextId, v);
-  return nextId;
+/** Values and errors the core holds, by id. The core releases an id when it lets go; released
+ * ids are reused, so ids index an array (cheaper for a hit than a Map) as dense as the values are
+ * many. Id 0 is never given: it stands for none. */
+class Values {
+  #byId = [undefined];
+  #free = [];
+  // The promises recent hits resolved to, in HOT slots by id (the slot's id beside it): a settled
+  // promise can be shared, and a hit of a hot value that allocates none costs less (and leaves
+  // the GC less to do); bounded, so a cache of many values holds no promise per value.
+  #hotIds = new Int32Array(HOT);
+  #hot = new Array(HOT).fill(undefined);
+  get(id) {
+    return this.#byId[id];
+  }
+  hit(id) {
+    const slot = id & (HOT - 1);
+    if (this.#hotIds[slot] === id) return this.#hot[slot];
+    const p = Promise.resolve(this.#byId[id]);
+    this.#hotIds[slot] = id;
+    this.#hot[slot] = p;
+    return p;
+  }
+  add(v) {
+    const id = this.#free.length > 0 ? this.#free.pop() : this.#byId.length;
+    this.#byId[id] = v;
+    return id;
+  }
+  delete(id) {
+    if (this.#byId[id] === RELEASED) return; // (never twice on the free list)
+    this.#byId[id] = RELEASED;
+    const slot = id & (HOT - 1);
+    if (this.#hotIds[slot] === id) [this.#hotIds[slot], this.#hot[slot]] = [0, undefined];
+    this.#free.push(id);
+  }
 }
+const HOT = 1024; // a power of 2
+const RELEASED = Symbol('released');
+const values = new Values();
+const put = (v) => values.add(v);
 
 /** Emits `full`, `evict`, `refreshFailed`, `sharedDown`, `sharedUp` and `valueRefused`. */
 const events = new EventEmitter();
@@ -63,7 +93,7 @@ function wake() {
 }
 
 const native = new Native(wake);
-const { hit, start, frame, computed: report } = native.fns(); // the call path, without napi-rs's dispatch
+const { start, frame, computed: report } = native.fns(); // the miss path, without napi-rs's dispatch
 const out = new Float64Array(3 * 1024); // the addon writes its answers here (see run)
 native.setOutput(out);
 
@@ -82,7 +112,7 @@ function toJson(v) {
 // Caches by name
 // ---------------------------------------------------------------------------------------------
 
-/** name -> { idx, name, sizeOf, handle } */
+/** name -> { idx, name, sizeOf, handle, hit } (`hit(key)`: the cache's hit path, see cachedOn) */
 const byName = new Map();
 
 /** The handle of the configured cache `name`. */
@@ -98,7 +128,7 @@ function configure(name, options = {}) {
   run(native.takeReady()); // a higher maxConcurrency may have granted queued leaders their slots
   let c = byName.get(name);
   if (c === undefined) {
-    c = { idx, name, sizeOf: undefined };
+    c = { idx, name, sizeOf: undefined, hit: native.hitOf(idx) };
     c.handle = new Cache(c);
     byName.set(name, c);
   }
@@ -130,9 +160,18 @@ let lastCall = 0;
 const als = new AsyncLocalStorage();
 let computing = 0;
 
+// The cache cached() found last, by name: a program mostly calls one cache many times in a row,
+// and comparing the name is cheaper than looking it up (a cache, once configured, stays).
+let lastName = Symbol('none');
+let last;
+
 function cached(name, key, fn, options) {
-  const c = byName.get(name);
-  return c !== undefined ? cachedOn(c, key, fn, options) : unknown(name);
+  if (name !== lastName) {
+    const c = byName.get(name);
+    if (c === undefined) return unknown(name);
+    [lastName, last] = [name, c];
+  }
+  return cachedOn(last, key, fn, options);
 }
 
 // Apart from cached(): a closure there would cost every hit a context.
@@ -142,8 +181,9 @@ function unknown(name) {
 
 function cachedOn(c, key, fn, options) {
   if (typeof fn !== 'function') return Promise.reject(badArgument(`fn must be a function, got ${typeof fn}`));
-  const id = hit(c.idx, key); // > 0: a hit; else the miss for start()
-  return id > 0 ? Promise.resolve(values.get(id)) : miss(c, key, fn, options, id);
+  c.hit(key);
+  const id = out[0]; // > 0: a hit; else the miss for start()
+  return id > 0 ? values.hit(id) : miss(c, key, fn, options, id);
 }
 
 function miss(c, key, fn, options, missed) {

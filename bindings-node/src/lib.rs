@@ -2,14 +2,15 @@
 //! ([`coopcache::Call`] / [`coopcache::Lead`]).
 //!
 //! Values: the JS side (`bindings-node/js/index.js`) keeps the JS values (computed values and
-//! thrown errors) in a `Map` from a numeric id to the value; the core stores a small `Send`
-//! handle ([`Val`]) holding that id. When the core drops the last clone of a handle (eviction,
-//! expiry, clear, or a value that was never stored), the id goes on a release queue and the JS
-//! thread is woken through an unref'd threadsafe function to delete it from the `Map`, so values
-//! are released on the JS thread and nothing keeps the process alive.
+//! thrown errors) in an array by numeric id (it reuses released ids); the core stores a small
+//! `Send` handle ([`Val`]) holding that id. When the core drops the last clone of a handle
+//! (eviction, expiry, clear, or a value that was never stored), the id goes on a release queue and
+//! the JS thread is woken through an unref'd threadsafe function to delete it from the array, so
+//! values are released on the JS thread and nothing keeps the process alive.
 //!
-//! Calls: a hit is one raw N-API function (`hit`, see [`Native::fns`]) that never touches the
-//! driver. A miss is a *job* (numbered by the JS side) in the core's [`Jobs`] table, which
+//! Calls: a hit is one raw N-API function per cache (`hit(key)`, see [`Native::hit_of`]) that
+//! never touches the driver and writes its answer, the value's id, to the output array. A miss is a
+//! *job* (numbered by the JS side) in the core's [`Jobs`] table, which
 //! drives the caller's [`coopcache::Call`] and, when the caller leads, the computation's
 //! [`coopcache::Lead`], and says what the binding must do; this binding hands that to the JS
 //! side as triples `[job, action, arg]` (see [`act`]): settle the caller's promise with a value
@@ -81,7 +82,7 @@ mod act {
 
 /// What the driver answers the JS side: a count of f64s (triples) written to the array given to
 /// `setOutput` (no allocation for the usual one or two triples), or, when they do not fit, an
-/// array of them.
+/// array of them. (A cache's `hit` writes its one number to the array's first element.)
 type Answer = Either<u32, Float64Array>;
 
 /// How a computation ended, as `computed` is told.
@@ -347,6 +348,10 @@ pub struct Native {
     refresh: Option<(i32, u32, Box<CoreLead>)>,
     /// Counts `hit`'s misses.
     misses: i32,
+    /// The data of the caches' `hit` functions (see [`Native::hit_of`]), freed with the instance;
+    /// boxed, as the functions point to them.
+    #[allow(clippy::vec_box)]
+    hits: Vec<Box<HitOf>>,
     /// The array answers are written to: a reference that keeps it alive, its data, its length.
     out: Option<(sys::napi_ref, *mut f64, usize)>,
     /// Whether the wake-up is ref'd for the jobs that keep the event loop alive.
@@ -384,6 +389,7 @@ impl Native {
             missed: None,
             refresh: None,
             misses: 0,
+            hits: Vec::new(),
             out: None,
             held: false,
             env: env.raw(),
@@ -485,38 +491,33 @@ impl Native {
         -self.misses
     }
 
-    /// The functions of the call path, as plain N-API functions bound to this instance (which
+    /// The cache `cache`'s `hit(key)`: a plain N-API function bound to this instance and the
+    /// cache (the JS side keeps the instance alive with it), the hit path alone: the value's id;
+    /// or on a miss a negative number, for `start` to reuse the key's bytes; or 0 for a bad key
+    /// (which `start` reports). It never touches the call driver. Bound to its cache so that a
+    /// hit converts one argument, not two.
+    #[napi(ts_return_type = "(key: unknown) => number")]
+    pub fn hit_of<'e>(&mut self, env: &'e Env, cache: u32) -> Result<Unknown<'e>> {
+        let data = Box::new(HitOf { native: self, cache: cache as usize });
+        let f = raw_function(env, c"hit", raw::hit, (&*data as *const HitOf).cast_mut().cast())?;
+        self.hits.push(data);
+        Ok(f)
+    }
+
+    /// The functions of the miss path, as plain N-API functions bound to this instance (which
     /// the JS side keeps alive with them): napi-rs's method dispatch costs more than a whole
-    /// hit. `hit(cache, key)` is the hit path alone: the value's id; or on a miss a negative
-    /// number, for `start` to reuse the key's bytes; or 0 for a bad key (which `start` reports).
-    /// It never touches the call driver. `start` and `computed` are the methods of the same
-    /// names; `frame` enters or leaves a computation (see [`raw::frame`]).
-    #[napi(ts_return_type = "Record<'hit' | 'start' | 'frame' | 'computed', (...args: any[]) => any>")]
+    /// hit. `start` and `computed` are the methods of the same names; `frame` enters or leaves
+    /// a computation (see [`raw::frame`]).
+    #[napi(ts_return_type = "Record<'start' | 'frame' | 'computed', (...args: any[]) => any>")]
     pub fn fns<'e>(&mut self, env: &'e Env) -> Result<Object<'e>> {
         let data: *mut Native = self;
         let mut o = Object::new(env)?;
-        let fns: [(&std::ffi::CStr, sys::napi_callback); 4] = [
-            (c"hit", Some(raw::hit)),
-            (c"start", Some(raw::start)),
-            (c"frame", Some(raw::frame)),
-            (c"computed", Some(raw::computed)),
-        ];
+        let fns: [(&std::ffi::CStr, RawFn); 3] =
+            [(c"start", raw::start), (c"frame", raw::frame), (c"computed", raw::computed)];
         for (name, cb) in fns {
-            let mut f = ptr::null_mut();
-            // SAFETY: a plain N-API call on the JS thread; `data` outlives the function because
-            // the JS side holds this object for as long as it holds the function.
-            ok(unsafe {
-                sys::napi_create_function(
-                    env.raw(),
-                    name.as_ptr(),
-                    name.count_bytes() as isize,
-                    cb,
-                    data.cast(),
-                    &mut f,
-                )
-            })?;
-            // SAFETY: `f` is a live value of this call's env.
-            o.set(name.to_str().unwrap_or_default(), unsafe { Unknown::from_raw_unchecked(env.raw(), f) })?;
+            // `data` outlives the function: the JS side holds this object for as long as it
+            // holds the function.
+            o.set(name.to_str().unwrap_or_default(), raw_function(env, name, cb, data.cast())?)?;
         }
         Ok(o)
     }
@@ -1030,16 +1031,27 @@ unsafe fn write_key(
     if depth > MAX_DEPTH {
         return Err("coopcache: a key is nested too deeply (a cyclic array?)".into());
     }
+    // The common keys first, each asked for directly (a refused read costs less than
+    // `napi_typeof`, which tests one type after another): a string, then a number.
+    // SAFETY: see the function's contract.
+    match unsafe { write_str(env, v, w) } {
+        Err(status) if status == sys::Status::napi_string_expected => {}
+        r => return r.map_err(status_error),
+    }
+    let mut d = 0f64;
+    // SAFETY: see the function's contract.
+    match unsafe { sys::napi_get_value_double(env, v, &mut d) } {
+        sys::Status::napi_ok => {
+            w.float(d);
+            return Ok(());
+        }
+        sys::Status::napi_number_expected => {}
+        status => return Err(status_error(status)),
+    }
     let mut t = 0;
     unsafe {
         check(sys::napi_typeof(env, v, &mut t))?;
         match t {
-            sys::ValueType::napi_string => write_str(env, v, w)?,
-            sys::ValueType::napi_number => {
-                let mut d = 0f64;
-                check(sys::napi_get_value_double(env, v, &mut d))?;
-                w.float(d);
-            }
             sys::ValueType::napi_boolean => {
                 let mut b = false;
                 check(sys::napi_get_value_bool(env, v, &mut b))?;
@@ -1118,24 +1130,28 @@ unsafe fn write_str(
     env: sys::napi_env,
     v: sys::napi_value,
     w: &mut KeyWriter,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), sys::napi_status> {
     const N: usize = 128;
     let mut buf = [std::mem::MaybeUninit::<u16>::uninit(); N];
     let mut len = 0usize;
     // SAFETY: see the function's contract; the buffer holds N units.
-    unsafe { check(sys::napi_get_value_string_utf16(env, v, buf.as_mut_ptr().cast(), N, &mut len))? };
+    let status = unsafe { sys::napi_get_value_string_utf16(env, v, buf.as_mut_ptr().cast(), N, &mut len) };
+    if status != sys::Status::napi_ok {
+        return Err(status);
+    }
     if len < N - 1 {
         // SAFETY: N-API wrote `len` units.
         let units: &[u16] = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast(), len) };
-        if units.iter().all(|&u| u < 0x80) {
-            let mut ascii = [std::mem::MaybeUninit::<u8>::uninit(); N];
-            for (a, &u) in ascii.iter_mut().zip(units) {
-                a.write(u as u8);
-            }
-            // SAFETY: `len` bytes were written, every one ASCII.
-            w.str(unsafe {
-                std::str::from_utf8_unchecked(std::slice::from_raw_parts(ascii.as_ptr().cast(), len))
-            });
+        // Narrowed and checked in one pass: ASCII if no unit has a bit above the low 7.
+        let mut ascii = [0u8; N];
+        let mut any = 0u16;
+        for (a, &u) in ascii.iter_mut().zip(units) {
+            *a = u as u8;
+            any |= u;
+        }
+        if any < 0x80 {
+            // SAFETY: every one of the `len` bytes is ASCII.
+            w.str(unsafe { std::str::from_utf8_unchecked(&ascii[..len]) });
         } else {
             w.str(&String::from_utf16_lossy(units));
         }
@@ -1143,23 +1159,59 @@ unsafe fn write_str(
     }
     // SAFETY: as above, with a buffer of the string's full length.
     unsafe {
-        check(sys::napi_get_value_string_utf16(env, v, ptr::null_mut(), 0, &mut len))?;
+        check_status(sys::napi_get_value_string_utf16(env, v, ptr::null_mut(), 0, &mut len))?;
         let mut big = vec![0u16; len + 1];
-        check(sys::napi_get_value_string_utf16(env, v, big.as_mut_ptr(), big.len(), &mut len))?;
+        check_status(sys::napi_get_value_string_utf16(env, v, big.as_mut_ptr(), big.len(), &mut len))?;
         w.str(&String::from_utf16_lossy(&big[..len]));
     }
     Ok(())
 }
 
+fn check_status(status: sys::napi_status) -> std::result::Result<(), sys::napi_status> {
+    if status == sys::Status::napi_ok { Ok(()) } else { Err(status) }
+}
+
 fn check(status: sys::napi_status) -> std::result::Result<(), String> {
-    if status == sys::Status::napi_ok {
-        Ok(())
-    } else {
-        Err(format!("coopcache: reading the key failed (napi status {status})"))
+    check_status(status).map_err(status_error)
+}
+
+fn status_error(status: sys::napi_status) -> String {
+    format!("coopcache: reading the key failed (napi status {status})")
+}
+
+/// A plain N-API callback.
+type RawFn = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
+
+/// The JS function `name` that calls `cb` with `data`, which must outlive it.
+fn raw_function<'e>(
+    env: &'e Env,
+    name: &std::ffi::CStr,
+    cb: RawFn,
+    data: *mut std::ffi::c_void,
+) -> Result<Unknown<'e>> {
+    let mut f = ptr::null_mut();
+    // SAFETY: a plain N-API call on the JS thread; `f` is then a live value of this call's env.
+    unsafe {
+        ok(sys::napi_create_function(
+            env.raw(),
+            name.as_ptr(),
+            name.count_bytes() as isize,
+            Some(cb),
+            data,
+            &mut f,
+        ))?;
+        Ok(Unknown::from_raw_unchecked(env.raw(), f))
     }
 }
 
-/// The functions of [`Native::fns`]: plain N-API callbacks whose data is the `Native`.
+/// The data of a cache's `hit` function (see [`Native::hit_of`]).
+struct HitOf {
+    native: *mut Native,
+    cache: usize,
+}
+
+/// The functions of [`Native::fns`] (plain N-API callbacks whose data is the `Native`) and
+/// `hit` (whose data is a [`HitOf`]).
 mod raw {
     use super::*;
 
@@ -1197,45 +1249,48 @@ mod raw {
         }
     }
 
-    /// `hit(cache, key)`: see [`Native::fns`]. (Not through `method`: this is the hit path.)
+    /// `hit(key)`: see [`Native::hit_of`]. (Not through `method`: this is the hit path.) It
+    /// answers in the output array's first element (see [`Answer`]), which costs the JS side
+    /// less than a returned number.
+    ///
+    /// # Safety
+    /// As for `method`, but the function's data is a [`HitOf`] of a live `Native`.
     pub unsafe extern "C" fn hit(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
-        let mut argc = 2usize;
-        let mut argv = [ptr::null_mut(); 2];
+        let mut argc = 1usize;
+        let mut key = ptr::null_mut();
         let mut data = ptr::null_mut();
-        let mut out = ptr::null_mut();
         // SAFETY: as for `method`; the key is read before the instance is borrowed.
         unsafe {
-            if sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), &mut data)
+            if sys::napi_get_cb_info(env, info, &mut argc, &mut key, ptr::null_mut(), &mut data)
                 != sys::Status::napi_ok
             {
                 return ptr::null_mut();
             }
-            let mut cache = 0u32;
             let mut w = KeyWriter::new();
+            let read = write_key(env, key, &mut w, 0).is_ok();
+            let HitOf { native, cache } = *(data as *const HitOf);
+            let this = &mut *native;
             let mut id = 0;
-            if sys::napi_get_value_uint32(env, argv[0], &mut cache) == sys::Status::napi_ok
-                && write_key(env, argv[1], &mut w, 0).is_ok()
-            {
-                let this = &mut *(data as *mut Native);
-                if let Some(c) = this.caches.get(cache as usize) {
-                    // (In shared mode the core itself tells the shared tier of hits, batched.)
-                    // The call's options are the miss path's: a refresh gets them in `start`.
-                    let opts = CallOptions::new();
-                    let owned = || w.clone().finish();
-                    id = match c.hit_refresh_by(w.as_bytes(), owned, &opts, Caller::Blocking, |v| v.0.id) {
-                        Some((id, None)) => id as i32,
-                        Some((value, Some(lead))) => {
-                            let token = this.missed(w);
-                            this.refresh = Some((token, value, lead));
-                            token
-                        }
-                        None => this.missed(w),
-                    };
-                }
+            if let Some(c) = this.caches.get(cache).filter(|_| read) {
+                // (In shared mode the core itself tells the shared tier of hits, batched.)
+                // The call's options are the miss path's: a refresh gets them in `start`.
+                let opts = CallOptions::new();
+                let owned = || w.clone().finish();
+                id = match c.hit_refresh_by(w.as_bytes(), owned, &opts, Caller::Blocking, |v| v.0.id) {
+                    Some((id, None)) => id as i32,
+                    Some((value, Some(lead))) => {
+                        let token = this.missed(w);
+                        this.refresh = Some((token, value, lead));
+                        token
+                    }
+                    None => this.missed(w),
+                };
             }
-            sys::napi_create_int32(env, id, &mut out);
+            if let Some((_, out, _)) = this.out {
+                *out = f64::from(id);
+            }
         }
-        out
+        ptr::null_mut()
     }
 
     /// `start(job, cache, key, options, ctx, missed)`: see [`Native::start`].

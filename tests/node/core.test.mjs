@@ -401,6 +401,19 @@ test('unknown cache name: ERR_COOPCACHE_UNKNOWN_CACHE listing the configured nam
   assert.throws(() => stats('never-configured'), (e) => e.code === 'ERR_COOPCACHE_UNKNOWN_CACHE');
 });
 
+test('cached() by name, alternating caches and unknown names: each call reaches its own cache', async () => {
+  // (cached() remembers the cache it found last by name.)
+  const [a, b] = [uniq('alt-a'), uniq('alt-b')];
+  configure(a);
+  configure(b);
+  for (let i = 0; i < 3; i++) {
+    assert.equal(await cached(a, 'k', () => 'in a'), 'in a');
+    await assert.rejects(cached(`${a}-not`, 'k', () => 1), (e) => e.code === 'ERR_COOPCACHE_UNKNOWN_CACHE');
+    assert.equal(await cached(b, 'k', () => 'in b'), 'in b');
+  }
+  assert.deepEqual([stats(a).hits, stats(b).hits], [2, 2]);
+});
+
 test('bad settings: ERR_COOPCACHE_INVALID_CONFIG at configure time', () => {
   const bad = [
     { memoryLimit: -1 },

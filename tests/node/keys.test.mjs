@@ -60,6 +60,10 @@ test('keys of every kind work with cached()', async () => {
   const keys = ['s', 1, 1.5, 10n ** 30n, false, null, Buffer.from('b'), new Uint8Array([1, 2]), ['a', [1, null]], []];
   for (const k of keys) await cached(name, k, () => ({ k }));
   for (const k of keys) assert.deepEqual(get(name, k), { k });
+  // The hit reads the key itself (a string or a number first): every kind hits, and the string
+  // '1' is not the number 1.
+  for (const k of keys) assert.deepEqual(await cached(name, k, () => 'computed again'), { k });
+  assert.equal(await cached(name, '1', () => 'the string'), 'the string');
   assert.deepEqual(get(name, Buffer.from('b')), { k: keys[6] });
   assert.deepEqual(get(name, 0), { k: false });
 });

@@ -75,6 +75,33 @@ test('values not stored (memory limit 0) and failed computations are released', 
   events.off('full', onFull);
 });
 
+test('the ids of released values, reused for new values, answer only for the new keys', async () => {
+  // The JS side keeps values (and the promise their hits resolve to) in arrays by id and reuses
+  // the ids the core released: a key whose value went must miss, a kept key keep its value, and a
+  // new key get its own.
+  const name = uniq('reuse');
+  configure(name);
+  let collected = 0;
+  const registry = new FinalizationRegistry(() => { collected++; });
+  const old = (i) => ({ key: i, gen: 'old' });
+  await (async () => {
+    for (let i = 0; i < 20; i++) {
+      const v = old(i);
+      if (i % 2 === 1) registry.register(v, i);
+      await cached(name, i, () => v);
+      assert.equal(await cached(name, i, () => 'a hit'), v);
+    }
+  })();
+  for (let i = 1; i < 20; i += 2) invalidate(name, i);
+  assert.ok(await until(async () => { gc(); await sleep(5); return collected === 10; }, 10000, 10));
+  for (let i = 20; i < 30; i++) await cached(name, i, () => ({ key: i, gen: 'new' }));
+  for (let i = 0; i < 30; i++) {
+    const v = await cached(name, i, () => ({ key: i, gen: 'again' }));
+    const gen = i >= 20 ? 'new' : i % 2 === 1 ? 'again' : 'old';
+    assert.deepEqual(v, { key: i, gen }, `key ${i}`);
+  }
+});
+
 test('worker threads load the addon and keep their own caches', async () => {
   const name = uniq('workers');
   configure(name);

@@ -742,7 +742,9 @@ where
     V: Clone + Send + Sync + 'static,
 {
     /// The hit path of the Rust forms: a fresh value, one this caller is to refresh, or none.
-    #[inline]
+    /// Inlined into its callers, so that a hit neither calls a function nor returns a `Found`
+    /// through memory.
+    #[inline(always)]
     fn find(&self, key: &K) -> Found<V> {
         let store = &self.local.store;
         match store.lookup_due(store.hash(key), key, V::clone) {

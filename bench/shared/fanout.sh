@@ -28,6 +28,26 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# A cluster node's port: at most 55535 (its bus port is 10000 higher, which redis-server refuses
+# past 65535) with that bus port free too.
+cluster_port() {
+    python3 -c '
+import random, socket
+def free(p):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+while True:
+    p = random.randint(20000, 55535)
+    if free(p) and free(p + 10000):
+        print(p)
+        break'
+}
 serve() { # serve PORT [ARGS...]: a redis-server on loopback, its pid in PIDS
     local port="$1"; shift
     (cd "$WORK" && exec "$REDIS_SERVER" --port "$port" --bind 127.0.0.1 --save '' --appendonly no "$@" \
@@ -56,7 +76,7 @@ serve "$PORT"
 echo "== a six-node cluster" >&2
 NODES=()
 for _ in 1 2 3 4 5 6; do
-    p="$(free_port)"
+    p="$(cluster_port)"
     serve "$p" --cluster-enabled yes --cluster-config-file "nodes-$p.conf" --cluster-node-timeout 1000
     NODES+=("127.0.0.1:$p")
 done

@@ -28,26 +28,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-# A cluster node's port: at most 55535 (its bus port is 10000 higher, which redis-server refuses
-# past 65535) with that bus port free too.
-cluster_port() {
-    python3 -c '
-import random, socket
-def free(p):
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-while True:
-    p = random.randint(20000, 55535)
-    if free(p) and free(p + 10000):
-        print(p)
-        break'
-}
 serve() { # serve PORT [ARGS...]: a redis-server on loopback, its pid in PIDS
     local port="$1"; shift
     (cd "$WORK" && exec "$REDIS_SERVER" --port "$port" --bind 127.0.0.1 --save '' --appendonly no "$@" \
@@ -74,19 +54,15 @@ serve "$PORT"
 { echo "## One Redis"; echo; "$BIN" "redis://127.0.0.1:$PORT" --json bench/results/shared-fanout-single.json "${args[@]}"; echo; } >>"$OUT"
 
 echo "== a six-node cluster" >&2
-NODES=()
-for _ in 1 2 3 4 5 6; do
-    p="$(cluster_port)"
-    serve "$p" --cluster-enabled yes --cluster-config-file "nodes-$p.conf" --cluster-node-timeout 1000
-    NODES+=("127.0.0.1:$p")
+# The tests' cluster (tests/redis_server.py, through on_cluster.py), which picks ports whose
+# cluster bus port (10000 higher) is a port too.
+python3 "$ROOT/bench/shared/on_cluster.py" "$WORK/cluster.url" &
+PIDS+=($!)
+for _ in $(seq 300); do
+    [ -s "$WORK/cluster.url" ] && break
+    kill -0 "${PIDS[-1]}" 2>/dev/null || { echo "the Redis Cluster did not start" >&2; exit 1; }
+    sleep 0.1
 done
-redis-cli --cluster create "${NODES[@]}" --cluster-replicas 1 --cluster-yes >"$WORK/create.log"
-for n in "${NODES[@]}"; do
-    for _ in $(seq 200); do
-        redis-cli -p "${n#*:}" cluster info | grep -q 'cluster_state:ok' && break
-        sleep 0.1
-    done
-done
-SEEDS="$(IFS=,; echo "${NODES[*]}")"
-{ echo "## Redis Cluster (3 masters, 3 replicas)"; echo; "$BIN" "redis+cluster://$SEEDS" --json bench/results/shared-fanout-cluster.json "${args[@]}"; } >>"$OUT"
+CLUSTER_URL="$(cat "$WORK/cluster.url")"
+{ echo "## Redis Cluster (3 masters, 3 replicas)"; echo; "$BIN" "$CLUSTER_URL" --json bench/results/shared-fanout-cluster.json "${args[@]}"; } >>"$OUT"
 cat "$OUT"

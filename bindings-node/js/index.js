@@ -62,7 +62,6 @@ class Values {
 const HOT = 1024; // a power of 2
 const RELEASED = Symbol('released');
 const values = new Values();
-const put = (v) => values.add(v);
 
 /** Emits `full`, `evict`, `refreshFailed`, `sharedDown`, `sharedUp` and `valueRefused`. */
 const events = new EventEmitter();
@@ -267,7 +266,7 @@ function computed(id, call, ok, v, asked) {
   } catch (e) {
     [kind, v] = [FAILED, e]; // reported as the computation's failure
   }
-  run(batch !== undefined ? native.loaded(id, ...batch) : report(id, kind, put(v), w, v));
+  run(batch !== undefined ? native.loaded(id, ...batch) : report(id, kind, values.add(v), w, v));
 }
 
 /** The values of `keys` (an array), with one `loader(missing)` call for the keys nobody has. */
@@ -293,7 +292,7 @@ function loaded(call, asked, m) {
   }
   const entries = m instanceof Map ? [...m] : asked.filter((k) => Object.hasOwn(m, String(k))).map((k) => [k, m[String(k)]]);
   const weights = entries.map(([k, v]) => weigh({ c: call.c, key: k }, v));
-  return [entries.map(([k]) => k), entries.map(([, v]) => put(v)), weights];
+  return [entries.map(([k]) => k), entries.map(([, v]) => values.add(v)), weights];
 }
 
 function weigh(call, v) {
@@ -311,7 +310,7 @@ function decode(id, call) {
   } catch (e) {
     return run(native.decoded(id, 0, 0, String(e)));
   }
-  run(native.decoded(id, put(v), w));
+  run(native.decoded(id, values.add(v), w));
 }
 
 // A value for the shared tier: one that cannot be serialized is kept here, and the other

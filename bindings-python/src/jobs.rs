@@ -146,6 +146,7 @@ impl Jobs {
                     }
                 }
                 Do::Gone => (GONE, py.None()),
+                Do::Follow(_) => unreachable!("a task can be cancelled: its jobs are never patient"),
             };
             if last {
                 self.info.remove(&job);

@@ -362,6 +362,11 @@ where
         Some(stale)
     }
 
+    /// What the call waits for: the flight's waiter, after a [`Step::Wait`].
+    pub(super) fn waiting(&self) -> Option<&Waiter<V>> {
+        self.waiting.as_ref()
+    }
+
     /// What to do next (see [`Step`]).
     pub fn step(&mut self) -> Step<K, V> {
         if let Some(lease) = self.refreshing.take() {

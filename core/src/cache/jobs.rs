@@ -15,7 +15,7 @@ use std::time::Duration;
 use super::call::{Call, Lead, LeadStep, Outcome, Step};
 use super::many::{Batch, BatchStep};
 use crate::error::Error;
-use crate::flight::{Computing, Frame};
+use crate::flight::{Computing, FlightId, Frame};
 use crate::sync::Mutex;
 use crate::wait::Ready;
 
@@ -38,6 +38,9 @@ pub enum Do<V> {
     Load(Vec<usize>),
     /// Settle the batch's caller with every key's outcome, in the order given.
     SettleMany(Vec<Result<V, Error>>),
+    /// Settle the caller with the outcome of this other job's caller, which waits for the same
+    /// flight (see [`Jobs::start_patient`]); the job is over.
+    Follow(u64),
 }
 
 /// One thing the binding does: `what` for job `job`; `last`: the job is over after it.
@@ -101,6 +104,10 @@ struct Job<K, V> {
     held: bool,
     /// A batch's job: its batch, and whether its loader runs in the binding.
     batch: Option<(Batch<K, V>, bool)>,
+    /// Whether the caller never gives up (see [`Jobs::start_patient`]).
+    patient: bool,
+    /// The flight other patient callers follow this job's caller for (see [`Followed`]).
+    followed: Option<FlightId>,
 }
 
 impl<K, V> Job<K, V> {
@@ -134,6 +141,17 @@ impl std::hash::Hasher for IdHasher {
 
 type Ids = std::hash::BuildHasherDefault<IdHasher>;
 
+/// For each flight, the patient job whose caller others follow for it: one that waits for it
+/// from outside every computation and will get its outcome, whatever comes (it never gives up).
+type Followed = HashMap<FlightId, u64, Ids>;
+
+/// Job `id`'s caller no longer waits for flight `f`: nobody follows it for that flight.
+fn unfollow(followed: &mut Followed, f: FlightId, id: u64) {
+    if followed.get(&f) == Some(&id) {
+        followed.remove(&f);
+    }
+}
+
 /// The misses of one host thread, by number; see the module docs.
 ///
 /// ```
@@ -156,6 +174,7 @@ pub struct Jobs<K, V> {
     entered: Vec<(u64, Computing)>,
     /// How many jobs keep the host alive.
     holds: usize,
+    followed: Followed,
 }
 
 impl<K, V> Jobs<K, V>
@@ -167,7 +186,7 @@ where
     /// [`Jobs::drain`].
     pub fn new(wake: impl Fn() + Send + Sync + 'static) -> Self {
         let notes = Arc::new(Notes { queue: Mutex::new(Vec::new()), wake: Box::new(wake) });
-        Jobs { jobs: HashMap::default(), notes, entered: Vec::new(), holds: 0 }
+        Jobs { jobs: HashMap::default(), notes, entered: Vec::new(), holds: 0, followed: HashMap::default() }
     }
 
     /// Starts job `id` with its call, made from inside the computations of the jobs `ctx`;
@@ -180,6 +199,29 @@ where
         ctx: Vec<u64>,
         out: &mut Vec<Action<V>>,
     ) {
+        self.start_call(id, call, shared, ctx, false, out);
+    }
+
+    /// [`Jobs::start`] for a caller that never gives up (it has no timeout and no way to be
+    /// cancelled: the binding never calls [`Jobs::give_up`] for it). When its call waits, from
+    /// outside every computation, for a flight that another patient job's caller already
+    /// waits for, the job ends at once with [`Do::Follow`] of that job: both get the flight's
+    /// outcome, so the binding settles the two callers with one outcome (a JS promise they
+    /// share) and keeps no waiter, callback or job for the second. A caller inside a
+    /// computation never follows: its wait is a record of the deadlock checks.
+    pub fn start_patient(&mut self, id: u64, call: Call<K, V>, shared: bool, out: &mut Vec<Action<V>>) {
+        self.start_call(id, call, shared, Vec::new(), true, out);
+    }
+
+    fn start_call(
+        &mut self,
+        id: u64,
+        call: Call<K, V>,
+        shared: bool,
+        ctx: Vec<u64>,
+        patient: bool,
+        out: &mut Vec<Action<V>>,
+    ) {
         let job = Job {
             call: Some(call),
             call_wait: None,
@@ -190,6 +232,8 @@ where
             shared,
             held: false,
             batch: None,
+            patient,
+            followed: None,
         };
         self.jobs.insert(id, Box::new(job));
         self.advance(id, out);
@@ -209,6 +253,8 @@ where
             shared: false,
             held: false,
             batch: Some((batch, false)),
+            patient: false,
+            followed: None,
         };
         self.jobs.insert(id, Box::new(job));
         self.advance(id, out);
@@ -239,6 +285,8 @@ where
             shared,
             held: false,
             batch: None,
+            patient: false,
+            followed: None,
         };
         self.jobs.insert(id, Box::new(job));
         self.advance(id, out);
@@ -311,10 +359,30 @@ where
             match call.step() {
                 Step::Done(r) => {
                     (job.call, job.call_wait) = (None, None);
+                    if let Some(f) = job.followed.take() {
+                        unfollow(&mut self.followed, f, id);
+                    }
                     out.push(act(Do::Settle(r)));
                     break;
                 }
                 Step::Wait(p) => {
+                    let plain = call.waiting().filter(|w| w.is_plain()).map(|w| w.id());
+                    if let Some(f) = plain.filter(|_| job.patient) {
+                        match self.followed.get(&f) {
+                            Some(&other) if other != id && job.lead.is_none() => {
+                                (job.call, job.call_wait) = (None, None);
+                                out.push(act(Do::Follow(other)));
+                                break;
+                            }
+                            Some(_) => {}
+                            None => {
+                                if let Some(before) = job.followed.replace(f) {
+                                    unfollow(&mut self.followed, before, id);
+                                }
+                                self.followed.insert(f, id);
+                            }
+                        }
+                    }
                     job.call_wait = Some(notify(notes, p, id));
                     break;
                 }
@@ -399,6 +467,9 @@ where
         let confirming = j.lead.is_some() && matches!(j.lead_at, LeadAt::Confirming(_));
         if j.call.is_some() && !confirming {
             (j.call, j.call_wait) = (None, None);
+            if let Some(f) = j.followed.take() {
+                unfollow(&mut self.followed, f, id);
+            }
             if matches!(j.lead_at, LeadAt::Waiting(_)) {
                 (j.lead, j.lead_at) = (None, LeadAt::Ready);
             }
@@ -511,6 +582,101 @@ mod tests {
         out.clear();
         jobs.drain(&mut out);
         assert!(matches!(&out[..], [Action { job: 2, what: Do::Settle(Ok(25)), last: true }]));
+    }
+
+    #[test]
+    fn patient_callers_follow_the_first_of_a_flight_and_the_others_wait() {
+        let (c, mut jobs, mut out) = jobs();
+        jobs.start_patient(1, call(&c, 5), false, &mut out);
+        jobs.start_patient(2, call(&c, 5), false, &mut out);
+        jobs.start(3, call(&c, 5), false, Vec::new(), &mut out);
+        assert!(matches!(
+            &out[..],
+            [
+                Action { job: 1, what: Do::Compute, last: false },
+                Action { job: 2, what: Do::Follow(1), last: true },
+            ]
+        ));
+        assert_eq!(c.stats().coalesced, 2, "a follower waits as the others do");
+        out.clear();
+        jobs.computed(1, Outcome::Store { value: 25, weight: 0 }, &mut out);
+        assert!(matches!(&out[..], [Action { job: 1, what: Do::Settle(Ok(25)), last: true }]));
+        out.clear();
+        jobs.drain(&mut out);
+        assert!(matches!(&out[..], [Action { job: 3, what: Do::Settle(Ok(25)), last: true }]));
+        assert!(jobs.followed.is_empty(), "job 1 is followed no more");
+        out.clear();
+        jobs.start_patient(4, call(&c, 6), false, &mut out);
+        assert!(matches!(&out[..], [Action { job: 4, what: Do::Compute, last: false }]), "a new flight");
+    }
+
+    #[test]
+    fn a_patient_caller_inside_a_computation_waits_so_a_deadlock_is_still_refused() {
+        let (c, mut jobs, mut out) = jobs();
+        jobs.start_patient(1, call(&c, 5), false, &mut out);
+        jobs.start_patient(2, call(&c, 6), false, &mut out);
+        out.clear();
+        // Key 6's computation asks key 5 in its synchronous part: it waits for 5 ...
+        jobs.enter(2);
+        jobs.start_patient(3, call(&c, 5), false, &mut out);
+        jobs.exit(2);
+        assert!(out.is_empty(), "it waits, and does not follow job 1");
+        // ... so key 5's asking key 6 would never end.
+        jobs.enter(1);
+        jobs.start_patient(4, call(&c, 6), false, &mut out);
+        jobs.exit(1);
+        assert!(matches!(
+            &out[..],
+            [Action { job: 4, what: Do::Settle(Err(Error::Recursion { .. })), last: true }]
+        ));
+    }
+
+    #[test]
+    fn a_caller_who_gave_up_or_a_flight_that_ended_is_not_followed() {
+        let (c, mut jobs, mut out) = jobs();
+        jobs.start_patient(1, call(&c, 5), false, &mut out);
+        jobs.start(2, call(&c, 5), false, Vec::new(), &mut out);
+        jobs.give_up(1, Duration::from_millis(5), &mut out);
+        out.clear();
+        jobs.start_patient(3, call(&c, 5), false, &mut out);
+        assert!(out.is_empty(), "job 3 waits for the computation job 1's caller left");
+        jobs.start_patient(4, call(&c, 5), false, &mut out);
+        assert!(matches!(&out[..], [Action { job: 4, what: Do::Follow(3), last: true }]));
+        out.clear();
+        jobs.computed(1, Outcome::Store { value: 25, weight: 0 }, &mut out);
+        jobs.drain(&mut out);
+        assert!(matches!(
+            &out[..],
+            [
+                Action { job: 1, what: Do::Gone, last: true },
+                Action { job: 2 | 3, what: Do::Settle(Ok(25)), last: true },
+                Action { job: 2 | 3, what: Do::Settle(Ok(25)), last: true },
+            ]
+        ));
+        out.clear();
+        // After an invalidation a caller starts a new computation, and the old one's caller
+        // is not followed for it.
+        jobs.start_patient(5, call(&c, 6), false, &mut out);
+        c.invalidate(&6);
+        jobs.start_patient(6, call(&c, 6), false, &mut out);
+        jobs.start_patient(7, call(&c, 6), false, &mut out);
+        assert!(matches!(
+            &out[..],
+            [
+                Action { job: 5, what: Do::Compute, last: false },
+                Action { job: 6, what: Do::Compute, last: false },
+                Action { job: 7, what: Do::Follow(6), last: true },
+            ]
+        ));
+        out.clear();
+        // A lead dropped (its computation stopped): its caller takes the key over, and is
+        // followed for the new flight.
+        jobs.abandon(6, &mut out);
+        jobs.drain(&mut out);
+        assert!(matches!(&out[..], [Action { job: 6, what: Do::Compute, last: false }]));
+        out.clear();
+        jobs.start_patient(8, call(&c, 6), false, &mut out);
+        assert!(matches!(&out[..], [Action { job: 8, what: Do::Follow(6), last: true }]));
     }
 
     #[test]

@@ -135,7 +135,7 @@ pub(crate) struct Flight<V> {
 
 impl<V: Clone + Send + 'static> Flight<V> {
     fn waiter(&self, waiting: Option<Waiting>) -> Waiter<V> {
-        Waiter { pending: self.shared.handle(), id: self.id, _waiting: waiting }
+        Waiter { pending: self.shared.handle(), id: self.id, waiting }
     }
 
     /// Whether its value may be stored with `tag`.
@@ -567,7 +567,7 @@ pub struct Waiter<V> {
     pending: Pending<Completion<V>>,
     id: FlightId,
     /// The waits-for record of a caller inside a computation; removed when it stops waiting.
-    _waiting: Option<Waiting>,
+    waiting: Option<Waiting>,
 }
 
 impl<V: Clone + Send + 'static> Waiter<V> {
@@ -579,6 +579,12 @@ impl<V: Clone + Send + 'static> Waiter<V> {
     /// The flight waited for.
     pub fn id(&self) -> FlightId {
         self.id
+    }
+
+    /// Whether the caller waits from outside every computation (it keeps no waits-for record
+    /// for the deadlock checks).
+    pub fn is_plain(&self) -> bool {
+        self.waiting.is_none()
     }
 }
 

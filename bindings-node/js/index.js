@@ -22,6 +22,7 @@ function badArgument(message) {
 const STORE = 0;
 const FAILED = 1;
 const NOCACHE = 2;
+const FOLLOW = 9;
 const LAST = 16;
 
 /** Values and errors the core holds, by id. The core releases an id when it lets go; released
@@ -150,7 +151,7 @@ function nocache(value) {
   return new NoCache(value);
 }
 
-/** Calls on a miss, by number: { c, key, fn, options, resolve, reject, timer, ctx }. */
+/** Calls on a miss, by number: { c, key, fn, options, promise, resolve, reject, timer, ctx }. */
 const calls = new Map();
 let lastCall = 0;
 
@@ -186,20 +187,44 @@ function cachedOn(c, key, fn, options) {
 }
 
 function miss(c, key, fn, options, missed) {
-  return new Promise((resolve, reject) => {
-    refuseGenerator(fn, 'cached()'); // rejects the promise
-    const id = ++lastCall;
-    const ctx = computing > 0 ? als.getStore() : undefined;
-    const call = { c, key, fn, options, resolve, reject, timer: undefined, ctx };
-    calls.set(id, call);
-    const t = options?.timeoutMs;
-    if (typeof t === 'number') call.timer = setTimeout(() => run(native.giveUp(id, t)), t);
-    run(start(id, c.idx, key, options, ctx, missed)); // checks the options' types
+  try {
+    refuseGenerator(fn, 'cached()');
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  const id = ++lastCall;
+  const ctx = computing > 0 ? als.getStore() : undefined;
+  const a = start(id, c.idx, key, options, ctx, missed); // checks the options' types
+  // A caller who waits, without a timeout, for the computation an earlier such caller waits
+  // for: the core keeps nothing for it, and its promise is that caller's.
+  if (a === 3 && out[1] === FOLLOW + LAST) return calls.get(out[2]).promise;
+  const call = { c, key, fn, options, promise: undefined, resolve: undefined, reject: undefined, timer: undefined, ctx };
+  call.promise = new Promise((resolve, reject) => {
+    [call.resolve, call.reject] = [resolve, reject];
   });
+  calls.set(id, call);
+  const t = options?.timeoutMs;
+  if (typeof t === 'number' && t >= 0 && t < Infinity) arm(id, call, t);
+  try {
+    run(a);
+  } catch (e) {
+    call.reject(e);
+  }
+  return call.promise;
+}
+
+// setTimeout fires a delay past MAX_DELAY after 1 ms: a longer timeout is armed in steps.
+const MAX_DELAY = 2 ** 31 - 1;
+
+/** Gives the call up after `ms` (the core's `giveUp`). */
+function arm(id, call, ms) {
+  const t = call.options.timeoutMs;
+  call.timer = ms > MAX_DELAY ? setTimeout(arm, MAX_DELAY, id, call, ms - MAX_DELAY) : setTimeout(() => run(native.giveUp(id, t)), ms);
 }
 
 // What the addon asks this file to do for a call, by action code (bindings-node/src/lib.rs,
-// mod act): settle its promise, compute, deserialize, serialize, or nothing.
+// mod act): settle its promise, compute, deserialize, serialize, nothing, or settle it as another
+// call's promise is.
 const ACTIONS = [
   (id, call, arg) => settle(call, call.resolve, values.get(arg)),
   (id, call, arg) => settle(call, call.reject, values.get(arg)),
@@ -210,6 +235,7 @@ const ACTIONS = [
   () => {},
   (id, call) => compute(id, call, native.takeList(id).map((i) => call.keys[i])),
   (id, call) => settle(call, call.resolve, native.takeList(id).map((i) => values.get(i))),
+  (id, call, arg) => calls.get(arg).promise.then(call.resolve, call.reject),
 ];
 
 /** Does what the addon asks: triples [call, action, arg], as many as the count it wrote to `out`

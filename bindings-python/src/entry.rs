@@ -17,7 +17,9 @@
 //! Soundness: CPython calls the entry holding the GIL and takes back a new reference, or NULL
 //! with an exception set. A panic never unwinds into CPython: it becomes pyo3's
 //! `PanicException`. The hit path makes no pyo3 call that needs pyo3's count (it writes the
-//! key from borrowed arguments and increments the stored value's reference count). The
+//! key from borrowed arguments and increments the stored value's reference count); an error
+//! raised here (a key it cannot write, `key=` raising) may leave pyo3 a reference to release at
+//! its next call, as pyo3 does with any `Py` dropped outside its trampolines. The
 //! vectorcall flag and the `__vectorcalloffset__` member of `PyType_FromSpec` are in the
 //! limited API since 3.12, with the values and meaning they have had since 3.8 and 3.9: the
 //! abi3-py39 build uses them on every version it runs on (its tests run on 3.9 to 3.13).

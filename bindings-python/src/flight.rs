@@ -156,7 +156,23 @@ pub(crate) fn cached_sync<'py>(
     opts: &Options,
     weigher: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Py<PyAny>> {
-    match hit(py, cache, &w, opts) {
+    let found = hit(py, cache, &w, opts);
+    settle(py, cache, found, w, (func, args, kwargs), opts, weigher)
+}
+
+/// What a call does after its hit lookup (`found`): the stored value, the value after starting
+/// its refresh, or on a miss the call driven by [`run_sync`].
+#[inline(always)]
+fn settle<'py>(
+    py: Python<'py>,
+    cache: &CoreCache,
+    found: Option<RefreshHit<Py<PyAny>, Key, PyValue>>,
+    w: KeyWriter,
+    (func, args, kwargs): Thunk<'_, 'py>,
+    opts: &Options,
+    weigher: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Py<PyAny>> {
+    match found {
         Some((v, None)) => Ok(v),
         Some((v, Some(lead))) => {
             refresh(py, cache, lead, (func, args, kwargs), weigher)?;
@@ -335,10 +351,16 @@ static METHOD_TYPE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// A sync function decorated with `@coopcache.cached(name)`: the key is built in Rust from the
 /// function's qualified name and its arguments (or by `key=`), and a hit never leaves Rust.
-#[pyclass(frozen, dict, module = "coopcache._native")]
+///
+/// The type Python code sees as `coopcache._native.CachedFunction` is a subclass of this one
+/// that CPython calls by vectorcall ([`crate::entry`]); this class's `__call__` is its
+/// `tp_call`.
+#[pyclass(frozen, dict, subclass, name = "CachedFunctionBase", module = "coopcache._native")]
 pub(crate) struct CachedFunction {
     cache_name: String,
-    cache: OnceLock<CoreCache>,
+    /// Set by the first call (the vectorcall entry's hit path leaves that call to
+    /// [`Self::call`]).
+    pub(crate) cache: OnceLock<CoreCache>,
     func: Py<PyAny>,
     /// The function's qualified name (for messages).
     prefix: String,
@@ -348,9 +370,9 @@ pub(crate) struct CachedFunction {
     /// How the key of a call with one positional argument and no keyword arguments (the
     /// common call) begins: the list, `prefix_key` and the arguments' list, copied in one step.
     one_arg: KeyWriter,
-    key_fn: Option<Py<PyAny>>,
+    pub(crate) key_fn: Option<Py<PyAny>>,
     weigher: Option<Py<PyAny>>,
-    opts: Options,
+    pub(crate) opts: Options,
 }
 
 impl CachedFunction {
@@ -379,7 +401,7 @@ impl CachedFunction {
     /// Writes the call's key into `w`, the caller's writer on its stack (not returned: a
     /// writer is 72 bytes to copy): a hit is looked up with its bytes, no `Key` made.
     #[inline]
-    fn write_call_key(
+    pub(crate) fn write_call_key(
         &self,
         w: &mut KeyWriter,
         args: &Bound<'_, PyTuple>,
@@ -390,16 +412,7 @@ impl CachedFunction {
             return write_key(w, &k, 0, &|| " (returned by key=)".to_owned());
         }
         let kwargs = kwargs.filter(|d| !d.is_empty());
-        let n = args.len();
-        if n == 1 && kwargs.is_none() {
-            w.append(&self.one_arg);
-        } else {
-            w.list(if kwargs.is_some() { 3 } else { 2 }).key(&self.prefix_key).list(n);
-        }
-        for i in 0..n {
-            let a = args.get_borrowed_item(i)?;
-            write_key(w, &a, 1, &|| format!(" (argument {i} of {})", self.prefix))?;
-        }
+        self.write_positional(w, args.len(), kwargs.is_some(), |i| args.get_borrowed_item(i))?;
         if let Some(kw) = kwargs {
             let mut items: Vec<(String, Bound<'_, PyAny>)> =
                 kw.iter().map(|(k, v)| Ok((k.extract::<String>()?, v))).collect::<PyResult<_>>()?;
@@ -411,6 +424,60 @@ impl CachedFunction {
             }
         }
         Ok(())
+    }
+
+    /// Writes how the call's key begins and its `n` positional arguments (`arg(i)`, from a
+    /// tuple or from the vectorcall entry's array, see [`crate::entry`]).
+    #[inline(always)]
+    pub(crate) fn write_positional<'a, 'py>(
+        &self,
+        w: &mut KeyWriter,
+        n: usize,
+        has_kwargs: bool,
+        arg: impl Fn(usize) -> PyResult<Borrowed<'a, 'py, PyAny>>,
+    ) -> PyResult<()> {
+        if n == 1 && !has_kwargs {
+            w.append(&self.one_arg);
+        } else {
+            w.list(if has_kwargs { 3 } else { 2 }).key(&self.prefix_key).list(n);
+        }
+        for i in 0..n {
+            let a = arg(i)?;
+            write_key(w, &a, 1, &|| format!(" (argument {i} of {})", self.prefix))?;
+        }
+        Ok(())
+    }
+
+    /// A call with a tuple of positional arguments and a dict of keyword arguments: the
+    /// `__call__` of the pyclass, which the vectorcall entry leaves every call but a hit to.
+    fn call(
+        &self,
+        py: Python<'_>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        let cache = self.cache()?;
+        let mut w = KeyWriter::new();
+        self.write_call_key(&mut w, args, kwargs)?;
+        let func = self.func.bind(py);
+        let weigher = self.weigher.as_ref().map(|w| w.bind(py));
+        cached_sync(py, cache, w, (func, args, kwargs), &self.opts, weigher)
+    }
+
+    /// The rest of a call after the vectorcall entry's hit lookup (`found`) did not answer it:
+    /// a miss, or a hit that took the key's refresh.
+    pub(crate) fn settle(
+        &self,
+        py: Python<'_>,
+        cache: &CoreCache,
+        found: Option<RefreshHit<Py<PyAny>, Key, PyValue>>,
+        w: KeyWriter,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        let func = self.func.bind(py);
+        let weigher = self.weigher.as_ref().map(|w| w.bind(py));
+        settle(py, cache, found, w, (func, args, kwargs), &self.opts, weigher)
     }
 }
 
@@ -454,12 +521,7 @@ impl CachedFunction {
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyAny>> {
-        let cache = self.cache()?;
-        let mut w = KeyWriter::new();
-        self.write_call_key(&mut w, args, kwargs)?;
-        let func = self.func.bind(py);
-        let weigher = self.weigher.as_ref().map(|w| w.bind(py));
-        cached_sync(py, cache, w, (func, args, kwargs), &self.opts, weigher)
+        self.call(py, args, kwargs)
     }
 
     fn __get__(

@@ -6,6 +6,7 @@
 //! see [`jobs`]), and maps errors to Python exceptions.
 
 mod convert;
+mod entry;
 mod flight;
 mod jobs;
 mod shared;
@@ -530,7 +531,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<flight::NoCache>()?;
     m.add_class::<jobs::Jobs>()?;
     m.add_class::<flight::Frame>()?;
-    m.add_class::<flight::CachedFunction>()?;
+    entry::add(m)?;
     m.add_function(wrap_pyfunction!(configure, m)?)?;
     m.add_function(wrap_pyfunction!(claim_name, m)?)?;
     m.add_function(wrap_pyfunction!(release_name, m)?)?;

@@ -4,7 +4,8 @@
 # e.g.   bash bench/node/run.sh --only hit,stampede,memory
 #        COOPCACHE_BENCH_NODE=24 bash bench/node/run.sh --only multikey   (on Node 24)
 # Writes the tables to bench/results/node.md and every figure to bench/results/node.json
-# (`make bench-charts` draws docs/bench/node.png from it; a --json option of yours wins).
+# (`make bench-charts` draws docs/bench/node.png from it; a --json option of yours wins); with
+# COOPCACHE_BENCH_NODE=24, to node-node24.md and node-node24.json.
 # The harness is copied to a temp dir (it is not edited) and its pinned packages installed there.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -34,4 +35,5 @@ cp "$ROOT/bench/node/coopcache.mjs" "$WORK/contenders/coopcache.mjs"
 RESULTS="$ROOT/bench/results"
 mkdir -p "$RESULTS"
 cd "$WORK"
-node anchors.mjs --contender ./contenders/coopcache.mjs --json "$RESULTS/node.json" "$@" | tee "$RESULTS/node.md"
+OUT="node${COOPCACHE_BENCH_NODE:+-node$COOPCACHE_BENCH_NODE}" # node-node24.md beside node.md
+node anchors.mjs --contender ./contenders/coopcache.mjs --json "$RESULTS/$OUT.json" "$@" | tee "$RESULTS/$OUT.md"

@@ -120,6 +120,7 @@ fn invalidations_reach_every_process() {
             Invalidation::Tag(t) => format!("tag {t}"),
             Invalidation::All => "all".into(),
             Invalidation::Refreshed { key, written } => format!("refreshed {key:?} at {written}"),
+            _ => "other".into(),
         })
     });
     let key = Key::from("i");

@@ -205,6 +205,7 @@ fn signatures_cover_the_cache_name_and_the_control_messages() {
             Invalidation::Tag(t) => format!("tag {t}"),
             Invalidation::All => "all".into(),
             Invalidation::Refreshed { .. } => "refreshed".into(),
+            _ => "other".into(),
         })
     });
     let f = Key::from("f");

@@ -414,8 +414,10 @@ fn inc(c: &AtomicU64) {
 }
 
 /// What a local tier does when another process invalidates (the key bytes, a tag, or all),
-/// or refreshed a value.
+/// or refreshed a value. Non-exhaustive: a variant comes with a feature (`Refreshed` with
+/// `redis`), and a feature one crate of a build enables is enabled for all of them.
 #[derive(Clone, Copy)]
+#[non_exhaustive]
 pub enum Invalidation<'a> {
     /// One key (canonical bytes).
     Key(&'a [u8]),

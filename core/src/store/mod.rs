@@ -370,24 +370,24 @@ where
     /// entry stored before then falls due now, so its next hit returns it as it is and starts
     /// a refresh (which takes that value from the shared tier). An entry stored since (it
     /// already has that value, or a newer one), one being refreshed now, or one that never
-    /// refreshes is left as it is. True if the entry fell due.
+    /// refreshes is left as it is.
     #[cfg(feature = "redis")]
-    pub(crate) fn refreshed_elsewhere<Q>(&self, hash: u64, key: &Q, written: u64) -> bool
+    pub(crate) fn refreshed_elsewhere<Q>(&self, hash: u64, key: &Q, written: u64)
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
         let now = self.clock.nanos().max(REFRESHING + 1);
         let sh = self.cell(hash).lock.read();
-        let Some(idx) = sh.find(hash, key) else { return false };
+        let Some(idx) = sh.find(hash, key) else { return };
         let e = sh.slots[idx as usize].as_ref().expect("indexed slot is occupied");
         if sh.written.get(idx as usize).is_some_and(|&w| w >= written) {
-            return false;
+            return;
         }
         // Only an entry due later than now: not one never due, nor one being refreshed
         // ([`REFRESHING`] is never later), and a claim of its refresh racing with this wins or
-        // loses as a whole.
-        e.refresh_at.fetch_update(Relaxed, Relaxed, |at| (at != NEVER && at > now).then_some(now)).is_ok()
+        // loses as a whole. An entry the update leaves alone is not an error.
+        let _ = e.refresh_at.fetch_update(Relaxed, Relaxed, |at| (at != NEVER && at > now).then_some(now));
     }
 
     /// A clock reading for a computation beginning now, if `early_refresh` needs it (else 0,

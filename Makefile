@@ -104,4 +104,5 @@ lint: python-env node-env ## rustfmt, clippy, ruff, tsc (in a fresh clone too: i
 	  cargo clippy -p coopcache --all-targets --features "$$f" -- -D warnings || exit 1; done
 	RUSTDOCFLAGS='-D warnings' cargo doc -p coopcache --no-deps --features $(RUST_FEATURES)
 	$(PY) -m ruff check bindings-python/python bindings-python/build_backend.py tests/python tests/cross tests/test_*.py examples bench
+	$(PY) -m ruff format --check bindings-python/python bindings-python/build_backend.py tests/python tests/cross tests/test_*.py examples bench
 	npx tsc --noEmit -p tests/node

@@ -23,9 +23,26 @@ def stated() -> dict[str, str]:
 
 def needed(feature: str, rust_versions: dict[tuple[str, str], str]) -> str:
     tree = subprocess.run(
-        ["cargo", "tree", "-q", "-p", "coopcache", "-e", "normal,build", "--no-default-features",
-         "--features", feature, "--prefix", "none", "-f", "{p}"],
-        cwd=ROOT, check=True, capture_output=True, text=True,
+        [
+            "cargo",
+            "tree",
+            "-q",
+            "-p",
+            "coopcache",
+            "-e",
+            "normal,build",
+            "--no-default-features",
+            "--features",
+            feature,
+            "--prefix",
+            "none",
+            "-f",
+            "{p}",
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     found = {"1.0"}
     for line in tree.splitlines():
@@ -36,12 +53,18 @@ def needed(feature: str, rust_versions: dict[tuple[str, str], str]) -> str:
 
 
 def test_each_feature_needs_the_rust_the_docs_state() -> None:
-    meta = json.loads(subprocess.run(
-        ["cargo", "metadata", "--format-version", "1", "-q"],
-        cwd=ROOT, check=True, capture_output=True, text=True,
-    ).stdout)
-    rust_versions = {(p["name"], "v" + p["version"]): p["rust_version"]
-                     for p in meta["packages"] if p.get("rust_version")}
+    meta = json.loads(
+        subprocess.run(
+            ["cargo", "metadata", "--format-version", "1", "-q"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+    rust_versions = {
+        (p["name"], "v" + p["version"]): p["rust_version"] for p in meta["packages"] if p.get("rust_version")
+    }
     table = stated()
     assert set(table) == {"", "shared", "redis", "tls", "json"}, table
     for feature, minimum in table.items():

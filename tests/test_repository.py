@@ -33,7 +33,7 @@ def test_readme_says_how_to_depend_on_the_crate_with_the_features_each_block_use
     toml = "\n".join(blocks("toml"))
     for b in blocks("rust"):
         if "SharedSettings" in b:
-            m = re.search(r'^coopcache = \{.*features = \[(.*?)\]', toml, flags=re.M)
+            m = re.search(r"^coopcache = \{.*features = \[(.*?)\]", toml, flags=re.M)
             assert m, "the README's Cargo.toml lines give coopcache's features"
             assert {'"redis"', '"json"'} <= {f.strip() for f in m.group(1).split(",")}
         if "serde::" in b:

@@ -142,8 +142,18 @@ def main() -> int:
     rows: list[dict[str, Any]] = []
     for size in SIZES:
         name = f"bench-pyhit-{os.getpid()}-{size}"
-        base = [sys.executable, os.path.abspath(__file__), "--url", args.url, "--name", name,
-                "--reads", str(args.reads), "--size", str(size)]
+        base = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--url",
+            args.url,
+            "--name",
+            name,
+            "--reads",
+            str(args.reads),
+            "--size",
+            str(size),
+        ]
         subprocess.run([*base, "--mode", "write"], check=True)
         stored = int(r.strlen(_value_key(r, args.url, name)))
         with r.pipeline(transaction=False) as p:
@@ -167,15 +177,20 @@ def main() -> int:
             sm["vs_raw_get"] = statistics.median(a / b for a, b in zip(means[case], means["raw"]))
             sm["p50_vs_raw_get"] = sm["p50_ns"] / raw["p50_ns"]
             rows.append({"case": label, "payload_bytes": size, "stored_bytes": stored, **sm})
-            print(f"{label}, {size} B: {sm['ns_per_read'] / 1000:.1f} us/read "
-                  f"(p50 {sm['p50_ns'] / 1000:.1f} us), {sm['vs_raw_get']:.2f}x")
+            print(
+                f"{label}, {size} B: {sm['ns_per_read'] / 1000:.1f} us/read "
+                f"(p50 {sm['p50_ns'] / 1000:.1f} us), {sm['vs_raw_get']:.2f}x"
+            )
     if args.json:
         import importlib.metadata as md
 
-        out_json = {"reads_per_round": args.reads, "rounds": args.rounds,
-                    "client": f"redis-py {md.version('redis')}, sync " + (
-                        "RedisCluster.get" if is_cluster(args.url) else "Redis.get on one connection"),
-                    "results": rows}
+        out_json = {
+            "reads_per_round": args.reads,
+            "rounds": args.rounds,
+            "client": f"redis-py {md.version('redis')}, sync "
+            + ("RedisCluster.get" if is_cluster(args.url) else "Redis.get on one connection"),
+            "results": rows,
+        }
         with open(args.json, "w") as f:
             json.dump(out_json, f, indent=2)
     return 0

@@ -37,12 +37,16 @@ async def main() -> int:
     wall_ms = (time.perf_counter() - start) * 1000
 
     total = sum(fetches.values())
-    print(f"asyncio fan-out: {len(prices):,} tasks on {len(CURRENCIES)} keys in {wall_ms:.0f} ms: "
-          f"computed {total} times, once per key: {str(total == len(CURRENCIES)).lower()}")
+    print(
+        f"asyncio fan-out: {len(prices):,} tasks on {len(CURRENCIES)} keys in {wall_ms:.0f} ms: "
+        f"computed {total} times, once per key: {str(total == len(CURRENCIES)).lower()}"
+    )
     print("  fetches per currency:", " ".join(f"{c}={fetches[c]}" for c in CURRENCIES))
     stats = coopcache.stats("rates")
-    print(f"  stats: misses={stats['misses']} coalesced={stats['coalesced']} hits={stats['hits']} "
-          f"computations={stats['computations']} entries={stats['entries']}")
+    print(
+        f"  stats: misses={stats['misses']} coalesced={stats['coalesced']} hits={stats['hits']} "
+        f"computations={stats['computations']} entries={stats['entries']}"
+    )
     return 0 if all(n == 1 for n in fetches.values()) and total == len(CURRENCIES) else 1
 
 

@@ -49,9 +49,11 @@ def main() -> int:
     values = [v for _, r in reports for v in r]
     computed = sum(c for c, _ in reports)
     same = all(v == values[0] for v in values)
-    print(f"python shared mode: {len(procs)} processes x 8 threads, computed {computed} "
-          f"time{'' if computed == 1 else 's'}, every caller got the same value: {str(same).lower()} "
-          f"({values[0]!r})")
+    print(
+        f"python shared mode: {len(procs)} processes x 8 threads, computed {computed} "
+        f"time{'' if computed == 1 else 's'}, every caller got the same value: {str(same).lower()} "
+        f"({values[0]!r})"
+    )
     return 0 if computed == 1 and same else 1
 
 

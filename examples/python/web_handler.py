@@ -94,12 +94,16 @@ def main() -> int:
     db.close()
 
     same = all(b == bodies[0] for b in bodies)
-    print(f"web handler: 50 concurrent requests for GET /users/42 in {wall_ms:.0f} ms: "
-          f"the database was queried {queries} time{'' if queries == 1 else 's'}; "
-          f"every response was {bodies[0].decode()}: {str(same).lower()}")
+    print(
+        f"web handler: 50 concurrent requests for GET /users/42 in {wall_ms:.0f} ms: "
+        f"the database was queried {queries} time{'' if queries == 1 else 's'}; "
+        f"every response was {bodies[0].decode()}: {str(same).lower()}"
+    )
     stats = coopcache.stats("users")
-    print(f"  stats: misses={stats['misses']} coalesced={stats['coalesced']} hits={stats['hits']} "
-          f"entries={stats['entries']}")
+    print(
+        f"  stats: misses={stats['misses']} coalesced={stats['coalesced']} hits={stats['hits']} "
+        f"entries={stats['entries']}"
+    )
     return 0 if queries == 1 and same else 1
 
 

@@ -64,10 +64,13 @@ def run(url: str, where: str) -> bool:
         [rust_worker()],
     ]
     cmds = [w + [url, cache] for _ in range(PER_LANGUAGE) for w in workers]
-    print(f"shared: {len(cmds)} processes ({PER_LANGUAGE} Python, {PER_LANGUAGE} Node, {PER_LANGUAGE} Rust) "
-          f"ask for one cold key of cache {cache!r} on {where}")
-    procs = [subprocess.Popen(c, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-             for c in cmds]
+    print(
+        f"shared: {len(cmds)} processes ({PER_LANGUAGE} Python, {PER_LANGUAGE} Node, {PER_LANGUAGE} Rust) "
+        f"ask for one cold key of cache {cache!r} on {where}"
+    )
+    procs = [
+        subprocess.Popen(c, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for c in cmds
+    ]
     try:
         for p, c in zip(procs, cmds):  # each connects to Redis, then says it is ready
             if p.stdout.readline().strip() != "ready":
@@ -91,9 +94,11 @@ def run(url: str, where: str) -> bool:
         print(f"  {r['who'] + ':':<{width}} {what}")
     computed = sum(r["computed"] for r in replies)
     same = all(r["value"] == replies[0]["value"] for r in replies)
-    print(f"shared: computed {computed} time{'' if computed == 1 else 's'} across {len(replies)} processes "
-          f"in {wall_ms:.0f} ms; every process got the same value: {str(same).lower()} "
-          f"(computed by {replies[0]['value']['computed_by']})")
+    print(
+        f"shared: computed {computed} time{'' if computed == 1 else 's'} across {len(replies)} processes "
+        f"in {wall_ms:.0f} ms; every process got the same value: {str(same).lower()} "
+        f"(computed by {replies[0]['value']['computed_by']})"
+    )
     return computed == 1 and same
 
 
@@ -102,8 +107,10 @@ def main() -> int:
     if url:
         return 0 if run(url, re.sub(r"//[^@/]*@", "//***@", url)) else 1  # never print a password
     if shutil.which("redis-server") is None:
-        print("shared: skipped (the cross-process demo needs Redis: set REDIS_URL=redis://host:port, "
-              "or put redis-server on the PATH)")
+        print(
+            "shared: skipped (the cross-process demo needs Redis: set REDIS_URL=redis://host:port, "
+            "or put redis-server on the PATH)"
+        )
         return 0
     server, url = start_redis()
     try:

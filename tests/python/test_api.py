@@ -49,9 +49,23 @@ def test_cache_handle_has_the_same_methods() -> None:
 
 def test_stats_fields(name: str) -> None:
     s = coopcache.stats(name)
-    for f in ("hits", "misses", "computations", "coalesced", "errors", "nocache", "rejected_full",
-              "evicted_idle", "evicted_lru", "evicted_invalidated", "entries", "bytes_used",
-              "memory_limit", "in_flight", "evictions"):
+    for f in (
+        "hits",
+        "misses",
+        "computations",
+        "coalesced",
+        "errors",
+        "nocache",
+        "rejected_full",
+        "evicted_idle",
+        "evicted_lru",
+        "evicted_invalidated",
+        "entries",
+        "bytes_used",
+        "memory_limit",
+        "in_flight",
+        "evictions",
+    ):
         assert f in s
     assert s["memory_limit"] == 50 * 1024 * 1024
 
@@ -91,33 +105,47 @@ def test_unknown_cache_lists_configured_names() -> None:
         coopcache.cached("never-configured", "k", lambda: 1)
     assert isinstance(e.value, KeyError)
     assert "never-configured" in str(e.value) and "test-" in str(e.value)
-    for call in (lambda: coopcache.get("nope", 1), lambda: coopcache.stats("nope"),
-                 lambda: coopcache.clear("nope"), lambda: coopcache.invalidate("nope", 1),
-                 lambda: coopcache.invalidate_tag("nope", "t"), lambda: coopcache.cache("nope")):
+    for call in (
+        lambda: coopcache.get("nope", 1),
+        lambda: coopcache.stats("nope"),
+        lambda: coopcache.clear("nope"),
+        lambda: coopcache.invalidate("nope", 1),
+        lambda: coopcache.invalidate_tag("nope", "t"),
+        lambda: coopcache.cache("nope"),
+    ):
         with pytest.raises(coopcache.UnknownCacheError):
             call()
 
 
-@pytest.mark.parametrize("settings", [
-    {"memory_limit": -1},
-    {"memory_limit": 1.5},
-    {"memory_limit": -0.5},
-    {"memory_limit": 10**30},
-    {"cache_duration": -1},
-    {"cache_duration": float("nan")},
-    {"when_full": "drop"},
-    {"max_concurrency": 0},
-    {"max_concurrency": -3},
-])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"memory_limit": -1},
+        {"memory_limit": 1.5},
+        {"memory_limit": -0.5},
+        {"memory_limit": 10**30},
+        {"cache_duration": -1},
+        {"cache_duration": float("nan")},
+        {"when_full": "drop"},
+        {"max_concurrency": 0},
+        {"max_concurrency": -3},
+    ],
+)
 def test_bad_settings_are_value_errors(settings: dict) -> None:
     with pytest.raises(ValueError):
         coopcache.configure("bad-settings", **settings)
     assert "bad-settings" not in coopcache.names()
 
 
-@pytest.mark.parametrize("settings", [
-    {"memory_limit": "big"}, {"cache_duration": "1s"}, {"max_concurrency": 1.5}, {"memory_limit": True},
-])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"memory_limit": "big"},
+        {"cache_duration": "1s"},
+        {"max_concurrency": 1.5},
+        {"memory_limit": True},
+    ],
+)
 def test_settings_of_the_wrong_type_are_type_errors(settings: dict) -> None:
     with pytest.raises(TypeError):
         coopcache.configure("bad-settings", **settings)
@@ -174,8 +202,11 @@ def test_reject_mode_keeps_old_entries_and_warns_once(caplog: pytest.LogCaptureF
     s = coopcache.stats(n)
     assert s["entries"] == stored and s["bytes_used"] <= 2000 and s["rejected_full"] == 6
     assert coopcache.get(n, 0) == b"x" * 200
-    full = [r for r in caplog.records
-            if r.name == "coopcache" and "full" in r.getMessage() and n in r.getMessage()]
+    full = [
+        r
+        for r in caplog.records
+        if r.name == "coopcache" and "full" in r.getMessage() and n in r.getMessage()
+    ]
     assert len(full) == 1 and full[0].levelno == logging.WARNING
 
 

@@ -33,7 +33,6 @@ IDS = ["KeyboardInterrupt", "SystemExit", "CancelledError", "BaseException-subcl
 N = 8
 
 
-
 async def outcome(aw: Awaitable[Any]) -> Any:
     """What an awaitable gave: its value or the exception it raised (any BaseException)."""
     try:

@@ -37,8 +37,9 @@ def cache_name() -> str:
 
 def spawn(url: str, cache: str, **cfg: Any) -> subprocess.Popen[str]:
     cfg.update(url=url, cache=cache, count=False)
-    return subprocess.Popen([sys.executable, CHILD, json.dumps(cfg)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, CHILD, json.dumps(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def report(p: subprocess.Popen[str], timeout: float = 60) -> dict[str, Any]:
@@ -61,8 +62,12 @@ def test_invalidate_reaches_another_process(cluster: str) -> None:
     coopcache.configure(c, redis_url=cluster, serializer="json")
     key = ("user", 7)
     warm = itertools.count()  # a fresh key each time: the first one once the tier is up wins a lease
-    wait_until(lambda: coopcache.cached(c, ("warm", next(warm)), lambda: 0) == 0 and
-               coopcache.stats(c)["leases_won"] > 0, "the tier is up")
+    wait_until(
+        lambda: (
+            coopcache.cached(c, ("warm", next(warm)), lambda: 0) == 0 and coopcache.stats(c)["leases_won"] > 0
+        ),
+        "the tier is up",
+    )
     assert coopcache.cached(c, key, lambda: "here") == "here"
     watcher = spawn(cluster, c, key=list(key), value="unused", watch=True)
     assert watcher.stdout is not None

@@ -104,7 +104,6 @@ def test_bad_arguments(name: str) -> None:
         coopcache.cached_many(name, 5, lambda missing: {})  # type: ignore[arg-type]
 
 
-
 coopcache.configure("test-many-decorated")
 asked: List[List[int]] = []
 
@@ -122,7 +121,6 @@ def test_the_decorator_form_takes_a_list_of_ids() -> None:
     assert load_users.__name__ == "load_users"
     fid = coopcache.function_id("test_many.load_users")
     assert coopcache.get("test-many-decorated", (fid, 3)) == "user 3"
-
 
 
 def test_an_async_loader(name: str) -> None:

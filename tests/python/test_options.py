@@ -5,17 +5,30 @@ import coopcache
 import pytest
 
 
-@pytest.mark.parametrize("kwargs, error, text", [
-    ({"cache_duration": "10"}, TypeError, 'invalid cache_duration: "10" (str); expected a number of seconds'),
-    ({"memory_limit": True}, TypeError, "invalid memory_limit: True (bool); expected"),
-    ({"memory_limit": 1.5}, ValueError, "invalid memory_limit: 1.5 (float); expected"),
-    ({"max_concurrency": 0}, ValueError,
-     "invalid max_concurrency: 0 (int); expected a whole number >= 1, or None"),
-    ({"when_full": "drop"}, ValueError, 'invalid when_full: "drop" (str); expected "reject" or "evict"'),
-    ({"memoryLimit": 10}, TypeError,
-     "unexpected option 'memoryLimit' (options: memory_limit, cache_duration,"),
-    ({"memoryLimit": 10}, TypeError, "; did you mean 'memory_limit'?"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, text",
+    [
+        (
+            {"cache_duration": "10"},
+            TypeError,
+            'invalid cache_duration: "10" (str); expected a number of seconds',
+        ),
+        ({"memory_limit": True}, TypeError, "invalid memory_limit: True (bool); expected"),
+        ({"memory_limit": 1.5}, ValueError, "invalid memory_limit: 1.5 (float); expected"),
+        (
+            {"max_concurrency": 0},
+            ValueError,
+            "invalid max_concurrency: 0 (int); expected a whole number >= 1, or None",
+        ),
+        ({"when_full": "drop"}, ValueError, 'invalid when_full: "drop" (str); expected "reject" or "evict"'),
+        (
+            {"memoryLimit": 10},
+            TypeError,
+            "unexpected option 'memoryLimit' (options: memory_limit, cache_duration,",
+        ),
+        ({"memoryLimit": 10}, TypeError, "; did you mean 'memory_limit'?"),
+    ],
+)
 def test_configure_errors_name_the_setting_its_value_and_type(kwargs: dict, error: type, text: str) -> None:
     with pytest.raises(error) as e:
         coopcache.configure("bad-options", **kwargs)

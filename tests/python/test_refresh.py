@@ -75,6 +75,7 @@ def test_hits_during_a_refresh_get_the_old_value_and_start_no_second_one() -> No
     assert coopcache.cached(n, "k", load) == 1
     assert started.wait(20)
     seen: List[int] = []
+
     def hit() -> None:
         seen.append(coopcache.cached(n, "k", load))
 

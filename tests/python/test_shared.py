@@ -90,7 +90,9 @@ def spawn(redis: Redis, cache: str, **cfg: Any) -> subprocess.Popen[str]:
     cfg.update(url=redis.url, cache=cache)
     return subprocess.Popen(
         [sys.executable, CHILD, json.dumps(cfg)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -255,8 +257,12 @@ def test_idle_ttl_reads_keep_the_entry_alive_then_it_expires(redis: Redis) -> No
 def test_redis_outage_mid_stampede_then_back(redis: Redis) -> None:
     c = cache_name()
     coopcache.configure(c, redis_url=redis.url, serializer="json")
-    wait_until(lambda: coopcache.cached(c, "probe", lambda: 1) == 1 and
-               redis.cmd("EXISTS", value_key(c, "probe")) == 1, "the shared tier is up")
+    wait_until(
+        lambda: (
+            coopcache.cached(c, "probe", lambda: 1) == 1 and redis.cmd("EXISTS", value_key(c, "probe")) == 1
+        ),
+        "the shared tier is up",
+    )
     procs = [spawn(redis, c, threads=3, sleep=1.5, value="v") for _ in range(3)]
     wait_until(lambda: computed(redis, c) >= 1, "a process computes")
     redis.stop()
@@ -296,8 +302,13 @@ def test_tampered_value_is_refused_and_logged(redis: Redis) -> None:
 def test_pickle_with_secret_round_trips(redis: Redis) -> None:
     c = cache_name()
     coopcache.configure(c, redis_url=redis.url, serializer="pickle", secret=b"k")
-    wait_until(lambda: coopcache.cached(c, ("p", 0), lambda: {1, 2}) == {1, 2} and
-               redis.cmd("EXISTS", value_key(c, ("p", 0))) == 1, "the shared tier is up")
+    wait_until(
+        lambda: (
+            coopcache.cached(c, ("p", 0), lambda: {1, 2}) == {1, 2}
+            and redis.cmd("EXISTS", value_key(c, ("p", 0))) == 1
+        ),
+        "the shared tier is up",
+    )
     value = {"set": {1, 2}, "tuple": (1, "a"), "bytes": b"\x00"}
     assert coopcache.cached(c, ("p", 1), lambda: value) == value
     coopcache.clear(c)  # the local tier; Redis too, so store again and read it back elsewhere
@@ -322,8 +333,12 @@ def test_json_every_process_sees_the_value_json_gives(redis: Redis) -> None:
     # keys become str, tuples lists (sync and async forms, the waiters of the flight too).
     c = cache_name()
     coopcache.configure(c, redis_url=redis.url, serializer="json")
-    wait_until(lambda: coopcache.cached(c, ("j", 0), lambda: 0) == 0 and
-               redis.cmd("EXISTS", value_key(c, ("j", 0))) == 1, "the shared tier is up")
+    wait_until(
+        lambda: (
+            coopcache.cached(c, ("j", 0), lambda: 0) == 0 and redis.cmd("EXISTS", value_key(c, ("j", 0))) == 1
+        ),
+        "the shared tier is up",
+    )
     as_json = {"1": "a", "pair": [1, 2], "nested": [{"2": [3]}]}
 
     def compute() -> Any:
@@ -358,16 +373,21 @@ def test_value_that_cannot_be_deserialized_is_a_miss(redis: Redis) -> None:
 def test_async_leader_and_waiter(redis: Redis) -> None:
     c = cache_name()
     coopcache.configure(c, redis_url=redis.url, serializer="json")
-    wait_until(lambda: coopcache.cached(c, "probe", lambda: 1) == 1 and
-               redis.cmd("EXISTS", value_key(c, "probe")) == 1, "the shared tier is up")
+    wait_until(
+        lambda: (
+            coopcache.cached(c, "probe", lambda: 1) == 1 and redis.cmd("EXISTS", value_key(c, "probe")) == 1
+        ),
+        "the shared tier is up",
+    )
 
     async def compute() -> str:
         await asyncio.sleep(0.01)
         return "async value"
 
     async def callers() -> list[str]:
-        return list(await asyncio.gather(*(coopcache.cached_async(c, ("user", 42), compute)
-                                           for _ in range(5))))
+        return list(
+            await asyncio.gather(*(coopcache.cached_async(c, ("user", 42), compute) for _ in range(5)))
+        )
 
     assert asyncio.run(callers()) == ["async value"] * 5
     assert redis.cmd("EXISTS", value_key(c, ("user", 42))) == 1
@@ -421,8 +441,9 @@ def test_configuration_errors(redis: Redis) -> None:
     with pytest.raises(ValueError, match="serializer"):
         coopcache.configure(cache_name(), redis_url=redis.url, serializer="xml", secret="k")
     with pytest.raises(ValueError) as e:
-        coopcache.configure(cache_name(), redis_url="redis://user:hunter2@localhost:notaport/0",
-                            serializer="json")
+        coopcache.configure(
+            cache_name(), redis_url="redis://user:hunter2@localhost:notaport/0", serializer="json"
+        )
     assert "hunter2" not in str(e.value) and "redis_url" in str(e.value)
     with pytest.raises(ValueError) as e:
         coopcache.configure(cache_name(), redis_url="http://user:hunter2@localhost:1", serializer="json")
@@ -450,13 +471,14 @@ def test_remote_error_class() -> None:
 def test_shared_worker_script(redis: Redis) -> None:
     c = cache_name()
     worker = os.path.join(HERE, "shared_worker.py")
-    procs = [subprocess.Popen([sys.executable, worker, redis.url, c], stdout=subprocess.PIPE, text=True)
-             for _ in range(3)]
+    procs = [
+        subprocess.Popen([sys.executable, worker, redis.url, c], stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
     outs = [p.communicate(timeout=60)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs)
     assert [json.loads(o) for o in outs] == [{"value": "from python"}] * 3
     assert computed(redis, c) == 1
-
 
 
 def test_a_value_due_in_every_process_is_refreshed_once_for_the_fleet(redis: Redis) -> None:

@@ -102,8 +102,7 @@ def _claim_default_key(name: str, func: Callable[..., Any], prefix: str) -> None
         why = "every lambda of a module has that name"
     elif "<locals>" in qualname:
         why = (
-            "it is defined inside a function call, so every function that call makes "
-            "(closures) has that name"
+            "it is defined inside a function call, so every function that call makes (closures) has that name"
         )
     if why is not None:
         raise TypeError(
@@ -179,7 +178,7 @@ def cached(
     """
     if callable(name) and key is _MISSING and fn is None:
         raise TypeError(
-            f"@coopcache.cached needs the cache's name: write @coopcache.cached(\"cache-name\") "
+            f'@coopcache.cached needs the cache\'s name: write @coopcache.cached("cache-name") '
             f"above {_prefix(name)} (got the function itself)"
         )
     if fn is not None:
@@ -208,8 +207,13 @@ def cached(
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 k = key_fn(*args, **kwargs) if key_fn is not None else _default_key(fid, args, kwargs)
                 return await cached_async(
-                    name, k, lambda: func(*args, **kwargs),
-                    timeout=timeout, tags=tag_list, weigher=weigher, refresh_after=refresh_after,
+                    name,
+                    k,
+                    lambda: func(*args, **kwargs),
+                    timeout=timeout,
+                    tags=tag_list,
+                    weigher=weigher,
+                    refresh_after=refresh_after,
                 )
 
             return async_wrapper
@@ -392,8 +396,13 @@ async def cached_async(
     refresh (``refresh_after``) returns the stored value and runs the refresh as a detached
     task on this loop."""
     return await _driver().call(
-        _native.cache(name), key, fn,
-        timeout=timeout, tags=tags, weigher=weigher, refresh_after=refresh_after,
+        _native.cache(name),
+        key,
+        fn,
+        timeout=timeout,
+        tags=tags,
+        weigher=weigher,
+        refresh_after=refresh_after,
     )
 
 

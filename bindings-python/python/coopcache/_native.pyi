@@ -171,9 +171,11 @@ def configure(
     ``serializer="pickle"`` (or ``"json"``), ``secret=None``, ``lease_ttl=10.0``. On an existing
     cache they keep their current values. Bad settings raise ``ValueError`` / ``TypeError`` at once."""
     ...
+
 def cache(name: str) -> Cache:
     """The :class:`Cache` handle of a configured name (``UnknownCacheError`` if there is none)."""
     ...
+
 @overload
 def cached(
     name: str,
@@ -199,21 +201,26 @@ def cached(
     """Call form: the value for ``key`` in cache ``name``, computed by ``func()`` once however
     many callers ask at the same moment (the others wait for it, without the GIL)."""
     ...
+
 def get(name: str, key: Key, default: Optional[_T] = None) -> Any:
     """The stored value for ``key`` in cache ``name``, or ``default`` on a miss (never computes;
     a read resets the entry's idle clock)."""
     ...
+
 def invalidate(name: str, key: Key) -> bool:
     """Removes the entry for ``key`` (in shared mode also from Redis and every process); True if
     one was removed here."""
     ...
+
 def invalidate_tag(name: str, tag: str) -> int:
     """Removes the entries stored with ``tag`` (in shared mode, everywhere); returns how many
     were removed here."""
     ...
+
 def clear(name: str) -> None:
     """Removes every entry of cache ``name`` (in shared mode, everywhere)."""
     ...
+
 def stats(name: str) -> Dict[str, Any]:
     """The counters of cache ``name`` as a dict: hits, misses, computations, coalesced, errors,
     nocache, rejected_full, evicted_idle, evicted_lru, evicted_invalidated (also as
@@ -221,24 +228,31 @@ def stats(name: str) -> Dict[str, Any]:
     remote_hits, leases_won, leases_lost, remote_waits, fallbacks, rejected_values, message_bytes;
     refreshes_started, refreshes_succeeded, refreshes_failed and stale_served count refreshes."""
     ...
+
 def names() -> list[str]:
     """The configured cache names, sorted."""
     ...
+
 def claim_name(cache: str, name: str, owner: int) -> bool:
     """Claims a default-key name in a cache for the function ``owner`` (its ``id``): True if new."""
     ...
+
 def release_name(cache: str, name: str, owner: int) -> None:
     """Frees a name ``claim_name`` gave ``owner``."""
     ...
+
 def key_bytes(key: Key) -> bytes:
     """The canonical key bytes of a key (equal keys, equal bytes, in every language)."""
     ...
+
 def function_id(name: str) -> bytes:
     """The 8 bytes that stand for the function of qualified name ``name`` in its default keys."""
     ...
+
 def estimate_size(value: object) -> int:
     """The native deep-size estimate of a value, in bytes."""
     ...
+
 def _init(logger: Any, computing: Any) -> None: ...
 def _shutdown() -> None: ...
 def _after_fork_in_child() -> None: ...

@@ -9,6 +9,7 @@
 set -euo pipefail
 QUICK="${1:-}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+source "$ROOT/bench/shared/cluster.sh"
 REDIS_SERVER="${REDIS_SERVER:-$(command -v redis-server || true)}"
 [ -n "$REDIS_SERVER" ] || { echo "redis-server not found (apt-get install redis-server)" >&2; exit 2; }
 cd "$ROOT"
@@ -19,9 +20,10 @@ args=()
 
 WORK="$(mktemp -d /tmp/coopcache-bench-fanout.XXXXXX)"
 PIDS=()
+CLUSTER_PID=""
 cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}" $CLUSTER_PID; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}" $CLUSTER_PID; do wait "$p" 2>/dev/null || true; done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -56,13 +58,6 @@ serve "$PORT"
 echo "== a six-node cluster" >&2
 # The tests' cluster (tests/redis_server.py, through on_cluster.py), which picks ports whose
 # cluster bus port (10000 higher) is a port too.
-python3 "$ROOT/bench/shared/on_cluster.py" "$WORK/cluster.url" &
-PIDS+=($!)
-for _ in $(seq 300); do
-    [ -s "$WORK/cluster.url" ] && break
-    kill -0 "${PIDS[-1]}" 2>/dev/null || { echo "the Redis Cluster did not start" >&2; exit 1; }
-    sleep 0.1
-done
-CLUSTER_URL="$(cat "$WORK/cluster.url")"
+start_cluster "$WORK/cluster.url"
 { echo "## Redis Cluster (3 masters, 3 replicas)"; echo; "$BIN" "$CLUSTER_URL" --json bench/results/shared-fanout-cluster.json "${args[@]}"; } >>"$OUT"
 cat "$OUT"

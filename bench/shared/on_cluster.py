@@ -1,5 +1,5 @@
 """Keeps a Redis Cluster of six nodes on loopback (three masters, a replica each: the tests'
-cluster, tests/redis_server.py) running for bench/shared/run.sh.
+cluster, tests/redis_server.py) running for bench/shared/run.sh and fanout.sh (see cluster.sh).
 
     python bench/shared/on_cluster.py URL_FILE
 

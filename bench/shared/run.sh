@@ -20,6 +20,7 @@ case "$PY" in
 esac
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 HERE="$ROOT/bench/shared"
+source "$HERE/cluster.sh"
 REDIS_SERVER="${REDIS_SERVER:-/usr/bin/redis-server}"
 [ -x "$REDIS_SERVER" ] || REDIS_SERVER="$(command -v redis-server || true)"
 [ -n "$REDIS_SERVER" ] || { echo "redis-server not found (apt-get install redis-server)" >&2; exit 2; }
@@ -75,14 +76,7 @@ echo "== cross-process stampede (Python)" >&2
 # The single server stops first, so the cluster's six nodes have the machine to themselves.
 kill "$REDIS_PID" && wait "$REDIS_PID" 2>/dev/null || true
 REDIS_PID=""
-"$PY" "$HERE/on_cluster.py" "$WORK/cluster.url" &
-CLUSTER_PID=$!
-for _ in $(seq 300); do
-    [ -s "$WORK/cluster.url" ] && break
-    kill -0 "$CLUSTER_PID" 2>/dev/null || { echo "the Redis Cluster did not start" >&2; exit 1; }
-    sleep 0.1
-done
-CLUSTER_URL="$(cat "$WORK/cluster.url")"
+start_cluster "$WORK/cluster.url" "$PY"
 echo "== shared-tier hit vs raw GET (Rust, Redis Cluster)" >&2
 cargo run -q --release -p coopcache --features redis,json --example bench_shared -- \
     "$CLUSTER_URL" --json "$WORK/cluster_rust.json" "${rust_args[@]}" >&2

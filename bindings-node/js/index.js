@@ -203,10 +203,8 @@ function miss(c, key, fn, options, missed) {
     [call.resolve, call.reject] = [resolve, reject];
   });
   calls.set(id, call);
-  const t = options?.timeoutMs;
-  if (typeof t === 'number' && t >= 0 && t < Infinity) arm(id, call, t);
   try {
-    run(a);
+    run(a); // its first action arms the call's timeout, if the core read one in its options
   } catch (e) {
     call.reject(e);
   }
@@ -216,15 +214,14 @@ function miss(c, key, fn, options, missed) {
 // setTimeout fires a delay past MAX_DELAY after 1 ms: a longer timeout is armed in steps.
 const MAX_DELAY = 2 ** 31 - 1;
 
-/** Gives the call up after `ms` (the core's `giveUp`). */
-function arm(id, call, ms) {
-  const t = call.options.timeoutMs;
-  call.timer = ms > MAX_DELAY ? setTimeout(arm, MAX_DELAY, id, call, ms - MAX_DELAY) : setTimeout(() => run(native.giveUp(id, t)), ms);
+/** Gives the call up (the core's `giveUp`) after its timeout, `timeout` ms, `ms` from now. */
+function arm(id, call, ms, timeout) {
+  call.timer = ms > MAX_DELAY ? setTimeout(arm, MAX_DELAY, id, call, ms - MAX_DELAY, timeout) : setTimeout(() => run(native.giveUp(id, timeout)), ms);
 }
 
 // What the addon asks this file to do for a call, by action code (bindings-node/src/lib.rs,
-// mod act): settle its promise, compute, deserialize, serialize, nothing, or settle it as another
-// call's promise is.
+// mod act): settle its promise, compute, deserialize, serialize, nothing, settle it as another
+// call's promise is, or arm its timeout.
 const ACTIONS = [
   (id, call, arg) => settle(call, call.resolve, values.get(arg)),
   (id, call, arg) => settle(call, call.reject, values.get(arg)),
@@ -236,6 +233,7 @@ const ACTIONS = [
   (id, call) => compute(id, call, native.takeList(id).map((i) => call.keys[i])),
   (id, call) => settle(call, call.resolve, native.takeList(id).map((i) => values.get(i))),
   (id, call, arg) => calls.get(arg).promise.then(call.resolve, call.reject),
+  (id, call, arg) => arm(id, call, arg, arg),
 ];
 
 /** Does what the addon asks: triples [call, action, arg], as many as the count it wrote to `out`

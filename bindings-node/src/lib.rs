@@ -79,6 +79,10 @@ mod act {
     /// Settle the caller's promise as job `arg`'s is settled: that job's caller waits for the
     /// same computation, and neither gives up (see [`coopcache::Jobs::start_patient`]).
     pub const FOLLOW: f64 = 9.0;
+    /// Give the caller up (`giveUp(job, arg)`) after its timeout, `arg` milliseconds: the first
+    /// action of a job whose call has one, as the core read the call's `timeoutMs` (so the JS
+    /// side arms exactly the timeouts the core has, and none for a call without).
+    pub const ARM: f64 = 10.0;
     /// Added to the job's last action: the JS side forgets the job.
     pub const LAST: f64 = 16.0;
 }
@@ -559,9 +563,13 @@ impl Native {
                 let ctx: Vec<u64> = ctx.unwrap_or_default().into_iter().map(|j| j as u64).collect();
                 let (mut acts, shared) = (Vec::new(), c.shared().is_some());
                 // A promise cannot be cancelled: without a timeout its caller waits to the end.
-                match opts.timeout.is_none() && ctx.is_empty() {
-                    true => self.jobs.start_patient(job as u64, call, shared, &mut acts),
-                    false => self.jobs.start(job as u64, call, shared, ctx, &mut acts),
+                match opts.timeout {
+                    None if ctx.is_empty() => self.jobs.start_patient(job as u64, call, shared, &mut acts),
+                    None => self.jobs.start(job as u64, call, shared, ctx, &mut acts),
+                    Some(t) => {
+                        out.extend([job, act::ARM, t.as_nanos() as f64 / 1e6]);
+                        self.jobs.start(job as u64, call, shared, ctx, &mut acts);
+                    }
                 }
                 self.triples(acts, &mut out);
             }

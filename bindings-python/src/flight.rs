@@ -459,13 +459,12 @@ impl CachedFunction {
         let cache = self.cache()?;
         let mut w = KeyWriter::new();
         self.write_call_key(&mut w, args, kwargs)?;
-        let func = self.func.bind(py);
-        let weigher = self.weigher.as_ref().map(|w| w.bind(py));
-        cached_sync(py, cache, w, (func, args, kwargs), &self.opts, weigher)
+        let found = hit(py, cache, &w, &self.opts);
+        self.settle(py, cache, found, w, args, kwargs)
     }
 
-    /// The rest of a call after the vectorcall entry's hit lookup (`found`) did not answer it:
-    /// a miss, or a hit that took the key's refresh.
+    /// The rest of a call after its hit lookup (`found`): the stored value, or a miss or a hit
+    /// that took the key's refresh (all the vectorcall entry leaves to it, see [`crate::entry`]).
     pub(crate) fn settle(
         &self,
         py: Python<'_>,

@@ -111,6 +111,25 @@ struct Job<K, V> {
 }
 
 impl<K, V> Job<K, V> {
+    /// A job made from inside the computations of the jobs `ctx`, with nothing under way: each
+    /// start sets what it drives (its call, lead or batch) over it, so the other fields' first
+    /// values are written here alone.
+    fn new(ctx: Vec<u64>, shared: bool) -> Self {
+        Job {
+            call: None,
+            call_wait: None,
+            lead: None,
+            lead_at: LeadAt::Ready,
+            bytes: None,
+            ctx,
+            shared,
+            held: false,
+            batch: None,
+            patient: false,
+            followed: None,
+        }
+    }
+
     /// Whether the job should keep the host alive now (a lead waiting for the shared tier).
     fn holds(&self) -> bool {
         self.shared
@@ -222,42 +241,14 @@ where
         patient: bool,
         out: &mut Vec<Action<V>>,
     ) {
-        let job = Job {
-            call: Some(call),
-            call_wait: None,
-            lead: None,
-            lead_at: LeadAt::Ready,
-            bytes: None,
-            ctx,
-            shared,
-            held: false,
-            batch: None,
-            patient,
-            followed: None,
-        };
-        self.jobs.insert(id, Box::new(job));
-        self.advance(id, out);
+        self.begin(id, Job { call: Some(call), patient, ..Job::new(ctx, shared) }, out);
     }
 
     /// Starts job `id` with a batch (see [`Batch`]), made from inside the computations of the
     /// jobs `ctx`: its actions are [`Do::Load`] (as often as keys are left to load) and, last,
     /// [`Do::SettleMany`].
     pub fn start_batch(&mut self, id: u64, batch: Batch<K, V>, ctx: Vec<u64>, out: &mut Vec<Action<V>>) {
-        let job = Job {
-            call: None,
-            call_wait: None,
-            lead: None,
-            lead_at: LeadAt::Ready,
-            bytes: None,
-            ctx,
-            shared: false,
-            held: false,
-            batch: Some((batch, false)),
-            patient: false,
-            followed: None,
-        };
-        self.jobs.insert(id, Box::new(job));
-        self.advance(id, out);
+        self.begin(id, Job { batch: Some((batch, false)), ..Job::new(ctx, false) }, out);
     }
 
     /// Reports the outcome of a batch's loader (see [`Batch::loaded`]).
@@ -275,19 +266,11 @@ where
     ///
     /// [`Cache::hit_refresh_with`]: super::Cache::hit_refresh_with
     pub fn start_lead(&mut self, id: u64, lead: Box<Lead<K, V>>, shared: bool, out: &mut Vec<Action<V>>) {
-        let job = Job {
-            call: None,
-            call_wait: None,
-            lead: Some(lead),
-            lead_at: LeadAt::Ready,
-            bytes: None,
-            ctx: Vec::new(),
-            shared,
-            held: false,
-            batch: None,
-            patient: false,
-            followed: None,
-        };
+        self.begin(id, Job { lead: Some(lead), ..Job::new(Vec::new(), shared) }, out);
+    }
+
+    /// Adds job `id` and steps it (see [`Jobs::advance`]).
+    fn begin(&mut self, id: u64, job: Job<K, V>, out: &mut Vec<Action<V>>) {
         self.jobs.insert(id, Box::new(job));
         self.advance(id, out);
     }

@@ -2,7 +2,7 @@
 Redis backend with its distributed lock, on the same stampede.
 
     python bench/shared/stampede.py --url redis://127.0.0.1:PORT [--procs 8] [--threads 4]
-        [--rounds 11] [--sleep 0.05] [--json PATH]
+        [--rounds 11] [--sleep 0.05] [--only coopcache,dogpile,floor] [--json PATH]
 
 (or --url redis+cluster://HOST:PORT,... for a Redis Cluster: dogpile.cache then uses its
 "dogpile.cache.redis_cluster" backend with the seeds as startup nodes)
@@ -24,6 +24,18 @@ Contenders (same processes count, same callers, same key per round):
   poll the lock) and once with lock_sleep=0.01, a setting a user who cares about this would pick.
 * coopcache again with one caller a process: on a machine with few cores, the last waiter's
   latency is largely the time to wake every waiting Python thread; this row shows how much.
+* floor: what any cross-process stampede over Redis costs in Python at the least, with no cache
+  library (redis-py only), with THREADS and with 1 caller a process. Every process subscribes to
+  one channel before the first round; a thread of its own reads the channel (pubsub.listen()).
+  The leader is chosen without Redis: process 0's first caller of the round computes, encodes the
+  value as serializer="json" does (json.dumps, separators (",", ":"), ensure_ascii=False,
+  allow_nan=False), PUBLISHes "ROUND PAYLOAD" and returns once Redis answered; its process's
+  other callers then take its object. Every other caller waits on a threading.Condition that the
+  reader thread notifies when the round's message arrives, and decodes the payload itself
+  (json.loads). It skips what a real cache must do (electing a leader across processes, storing
+  the value, leases, signing, the local tier), so it is a floor, not a contender; the time its
+  reader thread read the message is reported too (the value in every process). Not run on a
+  Redis Cluster.
 """
 
 from __future__ import annotations
@@ -47,15 +59,72 @@ CONTENDERS: list[tuple[str, str, float, Optional[int]]] = [
     ("dogpile.cache (lock_sleep=0.01)", "dogpile", 0.01, None),
     # How much of the spread is waking many Python threads on few cores: one caller a process.
     ("coopcache, 1 caller a process", "coopcache", 0.0, 1),
+    # The least any cross-process stampede over Redis can do in Python (no cache library).
+    ("floor: Redis PUBLISH to waiting threads, no cache", "floor", 0.0, None),
+    ("floor, 1 caller a process", "floor", 0.0, 1),
 ]
+
+# floor: round -> when this process's reader thread read the round's message (monotonic ns).
+RECEIVED: dict[int, int] = {}
 
 
 Getter = Callable[[int, Callable[[], Any]], Any]
 
 
-def _getter(lib: str, url: str, name: str, lock_sleep: float) -> tuple[Getter, Callable[[], int]]:
+def _floor(url: str, name: str, rank: int) -> Getter:
+    """The floor's get (see the module's docstring): process 0's first caller of a round computes
+    and PUBLISHes; every other caller waits for the message its process's reader thread reads."""
+    import redis
+
+    client: Any = redis.Redis.from_url(url)  # redis-py is partly untyped
+    pubsub = client.pubsub()
+    pubsub.subscribe(name)
+    if pubsub.get_message(timeout=10) is None:  # the subscription's confirmation
+        raise RuntimeError("floor: no confirmation of SUBSCRIBE")
+    values: dict[int, Any] = {}  # round -> the payload (bytes), or the leader's own object
+    leaders: set[int] = set()
+    cond = threading.Condition()
+
+    def read() -> None:
+        for msg in pubsub.listen():
+            t = time.monotonic_ns()
+            if msg["type"] != "message":
+                continue
+            head, _, payload = msg["data"].partition(b" ")
+            with cond:
+                RECEIVED[int(head)] = t
+                values.setdefault(int(head), payload)
+                cond.notify_all()
+
+    threading.Thread(target=read, daemon=True).start()
+
+    def get(rnd: int, fn: Callable[[], Any]) -> Any:
+        if rank == 0:
+            with cond:
+                lead = rnd not in leaders
+                leaders.add(rnd)
+            if lead:
+                v = fn()
+                payload = json.dumps(v, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+                client.publish(name, f"{rnd} {payload}".encode())
+                with cond:
+                    values[rnd] = v
+                    cond.notify_all()
+                return v
+        with cond:
+            while rnd not in values:
+                cond.wait()
+            v = values[rnd]
+        return json.loads(v) if isinstance(v, bytes) else v
+
+    return get
+
+
+def _getter(lib: str, url: str, name: str, lock_sleep: float, rank: int) -> tuple[Getter, Callable[[], int]]:
     """The contender's get-or-compute for the key of a round, and its count of calls that went on
     without Redis (coopcache's fallbacks: a round with any would not be a shared stampede)."""
+    if lib == "floor":
+        return _floor(url, name, rank), lambda: 0
     if lib == "coopcache":
         import coopcache
 
@@ -127,7 +196,7 @@ def _stampede(args: argparse.Namespace, get: Getter, rnd: int, go: int) -> dict[
 def worker(args: argparse.Namespace) -> int:
     """One process: on each `GO round go_ns` line, a stampede; prints what its callers saw as one
     JSON line."""
-    get, fallbacks = _getter(args.worker, args.url, args.name, args.lock_sleep)
+    get, fallbacks = _getter(args.worker, args.url, args.name, args.lock_sleep, args.rank)
     print("ready", flush=True)
     for line in sys.stdin:
         parts = line.split()
@@ -135,6 +204,7 @@ def worker(args: argparse.Namespace) -> int:
             break
         out = _stampede(args, get, int(parts[1]), int(parts[2]))
         out["fallbacks"] = fallbacks()
+        out["received"] = RECEIVED.get(int(parts[1]))
         print(json.dumps(out), flush=True)
     return 0
 
@@ -143,8 +213,9 @@ def run(args: argparse.Namespace, label: str, lib: str, lock_sleep: float, threa
     name = f"bench-stampede-{os.getpid()}-{lib}-{lock_sleep}-{threads}"
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", lib, "--url", args.url, "--name", name,
            "--threads", str(threads), "--sleep", str(args.sleep), "--lock-sleep", str(lock_sleep)]
-    procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-             for _ in range(args.procs)]
+    procs = [subprocess.Popen(cmd + ["--rank", str(i)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+             for i in range(args.procs)]
     rounds: list[dict[str, Any]] = []
     try:
         for p in procs:
@@ -180,6 +251,8 @@ def run(args: argparse.Namespace, label: str, lib: str, lock_sleep: float, threa
             # (waking its threads, each taking the GIL in turn).
             reached = [min(s["returns"]) for s in seen if s["returns"]]
             spread = [max(s["returns"]) - min(s["returns"]) for s in seen if s["returns"]]
+            # floor: when the last process other than the leader's read the message.
+            received = [s["received"] for s in seen if not s["done"] and s["received"] is not None]
             rounds.append({
                 "executions": len(done),
                 "last_ms": lat[-1],
@@ -188,6 +261,7 @@ def run(args: argparse.Namespace, label: str, lib: str, lock_sleep: float, threa
                 "first_other_process_ms": (min(remote) - write) / 1e6 if remote else None,
                 "last_process_reached_ms": (max(reached) - write) / 1e6,
                 "in_process_spread_ms": max(spread) / 1e6,
+                "last_message_read_ms": (max(received) - write) / 1e6 if received else None,
                 "late_callers": sum(1 for t in starts if t >= write),
                 "start_skew_ms": (max(starts) - go) / 1e6,
                 "errors": len(errors),
@@ -209,6 +283,7 @@ def run(args: argparse.Namespace, label: str, lib: str, lock_sleep: float, threa
             except subprocess.TimeoutExpired:
                 p.kill()
     last = [x["last_ms"] for x in rounds]
+    read = [x["last_message_read_ms"] for x in rounds if x["last_message_read_ms"] is not None]
     execs = [x["executions"] for x in rounds]
     return {
         "contender": label,
@@ -222,6 +297,7 @@ def run(args: argparse.Namespace, label: str, lib: str, lock_sleep: float, threa
             x["first_other_process_ms"] for x in rounds if x["first_other_process_ms"] is not None),
         "last_process_reached_ms_median": statistics.median(x["last_process_reached_ms"] for x in rounds),
         "in_process_spread_ms_median": statistics.median(x["in_process_spread_ms"] for x in rounds),
+        "last_message_read_ms_median": statistics.median(read) if read else None,
         "executions_total": sum(execs),
         "executions_per_round_max": max(execs),
         "late_callers": sum(x["late_callers"] for x in rounds),
@@ -239,21 +315,29 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=11)
     ap.add_argument("--sleep", type=float, default=0.05, help="the computation's duration, seconds")
     ap.add_argument("--lead", type=float, default=0.2, help="seconds from the go signal to the stampede")
+    ap.add_argument("--only", help="the libraries to run, comma-separated: coopcache, dogpile, floor")
     ap.add_argument("--json")
+    ap.add_argument("--rank", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--name", help=argparse.SUPPRESS)
     ap.add_argument("--lock-sleep", type=float, default=0.1, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         return worker(args)
+    libs = set(args.only.split(",")) if args.only else {"coopcache", "dogpile", "floor"}
+    if is_cluster(args.url):
+        libs.discard("floor")  # one channel on one server: the floor of the single-Redis row
     results = [run(args, label, lib, ls, args.threads if t is None else t)
-               for label, lib, ls, t in CONTENDERS]
+               for label, lib, ls, t in CONTENDERS if lib in libs]
     out = {"procs": args.procs, "threads": args.threads, "compute_s": args.sleep, "results": results}
     for r in results:
         print(f"{r['contender']}: last waiter median {r['last_waiter_ms_median']:.2f} ms, "
               f"max {r['last_waiter_ms_max']:.2f} ms (value in every process after "
               f"{r['last_process_reached_ms_median']:.2f} ms, callers of one process within "
-              f"{r['in_process_spread_ms_median']:.2f} ms); "
+              f"{r['in_process_spread_ms_median']:.2f} ms"
+              + ("" if r["last_message_read_ms_median"] is None else
+                 f", message read in every process after {r['last_message_read_ms_median']:.2f} ms")
+              + "); "
               f"executions {r['executions_total']} in {r['rounds']} rounds")
     if args.json:
         with open(args.json, "w") as f:

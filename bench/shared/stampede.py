@@ -34,8 +34,9 @@ Contenders (same processes count, same callers, same key per round):
   reader thread notifies when the round's message arrives, and decodes the payload itself
   (json.loads). It skips what a real cache must do (electing a leader across processes, storing
   the value, leases, signing, the local tier), so it is a floor, not a contender; the time its
-  reader thread read the message is reported too (the value in every process). Not run on a
-  Redis Cluster.
+  reader thread read the message is reported too (the value in every process). Twice more
+  without the reader thread: one waiting caller of each process reads the channel itself
+  (pubsub.get_message) and wakes the others, one hop fewer. Not run on a Redis Cluster.
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ CONTENDERS: list[tuple[str, str, float, Optional[int]]] = [
     # The least any cross-process stampede over Redis can do in Python (no cache library).
     ("floor: Redis PUBLISH to waiting threads, no cache", "floor", 0.0, None),
     ("floor, 1 caller a process", "floor", 0.0, 1),
+    # Lower still: no reader thread, one waiting caller of each process reads the channel itself.
+    ("floor, a caller reads the channel", "floor-direct", 0.0, None),
+    ("floor, a caller reads the channel, 1 caller a process", "floor-direct", 0.0, 1),
 ]
 
 # floor: round -> when this process's reader thread read the round's message (monotonic ns).
@@ -71,9 +75,10 @@ RECEIVED: dict[int, int] = {}
 Getter = Callable[[int, Callable[[], Any]], Any]
 
 
-def _floor(url: str, name: str, rank: int) -> Getter:
+def _floor(url: str, name: str, rank: int, direct: bool) -> Getter:
     """The floor's get (see the module's docstring): process 0's first caller of a round computes
-    and PUBLISHes; every other caller waits for the message its process's reader thread reads."""
+    and PUBLISHes; every other caller waits for the message its process's reader thread reads
+    (`direct`: that one of its waiting callers reads, the others wait for it)."""
     import redis
 
     client: Any = redis.Redis.from_url(url)  # redis-py is partly untyped
@@ -83,20 +88,27 @@ def _floor(url: str, name: str, rank: int) -> Getter:
         raise RuntimeError("floor: no confirmation of SUBSCRIBE")
     values: dict[int, Any] = {}  # round -> the payload (bytes), or the leader's own object
     leaders: set[int] = set()
+    reading = [False]  # direct: a caller reads the channel now
     cond = threading.Condition()
+
+    def take(msg: Any) -> int:
+        """Keeps a message's payload for its round's callers and wakes them; its round."""
+        t = time.monotonic_ns()
+        if msg is None or msg["type"] != "message":
+            return -1
+        head, _, payload = msg["data"].partition(b" ")
+        with cond:
+            RECEIVED[int(head)] = t
+            values.setdefault(int(head), payload)
+            cond.notify_all()
+        return int(head)
 
     def read() -> None:
         for msg in pubsub.listen():
-            t = time.monotonic_ns()
-            if msg["type"] != "message":
-                continue
-            head, _, payload = msg["data"].partition(b" ")
-            with cond:
-                RECEIVED[int(head)] = t
-                values.setdefault(int(head), payload)
-                cond.notify_all()
+            take(msg)
 
-    threading.Thread(target=read, daemon=True).start()
+    if not direct:
+        threading.Thread(target=read, daemon=True).start()
 
     def get(rnd: int, fn: Callable[[], Any]) -> Any:
         if rank == 0:
@@ -112,8 +124,19 @@ def _floor(url: str, name: str, rank: int) -> Getter:
                     cond.notify_all()
                 return v
         with cond:
-            while rnd not in values:
+            while rnd not in values and (reading[0] or not direct):
                 cond.wait()
+            read_here = rnd not in values
+            reading[0] = reading[0] or read_here
+        if read_here:
+            try:
+                while take(pubsub.get_message(timeout=None)) != rnd:
+                    pass
+            finally:
+                with cond:
+                    reading[0] = False
+                    cond.notify_all()
+        with cond:
             v = values[rnd]
         return json.loads(v) if isinstance(v, bytes) else v
 
@@ -123,8 +146,8 @@ def _floor(url: str, name: str, rank: int) -> Getter:
 def _getter(lib: str, url: str, name: str, lock_sleep: float, rank: int) -> tuple[Getter, Callable[[], int]]:
     """The contender's get-or-compute for the key of a round, and its count of calls that went on
     without Redis (coopcache's fallbacks: a round with any would not be a shared stampede)."""
-    if lib == "floor":
-        return _floor(url, name, rank), lambda: 0
+    if lib.startswith("floor"):
+        return _floor(url, name, rank, direct=lib == "floor-direct"), lambda: 0
     if lib == "coopcache":
         import coopcache
 
@@ -328,7 +351,7 @@ def main() -> int:
     if is_cluster(args.url):
         libs.discard("floor")  # one channel on one server: the floor of the single-Redis row
     results = [run(args, label, lib, ls, args.threads if t is None else t)
-               for label, lib, ls, t in CONTENDERS if lib in libs]
+               for label, lib, ls, t in CONTENDERS if lib.split("-")[0] in libs]
     out = {"procs": args.procs, "threads": args.threads, "compute_s": args.sleep, "results": results}
     for r in results:
         print(f"{r['contender']}: last waiter median {r['last_waiter_ms_median']:.2f} ms, "

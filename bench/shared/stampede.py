@@ -2,7 +2,7 @@
 Redis backend with its distributed lock, on the same stampede.
 
     python bench/shared/stampede.py --url redis://127.0.0.1:PORT [--procs 8] [--threads 4]
-        [--rounds 11] [--sleep 0.05] [--only coopcache,dogpile,floor] [--json PATH]
+        [--rounds 11] [--sleep 0.05] [--only coopcache,dogpile,floor] [--hold] [--json PATH]
 
 (or --url redis+cluster://HOST:PORT,... for a Redis Cluster: dogpile.cache then uses its
 "dogpile.cache.redis_cluster" backend with the seeds as startup nodes)
@@ -15,6 +15,12 @@ processes: the *write* is the moment the (first) computing function returns, and
 latency is its return minus that. The last caller's latency is the stampede's cost beyond the
 computation itself. Executions are counted by the function in every process. Round 0 warms
 connections up and is not counted.
+
+With --hold, a caller thread that returned stays (sleeping) until SLEEP + 0.1 s after the go
+signal, so that no process's thread exits, join, JSON line and the parent's read of it run while
+other processes' callers still wait: without it, on 2 cores that work of the processes served
+first is part of the last waiter's latency (0.6-1.3 ms on a 2-core VM by perf sched; the same for every
+contender, not the stampede's own cost).
 
 Contenders (same processes count, same callers, same key per round):
 * coopcache: configure(name, redis_url=URL, serializer="json"), cached(name, key, fn).
@@ -207,6 +213,8 @@ def _stampede(args: argparse.Namespace, get: Getter, rnd: int, go: int) -> dict[
                 leaders.append(t1)
             if not ok:
                 errors.append(repr(v))
+        if args.hold:  # blocked, no CPU, until every process is surely served
+            time.sleep(max(0.0, (go + int((args.sleep + 0.1) * 1e9) - time.monotonic_ns()) / 1e9))
 
     threads = [threading.Thread(target=call) for _ in range(args.threads)]
     for t in threads:
@@ -236,6 +244,7 @@ def run(args: argparse.Namespace, label: str, lib: str, lock_sleep: float, threa
     name = f"bench-stampede-{os.getpid()}-{lib}-{lock_sleep}-{threads}"
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", lib, "--url", args.url, "--name", name,
            "--threads", str(threads), "--sleep", str(args.sleep), "--lock-sleep", str(lock_sleep)]
+    cmd += ["--hold"] if args.hold else []
     procs = [subprocess.Popen(cmd + ["--rank", str(i)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               text=True)
              for i in range(args.procs)]
@@ -339,6 +348,8 @@ def main() -> int:
     ap.add_argument("--sleep", type=float, default=0.05, help="the computation's duration, seconds")
     ap.add_argument("--lead", type=float, default=0.2, help="seconds from the go signal to the stampede")
     ap.add_argument("--only", help="the libraries to run, comma-separated: coopcache, dogpile, floor")
+    ap.add_argument("--hold", action="store_true",
+                    help="callers that returned wait until every process is served (see above)")
     ap.add_argument("--json")
     ap.add_argument("--rank", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -352,7 +363,8 @@ def main() -> int:
         libs.discard("floor")  # one channel on one server: the floor of the single-Redis row
     results = [run(args, label, lib, ls, args.threads if t is None else t)
                for label, lib, ls, t in CONTENDERS if lib.split("-")[0] in libs]
-    out = {"procs": args.procs, "threads": args.threads, "compute_s": args.sleep, "results": results}
+    out = {"procs": args.procs, "threads": args.threads, "compute_s": args.sleep, "hold": args.hold,
+           "results": results}
     for r in results:
         print(f"{r['contender']}: last waiter median {r['last_waiter_ms_median']:.2f} ms, "
               f"max {r['last_waiter_ms_max']:.2f} ms (value in every process after "

@@ -19,8 +19,8 @@ connections up and is not counted.
 With --hold, a caller thread that returned stays (sleeping) until SLEEP + 0.1 s after the go
 signal, so that no process's thread exits, join, JSON line and the parent's read of it run while
 other processes' callers still wait: without it, on 2 cores that work of the processes served
-first is part of the last waiter's latency (0.6-1.3 ms on a 2-core VM by perf sched; the same for every
-contender, not the stampede's own cost).
+first is part of the last waiter's latency (0.6-1.3 ms on a 2-core VM, by perf sched), the same
+for every contender and no part of the stampede's own cost.
 
 Contenders (same processes count, same callers, same key per round):
 * coopcache: configure(name, redis_url=URL, serializer="json"), cached(name, key, fn).
@@ -30,8 +30,9 @@ Contenders (same processes count, same callers, same key per round):
   poll the lock) and once with lock_sleep=0.01, a setting a user who cares about this would pick.
 * coopcache again with one caller a process: on a machine with few cores, the last waiter's
   latency is largely the time to wake every waiting Python thread; this row shows how much.
-* floor: what any cross-process stampede over Redis costs in Python at the least, with no cache
-  library (redis-py only), with THREADS and with 1 caller a process. Every process subscribes to
+* floor: the least a cross-process stampede over Redis does with Python's own tools (redis-py,
+  threading) and no cache library, with THREADS and with 1 caller a process (coopcache reads the
+  channel in native code, without the GIL, so it can come in under it). Every process subscribes to
   one channel before the first round; a thread of its own reads the channel (pubsub.listen()).
   The leader is chosen without Redis: process 0's first caller of the round computes, encodes the
   value as serializer="json" does (json.dumps, separators (",", ":"), ensure_ascii=False,

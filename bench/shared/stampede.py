@@ -159,13 +159,18 @@ def _getter(lib: str, url: str, name: str, lock_sleep: float, rank: int) -> tupl
         import coopcache
 
         coopcache.configure(name, redis_url=url, serializer="json", cache_duration=60)
-        return (lambda r, fn: coopcache.cached(name, ("stampede", r), fn),
-                lambda: int(coopcache.stats(name)["fallbacks"]))
+        return (
+            lambda r, fn: coopcache.cached(name, ("stampede", r), fn),
+            lambda: int(coopcache.stats(name)["fallbacks"]),
+        )
     from dogpile.cache import make_region
 
     # On a cluster, its cluster backend (redis-py's RedisCluster, the seeds as startup nodes).
-    backend, where = (("dogpile.cache.redis_cluster", {"startup_nodes": cluster_nodes(url)})
-                      if is_cluster(url) else ("dogpile.cache.redis", {"url": url}))
+    backend, where = (
+        ("dogpile.cache.redis_cluster", {"startup_nodes": cluster_nodes(url)})
+        if is_cluster(url)
+        else ("dogpile.cache.redis", {"url": url})
+    )
     region = make_region().configure(
         backend,
         arguments={
@@ -243,12 +248,27 @@ def worker(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace, label: str, lib: str, lock_sleep: float, threads: int) -> dict[str, Any]:
     name = f"bench-stampede-{os.getpid()}-{lib}-{lock_sleep}-{threads}"
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", lib, "--url", args.url, "--name", name,
-           "--threads", str(threads), "--sleep", str(args.sleep), "--lock-sleep", str(lock_sleep)]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        lib,
+        "--url",
+        args.url,
+        "--name",
+        name,
+        "--threads",
+        str(threads),
+        "--sleep",
+        str(args.sleep),
+        "--lock-sleep",
+        str(lock_sleep),
+    ]
     cmd += ["--hold"] if args.hold else []
-    procs = [subprocess.Popen(cmd + ["--rank", str(i)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True)
-             for i in range(args.procs)]
+    procs = [
+        subprocess.Popen(cmd + ["--rank", str(i)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for i in range(args.procs)
+    ]
     rounds: list[dict[str, Any]] = []
     try:
         for p in procs:
@@ -286,22 +306,26 @@ def run(args: argparse.Namespace, label: str, lib: str, lock_sleep: float, threa
             spread = [max(s["returns"]) - min(s["returns"]) for s in seen if s["returns"]]
             # floor: when the last process other than the leader's read the message.
             received = [s["received"] for s in seen if not s["done"] and s["received"] is not None]
-            rounds.append({
-                "executions": len(done),
-                "last_ms": lat[-1],
-                "median_ms": statistics.median(lat),
-                "leader_ms": (leader - write) / 1e6,
-                "first_other_process_ms": (min(remote) - write) / 1e6 if remote else None,
-                "last_process_reached_ms": (max(reached) - write) / 1e6,
-                "in_process_spread_ms": max(spread) / 1e6,
-                "last_message_read_ms": (max(received) - write) / 1e6 if received else None,
-                "late_callers": sum(1 for t in starts if t >= write),
-                "start_skew_ms": (max(starts) - go) / 1e6,
-                "errors": len(errors),
-                "fallbacks": sum(s["fallbacks"] for s in seen),
-            })
-            print(f"  {label} round {r}: executions {len(done)}, "
-                  f"last waiter {lat[-1]:.2f} ms after the write", file=sys.stderr)
+            rounds.append(
+                {
+                    "executions": len(done),
+                    "last_ms": lat[-1],
+                    "median_ms": statistics.median(lat),
+                    "leader_ms": (leader - write) / 1e6,
+                    "first_other_process_ms": (min(remote) - write) / 1e6 if remote else None,
+                    "last_process_reached_ms": (max(reached) - write) / 1e6,
+                    "in_process_spread_ms": max(spread) / 1e6,
+                    "last_message_read_ms": (max(received) - write) / 1e6 if received else None,
+                    "late_callers": sum(1 for t in starts if t >= write),
+                    "start_skew_ms": (max(starts) - go) / 1e6,
+                    "errors": len(errors),
+                    "fallbacks": sum(s["fallbacks"] for s in seen),
+                }
+            )
+            print(
+                f"  {label} round {r}: executions {len(done)}, last waiter {lat[-1]:.2f} ms after the write",
+                file=sys.stderr,
+            )
     finally:
         for p in procs:
             if p.stdin is not None:
@@ -327,7 +351,8 @@ def run(args: argparse.Namespace, label: str, lib: str, lock_sleep: float, threa
         "caller_ms_median": statistics.median(x["median_ms"] for x in rounds),
         "leader_ms_median": statistics.median(x["leader_ms"] for x in rounds),
         "first_other_process_ms_median": statistics.median(
-            x["first_other_process_ms"] for x in rounds if x["first_other_process_ms"] is not None),
+            x["first_other_process_ms"] for x in rounds if x["first_other_process_ms"] is not None
+        ),
         "last_process_reached_ms_median": statistics.median(x["last_process_reached_ms"] for x in rounds),
         "in_process_spread_ms_median": statistics.median(x["in_process_spread_ms"] for x in rounds),
         "last_message_read_ms_median": statistics.median(read) if read else None,
@@ -349,8 +374,11 @@ def main() -> int:
     ap.add_argument("--sleep", type=float, default=0.05, help="the computation's duration, seconds")
     ap.add_argument("--lead", type=float, default=0.2, help="seconds from the go signal to the stampede")
     ap.add_argument("--only", help="the libraries to run, comma-separated: coopcache, dogpile, floor")
-    ap.add_argument("--hold", action="store_true",
-                    help="callers that returned wait until every process is served (see above)")
+    ap.add_argument(
+        "--hold",
+        action="store_true",
+        help="callers that returned wait until every process is served (see above)",
+    )
     ap.add_argument("--json")
     ap.add_argument("--rank", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -362,19 +390,32 @@ def main() -> int:
     libs = set(args.only.split(",")) if args.only else {"coopcache", "dogpile", "floor"}
     if is_cluster(args.url):
         libs.discard("floor")  # one channel on one server: the floor of the single-Redis row
-    results = [run(args, label, lib, ls, args.threads if t is None else t)
-               for label, lib, ls, t in CONTENDERS if lib.split("-")[0] in libs]
-    out = {"procs": args.procs, "threads": args.threads, "compute_s": args.sleep, "hold": args.hold,
-           "results": results}
+    results = [
+        run(args, label, lib, ls, args.threads if t is None else t)
+        for label, lib, ls, t in CONTENDERS
+        if lib.split("-")[0] in libs
+    ]
+    out = {
+        "procs": args.procs,
+        "threads": args.threads,
+        "compute_s": args.sleep,
+        "hold": args.hold,
+        "results": results,
+    }
     for r in results:
-        print(f"{r['contender']}: last waiter median {r['last_waiter_ms_median']:.2f} ms, "
-              f"max {r['last_waiter_ms_max']:.2f} ms (value in every process after "
-              f"{r['last_process_reached_ms_median']:.2f} ms, callers of one process within "
-              f"{r['in_process_spread_ms_median']:.2f} ms"
-              + ("" if r["last_message_read_ms_median"] is None else
-                 f", message read in every process after {r['last_message_read_ms_median']:.2f} ms")
-              + "); "
-              f"executions {r['executions_total']} in {r['rounds']} rounds")
+        print(
+            f"{r['contender']}: last waiter median {r['last_waiter_ms_median']:.2f} ms, "
+            f"max {r['last_waiter_ms_max']:.2f} ms (value in every process after "
+            f"{r['last_process_reached_ms_median']:.2f} ms, callers of one process within "
+            f"{r['in_process_spread_ms_median']:.2f} ms"
+            + (
+                ""
+                if r["last_message_read_ms_median"] is None
+                else f", message read in every process after {r['last_message_read_ms_median']:.2f} ms"
+            )
+            + "); "
+            f"executions {r['executions_total']} in {r['rounds']} rounds"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)

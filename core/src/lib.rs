@@ -112,6 +112,7 @@ pub mod shared;
 mod stats;
 mod store;
 mod sync;
+mod tally;
 mod wait;
 mod weigh;
 

@@ -16,6 +16,7 @@ const LAYERS: &[&str] = &[
     "weigh",
     "keys",
     "stats",
+    "tally",
     "wait", // leaves
     "expiry",
     "store",

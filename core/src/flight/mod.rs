@@ -258,7 +258,7 @@ where
         let result = {
             let mut shard = self.store.write(hash);
             if let Some(v) = shard.fresh(hash, key) {
-                self.store.count_hit(hash);
+                self.store.count_hit();
                 return Ok(Begin::Hit(v));
             }
             match shard.side().0.get(key) {

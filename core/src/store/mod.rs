@@ -10,7 +10,8 @@
 //! sampling for eviction a random index into the slab.
 //!
 //! * **Hits** take the shard's read lock only; recency is the entry's `last_access`, an atomic
-//!   the reader stores (at most once per millisecond, to spare contended cache lines).
+//!   the reader stores (at most once per millisecond, to spare contended cache lines), and
+//!   the count is the thread's own (`tally`), so a hit makes no locked write but the lock's.
 //! * **Bytes** are reserved with a compare-and-swap before an entry is inserted, and checked
 //!   again after it, so `bytes_used` ends within the limit even when the limit is lowered while
 //!   values are being stored.
@@ -37,6 +38,7 @@ use crate::clock::Clock;
 use crate::config::{ConfigError, Settings, WhenFull};
 use crate::stats::{Counters, Event, EvictionReason, Listener, Stats};
 use crate::sync::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Mutex, Ordering::*, RwLock, RwLockWriteGuard};
+use crate::tally::Tally;
 use tags::TagIndex;
 use wheel::{Place, Wheel};
 
@@ -142,11 +144,7 @@ pub(crate) struct Shard<K, V, A> {
 #[repr(align(128))]
 struct ShardCell<K, V, A> {
     lock: RwLock<Shard<K, V, A>>,
-    hits: AtomicU64,
     misses: AtomicU64,
-    /// Hits on values being refreshed, counted here instead of in `hits` (per shard, like hits,
-    /// so a hit during a refresh writes one counter, as any hit does).
-    stale: AtomicU64,
 }
 
 /// The entries of one cache.
@@ -164,6 +162,8 @@ pub(crate) struct Store<K, V, A> {
     early_beta: AtomicU64,
     when_full: AtomicU8,
     bytes: AtomicU64,
+    /// Hits (and those on values being refreshed), counted per thread.
+    hits: Tally,
     pub(crate) counters: Counters,
     weigher: Weigher<K, V>,
     clock: Clock,
@@ -232,9 +232,7 @@ where
                         written: Vec::new(),
                         side: A::default(),
                     }),
-                    hits: AtomicU64::new(0),
                     misses: AtomicU64::new(0),
-                    stale: AtomicU64::new(0),
                 })
                 .collect(),
             shard_shift: 64 - shards.trailing_zeros(),
@@ -246,6 +244,7 @@ where
             early_beta: AtomicU64::new(settings.early_refresh.unwrap_or(0.0).to_bits()),
             when_full: AtomicU8::new(settings.when_full as u8),
             bytes: AtomicU64::new(0),
+            hits: Tally::new(),
             counters: Counters::default(),
             weigher,
             clock,
@@ -352,10 +351,7 @@ where
         };
         let r = f(&e.value);
         drop(sh);
-        match due {
-            Due::Stale => cell.stale.fetch_add(1, Relaxed),
-            _ => cell.hits.fetch_add(1, Relaxed),
-        };
+        self.hits.hit(due == Due::Stale);
         Some((r, due))
     }
 
@@ -410,8 +406,8 @@ where
         self.cell(hash).misses.fetch_add(1, Relaxed);
     }
 
-    pub(crate) fn count_hit(&self, hash: u64) {
-        self.cell(hash).hits.fetch_add(1, Relaxed);
+    pub(crate) fn count_hit(&self) {
+        self.hits.hit(false);
     }
 
     /// The shard of `hash`, write-locked, with the side state of the layer above.
@@ -670,11 +666,11 @@ where
 
     /// Adds the store's figures to `s`.
     pub(crate) fn fill_stats(&self, s: &mut Stats) {
+        let (hits, stale) = self.hits.sums();
+        s.hits += hits;
+        s.stale_served += stale;
         for cell in self.shards.iter() {
-            let stale = cell.stale.load(Relaxed);
-            s.hits += cell.hits.load(Relaxed) + stale;
             s.misses += cell.misses.load(Relaxed);
-            s.stale_served += stale;
             s.entries += cell.lock.read().len as u64;
         }
         self.counters.fill(s);

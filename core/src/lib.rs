@@ -56,7 +56,8 @@
 //! place and the tree says where:
 //!
 //! 1. **Leaves**: `clock` (time), `config` (settings and their checks), `error`, `keys` (the
-//!    canonical key encoding), `stats` (counters, events), `wait` (the one-shot [`Pending`]),
+//!    canonical key encoding), `stats` (counters, events), `tally` (hit counts kept per
+//!    thread), `wait` (the one-shot [`Pending`]),
 //!    `weigh` (default entry weights), `sync` (locks and atomics, swapped for the model
 //!    checker's in tests).
 //!    `options` (the bindings' options, checked once for Python and Node: names in each

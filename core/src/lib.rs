@@ -129,7 +129,7 @@ pub fn after_fork_in_child() {
 
 pub use cache::{
     Action, Batch, BatchStep, ByWeigh, ByWeigher, Cache, CacheBuilder, Call, CallOptions, Compute, Do,
-    GetOrCompute, Host, Jobs, Lead, LeadStep, Outcome, RefreshHit, Step,
+    Entered, GetOrCompute, Host, Jobs, Lead, LeadStep, Outcome, RefreshHit, Step,
 };
 pub use clock::Clock;
 pub use concurrency::Permit;

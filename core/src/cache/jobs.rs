@@ -6,6 +6,8 @@
 //!
 //! A callback may fire on any thread: it queues the job and calls the binding's `wake`, which
 //! must get the host thread to call [`Jobs::drain`]. Everything else runs on the host thread.
+//! What marks a computation as running on the host thread (its synchronous part) is bound to
+//! that thread, so it is kept apart from the table, in an [`Entered`].
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -16,7 +18,7 @@ use super::call::{Call, Lead, LeadStep, Outcome, Step};
 use super::many::{Batch, BatchStep};
 use crate::error::Error;
 use crate::flight::{Computing, FlightId, Frame};
-use crate::sync::Mutex;
+use crate::sync::{AtomicU32, Mutex, Ordering::Relaxed};
 use crate::wait::Ready;
 
 /// What the binding does for a job.
@@ -24,7 +26,7 @@ pub enum Do<V> {
     /// Settle the caller with this outcome.
     Settle(Result<V, Error>),
     /// Run the user's function, then report it with [`Jobs::computed`] (its synchronous part
-    /// between [`Jobs::enter`] and [`Jobs::exit`]).
+    /// between [`Entered::enter`] and [`Entered::exit`]).
     Compute,
     /// Deserialize [`Jobs::payload`], then report it with [`Jobs::decoded`].
     Decode,
@@ -33,7 +35,7 @@ pub enum Do<V> {
     /// Nothing (the caller gave up before): the job is over.
     Gone,
     /// Call the batch's loader with the keys at these indices (of the keys given), its
-    /// synchronous part between [`Jobs::enter`] and [`Jobs::exit`], then report it with
+    /// synchronous part between [`Entered::enter`] and [`Entered::exit`], then report it with
     /// [`Jobs::loaded`].
     Load(Vec<usize>),
     /// Settle the batch's caller with every key's outcome, in the order given.
@@ -65,6 +67,9 @@ enum Note {
 struct Notes {
     queue: Mutex<Vec<Note>>,
     wake: Box<dyn Fn() + Send + Sync>,
+    /// How many computations of the table run their synchronous part now (held by
+    /// [`Entered`]s): [`Jobs::drain`] waits until none does.
+    entered: AtomicU32,
 }
 
 impl Notes {
@@ -189,8 +194,6 @@ fn unfollow(followed: &mut Followed, f: FlightId, id: u64) {
 pub struct Jobs<K, V> {
     jobs: HashMap<u64, Box<Job<K, V>>, Ids>,
     notes: Arc<Notes>,
-    /// The computations whose synchronous part runs now (`enter` … `exit`), innermost last.
-    entered: Vec<(u64, Computing)>,
     /// How many jobs keep the host alive.
     holds: usize,
     followed: Followed,
@@ -204,8 +207,12 @@ where
     /// An empty table; `wake` is called (on any thread) when queued jobs wait for
     /// [`Jobs::drain`].
     pub fn new(wake: impl Fn() + Send + Sync + 'static) -> Self {
-        let notes = Arc::new(Notes { queue: Mutex::new(Vec::new()), wake: Box::new(wake) });
-        Jobs { jobs: HashMap::default(), notes, entered: Vec::new(), holds: 0, followed: HashMap::default() }
+        let notes = Arc::new(Notes {
+            queue: Mutex::new(Vec::new()),
+            wake: Box::new(wake),
+            entered: AtomicU32::new(0),
+        });
+        Jobs { jobs: HashMap::default(), notes, holds: 0, followed: HashMap::default() }
     }
 
     /// Starts job `id` with its call, made from inside the computations of the jobs `ctx`;
@@ -402,9 +409,9 @@ where
     }
 
     /// Drives the jobs that callbacks queued, unless a computation's synchronous part runs now
-    /// (those steps would run inside it: call again after [`Jobs::exit`]).
+    /// (those steps would run inside it: call again after [`Entered::exit`]).
     pub fn drain(&mut self, out: &mut Vec<Action<V>>) {
-        while self.entered.is_empty() {
+        while self.notes.entered.load(Relaxed) == 0 {
             let notes = std::mem::take(&mut *self.notes.queue.lock());
             if notes.is_empty() {
                 break;
@@ -462,23 +469,9 @@ where
         }
     }
 
-    /// Marks the job's computation (a batch's: its keys being loaded) as running on this
-    /// thread until [`Jobs::exit`] (the synchronous part of the user's function).
-    pub fn enter(&mut self, id: u64) {
-        let Some(job) = self.jobs.get(&id) else { return };
-        if let Some(lead) = &job.lead {
-            self.entered.push((id, lead.enter()));
-        }
-        if let Some((batch, _)) = &job.batch {
-            self.entered.extend(batch.enter().into_iter().map(|c| (id, c)));
-        }
-    }
-
-    /// Ends what [`Jobs::enter`] started.
-    pub fn exit(&mut self, id: u64) {
-        while let Some(pos) = self.entered.iter().rposition(|(j, _)| *j == id) {
-            drop(self.entered.remove(pos));
-        }
+    /// An empty [`Entered`] for this table's computations, for the thread that runs them.
+    pub fn entered(&self) -> Entered {
+        Entered { notes: Arc::clone(&self.notes), computing: Vec::new() }
     }
 
     /// The bytes from the shared tier that a [`Do::Decode`] asks to deserialize.
@@ -536,6 +529,54 @@ fn notify(notes: &Arc<Notes>, p: Ready, id: u64) -> Ready {
     p
 }
 
+/// The computations of a [`Jobs`] table whose synchronous part runs now on this thread
+/// ([`Entered::enter`] … [`Entered::exit`]), innermost last: the core's recursion checks see
+/// them, and the table's [`Jobs::drain`] waits until none runs. Bound to its thread (it marks
+/// this thread, and is not `Send`), so it is kept apart from the table, which may move: a
+/// binding whose host thread runs the user's functions (Node) keeps one beside its table (made
+/// by [`Jobs::entered`]); one that never enters a computation (Python) needs none.
+pub struct Entered {
+    notes: Arc<Notes>,
+    computing: Vec<(u64, Computing)>,
+}
+
+impl Entered {
+    /// Marks job `id`'s computation (a batch's: its keys being loaded) as running on this
+    /// thread until [`Entered::exit`] (the synchronous part of the user's function). `jobs` is
+    /// the table this was made by.
+    pub fn enter<K, V>(&mut self, jobs: &Jobs<K, V>, id: u64)
+    where
+        K: Hash + Eq + Clone + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        debug_assert!(Arc::ptr_eq(&self.notes, &jobs.notes), "an Entered is used with its own table");
+        let Some(job) = jobs.jobs.get(&id) else { return };
+        let before = self.computing.len();
+        if let Some(lead) = &job.lead {
+            self.computing.push((id, lead.enter()));
+        }
+        if let Some((batch, _)) = &job.batch {
+            self.computing.extend(batch.enter().into_iter().map(|c| (id, c)));
+        }
+        self.notes.entered.fetch_add((self.computing.len() - before) as u32, Relaxed);
+    }
+
+    /// Ends what [`Entered::enter`] started for job `id`.
+    pub fn exit(&mut self, id: u64) {
+        let before = self.computing.len();
+        while let Some(pos) = self.computing.iter().rposition(|(j, _)| *j == id) {
+            drop(self.computing.remove(pos));
+        }
+        self.notes.entered.fetch_sub((before - self.computing.len()) as u32, Relaxed);
+    }
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        self.notes.entered.fetch_sub(self.computing.len() as u32, Relaxed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -551,6 +592,47 @@ mod tests {
 
     fn call(c: &Cache<u32, u32>, key: u32) -> Call<u32, u32> {
         c.call(key, &CallOptions::new(), Caller::Blocking)
+    }
+
+    /// The table holds nothing bound to a thread (what marks a running computation is in an
+    /// [`Entered`]), so a binding may keep it in an object that moves between threads, with no
+    /// `unsafe impl` of its own (Python's jobs table).
+    #[test]
+    fn a_table_may_move_between_threads() {
+        fn send_and_sync<T: Send + Sync>() {}
+        send_and_sync::<Jobs<u32, u32>>();
+    }
+
+    #[test]
+    fn drain_waits_while_a_computation_runs_its_synchronous_part() {
+        let (c, mut jobs, mut out) = jobs();
+        jobs.start(1, call(&c, 5), false, Vec::new(), &mut out);
+        jobs.start(2, call(&c, 5), false, Vec::new(), &mut out);
+        jobs.start(3, call(&c, 6), false, Vec::new(), &mut out);
+        out.clear();
+        jobs.computed(1, Outcome::Store { value: 25, weight: 0 }, &mut out);
+        out.clear();
+        // Job 2 is queued; job 3's computation runs: its steps would run inside it.
+        let mut inside = jobs.entered();
+        inside.enter(&jobs, 3);
+        jobs.drain(&mut out);
+        assert!(out.is_empty(), "nothing is driven inside a computation");
+        inside.exit(3);
+        jobs.drain(&mut out);
+        assert!(matches!(&out[..], [Action { job: 2, what: Do::Settle(Ok(25)), last: true }]));
+        // An `Entered` dropped while it holds a computation lets the table drain again.
+        jobs.start(4, call(&c, 7), false, Vec::new(), &mut out);
+        jobs.start(5, call(&c, 7), false, Vec::new(), &mut out);
+        out.clear();
+        let mut inside = jobs.entered();
+        inside.enter(&jobs, 3);
+        jobs.computed(4, Outcome::Store { value: 49, weight: 0 }, &mut out);
+        out.clear();
+        jobs.drain(&mut out);
+        assert!(out.is_empty());
+        drop(inside);
+        jobs.drain(&mut out);
+        assert!(matches!(&out[..], [Action { job: 5, what: Do::Settle(Ok(49)), last: true }]));
     }
 
     #[test]
@@ -599,15 +681,16 @@ mod tests {
         jobs.start_patient(1, call(&c, 5), false, &mut out);
         jobs.start_patient(2, call(&c, 6), false, &mut out);
         out.clear();
+        let mut inside = jobs.entered();
         // Key 6's computation asks key 5 in its synchronous part: it waits for 5 ...
-        jobs.enter(2);
+        inside.enter(&jobs, 2);
         jobs.start_patient(3, call(&c, 5), false, &mut out);
-        jobs.exit(2);
+        inside.exit(2);
         assert!(out.is_empty(), "it waits, and does not follow job 1");
         // ... so key 5's asking key 6 would never end.
-        jobs.enter(1);
+        inside.enter(&jobs, 1);
         jobs.start_patient(4, call(&c, 6), false, &mut out);
-        jobs.exit(1);
+        inside.exit(1);
         assert!(matches!(
             &out[..],
             [Action { job: 4, what: Do::Settle(Err(Error::Recursion { .. })), last: true }]
@@ -706,10 +789,11 @@ mod tests {
         out.clear();
         jobs.start(2, call(&c, 2), false, Vec::new(), &mut out);
         assert!(out.is_empty(), "the single call waits for the batch's key");
-        jobs.enter(1);
+        let mut inside = jobs.entered();
+        inside.enter(&jobs, 1);
         jobs.start(3, call(&c, 3), false, vec![1], &mut out);
         assert!(matches!(&out[..], [Action { job: 3, what: Do::Settle(Err(Error::Recursion { .. })), .. }]));
-        jobs.exit(1);
+        inside.exit(1);
         out.clear();
         jobs.loaded(1, Ok(HashMap::from([(2, (20, 0)), (3, (30, 0))])), &mut out);
         let [Action { job: 1, what: Do::SettleMany(values), last: true }] = &out[..] else {

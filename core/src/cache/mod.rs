@@ -26,7 +26,7 @@ use crate::weigh::Weigh;
 pub use block::Host;
 pub use call::{Call, Lead, LeadStep, Outcome, RefreshHit, Step};
 pub use future::{Compute, GetOrCompute};
-pub use jobs::{Action, Do, Jobs};
+pub use jobs::{Action, Do, Entered, Jobs};
 pub use many::{Batch, BatchStep};
 
 /// Per-call options of every `get_or_compute` form.

@@ -216,7 +216,9 @@ def test_waiting_thread_does_not_hold_the_gil(name: str) -> None:
 def test_ctrl_c_reaches_a_waiting_thread() -> None:
     script = textwrap.dedent(
         """
-        import threading, sys, coopcache
+        import faulthandler, threading, sys, coopcache
+        # Stuck after 30 s: every thread's traceback to stderr (the test shows it), and exit.
+        faulthandler.dump_traceback_later(30, exit=True)
         coopcache.configure("c")
         release = threading.Event()
         def slow():
@@ -242,14 +244,16 @@ def test_ctrl_c_reaches_a_waiting_thread() -> None:
         sys.exit(3)
         """
     )
-    p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     assert p.stdout is not None
     assert p.stdout.readline().strip() == "waiting"
     os.kill(p.pid, signal.SIGINT)
     try:
-        out, _ = p.communicate(timeout=60)
+        out, err = p.communicate(timeout=60)
     except subprocess.TimeoutExpired:
         p.kill()
-        raise AssertionError("KeyboardInterrupt never reached the waiting thread") from None
-    assert p.returncode == 0, out
-    assert "interrupted" in out and "leader done 1" in out
+        out, err = p.communicate()
+        raise AssertionError(f"the child never ended: stdout {out!r}, stderr {err!r}") from None
+    assert p.returncode == 0 and "interrupted" in out and "leader done 1" in out, (out, err)

@@ -216,9 +216,12 @@ def test_waiting_thread_does_not_hold_the_gil(name: str) -> None:
 def test_ctrl_c_reaches_a_waiting_thread() -> None:
     script = textwrap.dedent(
         """
-        import faulthandler, threading, sys, coopcache
+        import faulthandler, signal, threading, sys, coopcache
         # Stuck after 30 s: every thread's traceback to stderr (the test shows it), and exit.
         faulthandler.dump_traceback_later(30, exit=True)
+        # Started from a background job (`make test &` in a script), a process inherits SIGINT
+        # ignored, and Python then installs no handler of its own: Ctrl-C as a terminal has it.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         coopcache.configure("c")
         release = threading.Event()
         def slow():

@@ -75,7 +75,7 @@ const r1 = (x) => Math.round(x * 10) / 10;
 const r2 = (x) => x.toFixed(2);
 const ratios = rows.map((row) => row[COOP] / row[ANCHOR]);
 const slower = rows.filter((row) => row[COOP] > row[ANCHOR]).map((row) => row.length);
-const lines = [
+const summary = [
   `## The hit row in ${rows.length} layouts (path lengths ${rows[0].length}-${rows.at(-1).length}, best of ${reps} children each)`,
   '',
   '| contender | median ns | min | max |',
@@ -88,6 +88,9 @@ const lines = [
   `${COOP} / ${ANCHOR}, per layout: median ${r2(median(ratios))}x, range ${r2(Math.min(...ratios))}-${r2(Math.max(...ratios))}x; ` +
     `slower than the anchor in ${slower.length} of ${rows.length} layouts` +
     (slower.length ? ` (path lengths ${slower.join(', ')})` : ''),
+];
+const lines = [
+  ...summary,
   '',
   `| path length | ${CONTENDERS.join(' | ')} | ratio |`,
   `| ---: | ${CONTENDERS.map(() => '---:').join(' | ')} | ---: |`,
@@ -97,4 +100,4 @@ const lines = [
 ];
 fs.writeFileSync(`${out}.md`, lines.join('\n') + '\n');
 fs.writeFileSync(`${out}.json`, JSON.stringify({ node: process.version, reps, rows }, null, 1) + '\n');
-console.log(lines.slice(0, 9).join('\n'));
+console.log(summary.join('\n'));

@@ -1,6 +1,7 @@
 // Callers who wait without a timeout for a computation that an earlier such caller of the same
 // thread waits for share that caller's promise (the core's Jobs::start_patient); a caller with
-// a timeout, or inside a computation, keeps a promise and a wait of its own.
+// a timeout, or inside a computation, keeps a promise and a wait of its own. Steps that other
+// threads queue are driven between computations, never inside one's synchronous part.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
@@ -91,6 +92,35 @@ test('a follow answered beside other actions settles the follower too', async ()
     assert.notEqual(b2, b1, 'answered beside a\'s next step, so through the actions');
     release('b!');
     assert.deepEqual(await Promise.all([a, b1, b2]), ['from the worker', 'b!', 'b!']);
+  } finally {
+    await w.terminate();
+  }
+});
+
+test("another thread's answer waits until the synchronous part of the function running now returns", async () => {
+  // The worker stores a while b's function runs here; the function then calls into the addon,
+  // which would drive a's next step (decoding a, weighing it with sizeOf) inside it, but for
+  // the frame the function runs in (the core's Entered).
+  const shared = uniq('frame-proc');
+  const local = uniq('frame');
+  const seen = [];
+  configure(shared, { shared: 'process', sizeOf: (v) => (seen.push(`sizeOf(${v})`), 1) });
+  configure(local, {});
+  const flags = new Int32Array(new SharedArrayBuffer(8)); // [the worker computes, it stored]
+  const w = new Worker(new URL('./follow_worker.mjs', import.meta.url), { workerData: { name: shared, flags: flags.buffer } });
+  try {
+    while (Atomics.load(flags, 0) === 0) await Atomics.waitAsync(flags, 0, 0).value;
+    const a = cached(shared, 'a', () => assert.fail('the worker computes a'));
+    const b = cached(local, 'b', () => {
+      seen.push('b starts');
+      w.postMessage('go');
+      Atomics.wait(flags, 1, 0); // blocks this thread until the worker has stored a
+      const c = cached(local, 'c', () => 'c'); // a call into the addon, a's step queued
+      seen.push('b returns');
+      return c.then((v) => `b, ${v}`);
+    });
+    assert.deepEqual(await Promise.all([a, b]), ['from the worker', 'b, c']);
+    assert.deepEqual(seen, ['b starts', 'b returns', 'sizeOf(from the worker)']);
   } finally {
     await w.terminate();
   }

@@ -69,6 +69,19 @@ test('timeoutMs Infinity is no timeout, and one past 24.8 days does not fire at 
   assert.equal(await cached(name, 'long', slow('b'), { timeoutMs: 3e9 }), 'b');
 });
 
+/** Runs `body(w, flags)` while follow_worker.mjs (`w`) computes key 'a' of the shared: 'process'
+ * cache `name`; `flags`: [the worker computes, it stored]. Ends the worker after. */
+async function whileTheWorkerComputesA(name, body) {
+  const flags = new Int32Array(new SharedArrayBuffer(8));
+  const w = new Worker(new URL('./follow_worker.mjs', import.meta.url), { workerData: { name, flags: flags.buffer } });
+  try {
+    while (Atomics.load(flags, 0) === 0) await Atomics.waitAsync(flags, 0, 0).value;
+    await body(w, flags);
+  } finally {
+    await w.terminate();
+  }
+}
+
 // A follow the addon answers together with other work (here another thread's value arriving for
 // a waiting caller, queued while this thread was blocked): it goes through the actions, and
 // the follower still gets the first caller's outcome.
@@ -77,10 +90,7 @@ test('a follow answered beside other actions settles the follower too', async ()
   const local = uniq('follow');
   configure(shared, { shared: 'process' });
   configure(local, {});
-  const flags = new Int32Array(new SharedArrayBuffer(8)); // [the worker computes, it stored]
-  const w = new Worker(new URL('./follow_worker.mjs', import.meta.url), { workerData: { name: shared, flags: flags.buffer } });
-  try {
-    while (Atomics.load(flags, 0) === 0) await Atomics.waitAsync(flags, 0, 0).value;
+  await whileTheWorkerComputesA(shared, async (w, flags) => {
     const a = cached(shared, 'a', () => assert.fail('the worker computes a'));
     let release;
     const b1 = cached(local, 'b', () => new Promise((r) => {
@@ -92,9 +102,7 @@ test('a follow answered beside other actions settles the follower too', async ()
     assert.notEqual(b2, b1, 'answered beside a\'s next step, so through the actions');
     release('b!');
     assert.deepEqual(await Promise.all([a, b1, b2]), ['from the worker', 'b!', 'b!']);
-  } finally {
-    await w.terminate();
-  }
+  });
 });
 
 test("another thread's answer waits until the synchronous part of the function running now returns", async () => {
@@ -106,10 +114,7 @@ test("another thread's answer waits until the synchronous part of the function r
   const seen = [];
   configure(shared, { shared: 'process', sizeOf: (v) => (seen.push(`sizeOf(${v})`), 1) });
   configure(local, {});
-  const flags = new Int32Array(new SharedArrayBuffer(8)); // [the worker computes, it stored]
-  const w = new Worker(new URL('./follow_worker.mjs', import.meta.url), { workerData: { name: shared, flags: flags.buffer } });
-  try {
-    while (Atomics.load(flags, 0) === 0) await Atomics.waitAsync(flags, 0, 0).value;
+  await whileTheWorkerComputesA(shared, async (w, flags) => {
     const a = cached(shared, 'a', () => assert.fail('the worker computes a'));
     const b = cached(local, 'b', () => {
       seen.push('b starts');
@@ -121,7 +126,5 @@ test("another thread's answer waits until the synchronous part of the function r
     });
     assert.deepEqual(await Promise.all([a, b]), ['from the worker', 'b, c']);
     assert.deepEqual(seen, ['b starts', 'b returns', 'sizeOf(from the worker)']);
-  } finally {
-    await w.terminate();
-  }
+  });
 });
